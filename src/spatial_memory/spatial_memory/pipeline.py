@@ -1,0 +1,194 @@
+"""The in-process runner: the same components as the ROS graph, wired in one process on a simulated clock.
+
+The stationary pipeline is the first slice of the product: a fixed FR3 sweeps its wrist camera over a
+kitchen table; every frame (15 Hz) gets its camera pose from forward kinematics and enters the pose
+history; a 1 Hz loop (the high-level policy's rate) nominates keyframes by visual novelty, clusters the
+nominations as MemER does, promotes the representatives and draws the egocentric map.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import imageio.v2 as imageio
+import numpy as np
+from tqdm import tqdm
+
+from spatial_memory.context import ContextConfig, KeyframeSelector, NoveltyNominator, SpatialContext
+from spatial_memory.errors import ConfigError
+from spatial_memory.sim.arm_motion import SweepConfig, sweep
+from spatial_memory.sim.tabletop import EXO_CAMERA, WRIST_CAMERA, TabletopConfig, TabletopScene
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StationaryDemoConfig:
+    """Rates, duration and the component configs of the stationary demo."""
+
+    duration_s: float = 60.0
+    frame_rate_hz: float = 15.0  # camera / FK rate
+    policy_rate_hz: float = 1.0  # keyframe nomination and map rate
+    scene: TabletopConfig = field(default_factory=TabletopConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+    context: ContextConfig = field(default_factory=ContextConfig)
+
+    def __post_init__(self) -> None:
+        if self.duration_s <= 0 or self.frame_rate_hz <= 0 or self.policy_rate_hz <= 0:
+            raise ConfigError("duration and rates must be positive")
+        if self.policy_rate_hz > self.frame_rate_hz:
+            raise ConfigError("the policy cannot run faster than the camera")
+
+
+@dataclass
+class DemoResult:
+    """What a run produced: file paths and measured numbers."""
+
+    out_dir: Path
+    frames: int
+    policy_ticks: int
+    keyframe_ids: list[int]
+    nominations: list[int]
+    timings_ms: dict[str, float]
+    wall_time_s: float
+    files: dict[str, str]
+
+
+def _side_by_side(images: list[np.ndarray], height: int) -> np.ndarray:
+    """Scale RGB images to a common height and concatenate them left to right."""
+    scaled = [cv2.resize(im, (round(im.shape[1] * height / im.shape[0]), height), cv2.INTER_AREA)
+              for im in images]
+    return np.concatenate(scaled, axis=1)
+
+
+def _keyframe_sheet(images: list[np.ndarray], map_image: np.ndarray, height: int = 480) -> np.ndarray:
+    """The watermarked keyframes in a grid (up to 4 per row) to the left of the map."""
+    if not images:
+        return map_image
+    cols = min(4, len(images))
+    rows = -(-len(images) // cols)
+    tile_h = height // max(rows, 2)
+    tiles = [cv2.resize(im, (round(im.shape[1] * tile_h / im.shape[0]), tile_h), cv2.INTER_AREA)
+             for im in images]
+    tile_w = tiles[0].shape[1]
+    grid = np.full((height, cols * tile_w, 3), 255, np.uint8)
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, cols)
+        grid[r * tile_h : (r + 1) * tile_h, c * tile_w : c * tile_w + tile.shape[1]] = tile
+    return _side_by_side([grid, map_image], height)
+
+
+class StationaryPipeline:
+    """Runs the stationary loop on the tabletop scene and writes what a person wants to look at."""
+
+    def __init__(self, config: StationaryDemoConfig = StationaryDemoConfig()) -> None:
+        self.config = config
+        self.scene = TabletopScene(config.scene)
+        self.context = SpatialContext(config.context, kinematics=self.scene.kinematics)
+        self.nominator = NoveltyNominator(config.context.selection)
+        self.selector = KeyframeSelector(config.context.selection)
+
+    def run(self, out_dir: Path, progress: bool = True) -> DemoResult:
+        """Run the whole episode; returns the files written and the measured timings."""
+        cfg = self.config
+        out_dir = Path(out_dir)
+        (out_dir / "maps").mkdir(parents=True, exist_ok=True)
+        n_frames = int(round(cfg.duration_s * cfg.frame_rate_hz))
+        tick_every = int(round(cfg.frame_rate_hz / cfg.policy_rate_hz))
+        joints = sweep(np.arange(n_frames) / cfg.frame_rate_hz, cfg.sweep)
+        timings: dict[str, list[float]] = {"fk_and_history": [], "render": [], "keyframes": [], "map": []}
+        tick_frames: list[int] = []  # frame id of each policy tick, in tick order
+        animation: list[np.ndarray] = []
+        start = time.perf_counter()
+        for i in tqdm(range(n_frames), desc="stationary demo", unit="frame", disable=not progress):
+            stamp_ns = int(round(i * 1e9 / cfg.frame_rate_hz))
+            q = self.scene.set_joints(joints[i])
+            is_tick = i % tick_every == 0
+            image = None
+            if is_tick:
+                t0 = time.perf_counter()
+                image = self.scene.render(WRIST_CAMERA)
+                timings["render"].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            frame_id = self.context.add_frame(q, stamp_ns=stamp_ns, image=image)
+            timings["fk_and_history"].append(time.perf_counter() - t0)
+            if not is_tick:
+                continue
+            tick = len(tick_frames)
+            tick_frames.append(frame_id)
+            t0 = time.perf_counter()
+            if self.nominator.nominate(image):
+                self.selector.nominate([tick])
+            self._sync_keyframes([tick_frames[t] for t in self.selector.keyframes()])
+            timings["keyframes"].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            map_image, _ = self.context.generate_map()
+            timings["map"].append(time.perf_counter() - t0)
+            cv2.imwrite(str(out_dir / "maps" / f"map_{tick:04d}.png"), cv2.cvtColor(map_image, cv2.COLOR_RGB2BGR))
+            exo = self.scene.render(EXO_CAMERA)
+            animation.append(_side_by_side([image, exo, map_image], 320))
+        wall = time.perf_counter() - start
+        files = self._write_outputs(out_dir, animation)
+        result = DemoResult(
+            out_dir=out_dir,
+            frames=n_frames,
+            policy_ticks=len(tick_frames),
+            keyframe_ids=[k.frame_id for k in self.context.keyframes],
+            nominations=[tick_frames[t] for t in self.selector.nominations],
+            timings_ms={k: 1e3 * float(np.median(v)) for k, v in timings.items() if v},
+            wall_time_s=wall,
+            files=files,
+        )
+        self._write_summary(result)
+        return result
+
+    def _sync_keyframes(self, wanted: list[int]) -> None:
+        """Make the context's keyframes equal the selector's representatives (promote new, remove stale)."""
+        current = {k.frame_id for k in self.context.keyframes}
+        for frame_id in current - set(wanted):
+            self.context.remove_keyframe(frame_id)
+        for frame_id in sorted(set(wanted) - current):
+            self.context.promote_to_keyframe(frame_id)
+
+    def _write_outputs(self, out_dir: Path, animation: list[np.ndarray]) -> dict[str, str]:
+        map_image, colors = self.context.generate_map()
+        images = [im for im in self.context.keyframe_images() if im is not None]
+        marked = self.context.watermark_keyframes(images, colors)
+        files = {
+            "map": out_dir / "map_final.png",
+            "keyframes": out_dir / "keyframes_and_map.png",
+            "animation": out_dir / "demo.gif",
+            "maps": out_dir / "maps",
+        }
+        cv2.imwrite(str(files["map"]), cv2.cvtColor(map_image, cv2.COLOR_RGB2BGR))
+        sheet = _keyframe_sheet(marked, map_image)
+        cv2.imwrite(str(files["keyframes"]), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+        imageio.mimsave(files["animation"], animation, duration=250, loop=0)
+        return {k: str(v) for k, v in files.items()}
+
+    def _write_summary(self, result: DemoResult) -> None:
+        summary = asdict(result)
+        summary["out_dir"] = str(result.out_dir)
+        summary["config"] = asdict(self.config)
+        (result.out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        lines = [
+            "# spatial_memory stationary demo",
+            "",
+            f"- {result.frames} frames at {self.config.frame_rate_hz:g} Hz "
+            f"({self.config.duration_s:g} s simulated), {result.policy_ticks} policy ticks",
+            f"- keyframes (frame ids): {result.keyframe_ids}",
+            f"- wall time: {result.wall_time_s:.1f} s",
+            "",
+            "| stage | median ms |",
+            "|---|---|",
+            *[f"| {k} | {v:.3f} |" for k, v in result.timings_ms.items()],
+        ]
+        (result.out_dir / "summary.md").write_text("\n".join(lines) + "\n")
+
+    def close(self) -> None:
+        self.scene.close()

@@ -27,9 +27,13 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, default=60.0, help="simulated seconds (default 60)")
     demo.add_argument("--seed", type=int, default=0, help="scene seed")
     demo.add_argument("--resolution", default="320x240", help="camera images, WxH (default 320x240)")
-    demo.add_argument("--params", type=Path, default=None,
-                      help="ROS parameter file to take the spatial context settings from "
-                      "(default: the package's config/robot.yaml)")
+    demo.add_argument(
+        "--params",
+        type=Path,
+        default=None,
+        help="ROS parameter file to take the spatial context settings from "
+        "(default: the package's config/robot.yaml)",
+    )
     return parser
 
 
@@ -59,8 +63,10 @@ def _run_demo(args: argparse.Namespace) -> None:
         result = pipeline.run(args.out)
     finally:
         pipeline.close()
-    print(f"demo finished in {result.wall_time_s:.1f} s: {result.frames} frames, "
-          f"{len(result.keyframe_ids)} keyframes")
+    print(
+        f"demo finished in {result.wall_time_s:.1f} s: {result.frames} frames, "
+        f"{len(result.keyframe_ids)} keyframes"
+    )
     for name, path in result.files.items():
         print(f"  {name:10s} {path}")
     print(f"  {'summary':10s} {result.out_dir / 'summary.md'}")
@@ -68,8 +74,9 @@ def _run_demo(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         if args.command == "demo":
             _run_demo(args)

@@ -61,8 +61,9 @@ class DemoResult:
 
 def _side_by_side(images: list[np.ndarray], height: int) -> np.ndarray:
     """Scale RGB images to a common height and concatenate them left to right."""
-    scaled = [cv2.resize(im, (round(im.shape[1] * height / im.shape[0]), height), cv2.INTER_AREA)
-              for im in images]
+    scaled = [
+        cv2.resize(im, (round(im.shape[1] * height / im.shape[0]), height), cv2.INTER_AREA) for im in images
+    ]
     return np.concatenate(scaled, axis=1)
 
 
@@ -73,8 +74,9 @@ def _keyframe_sheet(images: list[np.ndarray], map_image: np.ndarray, height: int
     cols = min(4, len(images))
     rows = -(-len(images) // cols)
     tile_h = height // max(rows, 2)
-    tiles = [cv2.resize(im, (round(im.shape[1] * tile_h / im.shape[0]), tile_h), cv2.INTER_AREA)
-             for im in images]
+    tiles = [
+        cv2.resize(im, (round(im.shape[1] * tile_h / im.shape[0]), tile_h), cv2.INTER_AREA) for im in images
+    ]
     tile_w = tiles[0].shape[1]
     grid = np.full((height, cols * tile_w, 3), 255, np.uint8)
     for i, tile in enumerate(tiles):
@@ -129,7 +131,9 @@ class StationaryPipeline:
             t0 = time.perf_counter()
             map_image, _ = self.context.generate_map()
             timings["map"].append(time.perf_counter() - t0)
-            cv2.imwrite(str(out_dir / "maps" / f"map_{tick:04d}.png"), cv2.cvtColor(map_image, cv2.COLOR_RGB2BGR))
+            cv2.imwrite(
+                str(out_dir / "maps" / f"map_{tick:04d}.png"), cv2.cvtColor(map_image, cv2.COLOR_RGB2BGR)
+            )
             exo = self.scene.render(EXO_CAMERA)
             animation.append(_side_by_side([image, exo, map_image], 320))
         wall = time.perf_counter() - start

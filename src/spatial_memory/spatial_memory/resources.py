@@ -1,14 +1,15 @@
 """Locate the files the package ships in `share/spatial_memory/` (URDF, configs, launch files).
 
-Looked up in order: `$SPATIAL_MEMORY_SHARE`, the ament index (a colcon/ROS install), `<prefix>/share/spatial_memory`
-(a pip install puts setup.py's data_files there), and the source checkout (editable installs, tests).
+Looked up in order: `$SPATIAL_MEMORY_SHARE`, the ament index (a colcon/ROS install),
+`<prefix>/share/spatial_memory` (a pip install puts setup.py's data_files there), and the source
+checkout (editable installs, tests).
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from spatial_memory.errors import ResourceNotFoundError
@@ -32,7 +33,7 @@ def _candidates() -> list[Path]:
     return roots
 
 
-@lru_cache(maxsize=None)
+@cache
 def share_path(relative: str) -> Path:
     """Absolute path of a shipped file such as 'urdf/fr3.urdf' or 'config/robot.yaml'."""
     tried = []

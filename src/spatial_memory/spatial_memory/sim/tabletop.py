@@ -38,9 +38,9 @@ class TabletopConfig:
     width: int = 320  # rendered image size (both cameras)
     height: int = 240
     table_height: float = 0.75  # top of the table, metres; the robot base stands on it
-    num_objects: int = 10
-    exo_camera_position: tuple[float, float, float] = (1.7, -1.1, 1.75)
-    exo_camera_target: tuple[float, float, float] = (0.35, 0.0, 0.85)
+    num_objects: int = 12
+    exo_camera_position: tuple[float, float, float] = (1.75, -1.25, 1.65)
+    exo_camera_target: tuple[float, float, float] = (0.4, 0.0, 0.8)
     exo_fovy_deg: float = 60.0
     wrist_fovy_deg: float = 58.0
     shadows: bool = False  # shadows cost 3-5x render time on a CPU
@@ -84,14 +84,22 @@ class TabletopScene:
         self._depth_renderer = mujoco.Renderer(self.model, config.height, config.width)
         self._depth_renderer.enable_depth_rendering()
         self.set_joints(self.kinematics.home)
-        log.info("tabletop scene: seed %d, %d objects, %dx%d", config.seed, config.num_objects,
-                 config.width, config.height)
+        log.info(
+            "tabletop scene: seed %d, %d objects, %dx%d",
+            config.seed,
+            config.num_objects,
+            config.width,
+            config.height,
+        )
 
     # ------------------------------------------------------------------ building
     def _build_spec(self, mount: CameraMount | None) -> mujoco.MjSpec:
         cfg = self.config
         rng = np.random.default_rng(cfg.seed)
-        spec = mujoco.MjSpec()
+        # The world is built around the robot's own spec (no attach step, so every robot name stays as in
+        # the URDF); the robot's root body is moved onto the table.
+        spec = load_mjspec(mount, fovy_deg=cfg.wrist_fovy_deg)
+        spec.body("base").pos = self.T_world_base[:3, 3].tolist()
         spec.modelname = "tabletop_kitchen"
         spec.visual.global_.offwidth = max(640, cfg.width)
         spec.visual.global_.offheight = max(480, cfg.height)
@@ -100,16 +108,21 @@ class TabletopScene:
         self._add_table(spec, rng)
         self._add_objects(spec, rng)
         self._add_exo_camera(spec)
-        robot = load_mjspec(mount, fovy_deg=cfg.wrist_fovy_deg)
-        frame = spec.worldbody.add_frame(pos=self.T_world_base[:3, 3].tolist())
-        frame.attach_body(robot.body("base"), "", "")
         return spec
 
-    def _material(self, spec: mujoco.MjSpec, name: str, image: np.ndarray, repeat: float = 1.0) -> str:
-        tex = spec.add_texture(name=name, type=mujoco.mjtTexture.mjTEXTURE_2D, width=image.shape[1],
-                               height=image.shape[0], nchannel=3)
+    def _material(
+        self, spec: mujoco.MjSpec, name: str, image: np.ndarray, repeat: float = 1.0, uniform: bool = True
+    ) -> str:
+        """A material with a procedural texture; `uniform` repeats it per metre, else once per face."""
+        tex = spec.add_texture(
+            name=name,
+            type=mujoco.mjtTexture.mjTEXTURE_2D,
+            width=image.shape[1],
+            height=image.shape[0],
+            nchannel=3,
+        )
         tex.data = np.ascontiguousarray(image).tobytes()
-        mat = spec.add_material(name=name, texrepeat=[repeat, repeat], texuniform=True)
+        mat = spec.add_material(name=name, texrepeat=[repeat, repeat], texuniform=uniform)
         mat.textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = name
         return name
 
@@ -125,8 +138,13 @@ class TabletopScene:
             "wall_front": ((2.7, 0.0, 1.3), (0.02, 2.5, 1.3), textures.dots(rng)),
         }
         for name, (pos, size, image) in walls.items():
-            wb.add_geom(name=name, type=box, pos=list(pos), size=list(size),
-                        material=self._material(spec, name, image, repeat=3.0))
+            wb.add_geom(
+                name=name,
+                type=box,
+                pos=list(pos),
+                size=list(size),
+                material=self._material(spec, name, image, repeat=3.0),
+            )
         counters = {  # kitchen furniture that gives each direction its own look
             "fridge": ((-0.9, 1.6, 0.9), (0.3, 0.35, 0.9), (0.85, 0.87, 0.9, 1)),
             "cabinet": ((-0.95, -1.3, 0.45), (0.25, 0.6, 0.45), (0.35, 0.22, 0.15, 1)),
@@ -136,19 +154,33 @@ class TabletopScene:
         for name, (pos, size, rgba) in counters.items():
             wb.add_geom(name=name, type=box, pos=list(pos), size=list(size), rgba=list(rgba))
         for i, pos in enumerate(([0.5, 0.0, 2.6], [-0.5, 1.2, 2.4], [1.5, -1.2, 2.4])):
-            wb.add_light(name=f"light{i}", pos=pos, dir=[0, 0, -1], diffuse=[0.55, 0.55, 0.55],
-                         castshadow=self.config.shadows)
+            wb.add_light(
+                name=f"light{i}",
+                pos=pos,
+                dir=[0, 0, -1],
+                diffuse=[0.55, 0.55, 0.55],
+                castshadow=self.config.shadows,
+            )
 
     def _add_table(self, spec: mujoco.MjSpec, rng: np.random.Generator) -> None:
         top = self.config.table_height
-        wood = self._material(spec, "table_top", textures.wood(rng), repeat=1.0)
-        table = spec.worldbody.add_body(name="table", pos=[0.35, 0.0, 0.0])
-        table.add_geom(name="table_top", type=mujoco.mjtGeom.mjGEOM_BOX, pos=[0, 0, top - 0.02],
-                       size=[0.75, 0.9, 0.02], material=wood)
-        for i, (x, y) in enumerate(((0.7, 0.85), (0.7, -0.85), (-0.7, 0.85), (-0.7, -0.85))):
-            table.add_geom(name=f"table_leg{i}", type=mujoco.mjtGeom.mjGEOM_BOX,
-                           pos=[x, y, (top - 0.04) / 2], size=[0.03, 0.03, (top - 0.04) / 2],
-                           rgba=[0.3, 0.2, 0.12, 1])
+        wood = self._material(spec, "table_top", textures.wood(rng), repeat=0.8)
+        table = spec.worldbody.add_body(name="table", pos=[0.4, 0.0, 0.0])
+        table.add_geom(
+            name="table_top",
+            type=mujoco.mjtGeom.mjGEOM_BOX,
+            pos=[0, 0, top - 0.02],
+            size=[0.8, 1.05, 0.02],
+            material=wood,
+        )
+        for i, (x, y) in enumerate(((0.75, 1.0), (0.75, -1.0), (-0.75, 1.0), (-0.75, -1.0))):
+            table.add_geom(
+                name=f"table_leg{i}",
+                type=mujoco.mjtGeom.mjGEOM_BOX,
+                pos=[x, y, (top - 0.04) / 2],
+                size=[0.03, 0.03, (top - 0.04) / 2],
+                rgba=[0.3, 0.2, 0.12, 1],
+            )
 
     def _add_objects(self, spec: mujoco.MjSpec, rng: np.random.Generator) -> None:
         """Kitchen objects on the table, in reach of the arm and spread around it."""
@@ -157,9 +189,9 @@ class TabletopScene:
         placed: list[np.ndarray] = []
         for i in range(self.config.num_objects):
             for _ in range(200):  # rejection sampling for spacing
-                r, a = rng.uniform(0.35, 0.8), rng.uniform(-1.9, 1.9)
+                r, a = rng.uniform(0.45, 1.0), rng.uniform(-1.9, 1.9)
                 xy = np.array([r * math.cos(a), r * math.sin(a)])
-                inside = -0.35 < xy[0] < 1.05 and abs(xy[1]) < 0.85
+                inside = -0.35 < xy[0] < 1.15 and abs(xy[1]) < 1.0
                 if inside and all(np.linalg.norm(xy - p) > 0.17 for p in placed):
                     break
             else:
@@ -168,12 +200,19 @@ class TabletopScene:
             placed.append(xy)
             kind = kinds[i % len(kinds)]
             gen = list(textures.GENERATORS.values())[int(rng.integers(len(textures.GENERATORS)))]
-            mat = self._material(spec, f"obj{i}", gen(rng, 128))
+            mat = self._material(spec, f"obj{i}", gen(rng, 128), uniform=False)
             self._add_object(spec, f"obj{i}_{kind}", kind, xy, top, mat, rng)
 
     @staticmethod
-    def _add_object(spec: mujoco.MjSpec, name: str, kind: str, xy: np.ndarray, top: float, mat: str,
-                    rng: np.random.Generator) -> None:
+    def _add_object(
+        spec: mujoco.MjSpec,
+        name: str,
+        kind: str,
+        xy: np.ndarray,
+        top: float,
+        mat: str,
+        rng: np.random.Generator,
+    ) -> None:
         g = mujoco.mjtGeom
         yaw = float(rng.uniform(-math.pi, math.pi))
         quat = quat_xyzw_to_wxyz(Rotation.from_euler("z", yaw).as_quat()).tolist()
@@ -187,8 +226,9 @@ class TabletopScene:
         }
         gtype, size = shapes[kind]
         half_height = {"box": 0.11, "can": 0.06, "fruit": 0.045, "board": 0.012, "bowl": 0.03}.get(kind, 0.12)
-        body = spec.worldbody.add_body(name=name, pos=[float(xy[0]), float(xy[1]), top + half_height],
-                                       quat=quat)
+        body = spec.worldbody.add_body(
+            name=name, pos=[float(xy[0]), float(xy[1]), top + half_height], quat=quat
+        )
         body.add_geom(name=name, type=gtype, size=size, material=mat)
 
     def _add_exo_camera(self, spec: mujoco.MjSpec) -> None:
@@ -196,8 +236,9 @@ class TabletopScene:
         T = look_at(np.array(cfg.exo_camera_position), np.array(cfg.exo_camera_target))
         R_mj = T[:3, :3] @ _MJ_CAM_TO_OPTICAL
         quat = quat_xyzw_to_wxyz(Rotation.from_matrix(R_mj).as_quat()).tolist()
-        spec.worldbody.add_camera(name=EXO_CAMERA, pos=list(cfg.exo_camera_position), quat=quat,
-                                  fovy=cfg.exo_fovy_deg)
+        spec.worldbody.add_camera(
+            name=EXO_CAMERA, pos=list(cfg.exo_camera_position), quat=quat, fovy=cfg.exo_fovy_deg
+        )
 
     # ------------------------------------------------------------------ running
     def set_joints(self, q: np.ndarray, clamp: bool = False) -> np.ndarray:

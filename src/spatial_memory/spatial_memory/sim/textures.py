@@ -24,12 +24,13 @@ def _tint(gray: np.ndarray, dark: tuple[int, int, int], light: tuple[int, int, i
 
 
 def wood(rng: np.random.Generator, size: int = 256) -> np.ndarray:
-    """Wood grain: stretched rings perturbed by noise."""
+    """Wood planks: wavy grain lines along x, a few planks with their own shade."""
     y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    warp = _smooth_noise(rng, size, 6) * 3.0
-    rings = 0.5 + 0.5 * np.sin((x * 2.0 + warp) * 2 * np.pi * rng.uniform(4, 8) + y * 0.5)
-    grain = 0.85 + 0.15 * _smooth_noise(rng, size, 48)
-    return _tint(rings * grain, (110, 70, 35), (200, 150, 95))
+    warp = _smooth_noise(rng, size, 5) * 0.6
+    grain = 0.5 + 0.5 * np.sin(2 * np.pi * (y * rng.uniform(10, 16) + warp * 3.0))
+    fine = _smooth_noise(rng, size, 64)
+    planks = rng.uniform(0.8, 1.0, 4)[np.minimum((y * 4).astype(int), 3)]
+    return _tint((0.55 * grain + 0.45 * fine) * planks, (105, 65, 32), (205, 155, 100))
 
 
 def tiles(rng: np.random.Generator, size: int = 256, n: int = 8) -> np.ndarray:
@@ -41,7 +42,7 @@ def tiles(rng: np.random.Generator, size: int = 256, n: int = 8) -> np.ndarray:
         for j in range(n):
             img[i * step : (i + 1) * step, j * step : (j + 1) * step] = base * rng.uniform(0.88, 1.0)
     grout = np.zeros((size, size), bool)
-    grout[:: step, :] = grout[:, ::step] = True
+    grout[::step, :] = grout[:, ::step] = True
     grout = cv2.dilate(grout.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
     img[grout] = (90, 90, 90)
     return img.clip(0, 255).astype(np.uint8)
@@ -81,4 +82,11 @@ def checker(rng: np.random.Generator, size: int = 256, n: int = 8) -> np.ndarray
     return np.where(((x + y) % 2 == 0)[..., None], a, b).astype(np.uint8)
 
 
-GENERATORS = {"wood": wood, "tiles": tiles, "stripes": stripes, "dots": dots, "marble": marble, "checker": checker}
+GENERATORS = {
+    "wood": wood,
+    "tiles": tiles,
+    "stripes": stripes,
+    "dots": dots,
+    "marble": marble,
+    "checker": checker,
+}

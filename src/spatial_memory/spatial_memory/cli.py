@@ -47,17 +47,24 @@ def _resolution(text: str) -> tuple[int, int]:
 
 def _run_demo(args: argparse.Namespace) -> None:
     os.environ.setdefault("MUJOCO_GL", "egl")
+    from spatial_memory.config import load_config
     from spatial_memory.pipeline import StationaryDemoConfig, StationaryPipeline
-    from spatial_memory.ros.node_configs import context_config_from_params
+    from spatial_memory.resources import share_path
+    from spatial_memory.ros.node_configs import SpatialContextNodeConfig
 
     width, height = _resolution(args.resolution)
+    # The same parameter file as the ROS graph: the spatial context and the camera mount come from it.
+    params = args.params or share_path("config/robot.yaml")
+    node = load_config(SpatialContextNodeConfig, params, "spatial_context_node")
     base = StationaryDemoConfig()
     config = dataclasses.replace(
         base,
         duration_s=args.duration,
         scene=dataclasses.replace(base.scene, seed=args.seed, width=width, height=height),
-        context=context_config_from_params(args.params),
+        camera=node.camera,
+        context=node.context,
     )
+    log.info("spatial context settings from %s", params)
     pipeline = StationaryPipeline(config)
     try:
         result = pipeline.run(args.out)

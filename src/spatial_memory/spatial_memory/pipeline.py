@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from spatial_memory.context import ContextConfig, KeyframeSelector, NoveltyNominator, SpatialContext
 from spatial_memory.errors import ConfigError
+from spatial_memory.robot.description import CameraMount
 from spatial_memory.sim.arm_motion import SweepConfig, sweep
 from spatial_memory.sim.tabletop import EXO_CAMERA, WRIST_CAMERA, TabletopConfig, TabletopScene
 
@@ -35,6 +36,7 @@ class StationaryDemoConfig:
     frame_rate_hz: float = 15.0  # camera / FK rate
     policy_rate_hz: float = 1.0  # keyframe nomination and map rate
     scene: TabletopConfig = field(default_factory=TabletopConfig)
+    camera: CameraMount = field(default_factory=CameraMount)  # wrist camera mount on the arm
     sweep: SweepConfig = field(default_factory=SweepConfig)
     context: ContextConfig = field(default_factory=ContextConfig)
 
@@ -62,22 +64,24 @@ class DemoResult:
 def _side_by_side(images: list[np.ndarray], height: int) -> np.ndarray:
     """Scale RGB images to a common height and concatenate them left to right."""
     scaled = [
-        cv2.resize(im, (round(im.shape[1] * height / im.shape[0]), height), cv2.INTER_AREA) for im in images
+        cv2.resize(im, (round(im.shape[1] * height / im.shape[0]), height), interpolation=cv2.INTER_AREA)
+        for im in images
     ]
     return np.concatenate(scaled, axis=1)
 
 
-def _keyframe_sheet(images: list[np.ndarray], map_image: np.ndarray, height: int = 480) -> np.ndarray:
-    """The watermarked keyframes in a grid (up to 4 per row) to the left of the map."""
+def _keyframe_sheet(images: list[np.ndarray], map_image: np.ndarray, height: int = 512) -> np.ndarray:
+    """The watermarked keyframes in a grid (2 columns up to 4 keyframes, else 4) left of the map."""
     if not images:
         return map_image
-    cols = min(4, len(images))
+    cols = 2 if len(images) <= 4 else 4
     rows = -(-len(images) // cols)
     tile_h = height // max(rows, 2)
     tiles = [
-        cv2.resize(im, (round(im.shape[1] * tile_h / im.shape[0]), tile_h), cv2.INTER_AREA) for im in images
+        cv2.resize(im, (round(im.shape[1] * tile_h / im.shape[0]), tile_h), interpolation=cv2.INTER_AREA)
+        for im in images
     ]
-    tile_w = tiles[0].shape[1]
+    tile_w = max(t.shape[1] for t in tiles)
     grid = np.full((height, cols * tile_w, 3), 255, np.uint8)
     for i, tile in enumerate(tiles):
         r, c = divmod(i, cols)
@@ -90,7 +94,7 @@ class StationaryPipeline:
 
     def __init__(self, config: StationaryDemoConfig = StationaryDemoConfig()) -> None:
         self.config = config
-        self.scene = TabletopScene(config.scene)
+        self.scene = TabletopScene(config.scene, config.camera)
         self.context = SpatialContext(config.context, kinematics=self.scene.kinematics)
         self.nominator = NoveltyNominator(config.context.selection)
         self.selector = KeyframeSelector(config.context.selection)
@@ -105,6 +109,8 @@ class StationaryPipeline:
         joints = sweep(np.arange(n_frames) / cfg.frame_rate_hz, cfg.sweep)
         timings: dict[str, list[float]] = {"fk_and_history": [], "render": [], "keyframes": [], "map": []}
         tick_frames: list[int] = []  # frame id of each policy tick, in tick order
+        keyframe_ticks: list[int] = []  # keyframes as tick indices: MemER's merge distance is in policy steps
+        nominated: list[int] = []  # frame ids the nominator put forward
         animation: list[np.ndarray] = []
         start = time.perf_counter()
         for i in tqdm(range(n_frames), desc="stationary demo", unit="frame", disable=not progress):
@@ -124,9 +130,11 @@ class StationaryPipeline:
             tick = len(tick_frames)
             tick_frames.append(frame_id)
             t0 = time.perf_counter()
-            if self.nominator.nominate(image):
+            if self.nominator.observe(tick, image, keyframe_ticks):
                 self.selector.nominate([tick])
-            self._sync_keyframes([tick_frames[t] for t in self.selector.keyframes()])
+                nominated.append(frame_id)
+            keyframe_ticks = self.selector.keyframes()
+            self.context.set_keyframes([tick_frames[t] for t in keyframe_ticks])
             timings["keyframes"].append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             map_image, _ = self.context.generate_map()
@@ -143,21 +151,13 @@ class StationaryPipeline:
             frames=n_frames,
             policy_ticks=len(tick_frames),
             keyframe_ids=[k.frame_id for k in self.context.keyframes],
-            nominations=[tick_frames[t] for t in self.selector.nominations],
+            nominations=nominated,
             timings_ms={k: 1e3 * float(np.median(v)) for k, v in timings.items() if v},
             wall_time_s=wall,
             files=files,
         )
         self._write_summary(result)
         return result
-
-    def _sync_keyframes(self, wanted: list[int]) -> None:
-        """Make the context's keyframes equal the selector's representatives (promote new, remove stale)."""
-        current = {k.frame_id for k in self.context.keyframes}
-        for frame_id in current - set(wanted):
-            self.context.remove_keyframe(frame_id)
-        for frame_id in sorted(set(wanted) - current):
-            self.context.promote_to_keyframe(frame_id)
 
     def _write_outputs(self, out_dir: Path, animation: list[np.ndarray]) -> dict[str, str]:
         map_image, colors = self.context.generate_map()

@@ -144,3 +144,27 @@ def joint_limits() -> tuple[np.ndarray, np.ndarray]:
         lower.append(float(limit.get("lower", "nan")))
         upper.append(float(limit.get("upper", "nan")))
     return np.array(lower), np.array(upper)
+
+
+@dataclass(frozen=True)
+class TfEdge:
+    """One URDF joint as a TF edge: `parent` -> `child`; `fixed` edges go on /tf_static."""
+
+    parent: str
+    child: str
+    fixed: bool
+
+
+def urdf_tf_edges(urdf_text: str) -> list[TfEdge]:
+    """The joints of a URDF as TF edges, parents before children (the order robot_state_publisher uses)."""
+    try:
+        root = ET.fromstring(urdf_text)
+    except ET.ParseError as exc:
+        raise ConfigError(f"robot description is not valid XML: {exc}") from exc
+    edges = []
+    for joint in root.findall("joint"):
+        parent, child = joint.find("parent"), joint.find("child")
+        if parent is None or child is None:
+            raise ConfigError(f"URDF joint {joint.get('name')!r} lacks a parent or child link")
+        edges.append(TfEdge(parent.get("link", ""), child.get("link", ""), joint.get("type") == "fixed"))
+    return edges

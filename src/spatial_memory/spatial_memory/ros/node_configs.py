@@ -1,0 +1,135 @@
+"""Configs of the ROS nodes: frozen dataclasses composed of the component configs, every field defaulted.
+
+These are the nodes' ROS parameters (`spatial_memory.ros.params` declares them from `flatten(Config())`)
+and what `config/robot.yaml` sets. Topic names are not parameters: they are relative and remapped in the
+launch file. Field types are ROS-parameter friendly (bool, int, float, str, tuples of one of those; nested
+dataclasses become dotted names such as `context.map.size_px`). Pure: no rclpy here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from spatial_memory.context.config import ContextConfig
+from spatial_memory.errors import ConfigError
+from spatial_memory.robot.description import CameraMount
+from spatial_memory.ros import topics
+
+
+def _help(text: str) -> dict[str, str]:
+    """Field metadata carrying the ROS parameter description."""
+    return {"help": text}
+
+
+def _triple(value: tuple[float, ...], name: str) -> tuple[float, float, float]:
+    """Three finite floats or ConfigError."""
+    out = tuple(float(v) for v in value)
+    if len(out) != 3 or not all(math.isfinite(v) for v in out):
+        raise ConfigError(f"{name} must be three finite numbers, got {value!r}")
+    return out  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class FkNodeConfig:
+    """fk_node: TF for every FR3 link and camera frame from forward kinematics of `joint_states`."""
+
+    base_parent_frame: str = field(
+        default=topics.BASE_LINK_FRAME,
+        metadata=_help("frame the arm's root link 'base' is attached to by a static TF; '' = none"),
+    )
+    base_xyz: tuple[float, float, float] = field(
+        default=(0.0, 0.0, 0.0), metadata=_help("position (m) of 'base' in base_parent_frame")
+    )
+    base_rpy: tuple[float, float, float] = field(
+        default=(0.0, 0.0, 0.0), metadata=_help("roll, pitch, yaw (rad) of 'base' in base_parent_frame")
+    )
+    ee_frame: str = field(
+        default=topics.EE_FRAME, metadata=_help("link whose pose is published on fk/ee_pose")
+    )
+    clamp_joints: bool = field(
+        default=False,
+        metadata=_help("clamp out-of-limit joint positions instead of rejecting the message"),
+    )
+    publish_robot_description: bool = field(
+        default=True, metadata=_help("publish the URDF on robot_description (TRANSIENT_LOCAL) for RViz")
+    )
+    camera: CameraMount = field(default_factory=CameraMount)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "base_xyz", _triple(self.base_xyz, "base_xyz"))
+        object.__setattr__(self, "base_rpy", _triple(self.base_rpy, "base_rpy"))
+        if not self.ee_frame:
+            raise ConfigError("ee_frame must be a non-empty frame name")
+        if self.base_parent_frame == topics.ARM_ROOT_FRAME:
+            raise ConfigError(
+                f"base_parent_frame cannot be the arm's own root frame {topics.ARM_ROOT_FRAME!r}"
+            )
+
+
+@dataclass(frozen=True)
+class SpatialContextNodeConfig:
+    """spatial_context_node: adds camera frames with their poses to a SpatialContext and publishes the map.
+
+    Stationary mode: the camera pose comes from FK of the latest `joint_states` (the arm's root frame is
+    the world, `world_frame` = 'base'). Mobile mode: the camera pose is looked up in TF,
+    `world_frame` (e.g. 'odom') -> `context.camera_frame` at the image stamp, and the body pose
+    `world_frame` -> `base_frame` is stored next to it.
+    """
+
+    mode: str = field(
+        default="stationary", metadata=_help("'stationary' (pose by FK) or 'mobile' (pose by TF)")
+    )
+    world_frame: str = field(
+        default=topics.ARM_ROOT_FRAME,
+        metadata=_help("frame the poses, markers and keyframes are expressed in ('base' or e.g. 'odom')"),
+    )
+    base_frame: str = field(
+        default=topics.BASE_LINK_FRAME, metadata=_help("mobile mode: the robot body frame looked up in TF")
+    )
+    frame_rate_hz: float = field(
+        default=5.0, metadata=_help("at most this many camera frames per second are added")
+    )
+    map_rate_hz: float = field(default=1.0, metadata=_help("rate of the BEV map / markers / keyframe images"))
+    tf_timeout_s: float = field(
+        default=0.05, metadata=_help("mobile mode: how long to wait for TF at the image stamp")
+    )
+    max_joint_state_age_s: float = field(
+        default=0.5,
+        metadata=_help(
+            "stationary mode: skip an image whose stamp is this far from the latest joint state; 0 = off"
+        ),
+    )
+    keyframe_tile_height: int = field(
+        default=240, metadata=_help("height (px) of each keyframe in the tiled keyframe_images image")
+    )
+    keyframe_tile_columns: int = field(default=4, metadata=_help("keyframes per row in keyframe_images"))
+    marker_scale: float = field(default=1.0, metadata=_help("size multiplier of the RViz keyframe markers"))
+    camera: CameraMount = field(default_factory=CameraMount)
+    context: ContextConfig = field(default_factory=ContextConfig)
+
+    @property
+    def map_frame(self) -> str:
+        """The frame the egocentric map is drawn around: the robot body (mobile) or the arm's root."""
+        return self.base_frame if self.mode == "mobile" else self.world_frame
+
+    def __post_init__(self) -> None:
+        if self.mode not in topics.MODES:
+            raise ConfigError(f"mode must be one of {topics.MODES}, got {self.mode!r}")
+        for name in ("world_frame", "base_frame"):
+            if not getattr(self, name):
+                raise ConfigError(f"{name} must be a non-empty frame name")
+        for name in ("frame_rate_hz", "map_rate_hz", "tf_timeout_s", "marker_scale"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if self.max_joint_state_age_s < 0:
+            raise ConfigError(f"max_joint_state_age_s must be >= 0, got {self.max_joint_state_age_s}")
+        if not 16 <= self.keyframe_tile_height <= 2048:
+            raise ConfigError(f"keyframe_tile_height must be in 16..2048, got {self.keyframe_tile_height}")
+        if self.keyframe_tile_columns < 1:
+            raise ConfigError(f"keyframe_tile_columns must be >= 1, got {self.keyframe_tile_columns}")
+        if self.mode == "stationary" and self.world_frame != topics.ARM_ROOT_FRAME:
+            raise ConfigError(
+                f"stationary mode computes poses by FK in the arm's root frame, so world_frame must be "
+                f"{topics.ARM_ROOT_FRAME!r}, got {self.world_frame!r}"
+            )

@@ -1,0 +1,272 @@
+"""spatial_context_node: camera frames + poses into a `SpatialContext`; BEV map, keyframe markers, images out.
+
+Poses: in `stationary` mode the camera pose is FK of the latest `joint_states` (world = the arm's root
+`base`); in `mobile` mode it is a TF lookup `world_frame` -> `context.camera_frame` at the image stamp
+(e.g. odom -> ... -> wrist_camera_optical_frame, fed by vo_node and fk_node), and the body pose
+`world_frame` -> `base_frame` is stored with it to centre and orient the map. TF was chosen over a
+PoseStamped topic because it gives the pose at the image's own stamp (interpolated) and composes the
+base and arm chains without a second FK here.
+
+Subscribes: `camera/image` (sensor_msgs/Image, sensor-data QoS), `joint_states` (stationary only).
+Publishes (reliable, transient local, depth 1, so a late RViz or policy gets the latest):
+    `spatial_context/bev_map` (rgb8 Image, `map_rate_hz`), `spatial_context/keyframes` (MarkerArray:
+    DELETEALL, then an arrow + number per keyframe), `spatial_context/keyframe_images` (one rgb8 Image:
+    the watermarked keyframes tiled row-major, republished when the keyframe set changes).
+Serves: /promote_keyframe (PromoteKeyframe), /query_pose (QueryPose: no memory backend yet, so it answers
+    success=false and says so; a malformed query image gets success=false and the reason).
+Threads: all our callbacks share the node's default mutually exclusive group (`SpatialContext` is not
+thread-safe); main() spins a 2-thread executor so TF keeps arriving while an image waits for its transform.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+import rclpy
+import rclpy.time
+from rclpy.duration import Duration
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import Image, JointState
+from tf2_ros import Buffer, TransformException, TransformListener
+from visualization_msgs.msg import MarkerArray
+
+from spatial_memory.context.spatial_context import SpatialContext
+from spatial_memory.errors import InvalidInputError, SpatialMemoryError, UnknownFrameError
+from spatial_memory.robot.kinematics import FR3Kinematics
+from spatial_memory.ros import conversions as conv
+from spatial_memory.ros import topics
+from spatial_memory.ros.node_configs import SpatialContextNodeConfig
+from spatial_memory.ros.params import declare_config
+from spatial_memory_interfaces.srv import PromoteKeyframe, QueryPose
+
+LATCHED = QoSProfile(
+    depth=1, reliability=QoSReliabilityPolicy.RELIABLE, durability=QoSDurabilityPolicy.TRANSIENT_LOCAL
+)
+NO_BACKEND = "no memory backend is configured yet"
+QUERY_ENCODINGS = ("rgb8", "bgr8", "mono8")
+RATE_SLACK = 0.95  # accept a frame 5 % early so camera jitter does not halve the frame rate
+WARN_PERIOD_S = 2.0
+
+
+class SpatialContextNode(Node):
+    """Thin shell around `SpatialContext`: converts messages, looks up poses, publishes what it draws."""
+
+    def __init__(self, **node_kwargs: Any) -> None:
+        super().__init__(topics.SPATIAL_CONTEXT_NODE, **node_kwargs)
+        self.config: SpatialContextNodeConfig = declare_config(self, SpatialContextNodeConfig)
+        cfg = self.config
+        self._factory = conv.RclpyFactory()
+        self._stationary = cfg.mode == "stationary"
+        self._kinematics = FR3Kinematics(cfg.camera) if self._stationary else None
+        # (not `self.context`: rclpy.Node.context is the node's rclpy Context)
+        self.spatial_context = SpatialContext(cfg.context, kinematics=self._kinematics)
+        self._joints: tuple[np.ndarray, int] | None = None  # stationary: latest q and its stamp (ns)
+        self._last_added_ns: int | None = None
+        self._shown_keyframes: tuple[int, ...] | None = None
+        s = cfg.marker_scale
+        self._marker_style = conv.MarkerStyle(0.08 * s, 0.01 * s, 0.03 * s, 0.03 * s)
+
+        self._map_pub = self.create_publisher(Image, topics.BEV_MAP, LATCHED)
+        self._marker_pub = self.create_publisher(MarkerArray, topics.KEYFRAME_MARKERS, LATCHED)
+        self._keyframe_pub = self.create_publisher(Image, topics.KEYFRAME_IMAGES, LATCHED)
+        self.create_subscription(Image, topics.CAMERA_IMAGE, self._on_image, qos_profile_sensor_data)
+        if self._stationary:
+            self.create_subscription(
+                JointState, topics.JOINT_STATES, self._on_joint_state, qos_profile_sensor_data
+            )
+        else:
+            self._tf_buffer = Buffer()
+            # The listener's subscriptions sit in their own reentrant group: under the multi-threaded
+            # executor of main() they keep filling the buffer while an image callback waits for TF.
+            self._tf_listener = TransformListener(self._tf_buffer, self)
+        self.create_service(PromoteKeyframe, topics.PROMOTE_KEYFRAME, self._on_promote)
+        self.create_service(QueryPose, topics.QUERY_POSE, self._on_query_pose)
+        self.create_timer(1.0 / cfg.map_rate_hz, self.publish_outputs)
+        self.get_logger().info(
+            f"{cfg.mode} mode: poses in '{cfg.world_frame}' "
+            f"({'FK of joint_states' if self._stationary else 'TF at the image stamp'}), "
+            f"frames at <= {cfg.frame_rate_hz:g} Hz, map at {cfg.map_rate_hz:g} Hz"
+        )
+
+    # -- inputs -------------------------------------------------------------------------------------
+
+    def _stamp_ns(self, header: Any) -> int:
+        """Header stamp in ns; an unstamped (zero) header gets the node's clock."""
+        return conv.stamp_to_ns(header.stamp) or self.get_clock().now().nanoseconds
+
+    def _on_joint_state(self, msg: JointState) -> None:
+        """Stationary mode: keep the latest arm joint vector (validated by FK when a frame is added)."""
+        try:
+            q = conv.joint_positions(msg, self._kinematics.joint_names)
+        except InvalidInputError as exc:
+            self.get_logger().warning(f"ignoring joint state: {exc}", throttle_duration_sec=WARN_PERIOD_S)
+            return
+        self._joints = (q, self._stamp_ns(msg.header))
+
+    def _due(self, stamp_ns: int) -> bool:
+        """Whether a frame stamped `stamp_ns` may be added at `frame_rate_hz`."""
+        if self._last_added_ns is None:
+            return True
+        return stamp_ns - self._last_added_ns >= RATE_SLACK * 1e9 / self.config.frame_rate_hz
+
+    def _on_image(self, msg: Image) -> None:
+        """Add the image with its pose to the context (at most `frame_rate_hz`); bad input is logged."""
+        stamp = self._stamp_ns(msg.header)
+        if not self._due(stamp):
+            return
+        try:
+            pose = self._fk_pose(stamp) if self._stationary else self._tf_pose(stamp)
+            frame_id = self.spatial_context.add_frame(**pose, stamp_ns=stamp, image=conv.image_to_numpy(msg))
+        except (InvalidInputError, TransformException) as exc:
+            self.get_logger().warning(f"image not added: {exc}", throttle_duration_sec=WARN_PERIOD_S)
+            return
+        self._last_added_ns = stamp
+        self.get_logger().debug(f"added frame {frame_id} at {stamp} ns")
+
+    def _fk_pose(self, stamp_ns: int) -> dict[str, np.ndarray]:
+        """Stationary: the latest joint vector, if it is recent enough for an image at `stamp_ns`."""
+        if self._joints is None:
+            raise InvalidInputError(f"no joint state received yet on '{topics.JOINT_STATES}'")
+        q, joint_stamp = self._joints
+        max_age = self.config.max_joint_state_age_s
+        if max_age > 0 and abs(stamp_ns - joint_stamp) > max_age * 1e9:
+            raise InvalidInputError(
+                f"latest joint state is {abs(stamp_ns - joint_stamp) / 1e9:.3f} s away from the image stamp "
+                f"(max_joint_state_age_s = {max_age:g})"
+            )
+        return {"robot_state": q}
+
+    def _tf_pose(self, stamp_ns: int) -> dict[str, np.ndarray]:
+        """Mobile: camera and body poses in `world_frame` from TF at the image stamp."""
+        cfg = self.config
+        when = rclpy.time.Time(nanoseconds=stamp_ns, clock_type=self.get_clock().clock_type)
+        timeout = Duration(seconds=cfg.tf_timeout_s)
+        cam = self._tf_buffer.lookup_transform(cfg.world_frame, cfg.context.camera_frame, when, timeout)
+        base = self._tf_buffer.lookup_transform(cfg.world_frame, cfg.base_frame, when, timeout)
+        return {"T_world_cam": conv.msg_to_matrix(cam), "T_world_base": conv.msg_to_matrix(base)}
+
+    # -- outputs ------------------------------------------------------------------------------------
+
+    def publish_outputs(self) -> None:
+        """Publish the BEV map and the keyframe markers; the keyframe images when the set changed."""
+        now = self.get_clock().now().nanoseconds
+        try:
+            map_rgb, styles = self.spatial_context.generate_map()
+            self._map_pub.publish(
+                conv.numpy_to_image(
+                    map_rgb, "rgb8", factory=self._factory, stamp_ns=now, frame_id=self.config.map_frame
+                )
+            )
+            keyframes = self.spatial_context.keyframes
+            triples = [(k.number, k.T_world_cam, k.rgb) for k in keyframes]
+            self._marker_pub.publish(
+                conv.keyframe_markers(
+                    triples,
+                    frame_id=self.config.world_frame,
+                    stamp_ns=0,  # stamp 0: RViz uses the latest TF (keyframes do not move in the world)
+                    factory=self._factory,
+                    style=self._marker_style,
+                )
+            )
+            shown = tuple(k.frame_id for k in keyframes)
+            if shown != self._shown_keyframes:
+                self._publish_keyframe_images(styles, now)
+                self._shown_keyframes = shown
+        except SpatialMemoryError as exc:
+            self.get_logger().error(
+                f"cannot publish the spatial context: {exc}", throttle_duration_sec=WARN_PERIOD_S
+            )
+
+    def _publish_keyframe_images(self, styles: list, stamp_ns: int) -> None:
+        """Watermark the keyframes that still have an image and publish them tiled in one Image."""
+        pairs = [
+            (img, s)
+            for img, s in zip(self.spatial_context.keyframe_images(), styles, strict=True)
+            if img is not None
+        ]
+        if not pairs:
+            return
+        marked = self.spatial_context.watermark_keyframes([img for img, _ in pairs], [s for _, s in pairs])
+        sheet = conv.tile_images(marked, self.config.keyframe_tile_height, self.config.keyframe_tile_columns)
+        self._keyframe_pub.publish(
+            conv.numpy_to_image(sheet, "rgb8", factory=self._factory, stamp_ns=stamp_ns)
+        )
+
+    # -- services -----------------------------------------------------------------------------------
+
+    def _on_promote(self, request: Any, response: Any) -> Any:
+        """Promote a frame (or the latest) to a keyframe and answer with the keyframe as it is now drawn."""
+        frame_id = self.spatial_context.latest_frame_id if request.latest else int(request.frame_id)
+        try:
+            if frame_id is None:
+                raise UnknownFrameError("no frames in the pose history yet")
+            already = self.spatial_context.is_keyframe(frame_id)
+            self.spatial_context.promote_to_keyframe(frame_id)
+        except UnknownFrameError as exc:
+            response.success, response.message = False, f"cannot promote: {exc}"
+            return response
+        keyframes = self.spatial_context.keyframes
+        kf = next(k for k in keyframes if k.frame_id == frame_id)
+        response.keyframe = conv.keyframe_to_msg(
+            frame_id=kf.frame_id,
+            number=kf.number,
+            T_world_cam=kf.T_world_cam,
+            rgb=kf.rgb,
+            stamp_ns=kf.stamp_ns or 0,
+            world_frame=self.config.world_frame,
+            factory=self._factory,
+        )
+        response.success = True
+        state = "was already" if already else "is now"
+        response.message = f"frame {frame_id} {state} keyframe {kf.number} of {len(keyframes)}"
+        self.get_logger().info(response.message)
+        self.publish_outputs()  # show it at once, not at the next map tick
+        return response
+
+    def _on_query_pose(self, request: Any, response: Any) -> Any:
+        """Validate the query image; with no memory backend yet, answer success=false and say so."""
+        response.success, response.confidence, response.matched_keyframe_id = False, 0.0, -1
+        response.pose.header.frame_id = self.config.map_frame
+        response.pose.header.stamp = self.get_clock().now().to_msg()
+        try:
+            conv.image_to_numpy(request.query)
+            if request.query.encoding not in QUERY_ENCODINGS:
+                raise InvalidInputError(
+                    f"query encoding must be one of {QUERY_ENCODINGS}, got {request.query.encoding!r}"
+                )
+        except InvalidInputError as exc:
+            response.message = f"malformed query image: {exc}"
+            return response
+        backend = f" (asked for backend {request.backend!r})" if request.backend else ""
+        response.message = NO_BACKEND + backend
+        return response
+
+
+def main(args: list[str] | None = None) -> int:
+    """Run spatial_context_node until Ctrl-C or shutdown (Humble- and Jazzy-compatible pattern)."""
+    rclpy.init(args=args)
+    node = None
+    executor = MultiThreadedExecutor(num_threads=2)
+    try:
+        node = SpatialContextNode()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except SpatialMemoryError as exc:  # bad parameters: say which and exit non-zero
+        rclpy.logging.get_logger(topics.SPATIAL_CONTEXT_NODE).fatal(str(exc))
+        return 1
+    finally:
+        executor.shutdown()
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -7,7 +7,6 @@
 odom -> base_link); `world_frame` then defaults to `odom`. Uses only launch APIs present in Humble and Jazzy.
 """
 
-# ruff counts `launch` as first-party here because of the repo's launch/ folder; it is ROS's package.
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.conditions import IfCondition

@@ -224,17 +224,6 @@ def test_rclpy_style_byte_containers_decode_too():
         assert conv.image_to_numpy(Msg).tolist() == [[3, 4]]
 
 
-def test_tile_images_lays_out_a_grid():
-    tiles = [np.full((20, 30, 3), v, np.uint8) for v in (10, 20, 30, 40, 50)]
-    sheet = conv.tile_images(tiles, tile_height=10, max_cols=2)
-    assert sheet.shape == (30, 30, 3)
-    assert (
-        sheet[0, 0, 0] == 10 and sheet[0, 15, 0] == 20 and sheet[25, 0, 0] == 50 and sheet[25, 20, 0] == 255
-    )
-    with pytest.raises(InvalidInputError, match="no images"):
-        conv.tile_images([], 10)
-
-
 # ----------------------------------------------------------------------------------------------------
 # Poses and transforms
 # ----------------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from spatial_memory.context import ContextConfig, KeyframeSelector, NoveltyNominator, SpatialContext
+from spatial_memory.context.watermark import tile_images
 from spatial_memory.errors import ConfigError
 from spatial_memory.robot.description import CameraMount
 from spatial_memory.sim.arm_motion import SweepConfig, sweep
@@ -74,19 +75,12 @@ def _keyframe_sheet(images: list[np.ndarray], map_image: np.ndarray, height: int
     """The watermarked keyframes in a grid (2 columns up to 4 keyframes, else 4) left of the map."""
     if not images:
         return map_image
-    cols = 2 if len(images) <= 4 else 4
-    rows = -(-len(images) // cols)
-    tile_h = height // max(rows, 2)
-    tiles = [
-        cv2.resize(im, (round(im.shape[1] * tile_h / im.shape[0]), tile_h), interpolation=cv2.INTER_AREA)
-        for im in images
-    ]
-    tile_w = max(t.shape[1] for t in tiles)
-    grid = np.full((height, cols * tile_w, 3), 255, np.uint8)
-    for i, tile in enumerate(tiles):
-        r, c = divmod(i, cols)
-        grid[r * tile_h : (r + 1) * tile_h, c * tile_w : c * tile_w + tile.shape[1]] = tile
-    return _side_by_side([grid, map_image], height)
+    columns = 2 if len(images) <= 4 else 4
+    rows = -(-len(images) // columns)
+    grid = tile_images(images, tile_height=height // max(rows, 2), max_cols=columns)
+    canvas = np.full((height, grid.shape[1], 3), 255, np.uint8)
+    canvas[: grid.shape[0]] = grid
+    return _side_by_side([canvas, map_image], height)
 
 
 class StationaryPipeline:
@@ -160,9 +154,11 @@ class StationaryPipeline:
         return result
 
     def _write_outputs(self, out_dir: Path, animation: list[np.ndarray]) -> dict[str, str]:
-        map_image, colors = self.context.generate_map()
-        images = [im for im in self.context.keyframe_images() if im is not None]
-        marked = self.context.watermark_keyframes(images, colors)
+        map_image, styles = self.context.generate_map()
+        pairs = [
+            (im, st) for im, st in zip(self.context.keyframe_images(), styles, strict=True) if im is not None
+        ]
+        marked = self.context.watermark_keyframes([im for im, _ in pairs], [st for _, st in pairs])
         files = {
             "map": out_dir / "map_final.png",
             "keyframes": out_dir / "keyframes_and_map.png",

@@ -315,33 +315,6 @@ def numpy_to_image(
     )
 
 
-def tile_images(images: Sequence[np.ndarray], tile_height: int, max_cols: int = 4) -> np.ndarray:
-    """RGB images scaled to one height, laid out row-major in a grid of up to `max_cols` columns.
-
-    Used to publish all watermarked keyframes as a single Image (one RViz display, one message).
-    """
-    import cv2  # local: keeps the module importable for pure message tests without OpenCV
-
-    if not images:
-        raise InvalidInputError("no images to tile")
-    if tile_height < 1 or max_cols < 1:
-        raise InvalidInputError(f"tile_height and max_cols must be >= 1, got {tile_height}, {max_cols}")
-    tiles = []
-    for im in images:
-        if im.ndim != 3 or im.shape[2] != 3 or im.dtype != np.uint8:
-            raise InvalidInputError(f"tiles must be RGB uint8 (H, W, 3), got {im.dtype} {im.shape}")
-        width = max(1, round(im.shape[1] * tile_height / im.shape[0]))
-        tiles.append(cv2.resize(im, (width, tile_height), interpolation=cv2.INTER_AREA))
-    cols = min(max_cols, len(tiles))
-    rows = -(-len(tiles) // cols)
-    tile_w = max(t.shape[1] for t in tiles)
-    sheet = np.full((rows * tile_height, cols * tile_w, 3), 255, np.uint8)
-    for i, tile in enumerate(tiles):
-        r, c = divmod(i, cols)
-        sheet[r * tile_height : (r + 1) * tile_height, c * tile_w : c * tile_w + tile.shape[1]] = tile
-    return sheet
-
-
 # ----------------------------------------------------------------------------------------------------
 # Poses and transforms
 # ----------------------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from tf2_ros import Buffer, TransformException, TransformListener
 from visualization_msgs.msg import MarkerArray
 
 from spatial_memory.context.spatial_context import SpatialContext
+from spatial_memory.context.watermark import tile_images
 from spatial_memory.errors import InvalidInputError, SpatialMemoryError, UnknownFrameError
 from spatial_memory.robot.kinematics import FR3Kinematics
 from spatial_memory.ros import conversions as conv
@@ -191,7 +192,7 @@ class SpatialContextNode(Node):
         if not pairs:
             return
         marked = self.spatial_context.watermark_keyframes([img for img, _ in pairs], [s for _, s in pairs])
-        sheet = conv.tile_images(marked, self.config.keyframe_tile_height, self.config.keyframe_tile_columns)
+        sheet = tile_images(marked, self.config.keyframe_tile_height, self.config.keyframe_tile_columns)
         self._keyframe_pub.publish(
             conv.numpy_to_image(sheet, "rgb8", factory=self._factory, stamp_ns=stamp_ns)
         )

@@ -1,6 +1,6 @@
 """The in-process runner: the same components as the ROS graph, wired in one process on a simulated clock.
 
-The stationary pipeline is the first slice of the product: a fixed FR3 sweeps its wrist camera over a
+The stationary pipeline is the first slice of the product: a fixed FR3 tours its wrist camera over a
 kitchen table; every frame (15 Hz) gets its camera pose from forward kinematics and enters the pose
 history; a 1 Hz loop (the high-level policy's rate) nominates keyframes by visual novelty, clusters the
 nominations as MemER does, promotes the representatives and draws the egocentric map.
@@ -23,7 +23,7 @@ from spatial_memory.context import ContextConfig, KeyframeSelector, NoveltyNomin
 from spatial_memory.context.watermark import tile_images
 from spatial_memory.errors import ConfigError
 from spatial_memory.robot.description import CameraMount
-from spatial_memory.sim.arm_motion import SweepConfig, sweep
+from spatial_memory.sim.arm_motion import TourConfig, tour
 from spatial_memory.sim.tabletop import EXO_CAMERA, WRIST_CAMERA, TabletopConfig, TabletopScene
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ class StationaryDemoConfig:
     policy_rate_hz: float = 1.0  # keyframe nomination and map rate
     scene: TabletopConfig = field(default_factory=TabletopConfig)
     camera: CameraMount = field(default_factory=CameraMount)  # wrist camera mount on the arm
-    sweep: SweepConfig = field(default_factory=SweepConfig)
+    tour: TourConfig = field(default_factory=TourConfig)
     context: ContextConfig = field(default_factory=ContextConfig)
 
     def __post_init__(self) -> None:
@@ -100,7 +100,7 @@ class StationaryPipeline:
         (out_dir / "maps").mkdir(parents=True, exist_ok=True)
         n_frames = int(round(cfg.duration_s * cfg.frame_rate_hz))
         tick_every = int(round(cfg.frame_rate_hz / cfg.policy_rate_hz))
-        joints = sweep(np.arange(n_frames) / cfg.frame_rate_hz, cfg.sweep)
+        joints = tour(np.arange(n_frames) / cfg.frame_rate_hz, cfg.tour)
         timings: dict[str, list[float]] = {"fk_and_history": [], "render": [], "keyframes": [], "map": []}
         tick_frames: list[int] = []  # frame id of each policy tick, in tick order
         keyframe_ticks: list[int] = []  # keyframes as tick indices: MemER's merge distance is in policy steps
@@ -163,12 +163,15 @@ class StationaryPipeline:
             "map": out_dir / "map_final.png",
             "keyframes": out_dir / "keyframes_and_map.png",
             "animation": out_dir / "demo.gif",
+            "views": out_dir / "views_and_map.png",
             "maps": out_dir / "maps",
         }
         cv2.imwrite(str(files["map"]), cv2.cvtColor(map_image, cv2.COLOR_RGB2BGR))
         sheet = _keyframe_sheet(marked, map_image)
         cv2.imwrite(str(files["keyframes"]), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
         imageio.mimsave(files["animation"], animation, duration=250, loop=0)
+        if animation:  # the last frame at full colour (GIF frames have 256-colour palettes)
+            cv2.imwrite(str(files["views"]), cv2.cvtColor(animation[-1], cv2.COLOR_RGB2BGR))
         return {k: str(v) for k, v in files.items()}
 
     def _write_summary(self, result: DemoResult) -> None:

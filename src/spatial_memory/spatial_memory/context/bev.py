@@ -573,7 +573,7 @@ def render(lay: MapLayout, config: MapConfig | None = None) -> np.ndarray:
         cv2.line(img, (x0, y), (x1, y), INK, 2, AA)
         for x in (x0, x1):
             cv2.line(img, (x, y - 5), (x, y + 1), INK, 2, AA)
-        cv2.putText(img, format_metres(lay.scale_bar_m), (x0, y - 9), FONT, 0.45, INK, 1, AA)
+        cv2.putText(img, format_metres(lay.scale_bar_m), (x1 + 7, y + 4), FONT, 0.45, INK, 1, AA)
     if cfg.show_legend:
         _robot_glyph(img, (19.0, 20.0), 7.0)
         cv2.putText(img, "robot, up = its heading", (31, 25), FONT, 0.42, LABEL, 1, AA)

@@ -11,10 +11,8 @@ Writes `benchmarks/results/fk.json` and `fk.md` with the machine it ran on.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -22,6 +20,7 @@ from pathlib import Path
 
 import mujoco
 import numpy as np
+from machine import machine
 
 from spatial_memory.robot.kinematics import FR3Kinematics
 
@@ -113,33 +112,11 @@ def time_per_call(fn: Callable[[np.ndarray], object], inputs: list, repeats: int
     return {"median_us": statistics.median(us), "min_us": min(us), "max_us": max(us), "repeats": repeats}
 
 
-def machine() -> dict:
-    """CPU, core count, library versions and date of this run."""
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "pinned_to_core": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "mujoco": mujoco.__version__,
-        "numpy": np.__version__,
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        # Other processes on the machine slow a pinned core down too: record how busy it was.
-        "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
-    }
-
-
 def run(n_configs: int, repeats: int) -> dict:
     """Time every case on the same random joint vectors; check the two implementations agree."""
-    info = machine()  # before the runs: the load average is that of the machine we start on
+    info = machine(
+        mujoco=mujoco.__version__, numpy=np.__version__
+    )  # before the runs: the load average is that of the machine we start on
     kin = FR3Kinematics()
     rng = np.random.default_rng(0)
     Q = rng.uniform(kin.lower, kin.upper, size=(n_configs, 7))
@@ -200,10 +177,10 @@ def markdown(report: dict) -> str:
             "`python3 benchmarks/bench_fk.py`: one core, median of repeats; microseconds per call",
             "(per pose for the batch rows).",
             "",
-            f"- machine: {m['cpu']}, {m['cores']} cores (run pinned to {m['pinned_to_core']}),",
+            f"- machine: {m['cpu']}, {m['cores']} cores (run pinned to {m['pinned_to']}),",
             f"  {m['platform']}",
-            f"- python {m['python']}, mujoco {m['mujoco']}, numpy {m['numpy']}; run {m['date']}, "
-            f"load average {m['load_average_1min']} at the start",
+            f"- python {m['python']}, mujoco {m['mujoco']}, numpy {m['numpy']}; run {m['date_utc']}, "
+            f"load average {m['load_average_at_start']} at the start",
             f"- {report['n_configs']} random joint vectors within the FR3 limits",
             "",
             table(report),

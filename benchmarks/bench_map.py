@@ -17,11 +17,9 @@ of it. Without `--prototype`, the table shows the numbers quoted in the issue, m
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import importlib
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -30,6 +28,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from machine import machine
 
 from spatial_memory.context import ContextConfig, SpatialContext, bev
 from spatial_memory.geometry import make_pose, pose_from_xyz_rpy
@@ -125,28 +124,6 @@ def prototype_context(module: types.ModuleType, poses: list[np.ndarray], current
     return ctx
 
 
-def machine() -> dict:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": model,
-        "cores": os.cpu_count(),
-        "pinned_to": sorted(os.sched_getaffinity(0)),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "opencv": cv2.__version__,
-        "date_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "load_average_at_start": round(os.getloadavg()[0], 2),
-    }
-
-
 def example_map(path: Path) -> None:
     """The README picture: 10 keyframes around a robot in a kitchen-sized space, a few close together,
     one off-map."""
@@ -181,7 +158,7 @@ def main() -> None:
     if args.example:
         example_map(args.example)
     os.sched_setaffinity(0, {0})
-    info = machine()
+    info = machine(numpy=np.__version__, opencv=cv2.__version__)
     proto, rev = load_prototype(args.prototype) if args.prototype else (None, None)
 
     rows = []

@@ -355,3 +355,20 @@ def test_mobile_context_node_takes_poses_from_tf_at_the_image_stamp(graph):
     np.testing.assert_allclose(invert(record.T_world_base) @ record.T_world_cam, T_base_cam, atol=1e-9)
     assert graph.wait(lambda: graph.received[topics.BEV_MAP])
     assert graph.received[topics.BEV_MAP][-1].header.frame_id == "base_link"
+
+
+@pytest.mark.parametrize("module", ["fk_node", "spatial_context_node"])
+def test_executables_exit_with_one_clear_line_on_bad_parameters(module):
+    """`main()` (what `ros2 run` / the launch file start): a bad parameter ends it with exit code 1."""
+    import subprocess
+    import sys
+
+    param = "ee_frame:=no_such_link" if module == "fk_node" else "mode:=flying"
+    result = subprocess.run(
+        [sys.executable, "-m", f"spatial_memory.ros.{module}", "--ros-args", "-p", param],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stderr
+    assert ("ee_frame" if module == "fk_node" else "mode must be one of") in result.stderr

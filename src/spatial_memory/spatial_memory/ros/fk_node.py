@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import sys
 
-import rclpy
 from geometry_msgs.msg import PoseStamped
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
@@ -31,6 +29,7 @@ from spatial_memory.ros import conversions as conv
 from spatial_memory.ros import topics
 from spatial_memory.ros.node_configs import FkNodeConfig
 from spatial_memory.ros.params import declare_config
+from spatial_memory.ros.spin import spin_node
 
 LATCHED = QoSProfile(
     depth=1, reliability=QoSReliabilityPolicy.RELIABLE, durability=QoSDurabilityPolicy.TRANSIENT_LOCAL
@@ -108,22 +107,8 @@ class FkNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    """Run fk_node until Ctrl-C or shutdown (the init/spin/shutdown pattern of Humble and Jazzy)."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = FkNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except SpatialMemoryError as exc:  # bad parameters or description: say so and exit non-zero
-        rclpy.logging.get_logger(topics.FK_NODE).fatal(str(exc))
-        return 1
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    """Run fk_node until Ctrl-C or shutdown."""
+    return spin_node(FkNode, topics.FK_NODE, args, threads=1)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ import numpy as np
 import rclpy
 import rclpy.time
 from rclpy.duration import Duration
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
@@ -42,6 +41,7 @@ from spatial_memory.ros import conversions as conv
 from spatial_memory.ros import topics
 from spatial_memory.ros.node_configs import SpatialContextNodeConfig
 from spatial_memory.ros.params import declare_config
+from spatial_memory.ros.spin import spin_node
 from spatial_memory_interfaces.srv import PromoteKeyframe, QueryPose
 
 LATCHED = QoSProfile(
@@ -248,25 +248,9 @@ class SpatialContextNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    """Run spatial_context_node until Ctrl-C or shutdown (Humble- and Jazzy-compatible pattern)."""
-    rclpy.init(args=args)
-    node = None
-    executor = MultiThreadedExecutor(num_threads=2)
-    try:
-        node = SpatialContextNode()
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except SpatialMemoryError as exc:  # bad parameters: say which and exit non-zero
-        rclpy.logging.get_logger(topics.SPATIAL_CONTEXT_NODE).fatal(str(exc))
-        return 1
-    finally:
-        executor.shutdown()
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    """Run spatial_context_node until Ctrl-C or shutdown; two threads so TF keeps arriving while a
+    callback waits for a transform (the node's own callbacks still run one at a time)."""
+    return spin_node(SpatialContextNode, topics.SPATIAL_CONTEXT_NODE, args, threads=2)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,39 @@
+"""Run a node until Ctrl-C or shutdown, the same way for every executable (Humble and Jazzy compatible).
+
+A `SpatialMemoryError` raised while building the node (bad parameters, a description that does not
+match) is logged in one line and gives exit code 1; Ctrl-C and external shutdown exit cleanly with 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.node import Node
+
+from spatial_memory.errors import SpatialMemoryError
+
+
+def spin_node(
+    make_node: Callable[[], Node], name: str, args: list[str] | None = None, threads: int = 1
+) -> int:
+    """Init rclpy, build the node with `make_node`, spin it (`threads` > 1: a multi-threaded executor)."""
+    rclpy.init(args=args)
+    node = None
+    executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else SingleThreadedExecutor()
+    try:
+        node = make_node()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except SpatialMemoryError as exc:
+        rclpy.logging.get_logger(name).fatal(str(exc))
+        return 1
+    finally:
+        executor.shutdown()
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

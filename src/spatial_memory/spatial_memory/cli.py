@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("OpenGL").setLevel(logging.WARNING)  # PyOpenGL (under MuJoCo) chats at INFO
     try:
         if args.command == "demo":
             _run_demo(args)

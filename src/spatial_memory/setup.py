@@ -44,7 +44,7 @@ setup(
         "matplotlib>=3.7",
         "imageio>=2.31",
         "tqdm>=4.60",
-        "rosbags>=0.10",
+        "rosbags>=0.11",
     ],
     extras_require={
         "dev": ["pytest>=8", "ruff>=0.6", "colcon-common-extensions>=0.3", "mcap>=1.1"],

@@ -459,3 +459,64 @@ def test_rosbags_factory_rejects_unknown_fields(factory):
 def test_importing_the_conversions_does_not_import_rclpy():
     code = "import sys, spatial_memory.ros.conversions; sys.exit('rclpy' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+# ----------------------------------------------------------------------------------------------------
+# Camera info, odometry, TF messages
+# ----------------------------------------------------------------------------------------------------
+
+K_SAMPLE = np.array([[120.5, 0.0, 63.5], [0.0, 121.0, 47.5], [0.0, 0.0, 1.0]])
+
+
+def test_camera_info_round_trip_is_exact(store, factory):
+    msg = cdr_round_trip(store, conv.make_camera_info(K_SAMPLE, 128, 96, 42, "cam_optical", factory=factory))
+    assert (msg.width, msg.height, msg.distortion_model, msg.header.frame_id) == (
+        128,
+        96,
+        "plumb_bob",
+        "cam_optical",
+    )
+    np.testing.assert_array_equal(np.asarray(msg.p).reshape(3, 4)[:, :3], K_SAMPLE)
+    np.testing.assert_array_equal(np.asarray(msg.r).reshape(3, 3), np.eye(3))
+    K, width, height = conv.camera_info_to_intrinsics(msg)
+    np.testing.assert_array_equal(K, K_SAMPLE)
+    assert (width, height) == (128, 96)
+
+
+def test_camera_info_rejects_distortion_and_bad_intrinsics(factory):
+    msg = conv.make_camera_info(K_SAMPLE, 128, 96, 0, "cam", factory=factory)
+    msg.d[0] = 0.1
+    with pytest.raises(InvalidInputError, match="distortion"):
+        conv.camera_info_to_intrinsics(msg)
+    with pytest.raises(InvalidInputError, match="not a pinhole"):
+        conv.make_camera_info(np.eye(3) * [1, 1, 2], 128, 96, 0, "cam", factory=factory)
+    with pytest.raises(InvalidInputError, match="size must be positive"):
+        conv.make_camera_info(K_SAMPLE, 0, 96, 0, "cam", factory=factory)
+
+
+def test_odometry_round_trip(store, factory):
+    twist = np.array([0.5, -0.1, 0.0, 0.0, 0.0, 0.3])
+    cov = np.diag([1e-4, 1e-4, 0.0, 0.0, 0.0, 4e-4])
+    msg = conv.make_odometry(
+        POSES[1], 77, "odom", "base_link", factory=factory, twist=twist, pose_covariance=cov
+    )
+    back = cdr_round_trip(store, msg)
+    assert (back.header.frame_id, back.child_frame_id, conv.stamp_to_ns(back.header.stamp)) == (
+        "odom",
+        "base_link",
+        77,
+    )
+    np.testing.assert_allclose(conv.msg_to_matrix(back.pose), POSES[1], atol=1e-12)
+    np.testing.assert_array_equal(conv.twist_to_vector(back.twist.twist), twist)
+    np.testing.assert_array_equal(np.asarray(back.pose.covariance).reshape(6, 6), cov)
+    with pytest.raises(InvalidInputError, match="twist must be 6"):
+        conv.make_odometry(POSES[1], 0, "odom", "base_link", factory=factory, twist=np.zeros(3))
+
+
+def test_tf_message_round_trip(store, factory):
+    edges = [
+        conv.matrix_to_transform_stamped(T, 9, "odom", f"f{i}", factory=factory) for i, T in enumerate(POSES)
+    ]
+    back = cdr_round_trip(store, conv.make_tf_message(edges, factory=factory))
+    assert [t.child_frame_id for t in back.transforms] == ["f0", "f1", "f2"]
+    np.testing.assert_allclose(conv.msg_to_matrix(back.transforms[2]), POSES[2], atol=1e-12)

@@ -34,7 +34,38 @@ def _parser() -> argparse.ArgumentParser:
         help="ROS parameter file to take the spatial context settings from "
         "(default: the package's config/robot.yaml)",
     )
+    _add_sim_parsers(sub)
     return parser
+
+
+def _add_sim_parsers(sub: argparse._SubParsersAction) -> None:
+    """`sim record` and `sim view`: recorded episodes (ROS 2 bag and compact arrays)."""
+    sim = sub.add_parser("sim", help="record simulated episodes and look at them")
+    sim_sub = sim.add_subparsers(dest="sim_command", required=True)
+    record = sim_sub.add_parser(
+        "record", help="record a tabletop episode as a ROS 2 bag (MCAP) and/or compact training arrays"
+    )
+    record.add_argument(
+        "--out", type=Path, required=True, help="recording folder (gets bag/ and/or compact/)"
+    )
+    record.add_argument("--seed", type=int, default=0, help="scene seed")
+    record.add_argument("--steps", type=int, default=300, help="number of steps (default 300)")
+    record.add_argument("--resolution", default="128x96", help="camera images, WxH (default 128x96)")
+    record.add_argument("--rate", type=float, default=15.0, help="steps per simulated second (default 15)")
+    record.add_argument(
+        "--format",
+        choices=("bag", "npz", "compact", "both"),
+        default="both",
+        help="bag: ROS 2 bag; npz/compact: a folder of memory-mappable .npy arrays; both (default)",
+    )
+    record.add_argument("--query-every", type=int, default=10, help="a query every N steps; 0 = none")
+    record.add_argument(
+        "--depth-dtype", choices=("float32", "float16"), default="float32", help="compact depth arrays"
+    )
+    view = sim_sub.add_parser("view", help="contact sheet of an episode's frames and a top-down camera plot")
+    view.add_argument("episode", type=Path, help="recording folder, bag folder or compact folder")
+    view.add_argument("--out", type=Path, default=None, help="PNG to write (default: EPISODE/overview.png)")
+    view.add_argument("--frames", type=int, default=6, help="sampled steps per camera (default 6)")
 
 
 def _resolution(text: str) -> tuple[int, int]:
@@ -79,6 +110,41 @@ def _run_demo(args: argparse.Namespace) -> None:
     print(f"  {'summary':10s} {result.out_dir / 'summary.md'}")
 
 
+def _run_sim_record(args: argparse.Namespace) -> None:
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    from spatial_memory.sim.recorder import FORMATS, record_tabletop_episode
+
+    width, height = _resolution(args.resolution)
+    result = record_tabletop_episode(
+        args.out,
+        args.steps,
+        seed=args.seed,
+        width=width,
+        height=height,
+        rate_hz=args.rate,
+        formats=FORMATS[args.format],
+        query_every=args.query_every,
+        depth_dtype=args.depth_dtype,
+    )
+    print(f"recorded {result.steps} steps ({result.queries} queries) in {result.wall_time_s:.1f} s")
+    for fmt, path in result.files.items():
+        print(f"  {fmt:8s} {path}")
+
+
+def _run_sim_view(args: argparse.Namespace) -> None:
+    from spatial_memory.sim.dataset import open_episode
+    from spatial_memory.sim.episode_view import write_overview
+
+    if args.frames < 1:
+        raise SpatialMemoryError(f"--frames must be at least 1, got {args.frames}")
+    source = open_episode(args.episode)
+    try:
+        path = write_overview(source, args.out or args.episode / "overview.png", frames=args.frames)
+    finally:
+        source.close()
+    print(f"wrote {path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -88,6 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "demo":
             _run_demo(args)
+        elif args.command == "sim" and args.sim_command == "record":
+            _run_sim_record(args)
+        elif args.command == "sim" and args.sim_command == "view":
+            _run_sim_view(args)
     except (SpatialMemoryError, FileNotFoundError) as exc:
         log.error("%s", exc)
         return 1

@@ -474,6 +474,116 @@ def make_joint_state(
 
 
 # ----------------------------------------------------------------------------------------------------
+# Camera info, odometry, TF messages
+# ----------------------------------------------------------------------------------------------------
+
+PLUMB_BOB = "plumb_bob"  # sensor_msgs/CameraInfo distortion model; five coefficients k1 k2 t1 t2 k3
+
+
+def check_intrinsics(K: np.ndarray, width: int, height: int, name: str = "K") -> np.ndarray:
+    """A pinhole matrix as float64 3x3 (finite, positive focal lengths, last row 0 0 1) and a valid size."""
+    K = np.asarray(K, dtype=np.float64)
+    if K.shape != (3, 3) or not np.all(np.isfinite(K)):
+        raise InvalidInputError(f"{name} must be a finite 3x3 matrix, got shape {K.shape}")
+    if not np.array_equal(K[2], (0.0, 0.0, 1.0)) or K[1, 0] != 0.0 or K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise InvalidInputError(f"{name} is not a pinhole matrix [[fx s cx] [0 fy cy] [0 0 1]]: {K.tolist()}")
+    if int(width) <= 0 or int(height) <= 0:
+        raise InvalidInputError(f"camera size must be positive, got {width}x{height}")
+    return K
+
+
+def make_camera_info(
+    K: np.ndarray, width: int, height: int, stamp_ns: int, frame_id: str, *, factory: MessageFactory
+) -> Any:
+    """sensor_msgs/CameraInfo of an ideal pinhole (rendered images): K, P = [K | 0], R = I, no distortion."""
+    K = check_intrinsics(K, width, height)
+    P = np.concatenate([K, np.zeros((3, 1))], axis=1)
+    return factory.new(
+        "sensor_msgs/msg/CameraInfo",
+        header=make_header(stamp_ns, frame_id, factory),
+        height=int(height),
+        width=int(width),
+        distortion_model=PLUMB_BOB,
+        d=factory.float64_array(np.zeros(5)),
+        k=factory.float64_array(K.reshape(-1)),
+        r=factory.float64_array(np.eye(3).reshape(-1)),
+        p=factory.float64_array(P.reshape(-1)),
+    )
+
+
+def camera_info_to_intrinsics(msg: Any) -> tuple[np.ndarray, int, int]:
+    """sensor_msgs/CameraInfo -> (K as float64 3x3, width, height); a distorted camera is rejected."""
+    d = np.asarray(msg.d, dtype=np.float64).reshape(-1)
+    if np.any(d != 0.0):
+        raise InvalidInputError(
+            f"camera info has {msg.distortion_model!r} distortion {d.tolist()}; only undistorted images "
+            "are supported"
+        )
+    K = np.asarray(msg.k, dtype=np.float64).reshape(3, 3).copy()
+    width, height = int(msg.width), int(msg.height)
+    return check_intrinsics(K, width, height, "camera info K"), width, height
+
+
+def _covariance(cov: np.ndarray | None, what: str) -> np.ndarray:
+    """A 6x6 covariance (or None = zeros) as the 36 row-major values of a ROS message."""
+    if cov is None:
+        return np.zeros(36)
+    cov = np.asarray(cov, dtype=np.float64)
+    if cov.shape != (6, 6) or not np.all(np.isfinite(cov)):
+        raise InvalidInputError(f"{what} covariance must be a finite 6x6 matrix, got shape {cov.shape}")
+    return cov.reshape(-1)
+
+
+def make_odometry(
+    T_odom_base: np.ndarray,
+    stamp_ns: int,
+    odom_frame: str,
+    base_frame: str,
+    *,
+    factory: MessageFactory,
+    twist: np.ndarray | None = None,
+    pose_covariance: np.ndarray | None = None,
+    twist_covariance: np.ndarray | None = None,
+) -> Any:
+    """nav_msgs/Odometry: `base_frame` pose in `odom_frame`; `twist` (vx vy vz wx wy wz) in `base_frame`."""
+    twist = np.zeros(6) if twist is None else np.asarray(twist, dtype=np.float64).reshape(-1)
+    if twist.shape != (6,) or not np.all(np.isfinite(twist)):
+        raise InvalidInputError(f"twist must be 6 finite numbers (vx vy vz wx wy wz), got {twist.tolist()}")
+    vec3 = "geometry_msgs/msg/Vector3"
+    return factory.new(
+        "nav_msgs/msg/Odometry",
+        header=make_header(stamp_ns, odom_frame, factory),
+        child_frame_id=base_frame,
+        pose=factory.new(
+            "geometry_msgs/msg/PoseWithCovariance",
+            pose=matrix_to_pose(T_odom_base, factory=factory),
+            covariance=factory.float64_array(_covariance(pose_covariance, "pose")),
+        ),
+        twist=factory.new(
+            "geometry_msgs/msg/TwistWithCovariance",
+            twist=factory.new(
+                "geometry_msgs/msg/Twist",
+                linear=_point(factory, vec3, twist[:3]),
+                angular=_point(factory, vec3, twist[3:]),
+            ),
+            covariance=factory.float64_array(_covariance(twist_covariance, "twist")),
+        ),
+    )
+
+
+def twist_to_vector(twist: Any) -> np.ndarray:
+    """geometry_msgs/Twist -> (vx, vy, vz, wx, wy, wz) float64."""
+    return np.concatenate(
+        [_vec(twist.linear, "xyz", "twist linear"), _vec(twist.angular, "xyz", "twist angular")]
+    )
+
+
+def make_tf_message(transforms: Sequence[Any], *, factory: MessageFactory) -> Any:
+    """tf2_msgs/TFMessage (what /tf and /tf_static carry) of TransformStamped messages."""
+    return factory.new("tf2_msgs/msg/TFMessage", transforms=list(transforms))
+
+
+# ----------------------------------------------------------------------------------------------------
 # Keyframes: markers and interface messages
 # ----------------------------------------------------------------------------------------------------
 

@@ -90,3 +90,83 @@ GENERATORS = {
     "marble": marble,
     "checker": checker,
 }
+
+
+# ---------------------------------------------------------------------- indoor surfaces (walls, floors)
+# Appended for the indoor worlds. `GENERATORS` above stays as it is: the tabletop scene draws an index into
+# it, so growing it would change every tabletop scene of a given seed. New code looks names up in
+# `ALL_GENERATORS`, which holds the old generators and these. These tile seamlessly, so walls and floors
+# that repeat them show no seams.
+
+
+def _periodic_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
+    """Smooth noise in [0, 1] that wraps around: random Fourier terms up to `cells` cycles per tile."""
+    spectrum = np.zeros((size, size // 2 + 1), complex)
+    k = min(cells, size // 2)
+    for rows in (slice(0, k + 1), slice(size - k, size)):
+        block = spectrum[rows, : k + 1]
+        block[...] = rng.normal(size=block.shape) + 1j * rng.normal(size=block.shape)
+    spectrum[0, 0] = 0.0
+    field = np.fft.irfft2(spectrum, s=(size, size)).astype(np.float32)
+    lo, hi = float(field.min()), float(field.max())
+    return (field - lo) / max(hi - lo, 1e-9)
+
+
+def bricks(rng: np.random.Generator, size: int = 256, rows: int = 8) -> np.ndarray:
+    """Running-bond brick wall: bricks with their own shade, light mortar joints."""
+    base = np.array(rng.integers(110, 200, 3), np.float32)
+    h = size // rows
+    w = 2 * h
+    per_row = max(1, size // w)
+    shades = rng.uniform(0.75, 1.05, (rows, per_row)).astype(np.float32)
+    y, x = np.mgrid[0:size, 0:size]
+    row = np.minimum(y // h, rows - 1)
+    shifted = x - (row % 2) * (w // 2)  # every other row is offset by half a brick
+    img = base * shades[row, (shifted // w) % per_row][..., None]  # the brick across the edge wraps
+    img[(y % h == 0) | (shifted % w == 0)] = (200, 198, 190)
+    grain = _periodic_noise(rng, size, 24)[..., None] * 30.0 - 15.0
+    return (img + grain).clip(0, 255).astype(np.uint8)
+
+
+def plaster(rng: np.random.Generator, size: int = 256) -> np.ndarray:
+    """Painted plaster: a pastel colour with soft, low-contrast blotches."""
+    light = rng.integers(170, 250, 3)
+    dark = (light * rng.uniform(0.78, 0.9)).astype(int)
+    field = 0.6 * _periodic_noise(rng, size, 3) + 0.4 * _periodic_noise(rng, size, 20)
+    return _tint(field, tuple(int(v) for v in dark), tuple(int(v) for v in light))
+
+
+def wallpaper(rng: np.random.Generator, size: int = 256) -> np.ndarray:
+    """Wallpaper: a lattice of diamonds and dots in two colours on a light ground."""
+    ground = tuple(int(v) for v in rng.integers(160, 245, 3))
+    ink = tuple(int(v) for v in rng.integers(30, 160, 3))
+    accent = tuple(int(v) for v in rng.integers(0, 256, 3))
+    img = np.full((size, size, 3), ground, np.uint8)
+    n = 2 * int(rng.integers(2, 5))  # even: the staggered rows wrap around
+    step = size / n
+    for i in range(n + 1):
+        for j in range(n + 1):
+            cx, cy = (j + 0.5 * (i % 2)) * step, i * step
+            r = step * 0.3
+            pts = np.array([[cx, cy - r], [cx + r, cy], [cx, cy + r], [cx - r, cy]], np.int32)
+            cv2.polylines(img, [pts], True, ink, max(1, size // 128), cv2.LINE_AA)
+            cv2.circle(img, (int(cx), int(cy)), max(1, int(step * 0.08)), accent, -1, cv2.LINE_AA)
+    return img
+
+
+def carpet(rng: np.random.Generator, size: int = 256) -> np.ndarray:
+    """Carpet: a fine speckled pile in one colour with a faint large-scale shading."""
+    dark = rng.integers(30, 130, 3)
+    light = np.minimum(dark + rng.integers(40, 90, 3), 255)
+    fine = rng.random((size, size)).astype(np.float32)
+    field = 0.55 * fine + 0.45 * _periodic_noise(rng, size, 4)
+    return _tint(field, tuple(int(v) for v in dark), tuple(int(v) for v in light))
+
+
+ALL_GENERATORS = {
+    **GENERATORS,
+    "bricks": bricks,
+    "plaster": plaster,
+    "wallpaper": wallpaper,
+    "carpet": carpet,
+}

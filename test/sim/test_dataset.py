@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import shutil
 
 import cv2
@@ -150,7 +151,13 @@ def test_bag_messages_decode_with_rosbags_to_exactly_the_recorded_values(bag, ep
                 assert msg.header.frame_id == "base_link"
                 np.testing.assert_allclose(conv.msg_to_matrix(msg), step.query.T_base_query, atol=1e-12)
             elif conn.topic == "queries/info":
-                assert json.loads(msg.data) == {"stamp_ns": t, "seen": step.query.seen}
+                q = step.query
+                assert json.loads(msg.data) == {
+                    "stamp_ns": t,
+                    "seen": q.seen,
+                    "overlap": None if math.isnan(q.overlap) else q.overlap,
+                    "source_step": q.source_step,
+                }
             seen.add(conn.topic)
     assert {"wrist_camera/image", "camera/depth", "odom", "/tf_static", "queries/info"} <= seen
 

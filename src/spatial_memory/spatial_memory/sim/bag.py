@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 from collections.abc import Iterable, Iterator
 from functools import cache
@@ -236,7 +237,14 @@ class BagWriter:
                 (QUERY_IMAGE, conv.numpy_to_image(q.rgb, "rgb8", factory=f, stamp_ns=t, frame_id=QUERY_FRAME))
             )
             out.append((QUERY_POSE, conv.matrix_to_pose_stamped(q.T_base_query, t, md.base_frame, factory=f)))
-            info = json.dumps({"stamp_ns": t, "seen": q.seen})
+            info = json.dumps(
+                {
+                    "stamp_ns": t,
+                    "seen": q.seen,
+                    "overlap": None if math.isnan(q.overlap) else q.overlap,
+                    "source_step": q.source_step,
+                }
+            )
             out.append((QUERY_INFO, f.new("std_msgs/msg/String", data=info)))
         return out
 
@@ -475,7 +483,14 @@ class BagReader:
         info = values[QUERY_INFO]
         if not isinstance(info, dict) or not isinstance(info.get("seen"), bool):
             raise InvalidInputError(f"bag {self.path}: queries/info at {stamp} ns is not {{'seen': bool}}")
-        return Query(rgb=values[QUERY_IMAGE], T_base_query=values[QUERY_POSE], seen=info["seen"])
+        overlap = info.get("overlap")
+        return Query(
+            rgb=values[QUERY_IMAGE],
+            T_base_query=values[QUERY_POSE],
+            seen=info["seen"],
+            overlap=math.nan if overlap is None else overlap,
+            source_step=info.get("source_step", -1),
+        )
 
 
 def _decode_odometry(msg: Any) -> OdometrySample:

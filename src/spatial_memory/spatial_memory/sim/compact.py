@@ -3,7 +3,8 @@
 A directory of `.npy` arrays, memory-mapped on read
 (`<cam>.rgb` (T,H,W,3) uint8, `<cam>.depth` (T,H,W) float32 or float16, `<cam>.K` (T,3,3),
 `<cam>.T_world_cam` (T,4,4), `stamps_ns`, `joint_positions` (T,J), `T_world_base`, `T_odom_base`,
-`twist` (T,6, NaN rows = not measured), `query_step` / `query_rgb` / `T_base_query` / `query_seen`)
+`twist` (T,6, NaN rows = not measured), `query_step` / `query_rgb` / `T_base_query` / `query_seen` /
+`query_overlap` / `query_source_step`)
 and `episode.json` (metadata and an index of the arrays). Both writers build in a hidden temporary
 directory next to the target and rename it into place on success, so a failed write leaves nothing.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -162,6 +164,8 @@ class CompactWriter:
             "query_rgb": np.stack([x.rgb for _, x in q]) if q else np.zeros((0, *shape), np.uint8),
             "T_base_query": np.stack([x.T_base_query for _, x in q]) if q else np.zeros((0, 4, 4)),
             "query_seen": np.array([x.seen for _, x in q], dtype=bool),
+            "query_overlap": np.array([x.overlap for _, x in q], dtype=np.float64),
+            "query_source_step": np.array([x.source_step for _, x in q], dtype=np.int64),
         }
         for name, arr in arrays.items():
             np.save(self._staging / f"{name}.npy", arr)
@@ -274,6 +278,8 @@ class CompactEpisode:
                 rgb=np.array(a["query_rgb"][k]),
                 T_base_query=np.array(a["T_base_query"][k]),
                 seen=bool(a["query_seen"][k]),
+                overlap=float(a["query_overlap"][k]) if "query_overlap" in a else math.nan,
+                source_step=int(a["query_source_step"][k]) if "query_source_step" in a else -1,
             )
         return StepRecord(
             stamp_ns=int(a["stamps_ns"][i]),

@@ -123,12 +123,16 @@ class Query:
 
     `T_base_query` is the query camera's optical frame in the robot's current base frame (what
     `/query_pose` answers); `seen` says whether that place was in the robot's view earlier in the episode.
-    `StepRecord.T_cam_query` gives the same pose relative to one of the robot's cameras.
+    `StepRecord.T_cam_query` gives the same pose relative to one of the robot's cameras. `overlap` is the
+    fraction of the query's pixels whose surface point an earlier frame saw (NaN where not measured) and
+    `source_step` the earlier step the query was drawn near (-1 for none: an unseen place).
     """
 
     rgb: np.ndarray  # (H, W, 3) uint8
     T_base_query: np.ndarray
     seen: bool
+    overlap: float = math.nan
+    source_step: int = -1
 
     def __post_init__(self) -> None:
         _check_rgb(self.rgb, "query rgb")
@@ -136,6 +140,14 @@ class Query:
         if not isinstance(self.seen, (bool, np.bool_)):
             raise InvalidInputError(f"query 'seen' must be a bool, got {self.seen!r}")
         _set(self, "seen", bool(self.seen))
+        overlap = float(self.overlap)
+        if not (math.isnan(overlap) or 0.0 <= overlap <= 1.0):
+            raise InvalidInputError(f"query overlap must be within [0, 1] or NaN, got {self.overlap!r}")
+        _set(self, "overlap", overlap)
+        step = self.source_step
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < -1:
+            raise InvalidInputError(f"query source_step must be an int >= -1, got {step!r}")
+        _set(self, "source_step", int(step))
 
 
 @dataclass(frozen=True, eq=False)

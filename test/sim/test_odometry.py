@@ -52,6 +52,20 @@ def test_without_noise_odometry_is_the_ground_truth_in_the_odom_frame():
     )
 
 
+def test_twist_is_the_last_increment_over_its_duration_in_the_base_frame():
+    poses = _trajectory(30)
+    odom = WheelOdometry(EXACT)
+    odom.update(poses[0], 0)
+    np.testing.assert_array_equal(odom.twist, np.zeros(6))
+    odom.update(poses[1], STEP_NS)
+    odom.update(poses[2], 3 * STEP_NS)  # a longer gap: the rate divides by the real duration
+    step = invert(poses[1]) @ poses[2]
+    dt = 2 * STEP_NS * 1e-9
+    np.testing.assert_allclose(odom.twist[:2], step[:2, 3] / dt, atol=1e-9)
+    assert odom.twist[5] == pytest.approx(math.atan2(step[1, 0], step[0, 0]) / dt)
+    np.testing.assert_array_equal(odom.twist[2:5], 0.0)
+
+
 def test_same_seed_same_drift_other_seed_other_drift():
     poses = _trajectory(300)
     cfg = WheelOdometryConfig(seed=7)

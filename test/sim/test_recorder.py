@@ -1,4 +1,4 @@
-"""Recording episodes: the odometry noise model, the Scene protocol, the tabletop scene and the CLI."""
+"""Recording episodes: the Scene protocol, the tabletop scene and the CLI."""
 
 from __future__ import annotations
 
@@ -10,59 +10,14 @@ import pytest
 
 from spatial_memory.cli import main
 from spatial_memory.errors import InvalidInputError
-from spatial_memory.geometry import invert, yaw_pose
 from spatial_memory.sim.dataset import BagReader, CompactEpisode
 from spatial_memory.sim.episode import HEAD_CAMERA, WRIST_CAMERA, step_differences, synthetic_episode
 from spatial_memory.sim.recorder import (
-    OdometryNoiseConfig,
-    PlanarOdometryNoise,
     TabletopEpisodeConfig,
     TabletopEpisodeScene,
     record_episode,
 )
 from spatial_memory.sim.tabletop import TabletopConfig
-
-# ----------------------------------------------------------------------------------------------------
-# Odometry noise
-# ----------------------------------------------------------------------------------------------------
-
-PATH = [yaw_pose(0.1 * t, 0.02 * t * t, 0.05 * t) for t in range(30)]  # a curving drive
-
-
-def test_noise_free_odometry_is_the_ground_truth_relative_to_the_start():
-    model = PlanarOdometryNoise(OdometryNoiseConfig(0.0, 0.0, 0.0, 0.0))
-    samples = [model.update(T, 0.1) for T in PATH]
-    for T, sample in zip(PATH, samples, strict=True):
-        np.testing.assert_allclose(sample.T_odom_base, invert(PATH[0]) @ T, atol=1e-12)
-    # twist of the last increment, in the base frame
-    step = invert(PATH[-2]) @ PATH[-1]
-    np.testing.assert_allclose(samples[-1].twist[:2], step[:2, 3] / 0.1, atol=1e-12)
-    assert samples[-1].twist[5] == pytest.approx(0.05 / 0.1)
-
-
-def test_noisy_odometry_drifts_in_the_plane_reproducibly():
-    runs = []
-    for _ in range(2):
-        model = PlanarOdometryNoise(
-            OdometryNoiseConfig(translation_per_m=0.05, rotation_per_rad=0.05, seed=3)
-        )
-        runs.append([model.update(T, 0.1).T_odom_base for T in PATH])
-    np.testing.assert_array_equal(runs[0][-1], runs[1][-1])
-    error = invert(invert(PATH[0]) @ PATH[-1]) @ runs[0][-1]
-    assert 1e-4 < np.linalg.norm(error[:2, 3]) < 0.5
-    assert error[2, 3] == pytest.approx(0.0, abs=1e-12)  # planar noise: no height error
-
-
-def test_standing_still_drifts_only_with_the_per_step_floor():
-    still = [PATH[0]] * 50
-    quiet = PlanarOdometryNoise(OdometryNoiseConfig(translation_per_step=0.0, rotation_per_step=0.0))
-    assert np.array_equal([quiet.update(T, 0.1).T_odom_base for T in still][-1], np.eye(4))
-    floor = PlanarOdometryNoise(OdometryNoiseConfig(translation_per_step=1e-3, rotation_per_step=0.0))
-    drift = [floor.update(T, 0.1).T_odom_base for T in still][-1]
-    assert 1e-4 < np.linalg.norm(drift[:2, 3]) < 0.05
-    with pytest.raises(InvalidInputError, match="time step must be positive"):
-        floor.update(PATH[0], 0.0)
-
 
 # ----------------------------------------------------------------------------------------------------
 # The Scene protocol: any world plugs in

@@ -84,6 +84,7 @@ class WheelOdometry:
         self._T_world_prev: np.ndarray | None = None
         self._stamp_ns: int | None = None
         self._xyyaw = (0.0, 0.0, 0.0)  # planar odometry state; T_odom_base is built from it
+        self._twist = np.zeros(6)
         self.distance_m = 0.0
         self.rotation_rad = 0.0
 
@@ -96,6 +97,12 @@ class WheelOdometry:
     def pose2d(self) -> tuple[float, float, float]:
         """(x, y, yaw) of the base in the odom frame (yaw unwrapped: it counts whole turns)."""
         return self._xyyaw
+
+    @property
+    def twist(self) -> np.ndarray:
+        """Measured (vx, vy, vz, wx, wy, wz) in the base frame: the last noisy increment over its duration
+        (zeros before the second update), as nav_msgs/Odometry's twist reports it."""
+        return self._twist.copy()
 
     @property
     def stamp_ns(self) -> int | None:
@@ -118,13 +125,15 @@ class WheelOdometry:
         if self._T_world_prev is not None and abs(T[2, 3] - self._T_world_prev[2, 3]) > PLANAR_TOL:
             raise InvalidInputError("T_world_base changed height: wheel odometry needs a planar base")
         if self._T_world_prev is not None:
-            self._integrate(*planar_increment(self._T_world_prev, T))
+            dt_s = (int(stamp_ns) - self._stamp_ns) * 1e-9
+            dx, dy, dyaw = self._integrate(*planar_increment(self._T_world_prev, T))
+            self._twist = np.array([dx / dt_s, dy / dt_s, 0.0, 0.0, 0.0, dyaw / dt_s])
         self._T_world_prev = T.copy()
         self._stamp_ns = int(stamp_ns)
         return self.T_odom_base
 
-    def _integrate(self, dx: float, dy: float, dyaw: float) -> None:
-        """Compose one noisy increment onto `T_odom_base`."""
+    def _integrate(self, dx: float, dy: float, dyaw: float) -> tuple[float, float, float]:
+        """Compose one noisy increment onto `T_odom_base`; returns the noisy increment."""
         cfg = self.config
         dist, turn = math.hypot(dx, dy), abs(dyaw)
         self.distance_m += dist
@@ -138,3 +147,4 @@ class WheelOdometry:
         x, y, yaw = self._xyyaw
         c, s = math.cos(yaw), math.sin(yaw)
         self._xyyaw = (x + c * dx - s * dy, y + s * dx + c * dy, yaw + dyaw)
+        return dx, dy, dyaw

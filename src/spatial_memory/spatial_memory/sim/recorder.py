@@ -3,7 +3,7 @@
 Any world plugs in through the small `Scene` protocol (`metadata`, `step(t) -> StepRecord`, `close()`).
 Today that is `TabletopEpisodeScene`: the stationary FR3 on the kitchen table touring its viewpoints
 (`sim.arm_motion.tour`), seen by the exocentric camera (recorded as the head camera, `camera`) and the
-wrist camera, with odometry from `PlanarOdometryNoise` and, every few steps, a query image rendered at
+wrist camera, with wheel odometry from `sim.odometry` and, every few steps, a query image rendered at
 another point of the tour.
 """
 
@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 from tqdm import tqdm
 
 from spatial_memory.errors import ConfigError, InvalidInputError
-from spatial_memory.geometry import check_pose, invert
+from spatial_memory.geometry import invert
 from spatial_memory.robot.description import CameraMount
 from spatial_memory.ros import topics
 from spatial_memory.sim.arm_motion import TourConfig, tour
@@ -38,6 +37,7 @@ from spatial_memory.sim.episode import (
     Query,
     StepRecord,
 )
+from spatial_memory.sim.odometry import WheelOdometry, WheelOdometryConfig
 from spatial_memory.sim.tabletop import EXO_CAMERA, TabletopConfig, TabletopScene
 from spatial_memory.sim.tabletop import WRIST_CAMERA as MJ_WRIST_CAMERA
 
@@ -65,79 +65,6 @@ class Scene(Protocol):
 
 
 # ----------------------------------------------------------------------------------------------------
-# Odometry noise
-# ----------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class OdometryNoiseConfig:
-    """Standard deviations of the per-step odometry error: a part proportional to the motion and a floor.
-
-    The floor makes even a standing robot drift slowly (a random walk); all zeros gives odometry equal
-    to the ground truth relative to the start pose.
-    """
-
-    translation_per_m: float = 0.02  # m of error per m travelled
-    rotation_per_rad: float = 0.02  # rad of yaw error per rad turned
-    translation_per_step: float = 2e-4  # m
-    rotation_per_step: float = 2e-4  # rad
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        values = (
-            self.translation_per_m,
-            self.rotation_per_rad,
-            self.translation_per_step,
-            self.rotation_per_step,
-        )
-        if not all(math.isfinite(v) and v >= 0 for v in values):
-            raise ConfigError(f"odometry noise levels must be finite and >= 0, got {values}")
-
-
-class PlanarOdometryNoise:
-    """Dead-reckoning odometry: each true base increment, perturbed in x, y and yaw, is integrated.
-
-    `update` takes the true base pose at each step and returns `T_odom_base` (odom = the base's start
-    pose) and the twist of the noisy increment. The noise lives in the plane, as a wheeled base's does.
-    """
-
-    def __init__(self, config: OdometryNoiseConfig = OdometryNoiseConfig()) -> None:
-        self.config = config
-        self._rng = np.random.default_rng(config.seed)
-        self._prev_true: np.ndarray | None = None
-        self._T_odom_base = np.eye(4)
-
-    def update(self, T_world_base: np.ndarray, dt_s: float) -> OdometrySample:
-        """Odometry after the base moved to `T_world_base` in `dt_s` seconds (`dt_s` unused at the start)."""
-        T_world_base = check_pose(T_world_base, "T_world_base")
-        if self._prev_true is None:
-            self._prev_true = T_world_base
-            return OdometrySample(T_odom_base=np.eye(4), twist=np.zeros(6))
-        if not dt_s > 0:
-            raise InvalidInputError(f"odometry time step must be positive, got {dt_s}")
-        step = invert(self._prev_true) @ T_world_base
-        self._prev_true = T_world_base
-        noisy = step @ self._perturbation(step)
-        self._T_odom_base = self._T_odom_base @ noisy
-        twist = np.concatenate([noisy[:3, 3], Rotation.from_matrix(noisy[:3, :3]).as_rotvec()]) / dt_s
-        return OdometrySample(T_odom_base=self._T_odom_base.copy(), twist=twist)
-
-    def _perturbation(self, step: np.ndarray) -> np.ndarray:
-        """A random planar error (x, y, yaw) scaled by the size of the true increment."""
-        cfg = self.config
-        distance = float(np.linalg.norm(step[:2, 3]))
-        turn = abs(float(Rotation.from_matrix(step[:3, :3]).as_euler("ZYX")[0]))
-        sigma_t = cfg.translation_per_m * distance + cfg.translation_per_step
-        sigma_r = cfg.rotation_per_rad * turn + cfg.rotation_per_step
-        dx, dy = self._rng.normal(0.0, sigma_t, 2) if sigma_t > 0 else (0.0, 0.0)
-        dyaw = self._rng.normal(0.0, sigma_r) if sigma_r > 0 else 0.0
-        error = np.eye(4)
-        error[:3, :3] = Rotation.from_euler("z", dyaw).as_matrix()
-        error[:2, 3] = (dx, dy)
-        return error
-
-
-# ----------------------------------------------------------------------------------------------------
 # The tabletop scene as an episode source
 # ----------------------------------------------------------------------------------------------------
 
@@ -155,7 +82,7 @@ class TabletopEpisodeConfig:
     rate_hz: float = 15.0
     tour: TourConfig = field(default_factory=TourConfig)
     camera: CameraMount = field(default_factory=CameraMount)
-    odometry: OdometryNoiseConfig = field(default_factory=OdometryNoiseConfig)
+    odometry: WheelOdometryConfig = field(default_factory=WheelOdometryConfig)
     query_every: int = 10
     seen_distance_m: float = 0.10
     seen_angle_deg: float = 25.0
@@ -185,7 +112,7 @@ class TabletopEpisodeScene:
         self.num_steps = num_steps
         self.scene = TabletopScene(config.scene, config.camera)
         self._joints = tour(np.arange(num_steps) / config.rate_hz, config.tour)
-        self._odometry = PlanarOdometryNoise(config.odometry)
+        self._odometry = WheelOdometry(config.odometry)
         self._rng = np.random.default_rng([config.scene.seed, 1])
         self._wrist_positions: list[np.ndarray] = []
         self._wrist_axes: list[np.ndarray] = []
@@ -248,13 +175,15 @@ class TabletopEpisodeScene:
         query = self._query() if self.config.query_every and t and t % self.config.query_every == 0 else None
         self.scene.set_joints(q)
         self._next += 1
+        stamp_ns = round(t * 1e9 / self.config.rate_hz)
+        T_odom_base = self._odometry.update(self.scene.T_world_base, stamp_ns)
         return StepRecord(
-            stamp_ns=round(t * 1e9 / self.config.rate_hz),
+            stamp_ns=stamp_ns,
             cameras=frames,
             joint_names=self.scene.kinematics.joint_names,
             joint_positions=q,
             T_world_base=self.scene.T_world_base,
-            odometry=self._odometry.update(self.scene.T_world_base, 1.0 / self.config.rate_hz),
+            odometry=OdometrySample(T_odom_base=T_odom_base, twist=self._odometry.twist),
             query=query,
         )
 
@@ -375,7 +304,7 @@ def record_tabletop_episode(
     rate_hz: float = 15.0,
     formats: tuple[str, ...] = ("bag", "compact"),
     query_every: int = 10,
-    odometry: OdometryNoiseConfig = OdometryNoiseConfig(),
+    odometry: WheelOdometryConfig | None = None,
     depth_dtype: str = "float32",
     progress: bool = True,
 ) -> RecordResult:
@@ -386,7 +315,7 @@ def record_tabletop_episode(
     config = TabletopEpisodeConfig(
         scene=TabletopConfig(seed=seed, width=width, height=height),
         rate_hz=rate_hz,
-        odometry=odometry,
+        odometry=odometry or WheelOdometryConfig(),
         query_every=query_every,
     )
     with TabletopEpisodeScene(config, steps) as scene:

@@ -19,6 +19,7 @@ from spatial_memory.sim.mobile_robot import (
     BASE_LINK,
     HEAD_CAMERA,
     HEAD_OPTICAL_FRAME,
+    QUERY_CAMERA,
     WRIST_CAMERA,
     CameraConfig,
     MobileFR3Sim,
@@ -85,7 +86,7 @@ def test_names_are_the_urdf_names_and_attaching_is_silent(tmp_path, monkeypatch)
     assert joints == [*BASE_JOINTS, *ARM_JOINTS]
     bodies = {model.body(i).name for i in range(model.nbody)}
     assert {BASE_LINK, "base", "fr3_link0", "fr3_hand_tcp", OPTICAL_FRAME, HEAD_OPTICAL_FRAME} <= bodies
-    assert {model.camera(i).name for i in range(model.ncam)} == {HEAD_CAMERA, WRIST_CAMERA}
+    assert {model.camera(i).name for i in range(model.ncam)} == {HEAD_CAMERA, WRIST_CAMERA, QUERY_CAMERA}
     with pytest.raises(ConfigError, match="only once"):
         add_mobile_fr3(spec, CONFIG)
 

@@ -2,7 +2,9 @@
 
 `add_mobile_fr3(spec, config)` puts the robot into any world spec (a generated `build_world_spec` world or
 `box_room_spec`); `MobileFR3Sim` compiles it, drives the base with unicycle velocity commands (refusing moves
-into obstacles), moves the arm, renders both cameras and reports ground truth.
+into obstacles), moves the arm, renders both cameras and reports ground truth. `render_view` renders the world
+from any pose through a world-fixed `query_camera` (query images with ground truth, see `sim/queries.py`);
+the robot's visible geoms live in geom group `ROBOT_GEOM_GROUP` so such views can leave the robot out.
 
 Frames (REP-103/105): `base_link` lies on the floor under the centre of the base, x forward, z up; the FR3's
 own root `base` sits on top of the base (`T_base_arm`); the head camera (the exocentric camera visual
@@ -28,6 +30,7 @@ import numpy as np
 
 from spatial_memory.errors import ConfigError, InvalidInputError
 from spatial_memory.geometry import (
+    check_pose,
     make_pose,
     matrix_to_quat_xyzw,
     pose_from_xyz_rpy,
@@ -49,6 +52,11 @@ HEAD_OPTICAL_FRAME = "head_camera_optical_frame"
 WRIST_CAMERA = MJ_CAMERA
 WRIST_OPTICAL_FRAME = OPTICAL_FRAME
 CAMERAS = (HEAD_CAMERA, WRIST_CAMERA)
+QUERY_CAMERA = "query_camera"  # world-fixed; `render_view` places it per render (not a robot camera)
+# The robot's visible geoms: a group MuJoCo shows by default (robot cameras render as before) that world
+# scenes leave unused, so `render_view(hide_robot=True)` can switch exactly the robot off.
+ROBOT_GEOM_GROUP = 2
+_HIDDEN_GROUP_MIN = 3  # groups 3..5 are hidden by default (the FR3's collision geoms are in group 3)
 OPTICAL_FRAMES = {HEAD_CAMERA: HEAD_OPTICAL_FRAME, WRIST_CAMERA: WRIST_OPTICAL_FRAME}
 
 _ATTACH_PREFIX = "fr3_attach/"  # attached with a prefix (an empty one makes MuJoCo warn), then stripped
@@ -233,6 +241,8 @@ def add_mobile_fr3(spec: mujoco.MjSpec, config: MobileRobotConfig = MobileRobotC
     _add_base_geoms(base, config)
     _attach_arm(spec, base, config)
     _add_head_camera(base, config)
+    _group_robot_geoms(base)
+    spec.worldbody.add_camera(name=QUERY_CAMERA, fovy=float(config.head_camera.fovy_deg))
     glob = spec.visual.global_
     cams = (config.head_camera, config.wrist_camera)
     glob.offwidth = max(int(glob.offwidth), *(c.width for c in cams))
@@ -271,6 +281,13 @@ def _add_base_geoms(base: mujoco.MjsBody, config: MobileRobotConfig) -> None:
             contype=0,
             conaffinity=0,
         )
+
+
+def _group_robot_geoms(base: mujoco.MjsBody) -> None:
+    """Move every visible geom of the robot into `ROBOT_GEOM_GROUP` (hidden ones keep their group)."""
+    for geom in base.find_all(mujoco.mjtObj.mjOBJ_GEOM):
+        if geom.group < _HIDDEN_GROUP_MIN:
+            geom.group = ROBOT_GEOM_GROUP
 
 
 def _attach_arm(spec: mujoco.MjSpec, base: mujoco.MjsBody, config: MobileRobotConfig) -> None:
@@ -474,6 +491,17 @@ class MobileFR3Sim:
         self._cam_id = {name: mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_CAMERA, name) for name in CAMERAS}
         if min(self._cam_id.values()) < 0:
             raise ConfigError(f"the model lacks a robot camera; it needs {CAMERAS}")
+        self._query_cam = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_CAMERA, QUERY_CAMERA)
+        if self._query_cam < 0 or m.cam_bodyid[self._query_cam] != 0:
+            raise ConfigError(
+                f"the model lacks the world-fixed {QUERY_CAMERA!r}: build it with add_mobile_fr3"
+            )
+        if np.any((m.geom_group == ROBOT_GEOM_GROUP) & ~self._robot_geom):
+            raise ConfigError(
+                f"a world geom is in geom group {ROBOT_GEOM_GROUP}, which is reserved for the robot's geoms"
+            )
+        self._hide_robot = mujoco.MjvOption()
+        self._hide_robot.geomgroup[ROBOT_GEOM_GROUP] = 0
 
     def _check_geometry(self) -> None:
         """The compiled model must match the config (a model built with another config is refused)."""
@@ -743,6 +771,36 @@ class MobileFR3Sim:
     def render_rgbd(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(RGB, depth) of one camera at the current state."""
         return self.render(name), self.render_depth(name)
+
+    def render_view(
+        self, T_world_optical: np.ndarray, like: str = HEAD_CAMERA, hide_robot: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(RGB uint8 (H, W, 3), metric depth float32 (H, W)) seen from any REP-103 optical pose.
+
+        The view has the image size and intrinsics of robot camera `like`; with `hide_robot` the robot's
+        geoms (group `ROBOT_GEOM_GROUP`) are left out, so a view shows the place and not the robot standing
+        in it. The world-fixed `query_camera` is moved there in MjData only: the robot's pose, joints and
+        cameras stay as they are. At a robot camera's own pose with `hide_robot=False` the images equal
+        `render(like)` and `render_depth(like)`.
+        """
+        T = check_pose(T_world_optical, "T_world_optical")
+        like_cam = self._camera_id(like)
+        if not isinstance(hide_robot, (bool, np.bool_)):
+            raise InvalidInputError(f"hide_robot must be true or false, got {hide_robot!r}")
+        self._place_query_camera(T, like_cam)
+        option = self._hide_robot if hide_robot else None
+        rgb_renderer, depth_renderer = self._renderer_pair(like)
+        rgb_renderer.update_scene(self.data, camera=self._query_cam, scene_option=option)
+        depth_renderer.update_scene(self.data, camera=self._query_cam, scene_option=option)
+        return rgb_renderer.render(), depth_renderer.render()
+
+    def _place_query_camera(self, T_world_optical: np.ndarray, like_cam: int) -> None:
+        """Give `query_camera` the optics of camera `like_cam` and the pose `T_world_optical` (MjData)."""
+        m, q = self.model, self._query_cam
+        for name in ("cam_fovy", "cam_projection", "cam_sensorsize", "cam_intrinsic", "cam_resolution"):
+            getattr(m, name)[q] = getattr(m, name)[like_cam]
+        self.data.cam_xpos[q] = T_world_optical[:3, 3]
+        self.data.cam_xmat[q] = (T_world_optical[:3, :3] @ _MJ_CAM_TO_OPTICAL).ravel()
 
     def close(self) -> None:
         """Free the renderers' GL contexts."""

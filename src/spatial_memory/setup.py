@@ -55,6 +55,7 @@ setup(
             "spatial-memory = spatial_memory.cli:main",
             "fk_node = spatial_memory.ros.fk_node:main",
             "spatial_context_node = spatial_memory.ros.spatial_context_node:main",
+            "sim_node = spatial_memory.ros.sim_node:main",
         ],
     },
 )

@@ -38,27 +38,55 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+WORLDS = (
+    "tabletop",
+    "room",
+    "house",
+    "apartment",
+)  # `--world`: the tabletop scene or a generated-world preset
+
+
 def _add_sim_parsers(sub: argparse._SubParsersAction) -> None:
-    """`sim record` and `sim view`: recorded episodes (ROS 2 bag and compact arrays)."""
+    """`sim record`, `sim view` and `sim world`: recorded episodes (ROS 2 bag and compact arrays), worlds."""
     sim = sub.add_parser("sim", help="record simulated episodes and look at them")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True)
     record = sim_sub.add_parser(
-        "record", help="record a tabletop episode as a ROS 2 bag (MCAP) and/or compact training arrays"
+        "record",
+        help="record an episode (the tabletop FR3, or the mobile FR3 exploring a generated world) as a "
+        "ROS 2 bag (MCAP) and/or compact training arrays",
     )
     record.add_argument(
         "--out", type=Path, required=True, help="recording folder (gets bag/ and/or compact/)"
     )
-    record.add_argument("--seed", type=int, default=0, help="scene seed")
+    record.add_argument(
+        "--world",
+        choices=WORLDS,
+        default="tabletop",
+        help="tabletop (default): the stationary FR3 at the kitchen table; room (5x5 m), house (10x8 m, "
+        "4 rooms), apartment (15x15 m, 8 rooms and a corridor): the mobile FR3 touring a generated world",
+    )
+    record.add_argument("--seed", type=int, default=0, help="scene or world seed")
     record.add_argument("--steps", type=int, default=300, help="number of steps (default 300)")
-    record.add_argument("--resolution", default="128x96", help="camera images, WxH (default 128x96)")
-    record.add_argument("--rate", type=float, default=15.0, help="steps per simulated second (default 15)")
+    record.add_argument(
+        "--resolution", default=None, help="camera images, WxH (default 128x96 tabletop, 128x128 worlds)"
+    )
+    record.add_argument(
+        "--rate", type=float, default=None, help="steps per simulated second (default 15 tabletop, 5 worlds)"
+    )
     record.add_argument(
         "--format",
         choices=("bag", "npz", "compact", "both"),
         default="both",
         help="bag: ROS 2 bag; npz/compact: a folder of memory-mappable .npy arrays; both (default)",
     )
-    record.add_argument("--query-every", type=int, default=10, help="a query every N steps; 0 = none")
+    record.add_argument(
+        "--query-every",
+        "--queries-every",
+        dest="query_every",
+        type=int,
+        default=None,
+        help="a query every N steps; 0 = none (default 10 tabletop; worlds: the query sampler's default)",
+    )
     record.add_argument(
         "--depth-dtype", choices=("float32", "float16"), default="float32", help="compact depth arrays"
     )
@@ -66,6 +94,15 @@ def _add_sim_parsers(sub: argparse._SubParsersAction) -> None:
     view.add_argument("episode", type=Path, help="recording folder, bag folder or compact folder")
     view.add_argument("--out", type=Path, default=None, help="PNG to write (default: EPISODE/overview.png)")
     view.add_argument("--frames", type=int, default=6, help="sampled steps per camera (default 6)")
+    world = sim_sub.add_parser(
+        "world", help="generate a world preset: its JSON, or a floor plan with the start of its tour (PNG)"
+    )
+    world.add_argument("--out", type=Path, required=True, help="world.json or world.png")
+    world.add_argument("--world", choices=WORLDS[1:], default="house", help="preset (default house)")
+    world.add_argument("--seed", type=int, default=0, help="world seed")
+    world.add_argument(
+        "--behaviours", type=int, default=30, help="tour behaviours to plan for the PNG (default 30)"
+    )
 
 
 def _resolution(text: str) -> tuple[int, int]:
@@ -113,22 +150,53 @@ def _run_demo(args: argparse.Namespace) -> None:
 def _run_sim_record(args: argparse.Namespace) -> None:
     os.environ.setdefault("MUJOCO_GL", "egl")
     from spatial_memory.sim.recorder import FORMATS, record_tabletop_episode
+    from spatial_memory.sim.world_episode import record_world_episode
 
-    width, height = _resolution(args.resolution)
-    result = record_tabletop_episode(
-        args.out,
-        args.steps,
-        seed=args.seed,
-        width=width,
-        height=height,
-        rate_hz=args.rate,
-        formats=FORMATS[args.format],
-        query_every=args.query_every,
-        depth_dtype=args.depth_dtype,
-    )
+    tabletop = args.world == "tabletop"
+    width, height = _resolution(args.resolution or ("128x96" if tabletop else "128x128"))
+    common = {"seed": args.seed, "width": width, "height": height, "formats": FORMATS[args.format]}
+    common |= {"depth_dtype": args.depth_dtype}
+    if tabletop:
+        every = 10 if args.query_every is None else args.query_every
+        rate = 15.0 if args.rate is None else args.rate
+        result = record_tabletop_episode(args.out, args.steps, rate_hz=rate, query_every=every, **common)
+    else:
+        rate = 5.0 if args.rate is None else args.rate
+        result = record_world_episode(
+            args.out, args.steps, world=args.world, rate_hz=rate, queries_every=args.query_every, **common
+        )
     print(f"recorded {result.steps} steps ({result.queries} queries) in {result.wall_time_s:.1f} s")
     for fmt, path in result.files.items():
         print(f"  {fmt:8s} {path}")
+
+
+def _run_sim_world(args: argparse.Namespace) -> None:
+    from spatial_memory.sim.world_episode import world_preset
+    from spatial_memory.sim.world_tour import preview_paths
+    from spatial_memory.sim.worlds import generate_world, plot_world
+
+    suffix = args.out.suffix.lower()
+    if suffix not in (".json", ".png"):
+        raise SpatialMemoryError(f"--out must end in .json or .png, got {args.out}")
+    if args.behaviours < 1:
+        raise SpatialMemoryError(f"--behaviours must be at least 1, got {args.behaviours}")
+    world = generate_world(world_preset(args.world, args.seed))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".json":
+        world.save(args.out)
+    else:
+        import numpy as np
+
+        paths = preview_paths(world, seed=args.seed, behaviours=args.behaviours)
+        ax = plot_world(world, path=np.vstack(paths) if paths else None)
+        ax.set_title(
+            f"{args.world}, seed {args.seed}: {len(world.rooms)} rooms, {len(world.doors)} doorways; "
+            f"the tour's first {args.behaviours} behaviours",
+            fontsize=9,
+        )
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=3, fontsize=8, frameon=False)
+        ax.figure.savefig(args.out, dpi=110, bbox_inches="tight")
+    print(f"wrote {args.out}")
 
 
 def _run_sim_view(args: argparse.Namespace) -> None:
@@ -158,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
             _run_sim_record(args)
         elif args.command == "sim" and args.sim_command == "view":
             _run_sim_view(args)
+        elif args.command == "sim" and args.sim_command == "world":
+            _run_sim_world(args)
     except (SpatialMemoryError, FileNotFoundError) as exc:
         log.error("%s", exc)
         return 1

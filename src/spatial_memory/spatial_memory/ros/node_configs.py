@@ -15,6 +15,8 @@ from spatial_memory.context.config import ContextConfig
 from spatial_memory.errors import ConfigError
 from spatial_memory.robot.description import CameraMount
 from spatial_memory.ros import topics
+from spatial_memory.sim import mobile_robot
+from spatial_memory.sim.live import LiveSimConfig
 
 
 def _help(text: str) -> dict[str, str]:
@@ -133,3 +135,42 @@ class SpatialContextNodeConfig:
                 f"stationary mode computes poses by FK in the arm's root frame, so world_frame must be "
                 f"{topics.ARM_ROOT_FRAME!r}, got {self.world_frame!r}"
             )
+
+
+@dataclass(frozen=True)
+class SimNodeConfig:
+    """sim_node: the live MuJoCo simulation (`sim.live.LiveSim`) published as a robot on a simulated /clock.
+
+    TF it publishes: `odom_frame` -> `base_frame` from the wheel odometry (/tf, unless `publish_odom_tf` is
+    off, e.g. when a visual odometry node publishes it instead); on /tf_static `world_frame` -> `odom_frame`
+    (the odometry's origin: the true start pose) and the fixed mounts on the base (`base_frame` -> the FR3's
+    `base` and the head camera). The arm's own TF comes from fk_node fed by our `joint_states`.
+    """
+
+    real_time_factor: float = field(
+        default=1.0, metadata=_help("sim seconds per wall second (the sim slows down if it cannot keep up)")
+    )
+    world_frame: str = field(
+        default=topics.WORLD_FRAME, metadata=_help("frame of the ground truth and parent of odom_frame")
+    )
+    odom_frame: str = field(default=topics.ODOM_FRAME, metadata=_help("wheel odometry frame (REP-105)"))
+    base_frame: str = field(default=topics.BASE_LINK_FRAME, metadata=_help("robot body frame (REP-105)"))
+    publish_odom_tf: bool = field(
+        default=True, metadata=_help("publish odom_frame -> base_frame on /tf from the wheel odometry")
+    )
+    sim: LiveSimConfig = field(default_factory=LiveSimConfig)
+
+    def __post_init__(self) -> None:
+        if not 1e-3 <= self.real_time_factor <= 100.0:
+            raise ConfigError(f"real_time_factor must be within [0.001, 100], got {self.real_time_factor!r}")
+        names = {n: getattr(self, n) for n in ("world_frame", "odom_frame", "base_frame")}
+        for name, value in names.items():
+            if not value:
+                raise ConfigError(f"{name} must be a non-empty frame name")
+        if len(set(names.values())) != len(names):
+            raise ConfigError(f"world_frame, odom_frame and base_frame must differ, got {names}")
+        fixed = {mobile_robot.ARM_ROOT, mobile_robot.HEAD_CAMERA_LINK, mobile_robot.HEAD_OPTICAL_FRAME}
+        fixed |= {mobile_robot.WRIST_OPTICAL_FRAME}
+        clash = sorted(fixed & set(names.values()))
+        if clash:
+            raise ConfigError(f"frame names {clash} are the robot's own links; choose others")

@@ -22,25 +22,63 @@ BEV_MAP = "spatial_context/bev_map"  # sensor_msgs/Image rgb8, RELIABLE + TRANSI
 KEYFRAME_MARKERS = "spatial_context/keyframes"  # visualization_msgs/MarkerArray
 KEYFRAME_IMAGES = "spatial_context/keyframe_images"  # sensor_msgs/Image rgb8: all keyframes tiled
 
+# --- sim_node (MuJoCo) inputs: commands
+CMD_VEL = "cmd_vel"  # geometry_msgs/Twist: linear.x (m/s) and angular.z (rad/s) of the base
+JOINT_COMMANDS = "joint_commands"  # sensor_msgs/JointState: arm position targets, fr3_joint1..7 by name
+
+# --- sim_node outputs (the names recorded bags use too: `camera` is the head camera)
+CLOCK = "/clock"  # rosgraph_msgs/Clock: sim time
+CAMERA_DEPTH = "camera/depth"  # sensor_msgs/Image 32FC1, metres along the optical axis (sensor-data QoS)
+CAMERA_INFO = "camera/camera_info"  # sensor_msgs/CameraInfo (sensor-data QoS)
+WRIST_CAMERA_IMAGE = "wrist_camera/image"
+WRIST_CAMERA_DEPTH = "wrist_camera/depth"
+WRIST_CAMERA_INFO = "wrist_camera/camera_info"
+ODOM = "odom"  # nav_msgs/Odometry: noisy wheel odometry, odom -> base_link
+GT_BASE_POSE = "ground_truth/base_pose"  # geometry_msgs/PoseStamped in `world`
+GT_CAMERA_POSE = "ground_truth/camera_pose"  # head camera optical frame in `world`, with each image
+GT_WRIST_CAMERA_POSE = "ground_truth/wrist_camera_pose"
+
 # --- services (absolute)
 PROMOTE_KEYFRAME = "/promote_keyframe"  # spatial_memory_interfaces/srv/PromoteKeyframe
 QUERY_POSE = "/query_pose"  # spatial_memory_interfaces/srv/QueryPose
 
 # Every topic one of our nodes publishes (RViz may only show these, plus the camera input).
-PUBLISHED_TOPICS: frozenset[str] = frozenset(
-    {EE_POSE, ROBOT_DESCRIPTION, TF, TF_STATIC, BEV_MAP, KEYFRAME_MARKERS, KEYFRAME_IMAGES}
+SIM_TOPICS: frozenset[str] = frozenset(
+    {
+        CLOCK,
+        JOINT_STATES,
+        TF,
+        TF_STATIC,
+        ODOM,
+        CAMERA_IMAGE,
+        CAMERA_DEPTH,
+        CAMERA_INFO,
+        WRIST_CAMERA_IMAGE,
+        WRIST_CAMERA_DEPTH,
+        WRIST_CAMERA_INFO,
+        GT_BASE_POSE,
+        GT_CAMERA_POSE,
+        GT_WRIST_CAMERA_POSE,
+    }
 )
-SUBSCRIBED_TOPICS: frozenset[str] = frozenset({JOINT_STATES, CAMERA_IMAGE})
+PUBLISHED_TOPICS: frozenset[str] = (
+    frozenset({EE_POSE, ROBOT_DESCRIPTION, TF, TF_STATIC, BEV_MAP, KEYFRAME_MARKERS, KEYFRAME_IMAGES})
+    | SIM_TOPICS
+)
+SUBSCRIBED_TOPICS: frozenset[str] = frozenset({JOINT_STATES, CAMERA_IMAGE, CMD_VEL, JOINT_COMMANDS})
 
 # --- node names (the keys of config/*.yaml)
 FK_NODE = "fk_node"
 SPATIAL_CONTEXT_NODE = "spatial_context_node"
+SIM_NODE = "sim_node"
 
 # --- default frame names (REP-105 / franka_description)
+WORLD_FRAME = "world"  # the simulated world's origin (ground truth is expressed in it)
 ODOM_FRAME = "odom"
 BASE_LINK_FRAME = "base_link"
 ARM_ROOT_FRAME = "base"  # root link of the FR3 URDF
 EE_FRAME = "fr3_hand_tcp"
 CAMERA_OPTICAL_FRAME = "wrist_camera_optical_frame"
+HEAD_CAMERA_OPTICAL_FRAME = "head_camera_optical_frame"  # the mobile base's head camera (sim)
 
 MODES = ("stationary", "mobile")

@@ -61,8 +61,8 @@ BAG_VERSION = 9  # rosbag2 metadata version written (Jazzy reads 9)
 QUERY_FRAME = "query_optical_frame"  # header frame of query images (no TF: the pose is on queries/pose)
 UNKNOWN_COVARIANCE = -1.0  # covariance[0] of a quantity that was not measured (as in sensor_msgs/Imu)
 
-GT_BASE_POSE = "ground_truth/base_pose"
-ODOM = "odom"
+GT_BASE_POSE = topics.GT_BASE_POSE
+ODOM = topics.ODOM
 QUERY_IMAGE, QUERY_POSE, QUERY_INFO = "queries/image", "queries/pose", "queries/info"
 
 IMAGE, CAMERA_INFO, POSE_STAMPED = (
@@ -117,6 +117,53 @@ def _latched_qos() -> Qos:
         liveliness=QosLiveliness.AUTOMATIC,
         liveliness_lease_duration=zero,
         avoid_ros_namespace_conventions=False,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Messages of one instant (shared with the live sim node, which publishes the same topics)
+# ----------------------------------------------------------------------------------------------------
+
+
+def camera_messages(
+    cam: CameraFrame, stamp_ns: int, world_frame: str, *, factory: conv.MessageFactory
+) -> list[tuple[str, Any]]:
+    """(topic, message) of one camera frame: camera_info, rgb8 image, 32FC1 depth, ground-truth pose."""
+    names = camera_topics(cam.name)
+    return [
+        (
+            names["camera_info"],
+            conv.make_camera_info(cam.K, cam.width, cam.height, stamp_ns, cam.frame_id, factory=factory),
+        ),
+        (
+            names["image"],
+            conv.numpy_to_image(cam.rgb, "rgb8", factory=factory, stamp_ns=stamp_ns, frame_id=cam.frame_id),
+        ),
+        (
+            names["depth"],
+            conv.numpy_to_image(
+                cam.depth, "32FC1", factory=factory, stamp_ns=stamp_ns, frame_id=cam.frame_id
+            ),
+        ),
+        (names["pose"], conv.matrix_to_pose_stamped(cam.T_world_cam, stamp_ns, world_frame, factory=factory)),
+    ]
+
+
+def odometry_message(
+    odo: OdometrySample, stamp_ns: int, odom_frame: str, base_frame: str, *, factory: conv.MessageFactory
+) -> Any:
+    """nav_msgs/Odometry of a sample; an unmeasured twist is marked by twist covariance[0] = -1."""
+    twist_cov = np.zeros((6, 6))
+    if odo.twist is None:
+        twist_cov[0, 0] = UNKNOWN_COVARIANCE
+    return conv.make_odometry(
+        odo.T_odom_base,
+        stamp_ns,
+        odom_frame,
+        base_frame,
+        factory=factory,
+        twist=odo.twist,
+        twist_covariance=twist_cov,
     )
 
 
@@ -225,12 +272,12 @@ class BagWriter:
             step.odometry.T_odom_base, t, md.odom_frame, md.base_frame, factory=f
         )
         out.append((topics.TF, conv.make_tf_message([odom_tf], factory=f)))
-        out.append((ODOM, self._odometry(step)))
+        out.append((ODOM, odometry_message(step.odometry, t, md.odom_frame, md.base_frame, factory=f)))
         out.append(
             (GT_BASE_POSE, conv.matrix_to_pose_stamped(step.T_world_base, t, md.world_frame, factory=f))
         )
         for cam in step.cameras:
-            out += self._camera(cam, t)
+            out += camera_messages(cam, t, md.world_frame, factory=f)
         if step.query is not None:
             q = step.query
             out.append(
@@ -247,42 +294,6 @@ class BagWriter:
             )
             out.append((QUERY_INFO, f.new("std_msgs/msg/String", data=info)))
         return out
-
-    def _camera(self, cam: CameraFrame, t: int) -> list[tuple[str, Any]]:
-        f, names = self._factory, camera_topics(cam.name)
-        return [
-            (
-                names["camera_info"],
-                conv.make_camera_info(cam.K, cam.width, cam.height, t, cam.frame_id, factory=f),
-            ),
-            (
-                names["image"],
-                conv.numpy_to_image(cam.rgb, "rgb8", factory=f, stamp_ns=t, frame_id=cam.frame_id),
-            ),
-            (
-                names["depth"],
-                conv.numpy_to_image(cam.depth, "32FC1", factory=f, stamp_ns=t, frame_id=cam.frame_id),
-            ),
-            (
-                names["pose"],
-                conv.matrix_to_pose_stamped(cam.T_world_cam, t, self.metadata.world_frame, factory=f),
-            ),
-        ]
-
-    def _odometry(self, step: StepRecord) -> Any:
-        odo = step.odometry
-        twist_cov = np.zeros((6, 6))
-        if odo.twist is None:
-            twist_cov[0, 0] = UNKNOWN_COVARIANCE
-        return conv.make_odometry(
-            odo.T_odom_base,
-            step.stamp_ns,
-            self.metadata.odom_frame,
-            self.metadata.base_frame,
-            factory=self._factory,
-            twist=odo.twist,
-            twist_covariance=twist_cov,
-        )
 
     def _static_tf(self, stamp_ns: int) -> Any:
         """world -> odom and every fixed camera mount, once, at the first step."""

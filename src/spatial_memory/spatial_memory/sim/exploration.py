@@ -1,19 +1,23 @@
 """Scripted exploration for the mobile FR3: velocity commands and arm joint targets from simple behaviours.
 
 A `Script` runs behaviours one after another (pure-pursuit path following, look-around turns in place,
-back-and-forth drives) while an optional arm motion (`ArmScan`, the stationary tour's minimum-jerk
-viewpoints re-aimed at a room) moves the wrist camera. Paths are (N, 2) waypoints in metres, e.g. from
-`sim.planning.plan_path` on a world's occupancy grid. `run_script` drives a `MobileFR3Sim` with them; a
-behaviour that keeps the robot against an obstacle for `stuck_steps` steps is skipped, not retried.
+back-and-forth drives) while an optional arm motion moves the wrist camera. The behaviours come from a list
+or, lazily, from a `BehaviourSource` asked for the next one when the last is done (so an endless tour plans
+one leg at a time from where the robot really is). Arm motions: `ArmScan` (the stationary tour's
+minimum-jerk viewpoints re-aimed at a room, reaching 0.8 m ahead: for open space) and `CompactScan`
+(viewpoints around the folded `STOW_POSE`, every link within 0.37 m of the base axis: safe to run while
+driving through doorways). Paths are (N, 2) waypoints in metres, e.g. from `sim.planning.plan_path` on a
+world's occupancy grid. `run_script` drives a `MobileFR3Sim` with them; a behaviour that keeps the robot
+against an obstacle for `stuck_steps` steps is skipped, not retried.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -50,6 +54,14 @@ class Behaviour(Protocol):
     """Something that turns the base pose and time into a command, or None when it is done."""
 
     def command(self, pose: Pose2D, t_s: float) -> Command | None: ...
+
+
+@runtime_checkable
+class BehaviourSource(Protocol):
+    """Hands out behaviours one at a time, planned from the pose where the robot is when it asks;
+    None when there are no more."""
+
+    def next_behaviour(self, pose: Pose2D, t_s: float) -> Behaviour | None: ...
 
 
 # ---------------------------------------------------------------------------------------------- paths
@@ -190,6 +202,26 @@ class LookAround:
         return Command(0.0, math.copysign(self.speed, self.angle_rad))
 
 
+class TurnTo:
+    """Turn in place to the world heading `yaw` (rad), at most `speed` rad/s; done within `tolerance_rad`.
+
+    Proportional control with a small minimum speed, so it settles without creeping or overshooting.
+    """
+
+    def __init__(self, yaw: float, speed: float = 0.8, tolerance_rad: float = 0.01) -> None:
+        if not (isinstance(yaw, (int, float)) and math.isfinite(yaw)):
+            raise ConfigError(f"yaw must be a finite number, got {yaw!r}")
+        _positive(speed, "speed", 10.0)
+        _positive(tolerance_rad, "tolerance_rad", 1.0)
+        self.yaw, self.speed, self.tolerance_rad = float(yaw), float(speed), float(tolerance_rad)
+
+    def command(self, pose: Pose2D, t_s: float) -> Command | None:
+        error = _wrap(self.yaw - pose[2])
+        if abs(error) < self.tolerance_rad:
+            return None
+        return Command(0.0, math.copysign(min(max(3.0 * abs(error), 0.05), self.speed), error))
+
+
 class BackAndForth:
     """Drive `distance_m` forward along the starting heading and back again, `repeats` times."""
 
@@ -262,49 +294,169 @@ class ArmScan:
         return q - LOOKOUT_POSE + CARRY_POSE
 
 
+# Folded up beside the mast: every arm link within 0.32 m of the base axis (the base's own radius is 0.3 m),
+# the wrist camera 1.18 m high looking straight ahead, 14 degrees down and level (no roll), outside the head
+# camera's view. Found by a search over the FR3's joint space (reach, camera direction and roll, no
+# self-contact, no occlusion of the head camera).
+STOW_POSE = np.array([1.532, -0.823, 0.515, -1.983, -1.067, 1.062, 2.127])
+COMPACT_REACH_M = (
+    0.37  # every arm link of `CompactScan()` (default viewpoints) stays this close to the base axis
+)
+
+
+def _min_jerk(s: np.ndarray) -> np.ndarray:
+    """Minimum-jerk profile on [0, 1]: zero velocity and acceleration at both ends."""
+    return s**3 * (10.0 - 15.0 * s + 6.0 * s**2)
+
+
+@dataclass(frozen=True)
+class CompactScan:
+    """Wrist-camera viewpoints around `STOW_POSE`, visited in a loop with minimum-jerk moves.
+
+    Each viewpoint offsets joints (1, 5, 6, 7) of the stow pose: joint 1 and 6 turn the camera right and
+    left, joint 5 tilts it, joint 7 rolls it. The defaults look from 22 degrees right to 33 degrees left
+    and from 33 degrees down to 10 degrees up, with +-0.3 rad of roll, and keep every link within
+    `COMPACT_REACH_M` of the base axis, so the scan can run while the robot drives through a doorway
+    (other offsets are checked against the joint limits only). The arm never swings towards the mast.
+    """
+
+    offsets: tuple[tuple[float, float, float, float], ...] = (
+        (0.0, 0.0, 0.0, 0.0),
+        (0.0, 0.3, 0.5, 0.3),
+        (-0.3, -0.3, 0.0, -0.3),
+        (0.0, -0.3, 0.5, 0.0),
+        (-0.3, 0.4, 0.1, 0.3),
+        (-0.15, 0.0, 0.25, -0.3),
+    )
+    dwell_s: float = 1.0
+    move_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        try:
+            offsets = np.array(self.offsets, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"CompactScan offsets must be rows of 4 numbers: {exc}") from exc
+        if offsets.ndim != 2 or offsets.shape[1] != 4 or len(offsets) < 1 or not np.isfinite(offsets).all():
+            raise ConfigError(
+                f"CompactScan offsets must be N >= 1 rows of 4 finite numbers, got {self.offsets}"
+            )
+        if not (isinstance(self.dwell_s, (int, float)) and 0.0 <= self.dwell_s <= 60.0):
+            raise ConfigError(f"dwell_s must be within [0, 60] s, got {self.dwell_s!r}")
+        _positive(self.move_s, "move_s", 60.0)
+        lower, upper = joint_limits()
+        bad = ~((self.viewpoints() >= lower) & (self.viewpoints() <= upper)).all(axis=1)
+        if bad.any():
+            raise ConfigError(
+                f"arm viewpoints {np.flatnonzero(bad).tolist()} are outside the FR3 joint limits"
+            )
+
+    def viewpoints(self) -> np.ndarray:
+        """Joint vectors (V, 7) of the viewpoints."""
+        views = np.repeat(STOW_POSE[None], len(self.offsets), axis=0)
+        views[:, [0, 4, 5, 6]] += np.array(self.offsets, dtype=np.float64)
+        return views
+
+    def __call__(self, t_s: float) -> np.ndarray:
+        """Joint targets (7,) at time `t_s` (s since the scan started): dwell, move, dwell, ... in a loop."""
+        views = self.viewpoints()
+        period = self.dwell_s + self.move_s
+        t = max(float(t_s), 0.0)
+        leg = math.floor(t / period)
+        s = np.clip((t - leg * period - self.dwell_s) / self.move_s, 0.0, 1.0)
+        start, end = views[leg % len(views)], views[(leg + 1) % len(views)]
+        return start + _min_jerk(np.array(s)) * (end - start)
+
+
 # ---------------------------------------------------------------------------------------------- running
+class _ListSource:
+    """A `BehaviourSource` over a fixed iterable of behaviours."""
+
+    def __init__(self, behaviours: Iterable[Behaviour]) -> None:
+        self._it: Iterator[Behaviour] = iter(behaviours)
+
+    def next_behaviour(self, pose: Pose2D, t_s: float) -> Behaviour | None:
+        return next(self._it, None)
+
+
 class Script:
-    """Behaviours in order, plus an optional arm motion `arm(t_s) -> q_target` running throughout."""
+    """Behaviours in order, plus an optional arm motion `arm(t_s) -> q_target` running throughout.
+
+    `behaviours` is an iterable (a list, or a generator: consumed lazily) or a `BehaviourSource`, asked for
+    the next behaviour with the pose where the previous one ended. `index` counts the behaviours started
+    before the running one; `skipped` lists the indices of those given up because the robot was stuck.
+    """
+
+    MAX_IDLE_BEHAVIOURS = (
+        100  # behaviours in a row that finish without a single command: the source is broken
+    )
 
     def __init__(
         self,
-        behaviours: Sequence[Behaviour],
+        behaviours: Iterable[Behaviour] | BehaviourSource,
         arm: Callable[[float], np.ndarray] | None = None,
         stuck_steps: int = 20,
     ) -> None:
         if isinstance(stuck_steps, bool) or not isinstance(stuck_steps, int) or stuck_steps < 1:
             raise ConfigError(f"stuck_steps must be an integer >= 1, got {stuck_steps!r}")
-        self.behaviours = list(behaviours)
+        if arm is not None and not callable(arm):
+            raise ConfigError("arm must be a callable t_s -> joint targets, or None")
+        if isinstance(behaviours, BehaviourSource):
+            self.source: BehaviourSource = behaviours
+        elif isinstance(behaviours, Iterable):
+            self.source = _ListSource(behaviours)
+        else:
+            raise ConfigError("behaviours must be an iterable of behaviours or a BehaviourSource")
         self.arm = arm
         self.stuck_steps = stuck_steps
-        self.index = 0  # the behaviour running now
+        self.index = 0  # the behaviour running now (or the next one)
+        self.current: Behaviour | None = None
         self.skipped: list[int] = []  # behaviours given up because the robot was stuck
         self._stuck = 0
+        self._exhausted = False
 
     @property
     def done(self) -> bool:
-        """True when every behaviour has finished or been skipped."""
-        return self.index >= len(self.behaviours)
+        """True when the source has no more behaviours and the last one has finished or been skipped."""
+        return self._exhausted
 
     def command(self, pose: Pose2D, t_s: float, collided: bool = False) -> Command | None:
         """The command for now, or None when the script is done. `collided`: the last step was cut short."""
         self._stuck = self._stuck + 1 if collided else 0
-        if self._stuck >= self.stuck_steps and not self.done:
+        if self._stuck >= self.stuck_steps and self.current is not None:
             log.warning("behaviour %d (%s) is stuck against an obstacle: skipped", self.index, self._name())
             self.skipped.append(self.index)
-            self.index += 1
+            self._finish()
             self._stuck = 0
-        while not self.done:
-            cmd = self.behaviours[self.index].command(pose, t_s)
+        for _ in range(self.MAX_IDLE_BEHAVIOURS):
+            if self.current is None and not self._start_next(pose, t_s):
+                return None
+            cmd = self.current.command(pose, t_s)
             if cmd is not None:
                 q = None if self.arm is None else self.arm(t_s)
                 return Command(cmd.v, cmd.omega, q if q is not None else cmd.q_target)
             log.debug("behaviour %d (%s) done at t=%.2f s", self.index, self._name(), t_s)
-            self.index += 1
+            self._finish()
+        log.error(
+            "%d behaviours in a row finished without moving: stopping the script", self.MAX_IDLE_BEHAVIOURS
+        )
+        self._exhausted = True
         return None
 
+    def _start_next(self, pose: Pose2D, t_s: float) -> bool:
+        """Ask the source for the next behaviour; False (and done) when it has none."""
+        if self._exhausted:
+            return False
+        self.current = self.source.next_behaviour(pose, t_s)
+        if self.current is None:
+            self._exhausted = True
+        return self.current is not None
+
+    def _finish(self) -> None:
+        self.current = None
+        self.index += 1
+
     def _name(self) -> str:
-        return type(self.behaviours[self.index]).__name__
+        return type(self.current).__name__
 
 
 def run_script(

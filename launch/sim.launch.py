@@ -1,7 +1,7 @@
 """Try the stack without a robot: sim_node (MuJoCo world + mobile FR3) with fk_node and spatial_context_node.
 
     ros2 launch spatial_memory sim.launch.py
-    ros2 launch spatial_memory sim.launch.py world_preset:=corridor world_seed:=3 use_rviz:=true
+    ros2 launch spatial_memory sim.launch.py world_preset:=apartment world_seed:=3 use_rviz:=true
     ros2 topic pub -r 10 /cmd_vel geometry_msgs/msg/Twist "{linear: {x: 0.3}, angular: {z: 0.2}}"
 
 sim_node makes /clock (it runs on a wall timer); fk_node, spatial_context_node and RViz run on sim time.
@@ -20,7 +20,7 @@ from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 from spatial_memory.ros import topics
-from spatial_memory.sim.live import WORLD_PRESETS
+from spatial_memory.sim.presets import WORLD_PRESETS
 
 
 def _arguments() -> list[DeclareLaunchArgument]:
@@ -29,7 +29,7 @@ def _arguments() -> list[DeclareLaunchArgument]:
     return [
         DeclareLaunchArgument(
             "world_preset",
-            default_value="apartment",
+            default_value="house",
             choices=sorted(WORLD_PRESETS),
             description="generated world: size and number of rooms",
         ),

@@ -13,13 +13,13 @@ from spatial_memory.geometry import invert
 from spatial_memory.sim import mobile_robot as mr
 from spatial_memory.sim.episode import HEAD_CAMERA, WRIST_CAMERA
 from spatial_memory.sim.live import (
-    WORLD_PRESETS,
     LiveSim,
     LiveSimConfig,
     LiveWorldConfig,
     Pacer,
 )
 from spatial_memory.sim.odometry import WheelOdometryConfig
+from spatial_memory.sim.presets import WORLD_PRESETS
 
 JOINTS = tuple(f"fr3_joint{i}" for i in range(1, 8))
 SMALL_ROBOT = mr.MobileRobotConfig(
@@ -81,10 +81,10 @@ def test_bad_configs_are_refused_with_a_clear_error(make, match):
 
 
 def test_config_builds_from_a_nested_dict_like_ros_parameters():
-    cfg = from_dict(LiveSimConfig, {"rate_hz": 20, "world": {"preset": "small", "seed": 3}})
-    assert cfg.rate_hz == 20.0 and cfg.world.world_config().num_rooms == 2
+    cfg = from_dict(LiveSimConfig, {"rate_hz": 20, "world": {"preset": "house", "seed": 3}})
+    assert cfg.rate_hz == 20.0 and cfg.world.world_config().num_rooms == 4
     assert cfg.dt_ns == 50_000_000
-    overrides = LiveWorldConfig(preset="apartment", width_m=12.0, num_rooms=5).world_config()
+    overrides = LiveWorldConfig(preset="house", width_m=12.0, num_rooms=5).world_config()
     assert (overrides.width_m, overrides.depth_m, overrides.num_rooms) == (12.0, 8.0, 5)
 
 

@@ -17,14 +17,13 @@ from spatial_memory.sim.dataset import BagReader, CompactEpisode, open_episode
 from spatial_memory.sim.episode import HEAD_CAMERA, WRIST_CAMERA, step_differences
 from spatial_memory.sim.episode_view import query_poses, write_overview
 from spatial_memory.sim.odometry import WheelOdometryConfig
+from spatial_memory.sim.presets import world_preset
 from spatial_memory.sim.recorder import record_episode
 from spatial_memory.sim.world_episode import (
     WorldEpisodeConfig,
     WorldEpisodeScene,
     dataset_robot,
-    queries_available,
     record_world_episode,
-    world_preset,
 )
 from spatial_memory.sim.world_tour import coverage
 from spatial_memory.sim.worlds import World, generate_world
@@ -146,7 +145,6 @@ def test_the_step_rate_subsamples_the_same_path():
 
 
 # ---------------------------------------------------------------------------------------------- queries
-@pytest.mark.skipif(not queries_available(), reason="spatial_memory.sim.queries is not available yet")
 def test_queries_come_every_n_steps_with_ground_truth():
     from spatial_memory.sim.queries import QueryConfig
 

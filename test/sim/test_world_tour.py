@@ -20,7 +20,8 @@ from spatial_memory.sim.exploration import (
     run_script,
 )
 from spatial_memory.sim.mobile_robot import BASE_LINK, WRIST_CAMERA, MobileFR3Sim, box_room_spec
-from spatial_memory.sim.world_episode import dataset_robot, world_preset
+from spatial_memory.sim.presets import world_preset
+from spatial_memory.sim.world_episode import dataset_robot
 from spatial_memory.sim.world_scene import build_world_spec
 from spatial_memory.sim.world_tour import WorldTour, WorldTourConfig, coverage, preview_paths
 from spatial_memory.sim.worlds import World, generate_world

@@ -171,7 +171,7 @@ def _run_sim_record(args: argparse.Namespace) -> None:
 
 
 def _run_sim_world(args: argparse.Namespace) -> None:
-    from spatial_memory.sim.world_episode import world_preset
+    from spatial_memory.sim.presets import world_preset
     from spatial_memory.sim.world_tour import preview_paths
     from spatial_memory.sim.worlds import generate_world, plot_world
 

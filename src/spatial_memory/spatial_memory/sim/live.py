@@ -36,18 +36,13 @@ from spatial_memory.geometry import invert
 from spatial_memory.sim import mobile_robot as mr
 from spatial_memory.sim.episode import HEAD_CAMERA, WRIST_CAMERA, CameraFrame, OdometrySample
 from spatial_memory.sim.odometry import WheelOdometry, WheelOdometryConfig
+from spatial_memory.sim.presets import WORLD_PRESETS, world_preset
 from spatial_memory.sim.world_scene import build_world_spec
+from spatial_memory.sim.world_tour import PLANNING_RADIUS_M
 from spatial_memory.sim.worlds import World, WorldConfig, generate_world
 
 log = logging.getLogger(__name__)
 
-# Worlds to try the stack in, by name: WorldConfig fields over its defaults (a 10 x 8 m, 4-room apartment).
-WORLD_PRESETS: dict[str, dict[str, float | int]] = {
-    "room": {"width_m": 5.0, "depth_m": 4.0, "num_rooms": 1},
-    "small": {"width_m": 6.0, "depth_m": 5.0, "num_rooms": 2},
-    "apartment": {},
-    "corridor": {"width_m": 12.0, "depth_m": 8.0, "num_rooms": 6, "corridor_width_m": 1.4},
-}
 # Episode (topic) camera name -> the MuJoCo camera of the mobile FR3, as in recorded bags: the head camera
 # is `camera` (camera/image, ...), the wrist camera `wrist_camera`.
 CAMERA_NAMES: dict[str, str] = {HEAD_CAMERA: mr.HEAD_CAMERA, WRIST_CAMERA: mr.WRIST_CAMERA}
@@ -74,7 +69,7 @@ def _default_robot() -> mr.MobileRobotConfig:
 class LiveWorldConfig:
     """Which world to generate and where the robot starts. 0 for a size field keeps the preset's value."""
 
-    preset: str = "apartment"  # one of WORLD_PRESETS
+    preset: str = "house"  # one of sim.presets.WORLD_PRESETS
     seed: int = 0
     width_m: float = 0.0  # footprint along x (m); 0 = the preset's
     depth_m: float = 0.0  # footprint along y (m); 0 = the preset's
@@ -101,14 +96,15 @@ class LiveWorldConfig:
         object.__setattr__(self, "start_yaw", _number(self.start_yaw, "world start_yaw", -10.0, 10.0))
         self.world_config()  # the world must be possible (LiveSimConfig checks again with its robot's radius)
 
-    def world_config(self, robot_radius_m: float = WorldConfig.robot_radius_m) -> WorldConfig:
-        """The generator's config: the preset, then the non-zero overrides; ConfigError if it cannot be."""
-        values: dict[str, float | int] = {**WORLD_PRESETS[self.preset], "seed": self.seed}
-        values |= {k: getattr(self, k) for k in ("width_m", "depth_m", "num_rooms") if getattr(self, k)}
-        try:
-            cfg = WorldConfig(robot_radius_m=robot_radius_m, **values)  # type: ignore[arg-type]
-        except ConfigError as exc:
-            raise ConfigError(f"world preset {self.preset!r} with {values}: {exc}") from exc
+    def world_config(self, robot_radius_m: float = 0.0) -> WorldConfig:
+        """The generator's config: the preset, then the non-zero overrides; ConfigError if it cannot be.
+        The world is made for the larger of the preset's planning radius and `robot_radius_m`."""
+        values: dict[str, float | int] = {
+            k: getattr(self, k) for k in ("width_m", "depth_m", "num_rooms") if getattr(self, k)
+        }
+        if robot_radius_m > PLANNING_RADIUS_M:
+            values["robot_radius_m"] = robot_radius_m
+        cfg = world_preset(self.preset, self.seed, **values)
         if self.start_room >= cfg.num_rooms:
             raise ConfigError(
                 f"world start_room {self.start_room} does not exist: the world has {cfg.num_rooms} room(s)"

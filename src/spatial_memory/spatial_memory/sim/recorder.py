@@ -247,7 +247,7 @@ class RecordResult:
     wall_time_s: float
 
 
-def _targets(out_dir: Path, formats: tuple[str, ...], depth_dtype: str) -> dict[str, Path]:
+def check_targets(out_dir: Path, formats: tuple[str, ...], depth_dtype: str) -> dict[str, Path]:
     """Episode folder per format, checked before any simulation runs (never overwrite an episode)."""
     unknown = sorted(set(formats) - set(OUTPUT_NAMES))
     if unknown or not formats:
@@ -275,7 +275,7 @@ def record_episode(
     Existing episodes are never overwritten; a failure at any step leaves no episode folder behind.
     """
     out_dir = Path(out_dir)
-    targets = _targets(out_dir, formats, depth_dtype)
+    targets = check_targets(out_dir, formats, depth_dtype)
     start, queries = time.perf_counter(), 0
     with ExitStack() as stack:
         writers: list[BagWriter | CompactWriter] = []
@@ -311,7 +311,7 @@ def record_tabletop_episode(
     """Record the tabletop scene (seed, image size) for `steps` steps at `rate_hz` into `out_dir`."""
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise InvalidInputError(f"steps must be a positive int, got {steps!r}")
-    _targets(Path(out_dir), formats, depth_dtype)  # fail before building the scene
+    check_targets(Path(out_dir), formats, depth_dtype)  # fail before building the scene
     config = TabletopEpisodeConfig(
         scene=TabletopConfig(seed=seed, width=width, height=height),
         rate_hz=rate_hz,

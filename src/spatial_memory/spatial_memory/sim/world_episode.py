@@ -20,7 +20,6 @@ import dataclasses
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,33 +40,16 @@ from spatial_memory.sim.episode import (
 from spatial_memory.sim.exploration import CompactScan, Script
 from spatial_memory.sim.mobile_robot import MobileFR3Sim, MobileRobotConfig
 from spatial_memory.sim.odometry import WheelOdometry, WheelOdometryConfig
-from spatial_memory.sim.recorder import RecordResult, _targets, record_episode
+from spatial_memory.sim.presets import world_preset
+from spatial_memory.sim.queries import QueryConfig, QuerySampler
+from spatial_memory.sim.recorder import RecordResult, check_targets, record_episode
 from spatial_memory.sim.world_scene import build_world_spec
-from spatial_memory.sim.world_tour import PLANNING_RADIUS_M, WorldTour, WorldTourConfig
+from spatial_memory.sim.world_tour import WorldTour, WorldTourConfig
 from spatial_memory.sim.worlds import WorldConfig, generate_world
-
-if TYPE_CHECKING:
-    from spatial_memory.sim.queries import QueryConfig
 
 log = logging.getLogger(__name__)
 
-# Footprints of the `--world` presets. Doorways are 1 m and the robot radius is the planning radius (base
-# and compact arm scan), so the generator keeps every room reachable for the tour.
-WORLD_PRESETS: dict[str, dict[str, Any]] = {
-    "room": {"width_m": 5.0, "depth_m": 5.0, "num_rooms": 1},
-    "house": {"width_m": 10.0, "depth_m": 8.0, "num_rooms": 4},
-    "apartment": {"width_m": 15.0, "depth_m": 15.0, "num_rooms": 8, "corridor_width_m": 1.5},
-}
 DATASET_CAMERA_PX = 128  # square images for datasets: both cameras
-
-
-def world_preset(name: str, seed: int = 0, **overrides: Any) -> WorldConfig:
-    """The WorldConfig of a preset ('room' 5x5 m, 'house' 10x8 m with 4 rooms, 'apartment' 15x15 m with 8
-    rooms and a corridor) for a seed; `overrides` replace any WorldConfig field."""
-    if name not in WORLD_PRESETS:
-        raise ConfigError(f"unknown world preset {name!r}; known: {sorted(WORLD_PRESETS)}")
-    values = {"robot_radius_m": PLANNING_RADIUS_M, "door_width_m": 1.0, **WORLD_PRESETS[name], **overrides}
-    return WorldConfig(seed=seed, **values)
 
 
 def dataset_robot(width: int = DATASET_CAMERA_PX, height: int = DATASET_CAMERA_PX) -> MobileRobotConfig:
@@ -78,24 +60,6 @@ def dataset_robot(width: int = DATASET_CAMERA_PX, height: int = DATASET_CAMERA_P
         head_camera=dataclasses.replace(base.head_camera, width=width, height=height),
         wrist_camera=dataclasses.replace(base.wrist_camera, width=width, height=height),
     )
-
-
-def queries_available() -> bool:
-    """Whether `sim.queries` is installed and the simulation offers what it renders with."""
-    try:
-        import spatial_memory.sim.queries  # noqa: F401
-    except ImportError:
-        return False
-    return hasattr(MobileFR3Sim, "render_view")
-
-
-def _default_queries() -> QueryConfig | None:
-    """`QueryConfig()` where queries are available (see `queries_available`); None (no queries) elsewhere."""
-    if not queries_available():
-        return None
-    from spatial_memory.sim.queries import QueryConfig
-
-    return QueryConfig()
 
 
 @dataclass(frozen=True)
@@ -110,7 +74,7 @@ class WorldEpisodeConfig:
     rate_hz: float = 5.0  # recorded steps per simulated second (see the module docstring)
     control_hz: float = 15.0  # control ticks per simulated second; a multiple of rate_hz keeps paths equal
     odometry: WheelOdometryConfig = field(default_factory=WheelOdometryConfig)
-    queries: QueryConfig | None = field(default_factory=_default_queries)
+    queries: QueryConfig | None = field(default_factory=QueryConfig)
     tour: WorldTourConfig = field(default_factory=WorldTourConfig)
     arm: CompactScan = field(default_factory=CompactScan)
     texture_px: int = 128
@@ -196,12 +160,10 @@ class WorldEpisodeScene:
         footprint = self.world.occupancy(cfg.tour.resolution_m, cfg.robot.footprint_radius_m)
         return MobileFR3Sim(spec, cfg.robot, is_free=footprint.is_free)
 
-    def _make_sampler(self) -> Any:
+    def _make_sampler(self) -> QuerySampler | None:
         queries = self.config.queries
         if queries is None or not queries.every_n_steps:
             return None
-        from spatial_memory.sim.queries import QuerySampler
-
         return QuerySampler(self.sim, self.tour.grid, queries, seed=self.config.world.seed)
 
     # ------------------------------------------------------------------ metadata
@@ -360,7 +322,7 @@ def record_world_episode(
     steps at `rate_hz` into `out_dir`. `queries_every` None takes `QueryConfig`'s default; 0 = none."""
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise InvalidInputError(f"steps must be a positive int, got {steps!r}")
-    _targets(Path(out_dir), formats, depth_dtype)  # fail before building the world
+    check_targets(Path(out_dir), formats, depth_dtype)  # fail before building the world
     config = WorldEpisodeConfig(
         world=world_preset(world, seed),
         robot=dataset_robot(width, height),
@@ -380,7 +342,5 @@ def _query_config(every: int | None) -> QueryConfig | None:
         raise ConfigError(f"queries_every must be a non-negative integer, got {every!r}")
     if every == 0:
         return None
-    default = _default_queries()
-    if default is None and every is not None:
-        raise ConfigError("queries need spatial_memory.sim.queries and MobileFR3Sim.render_view")
+    default = QueryConfig()
     return default if every is None else dataclasses.replace(default, every_n_steps=every)

@@ -9,10 +9,13 @@ import logging
 import cv2
 import numpy as np
 import pytest
+from rosbags.rosbag2 import Reader
 
 from spatial_memory.cli import main
 from spatial_memory.errors import ConfigError, InvalidInputError
 from spatial_memory.geometry import invert
+from spatial_memory.ros.conversions import msg_to_matrix
+from spatial_memory.sim.bag import jazzy_typestore, read_bag_metadata
 from spatial_memory.sim.dataset import BagReader, CompactEpisode, open_episode
 from spatial_memory.sim.episode import HEAD_CAMERA, WRIST_CAMERA, step_differences
 from spatial_memory.sim.episode_view import query_poses, write_overview
@@ -100,7 +103,9 @@ def test_the_robot_tours_the_house_and_the_frames_agree_with_its_pose(recorded):
     from spatial_memory.robot.kinematics import FR3Kinematics
 
     kin = FR3Kinematics()
-    T_base_arm = np.array(md.world["T_base_arm"])
+    (arm_mount,) = md.static_transforms
+    assert (arm_mount.parent, arm_mount.child) == ("base_link", "base")
+    T_base_arm = arm_mount.T_parent_child
     for s in steps[::20]:
         np.testing.assert_allclose(
             s.camera(HEAD_CAMERA).T_world_cam, s.T_world_base @ head.T_parent_cam, atol=1e-9
@@ -114,6 +119,25 @@ def test_the_robot_tours_the_house_and_the_frames_agree_with_its_pose(recorded):
     assert np.isfinite(depths).all() and depths.min() > 0.02 and depths.max() < 20.0
     wrist_joints = np.array([s.joint_positions for s in steps])
     assert np.ptp(wrist_joints, axis=0).max() > 0.3  # the arm scans
+
+
+def test_bag_tf_static_holds_the_whole_fixed_tree(recorded):
+    _, result, _, _ = recorded
+    store = jazzy_typestore()
+    with Reader(result.files["bag"]) as reader:
+        conns = [c for c in reader.connections if c.topic == "/tf_static"]
+        (msg,) = [store.deserialize_cdr(raw, c.msgtype) for c, _, raw in reader.messages(connections=conns)]
+    md = read_bag_metadata(result.files["bag"])
+    edges = {(e.header.frame_id, e.child_frame_id): msg_to_matrix(e) for e in msg.transforms}
+    head = md.camera(HEAD_CAMERA)
+    assert set(edges) == {
+        ("world", "odom"),
+        ("base_link", head.frame_id),
+        ("wrist_camera_link", md.camera(WRIST_CAMERA).frame_id),
+        ("base_link", "base"),
+    }
+    np.testing.assert_allclose(edges["base_link", "base"], md.static_transforms[0].T_parent_child, atol=1e-12)
+    np.testing.assert_allclose(edges["base_link", head.frame_id], head.T_parent_cam, atol=1e-12)
 
 
 def test_sim_view_draws_the_world_with_paths(recorded, tmp_path):

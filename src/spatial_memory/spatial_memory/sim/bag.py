@@ -296,7 +296,8 @@ class BagWriter:
         return out
 
     def _static_tf(self, stamp_ns: int) -> Any:
-        """world -> odom and every fixed camera mount, once, at the first step."""
+        """world -> odom, every fixed camera mount and the robot's other fixed frames, once, at the first
+        step."""
         md, f = self.metadata, self._factory
         edges = [
             conv.matrix_to_transform_stamped(
@@ -310,6 +311,10 @@ class BagWriter:
                         cam.T_parent_cam, stamp_ns, cam.parent_frame, cam.frame_id, factory=f
                     )
                 )
+        for e in md.static_transforms:
+            edges.append(
+                conv.matrix_to_transform_stamped(e.T_parent_child, stamp_ns, e.parent, e.child, factory=f)
+            )
         return conv.make_tf_message(edges, factory=f)
 
 

@@ -269,6 +269,28 @@ class CameraSpec:
         )
 
 
+@dataclass(frozen=True, eq=False)
+class StaticTransform:
+    """A fixed frame of the robot other than a camera mount (e.g. base_link -> the arm's root `base`),
+    written on /tf_static so a replayed bag gives the whole tree."""
+
+    parent: str
+    child: str
+    T_parent_child: np.ndarray
+
+    def __post_init__(self) -> None:
+        _check_name(self.parent, "static transform parent")
+        _check_name(self.child, "static transform child")
+        _set(self, "T_parent_child", check_pose(self.T_parent_child, f"{self.parent} -> {self.child}"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"parent": self.parent, "child": self.child, "T_parent_child": self.T_parent_child.tolist()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StaticTransform:
+        return cls(data["parent"], data["child"], np.array(data["T_parent_child"], dtype=np.float64))
+
+
 def _json_dict(value: Mapping[str, Any], what: str) -> dict[str, Any]:
     """A JSON-serialisable deep copy of `value` (the metadata travels as JSON)."""
     try:
@@ -292,6 +314,7 @@ class EpisodeMetadata:
     world_frame: str = WORLD_FRAME
     odom_frame: str = ODOM_FRAME
     base_frame: str = BASE_FRAME
+    static_transforms: tuple[StaticTransform, ...] = ()  # fixed robot frames besides the camera mounts
     version: int = EPISODE_FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -305,6 +328,10 @@ class EpisodeMetadata:
         _set(self, "world", _json_dict(self.world, "world"))
         _set(self, "odometry_noise", _json_dict(self.odometry_noise, "odometry_noise"))
         _set(self, "T_world_odom", check_pose(self.T_world_odom, "T_world_odom"))
+        statics = tuple(self.static_transforms)
+        if not all(isinstance(e, StaticTransform) for e in statics):
+            raise InvalidInputError("static_transforms must be StaticTransform objects")
+        _set(self, "static_transforms", statics)
         for name in ("world_frame", "odom_frame", "base_frame"):
             _check_name(getattr(self, name), name)
         if self.version != EPISODE_FORMAT_VERSION:
@@ -352,6 +379,7 @@ class EpisodeMetadata:
             "world_frame": self.world_frame,
             "odom_frame": self.odom_frame,
             "base_frame": self.base_frame,
+            "static_transforms": [e.to_dict() for e in self.static_transforms],
         }
 
     @classmethod
@@ -370,6 +398,9 @@ class EpisodeMetadata:
                 world_frame=data.get("world_frame", WORLD_FRAME),
                 odom_frame=data.get("odom_frame", ODOM_FRAME),
                 base_frame=data.get("base_frame", BASE_FRAME),
+                static_transforms=tuple(
+                    StaticTransform.from_dict(e) for e in data.get("static_transforms", ())
+                ),
                 version=int(data["version"]),
             )
         except (KeyError, TypeError) as exc:

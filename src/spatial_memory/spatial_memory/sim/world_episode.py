@@ -9,8 +9,9 @@ steps a query of a seen or unseen place is rendered (`sim.queries`). The metadat
 Step rate. The control loop always runs at `control_hz` (15 Hz, the rate the visual odometry wants), and
 one recorded step is every `control_hz / rate_hz`-th tick. The default `rate_hz` is 5 Hz: the memory model
 consumes steps, and at 5 Hz a step moves the base up to 10 cm or turns it 10 degrees, so T = 200 steps
-(40 s) already tours three rooms of a house and T = 800 (160 s) all of them with revisits, where 15 Hz
-would spend 200 steps in one room. Because control does not depend on the recording rate, a 15 Hz episode
+(40 s) reaches three rooms of a house on most seeds (two on some) and already comes back into a room it
+left, and T = 800 (160 s) covers every room with 6-10 revisits, where 15 Hz would spend 200 steps in one
+room. Because control does not depend on the recording rate, a 15 Hz episode
 of the same seed drives exactly the same path: it holds every frame the 5 Hz one has, and two in between.
 """
 

@@ -3,8 +3,12 @@
 `WorldTour` is a `BehaviourSource` for `sim.exploration.Script`: it hands out one behaviour at a time,
 planned from the pose where the robot really is when it asks, so an episode of any length runs without
 planning the world up front. First a room-to-room tour: from a random start room, always on to the
-unvisited room fewest doorways away (the nearer by straight line on ties), with a full look-around turn in
-each. Then, endlessly, one of three seeded random actions:
+unvisited room fewest doorways away (the nearer by straight line on ties), with a look-around turn in
+each (half a turn by default). Revisits are interleaved from the start: after each new room the tour
+goes back through the doorway into the room it came from, looks around there and only then moves on
+(a short loop; skipped where the way to the next new room passes through that room anyway, as from a
+corridor), so even a 40 s episode comes back to places it has seen. Then, endlessly, one of three seeded
+random actions:
 
 - *revisit*: drive to a random clear spot of the room visited longest ago (loops back through earlier
   rooms) and look around (a random half to one-and-a-half turn);
@@ -48,6 +52,7 @@ log = logging.getLogger(__name__)
 
 PLANNING_RADIUS_M = 0.42  # base (0.3 m) and compact arm scan (0.37 m), plus 5 cm for the controller
 ACTIONS = ("revisit", "doorway", "look")
+_OPEN_M = 1.0  # the start pose faces at least this much open floor
 _MAX_FAILED_ACTIONS = 20  # actions in a row that could not be planned before the tour just turns in place
 
 
@@ -59,14 +64,26 @@ def _in_range(value: object, name: str, lo: float, hi: float) -> float:
 
 @dataclass(frozen=True)
 class WorldTourConfig:
-    """How the tour moves: grid, look-around turns, action weights, doorway passes, path following.
+    """How the tour moves: grid, look-around turns, early returns, action weights, doorway passes, path
+    following.
 
     `inflate_m` 0 plans with the world's `robot_radius_m`. Angles in radians, lengths in metres.
+
+    The defaults are tuned so that a short episode already revisits places (the memory benchmarks query
+    places seen earlier and need loop closures at T = 200 steps, 40 s at 5 Hz): half turns in new rooms
+    (the other half is seen on the way back and on later revisits), a return through the doorway into the
+    previous room after every new room (`return_prob` 1; skipped where the way on leads back through it
+    anyway), and late braking at path corners. In the 'house' preset (seeds 0-4) that gives 3 of 4 rooms
+    (2 on one seed) and 1-2 revisits by 40 s, all rooms and 6-10 revisits by 160 s; with full turns and
+    no returns it was 3 rooms and no revisit by 40 s, 4-5 revisits by 160 s.
     """
 
     resolution_m: float = 0.05
     inflate_m: float = 0.0
-    first_look_rad: float = 2.0 * math.pi  # in every room of the first tour
+    start_look_rad: float = math.pi  # in the start room: half a turn, the rest is seen on the returns
+    first_look_rad: float = math.pi  # in every other new room: half a turn, more on later revisits
+    return_prob: float = 1.0  # after a new room: chance of going back into the room it came from first
+    return_look_rad: float = 0.5 * math.pi  # the look-around there, just past the doorway
     look_rad: tuple[float, float] = (0.5 * math.pi, 1.5 * math.pi)  # later look-arounds: uniform in this
     look_speed: float = 0.9  # rad/s: a full turn in 7 s
     weights: tuple[float, float, float] = (0.45, 0.3, 0.25)  # revisit, doorway, look
@@ -74,15 +91,18 @@ class WorldTourConfig:
     drive_m: tuple[float, float] = (0.8, 1.5)  # forward-and-reverse drives in a room: length range
     drive_speed: float = 0.3  # m/s
     spot_clearance_m: float = 0.7  # random spots keep this far from obstacles (else the room's clearest)
-    path: PurePursuitConfig = field(  # at the base's top speed, stopping close to each goal
-        default_factory=lambda: PurePursuitConfig(speed=0.5, goal_tolerance_m=0.04)
+    path: PurePursuitConfig = field(  # at the base's top speed, stopping close to each goal and braking
+        # late (the base has no inertia): each corner costs ~1 s less than with the default 0.5 m ramp
+        default_factory=lambda: PurePursuitConfig(speed=0.5, goal_tolerance_m=0.04, slow_down_m=0.2)
     )
     stuck_steps: int = 20  # control steps against an obstacle before a behaviour is given up
 
     def __post_init__(self) -> None:
         _in_range(self.resolution_m, "resolution_m", 0.01, 0.2)
         _in_range(self.inflate_m, "inflate_m", 0.0, 1.5)
-        _in_range(self.first_look_rad, "first_look_rad", 0.0, 4.0 * math.pi)
+        for name in ("start_look_rad", "first_look_rad", "return_look_rad"):
+            _in_range(getattr(self, name), name, 0.0, 4.0 * math.pi)
+        _in_range(self.return_prob, "return_prob", 0.0, 1.0)
         _in_range(self.look_speed, "look_speed", 0.05, 3.0)
         _in_range(self.doorway_m, "doorway_m", 0.3, 3.0)
         _in_range(self.drive_speed, "drive_speed", 0.05, 1.0)
@@ -138,7 +158,7 @@ class WorldTour:
         self._room_graph = self._door_graph()
         self._rng = np.random.default_rng([int(seed), 7])
         self.start_room = int(self.rooms[self._rng.integers(len(self.rooms))])
-        self._start_yaw, _ = self._open_heading(self.room_spot(self.start_room, best=True), 3.0)
+        self._start_yaw = self._start_heading()
         self.paths: list[np.ndarray] = []
         self.visits: list[tuple[int, float]] = []
         self._last_visit = {room: -math.inf for room in self.rooms}
@@ -177,6 +197,24 @@ class WorldTour:
                 graph[a].add(b)
                 graph[b].add(a)
         return graph
+
+    def _start_heading(self) -> float:
+        """The start yaw: one from which the start look-around (counter-clockwise) ends facing the way to
+        the first new room, if the floor ahead of it is open; else any heading facing open floor."""
+        spot = self.room_spot(self.start_room, best=True)
+        others = {int(r) for r in self.rooms} - {self.start_room}
+        if others and self.config.start_look_rad > 0:
+            try:
+                first = self._nearest_room(self.start_room, others)
+                path = self.plan_to(spot, self.room_spot(first, best=True))
+            except InvalidInputError:
+                path = spot[None]
+            if len(path) > 1:
+                d = path[1] - path[0]
+                yaw = math.remainder(math.atan2(d[1], d[0]) - self.config.start_look_rad, 2 * math.pi)
+                if self.grid.segment_is_free(spot, spot + _OPEN_M * np.array([math.cos(yaw), math.sin(yaw)])):
+                    return float(yaw)
+        return self._open_heading(spot, 3.0)[0]
 
     # ------------------------------------------------------------------ the BehaviourSource
     def start_pose(self) -> Pose2D:
@@ -257,18 +295,62 @@ class WorldTour:
         return w / w.sum()
 
     def _first_tour(self) -> Iterator[Behaviour]:
-        """Every room once, each time on to the unvisited room fewest doorways away."""
+        """Every room once, each time on to the unvisited room fewest doorways away; after each new room
+        (but the last), with probability `return_prob`, back into the room it came from first."""
         left = {int(r) for r in self.rooms}
+        look, look_ccw = self.config.start_look_rad, True  # the start look: see `_start_heading`
         while left:
             here = self.room_of(*self._pose[:2])
             room = here if here in left else self._nearest_room(here, left)
             left.discard(room)
-            yield from self._visit(room, self.room_spot(room, best=True), self.config.first_look_rad)
+            n_paths = len(self.paths)
+            yield from self._visit(room, self.room_spot(room, best=True), look, first=look_ccw)
+            look, look_ccw = self.config.first_look_rad, False
+            if len(self.paths) == n_paths or not left:
+                continue
+            came_from = self._room_before(self.paths[-1], room)
+            if (
+                came_from is not None
+                and self._rng.random() < self.config.return_prob
+                and not self._on_the_way(came_from, room, self._nearest_room(room, left))
+            ):
+                yield from self._return_to(came_from, room)
 
-    def _nearest_room(self, here: int, candidates: set[int]) -> int:
-        """The candidate fewest doorways from `here` (breadth-first), nearer centre first on ties."""
-        hops = {here: 0}
-        frontier = [here]
+    def _room_before(self, path: np.ndarray, room: int) -> int | None:
+        """The last room other than `room` that `path` passed through (None: it started in `room`)."""
+        for x, y in _densify(path, 0.1)[::-1]:
+            other = self.world.room_at(float(x), float(y))
+            if other >= 0 and other != room and other in self._last_visit:
+                return int(other)
+        return None
+
+    def _on_the_way(self, room: int, here: int, goal: int) -> bool:
+        """True when `room` is on a shortest door route from `here` to `goal` (the tour re-enters it
+        anyway, so no extra return is needed)."""
+        hops = self._hops(room)
+        return hops.get(goal, math.inf) < self._hops(here).get(goal, math.inf)
+
+    def _return_to(self, room: int, here: int) -> Iterator[Behaviour]:
+        """Back through the doorway from `here` into `room`, `doorway_m` past it (else a random spot of
+        `room`), and a short look-around there: an early revisit of a place the robot has seen."""
+        goal = None
+        for door in self.world.doors:
+            if set(door.rooms) == {room, here}:
+                normal = np.array([0.0, 1.0]) if door.axis == "x" else np.array([1.0, 0.0])
+                side = -1.0 if door.rooms[0] == room else 1.0  # rooms[0] is on the low side
+                point = np.array([door.x, door.y]) + side * self.config.doorway_m * normal
+                if self._main_at(point):
+                    goal = point
+                    break
+        if goal is None:
+            goal = self.room_spot(room)
+        log.debug("tour: back into room %d at (%.2f, %.2f)", room, *goal)
+        yield from self._visit(room, goal, self.config.return_look_rad)
+
+    def _hops(self, start: int) -> dict[int, int]:
+        """Doorways from `start` to every room reachable from it (breadth-first)."""
+        hops = {start: 0}
+        frontier = [start]
         while frontier:
             nxt = []
             for room in frontier:
@@ -276,6 +358,11 @@ class WorldTour:
                     hops[other] = hops[room] + 1
                     nxt.append(other)
             frontier = nxt
+        return hops
+
+    def _nearest_room(self, here: int, candidates: set[int]) -> int:
+        """The candidate fewest doorways from `here`, nearer centre first on ties."""
+        hops = self._hops(here)
         centre = np.array(self.world.rooms[here].center)
 
         def key(room: int) -> tuple[float, float]:
@@ -285,15 +372,18 @@ class WorldTour:
 
         return min(sorted(candidates), key=key)
 
-    def _visit(self, room: int, spot: np.ndarray, look_rad: float) -> Iterator[Behaviour]:
-        """Drive to `spot` in `room` and look around by `look_rad` (sign seeded)."""
+    def _visit(
+        self, room: int, spot: np.ndarray, look_rad: float, first: bool = False
+    ) -> Iterator[Behaviour]:
+        """Drive to `spot` in `room` and look around by `look_rad` (sign seeded; counter-clockwise for
+        the `first` look of the tour, where the robot already stands at `spot`)."""
         path = self._path(spot)
         if path is None:
             return
         yield FollowPath(path, self.config.path)
         self._arrived(room)
         if look_rad > 0:
-            yield LookAround(look_rad * self._sign(), self.config.look_speed)
+            yield LookAround(look_rad * (1.0 if first else self._sign()), self.config.look_speed)
 
     def _revisit(self) -> Iterator[Behaviour]:
         """The room visited longest ago (not the one the robot is in), at a random spot."""

@@ -16,5 +16,10 @@ if command -v apt-get >/dev/null 2>&1; then
 fi
 
 PYTHON=${PYTHON:-python3}
+# torch: a pinned CPU-capable build first, so the package's `torch>=2.4` installs nothing more (an unpinned
+# torch from PyPI is a several-GB CUDA build). TORCH_SPEC overrides it, e.g. TORCH_SPEC="torch==2.9.1".
+if ! "$PYTHON" -c "import torch" >/dev/null 2>&1; then
+  "$PYTHON" -m pip install -q --disable-pip-version-check "${TORCH_SPEC:-torch==2.13.0}"
+fi
 "$PYTHON" -m pip install -q --disable-pip-version-check -e "src/spatial_memory[dev]"
 echo "spatial_memory is installed: try 'spatial-memory demo' or 'python -m pytest'"

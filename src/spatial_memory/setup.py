@@ -45,6 +45,7 @@ setup(
         "imageio>=2.31",
         "tqdm>=4.60",
         "rosbags>=0.11",
+        "torch>=2.4",
     ],
     extras_require={
         "dev": ["pytest>=8", "ruff>=0.6", "colcon-common-extensions>=0.3", "mcap>=1.1"],

@@ -36,3 +36,24 @@ def publish_dir(built: Path, path: Path) -> None:
     if path.exists():
         raise InvalidInputError(f"{path} appeared while writing; not overwriting it")
     os.rename(built, path)
+
+
+def write_file_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temp file in the same folder and one rename (replaces `path`).
+
+    For single files that are rewritten in place (checkpoints, saved memory): a crash leaves either the old
+    file or the new one, never a half-written mix.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.partial-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the published file is a normal file
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

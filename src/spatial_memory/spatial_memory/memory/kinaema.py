@@ -1,0 +1,306 @@
+"""Kinaema: a recurrent transformer memory of N embeddings that answers relative-pose queries.
+
+After Sariyildiz et al., "Kinaema: a recurrent sequence model for memory and pose in motion" (NeurIPS 2025).
+No code was published; only the figure-level design is known (N x E latent memory; observation and odometry
+encoded and integrated through a correction step, contextualised by a transformer block, then embedding-wise
+gating). The details below are our choices, each explained where it is made.
+
+One update, in order (cost O(N + K) per step whatever the episode length):
+  1. correction: the memory is moved with the robot. The motion since the last step is embedded (Fourier
+     features of dx, dy, sin/cos dyaw -> MLP) and every slot gets a residual MLP of [its own content + the
+     motion embedding]. Each slot thus transforms what it stores according to its content (a slot that holds
+     "a door 2 m ahead" can learn to become "a door 1.5 m ahead, 10 degrees left") rather than sharing one
+     global shift.
+  2. contextualise: pre-norm transformer block(s) over [memory + slot ids; observation tokens; motion token];
+     only the memory outputs are kept (then LayerNorm, which bounds the candidate memory).
+  3. embedding-wise gate: each slot decides how fast it changes, g = sigmoid(w . [m_old; m_new] + b), one
+     scalar per slot, and m = g * m_new + (1 - g) * m_old, with m_old the corrected memory. The bias starts
+     negative so slots begin slow-changing (stable training over long episodes, the paper's goal G3).
+
+Query: the query image's tokens plus a learned read-out token run a block with self-attention among
+themselves and cross-attention to the memory; the read-out token gives the pose, a log-sigma (confidence)
+and a "seen" logit. The state is the memory itself: N * E * 4 bytes, constant.
+
+Auxiliary masked-image modelling (MIM), to force the memory to hold what it saw: for a frame seen `lag` steps
+ago, a random `mask_ratio` of its patches is hidden; queries (patch position + lag embedding) cross-attend to
+[memory; the frame's visible patch tokens] and reconstruct the hidden patches' PIXELS (per-patch normalised,
+as in MAE). Pixels, not encoder tokens, because the encoder trains jointly: token targets can collapse (a
+constant encoder reconstructs itself perfectly), pixel targets cannot. With mask_ratio = 1 only the memory
+is available.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F  # noqa: N812 - the torch convention
+from torch import Tensor, nn
+
+from spatial_memory.errors import ConfigError, InvalidInputError
+from spatial_memory.memory.interface import (
+    MemoryConfig,
+    MemoryModel,
+    QueryOutput,
+    check_fraction,
+    check_positive,
+    count_parameters,
+)
+from spatial_memory.memory.layers import Block, CrossBlock
+
+
+@dataclass(frozen=True)
+class KinaemaConfig(MemoryConfig):
+    """Sizes of the memory, its update, query head and MIM head (defaults: ~1 ms/update on one core)."""
+
+    slots: int = 64  # N memory embeddings
+    dim: int = 128  # E; the state is slots * dim * 4 bytes (32 KiB)
+    heads: int = 4
+    layers: int = 1  # transformer blocks per update
+    odometry_frequencies: int = 4  # Fourier octaves of the odometry features
+    odometry_scale: float = 0.25  # metres; a typical per-step translation
+    correction_hidden: int = 256
+    gate_bias: float = -1.0  # initial gate bias: sigmoid(-1) = 0.27, slots start slow-changing
+    query_layers: int = 1
+    query_hidden: int = 128
+    mim_weight: float = 0.5  # the trainer adds mim_weight * mim_loss to the query loss
+    mim_mask_ratio: float = 0.75
+    mim_max_lag: int = 16  # frames up to this many steps back can be reconstructed
+    num_patches: int = 64  # the encoder's patch count (build_model fills it in)
+    patch_pixel_dim: int = 192  # 3 * patch_size**2 of the encoder (build_model fills it in)
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive(
+            self, "slots", "dim", "heads", "layers", "odometry_frequencies", "correction_hidden",
+            "query_layers", "query_hidden", "mim_max_lag", "num_patches", "patch_pixel_dim",
+        )  # fmt: skip
+        if self.dim % self.heads:
+            raise ConfigError(f"KinaemaConfig.dim {self.dim} must be divisible by heads {self.heads}")
+        if not self.odometry_scale > 0 or not self.mim_weight >= 0:
+            raise ConfigError("KinaemaConfig.odometry_scale must be > 0 and mim_weight >= 0")
+        check_fraction(self, "mim_mask_ratio", low_open=True)
+        check_fraction(self, "dropout")
+        if not math.isfinite(self.gate_bias):
+            raise ConfigError(f"KinaemaConfig.gate_bias must be finite, got {self.gate_bias}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# pieces Kinaema is made of (the baselines reuse OdometryEncoder, Correction and QueryHead, so that they
+# differ from Kinaema only in how the memory is updated)
+
+
+class OdometryEncoder(nn.Module):
+    """(B, 3) (dx, dy, dyaw) -> (B, E) motion embedding via Fourier features and an MLP."""
+
+    def __init__(self, dim: int, frequencies: int, scale: float) -> None:
+        super().__init__()
+        self.scale = scale
+        self.register_buffer("octaves", (2.0 ** torch.arange(frequencies)) * math.pi, persistent=False)
+        n_in = 4 + 8 * frequencies
+        self.mlp = nn.Sequential(nn.Linear(n_in, dim), nn.GELU(), nn.Linear(dim, dim))
+
+    def forward(self, odometry: Tensor) -> Tensor:
+        dyaw = odometry[:, 2:3]
+        f = torch.cat([odometry[:, :2] / self.scale, torch.sin(dyaw), 1.0 - torch.cos(dyaw)], dim=-1)
+        angles = f[:, :, None] * self.octaves  # (B, 4, F)
+        feats = torch.cat([f, torch.sin(angles).flatten(1), torch.cos(angles).flatten(1)], dim=-1)
+        return self.mlp(feats)
+
+
+class Correction(nn.Module):
+    """Move the memory with the robot: m + MLP(LN(m) + motion), per slot (see the module docstring)."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    def forward(self, memory: Tensor, motion: Tensor) -> Tensor:
+        return memory + self.mlp(self.norm(memory) + motion[:, None, :])
+
+
+class SlotGate(nn.Module):
+    """Embedding-wise gate: one scalar per slot, g = sigmoid(w . [m_old; m_new] + b)."""
+
+    def __init__(self, dim: int, bias: float) -> None:
+        super().__init__()
+        self.proj = nn.Linear(2 * dim, 1)
+        nn.init.normal_(self.proj.weight, std=0.02)
+        nn.init.constant_(self.proj.bias, bias)
+
+    def forward(self, old: Tensor, new: Tensor) -> Tensor:
+        return torch.sigmoid(self.proj(torch.cat([old, new], dim=-1)))  # (B, N, 1)
+
+
+class QueryHead(nn.Module):
+    """Query tokens + a read-out token attend to a context (memory slots or stored frames) -> QueryOutput."""
+
+    def __init__(
+        self, config: MemoryConfig, dim: int, heads: int, layers: int, hidden: int, dropout: float
+    ) -> None:
+        super().__init__()
+        self.pose_mode = config.pose_mode
+        self.position_scale = config.position_scale
+        self.proj = nn.Linear(config.token_dim, dim)
+        self.readout = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+        self.blocks = nn.ModuleList([Block(dim, heads, cross=True, dropout=dropout) for _ in range(layers)])
+        self.norm = nn.LayerNorm(dim)
+        self.out = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, config.pose_dim + 2))
+
+    def forward(self, query_tokens: Tensor, context: Tensor) -> QueryOutput:
+        x = torch.cat([self.readout.expand(query_tokens.shape[0], -1, -1), self.proj(query_tokens)], dim=1)
+        for block in self.blocks:
+            x = block(x, context)
+        raw = self.out(self.norm(x[:, 0]))
+        pose, log_sigma, seen_logit = raw[:, :-2], raw[:, -2], raw[:, -1]
+        return QueryOutput(self._pose(pose), self._log_sigma(log_sigma), seen_logit)
+
+    def _pose(self, raw: Tensor) -> Tensor:
+        """Positions in metres; planar headings as a unit (sin, cos) pair; se3 rotations as raw 6D."""
+        if self.pose_mode == "planar":
+            return torch.cat([raw[:, :2] * self.position_scale, F.normalize(raw[:, 2:4], dim=-1)], dim=-1)
+        return torch.cat([raw[:, :3] * self.position_scale, raw[:, 3:]], dim=-1)
+
+    def _log_sigma(self, raw: Tensor) -> Tensor:
+        """log sigma in metres, softly bounded to scale * e^[-4, 4] so the Gaussian NLL cannot blow up."""
+        return math.log(self.position_scale) + 4.0 * torch.tanh(raw / 4.0)
+
+
+class MIMDecoder(nn.Module):
+    """Reconstruct masked patches of a past frame from [memory; its visible patch tokens]."""
+
+    def __init__(self, config: KinaemaConfig) -> None:
+        super().__init__()
+        E = config.dim
+        self.pos = nn.Parameter(torch.randn(config.num_patches, E) * 0.02)
+        self.lag = nn.Embedding(config.mim_max_lag + 1, E)
+        self.visible = nn.Linear(config.token_dim, E)
+        self.block = CrossBlock(E, config.heads, dropout=config.dropout)
+        self.norm = nn.LayerNorm(E)
+        self.out = nn.Linear(E, config.patch_pixel_dim)
+
+    def forward(self, memory: Tensor, visible_patches: Tensor, masked_idx: Tensor, lag: Tensor) -> Tensor:
+        queries = self.pos[masked_idx] + self.lag(lag)[:, None, :]  # (B, M, E)
+        context = torch.cat([memory, self.visible(visible_patches)], dim=1)
+        return self.out(self.norm(self.block(queries, context)))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the model
+
+
+class Kinaema(MemoryModel):
+    """Recurrent latent memory: state (B, N, E), O(1) update and query in the episode length."""
+
+    name = "kinaema"
+
+    def __init__(self, config: KinaemaConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or KinaemaConfig()
+        E = config.dim
+        self.memory_init = nn.Parameter(torch.randn(config.slots, E) * 0.02)
+        self.slot_ids = nn.Parameter(torch.randn(config.slots, E) * 0.02)
+        self.odometry = OdometryEncoder(E, config.odometry_frequencies, config.odometry_scale)
+        self.correction = Correction(E, config.correction_hidden)
+        self.obs_proj = nn.Linear(config.token_dim, E)
+        self.type_embed = nn.Parameter(torch.randn(2, E) * 0.02)  # 0: observation token, 1: motion token
+        self.blocks = nn.ModuleList(
+            [Block(E, config.heads, dropout=config.dropout) for _ in range(config.layers)]
+        )
+        self.norm = nn.LayerNorm(E)
+        self.gate = SlotGate(E, config.gate_bias)
+        self.head = QueryHead(
+            config, E, config.heads, config.query_layers, config.query_hidden, config.dropout
+        )
+        self.mim = MIMDecoder(config)
+
+    def init_state(self, batch: int) -> Tensor:
+        """The learned initial memory, (batch, N, E)."""
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise InvalidInputError(f"batch must be a positive integer, got {batch!r}")
+        return self.memory_init.expand(batch, -1, -1).clone()
+
+    def update_with_gates(self, state: Tensor, tokens: Tensor, odometry: Tensor) -> tuple[Tensor, Tensor]:
+        """Like `update`, also returning the gates (B, N, 1), for analysis and tests."""
+        self.check_update(state, tokens, odometry)
+        return self._step(state, tokens, odometry.to(tokens.dtype))
+
+    def _update(self, state: Tensor, tokens: Tensor, odometry: Tensor) -> Tensor:
+        return self._step(state, tokens, odometry)[0]
+
+    def _step(self, state: Tensor, tokens: Tensor, odometry: Tensor) -> tuple[Tensor, Tensor]:
+        self._check_state(state)
+        N = self.config.slots
+        motion = self.odometry(odometry)  # (B, E)
+        old = self.correction(state, motion)  # 1. correction
+        x = torch.cat(  # 2. contextualise [memory; observation; motion]
+            [
+                old + self.slot_ids,
+                self.obs_proj(tokens) + self.type_embed[0],
+                (motion + self.type_embed[1])[:, None, :],
+            ],
+            dim=1,
+        )
+        for block in self.blocks:
+            x = block(x)
+        new = self.norm(x[:, :N])
+        g = self.gate(old, new)  # 3. embedding-wise gate
+        return g * new + (1.0 - g) * old, g
+
+    def _query(self, state: Tensor, query_tokens: Tensor) -> QueryOutput:
+        self._check_state(state)
+        return self.head(query_tokens, state)
+
+    def _check_state(self, state: Tensor) -> None:
+        want = (self.config.slots, self.config.dim)
+        if not isinstance(state, Tensor) or state.dim() != 3 or tuple(state.shape[1:]) != want:
+            got = tuple(state.shape) if isinstance(state, Tensor) else type(state).__name__
+            raise InvalidInputError(f"Kinaema state must have shape (B, {want[0]}, {want[1]}), got {got}")
+
+    # -- auxiliary masked-image modelling ------------------------------------------------------------------
+
+    def reconstruct(self, state: Tensor, visible_patches: Tensor, masked_idx: Tensor, lag: Tensor) -> Tensor:
+        """Predicted pixels (B, M, patch_pixel_dim) of the patches at `masked_idx` (B, M) of a frame seen
+        `lag` (B,) steps ago, from the memory and that frame's visible patch tokens (B, P - M, D)."""
+        self._check_state(state)
+        return self.mim(state, visible_patches, masked_idx, lag)
+
+    def mim_loss(
+        self, state: Tensor, patches: Tensor, target_pixels: Tensor, lag: Tensor | int,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:  # fmt: skip
+        """Mean squared error of reconstructed masked patches of a past frame (unweighted: the trainer
+        multiplies by `config.mim_weight`).
+
+        patches: (B, P, D) that frame's patch tokens (`EncodedFrame.patches`); target_pixels: (B, P, 3*p*p)
+        from `ImageEncoder.patch_pixels`; lag: steps between that frame and `state` (0..mim_max_lag).
+        """
+        B, P = patches.shape[:2]
+        cfg = self.config
+        if tuple(patches.shape[1:]) != (cfg.num_patches, cfg.token_dim) or patches.shape[0] != state.shape[0]:
+            raise InvalidInputError(
+                f"patches must be (B, {cfg.num_patches}, {cfg.token_dim}), got {tuple(patches.shape)}"
+            )
+        if tuple(target_pixels.shape) != (B, P, cfg.patch_pixel_dim):
+            raise InvalidInputError(
+                f"target_pixels must be ({B}, {P}, {cfg.patch_pixel_dim}), got {tuple(target_pixels.shape)}"
+            )
+        lag = torch.as_tensor(lag, device=patches.device).long().expand(B)
+        if lag.min() < 0 or lag.max() > cfg.mim_max_lag:
+            raise InvalidInputError(f"lag must be in [0, {cfg.mim_max_lag}], got {lag.tolist()}")
+        n_masked = max(1, round(cfg.mim_mask_ratio * P))
+        noise = torch.rand(B, P, generator=generator, device=patches.device)
+        order = noise.argsort(dim=1)
+        masked_idx, visible_idx = order[:, :n_masked], order[:, n_masked:]
+        visible = torch.gather(patches, 1, visible_idx[..., None].expand(-1, -1, patches.shape[-1]))
+        target = torch.gather(target_pixels, 1, masked_idx[..., None].expand(-1, -1, target_pixels.shape[-1]))
+        return F.mse_loss(self.reconstruct(state, visible, masked_idx, lag), target)
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameters by part: the update, the query head, the training-only MIM head, and the total."""
+        mim, head = count_parameters(self.mim), count_parameters(self.head)
+        total = count_parameters(self)
+        return {"update": total - mim - head, "query": head, "mim": mim, "total": total}

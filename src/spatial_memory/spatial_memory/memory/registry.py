@@ -1,0 +1,220 @@
+"""Build memory models by name, and save/load checkpoints that carry their configs with their weights.
+
+A checkpoint is one torch file (read back with `weights_only=True`) holding the model's name, its config and
+the encoder's config as plain dicts, both state dicts, and the caller's `extra` (plain data: step, metrics).
+Loading rebuilds the exact model from the stored configs, so a checkpoint is never paired with the wrong
+architecture; a caller that expects a particular model or config says so and anything else is refused.
+Writes are atomic (temp file + rename): a crash mid-save leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+
+from spatial_memory.atomic import write_file_atomic
+from spatial_memory.config import from_dict
+from spatial_memory.errors import ConfigError, InvalidInputError
+from spatial_memory.memory.baselines import (
+    EMAConfig,
+    EMAMemory,
+    FullHistoryTransformer,
+    GRUConfig,
+    GRUMemory,
+    HistoryTransformerConfig,
+    KeyframeConfig,
+    KeyframeRetrieval,
+    TruncatedHistoryConfig,
+    TruncatedHistoryTransformer,
+)
+from spatial_memory.memory.encoder import EncoderConfig, ImageEncoder, state_dict_mismatch
+from spatial_memory.memory.interface import MemoryConfig, MemoryModel
+from spatial_memory.memory.kinaema import Kinaema, KinaemaConfig
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "spatial_memory.memory_checkpoint"
+VERSION = 1
+
+MODELS: dict[str, tuple[type[MemoryModel], type[MemoryConfig]]] = {
+    "kinaema": (Kinaema, KinaemaConfig),
+    "gru": (GRUMemory, GRUConfig),
+    "ema": (EMAMemory, EMAConfig),
+    "truncated": (TruncatedHistoryTransformer, TruncatedHistoryConfig),
+    "full": (FullHistoryTransformer, HistoryTransformerConfig),
+    "keyframes": (KeyframeRetrieval, KeyframeConfig),
+}
+
+
+def encoder_fields(config_cls: type[MemoryConfig], encoder: EncoderConfig) -> dict[str, int]:
+    """The memory-config fields the encoder decides (token width and count; Kinaema's MIM patch sizes)."""
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    fields = {
+        "token_dim": encoder.token_dim,
+        "tokens_per_frame": encoder.tokens_per_frame,
+        "num_patches": encoder.num_patches,
+        "patch_pixel_dim": encoder.patch_pixel_dim,
+    }
+    return {k: v for k, v in fields.items() if k in names}
+
+
+def check_compatible(config: MemoryConfig, encoder: EncoderConfig) -> None:
+    """Raise ConfigError if the memory config does not read what this encoder writes."""
+    for key, want in encoder_fields(type(config), encoder).items():
+        if getattr(config, key) != want:
+            raise ConfigError(
+                f"{type(config).__name__}.{key} = {getattr(config, key)} but the encoder gives {want}"
+            )
+
+
+def build_model(
+    name: str,
+    config: MemoryConfig | Mapping[str, Any] | None = None,
+    encoder_config: EncoderConfig | None = None,
+    **overrides: Any,
+) -> MemoryModel:
+    """A fresh model by registry name ('kinaema', 'gru', 'ema', 'truncated', 'full', 'keyframes').
+
+    config: a config instance, a plain (possibly nested/dotted) mapping, or None for the defaults; overrides
+    are applied on top. With encoder_config, the encoder-derived fields are filled in (and checked).
+    """
+    if name not in MODELS:
+        raise ConfigError(f"unknown memory model {name!r}; known: {sorted(MODELS)}")
+    model_cls, config_cls = MODELS[name]
+    if isinstance(config, MemoryConfig):
+        if type(config) is not config_cls:
+            raise ConfigError(f"model {name!r} takes a {config_cls.__name__}, got {type(config).__name__}")
+        config = dataclasses.replace(config, **overrides) if overrides else config
+    else:
+        fields = {**dict(config or {}), **overrides}
+        if encoder_config is not None:
+            for key, value in encoder_fields(config_cls, encoder_config).items():
+                fields.setdefault(key, value)
+        config = from_dict(config_cls, fields, where=name)
+    if encoder_config is not None:
+        check_compatible(config, encoder_config)
+    return model_cls(config)
+
+
+class Checkpoint(NamedTuple):
+    model: MemoryModel
+    encoder: ImageEncoder | None
+    extra: dict[str, Any]
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: MemoryModel,
+    encoder: ImageEncoder | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> None:
+    """Write model (+ encoder) weights and configs to `path` atomically; `extra` must be plain data."""
+    if not isinstance(model, MemoryModel) or model.name not in MODELS:
+        raise InvalidInputError(f"not a registered memory model: {type(model).__name__}")
+    if encoder is not None:
+        check_compatible(model.config, encoder.config)
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": model.name,
+        "model_config": dataclasses.asdict(model.config),
+        "model_state": model.state_dict(),
+        "encoder_config": dataclasses.asdict(encoder.config) if encoder is not None else None,
+        "encoder_state": encoder.state_dict() if encoder is not None else None,
+        "extra": dict(extra or {}),
+    }
+    write_file_atomic(Path(path), _serialise(payload))
+    logger.info("saved %s checkpoint to %s", model.name, path)
+
+
+def load_checkpoint(
+    path: str | Path,
+    expect_model: str | None = None,
+    expect_config: MemoryConfig | None = None,
+    expect_encoder_config: EncoderConfig | None = None,
+) -> Checkpoint:
+    """Rebuild model (+ encoder) from a checkpoint, in eval mode; refuse models/configs not expected."""
+    payload = _read(Path(path))
+    name = payload.get("model")
+    if name not in MODELS:
+        raise InvalidInputError(f"{path}: unknown memory model {name!r}")
+    if expect_model is not None and name != expect_model:
+        raise InvalidInputError(f"{path} holds a {name!r} model, expected {expect_model!r}")
+    model = build_model(name, _config_dict(payload, "model_config", path))
+    if expect_config is not None and model.config != expect_config:
+        raise InvalidInputError(f"{path}: {_config_diff(model.config, expect_config)}")
+    _load_state(model, payload.get("model_state"), path, "model")
+    encoder = None
+    if payload.get("encoder_config") is not None:
+        encoder = ImageEncoder(from_dict(EncoderConfig, _config_dict(payload, "encoder_config", path)))
+        _load_state(encoder, payload.get("encoder_state"), path, "encoder")
+        check_compatible(model.config, encoder.config)
+        encoder.eval()
+    if expect_encoder_config is not None and (encoder is None or encoder.config != expect_encoder_config):
+        got = "no encoder" if encoder is None else _config_diff(encoder.config, expect_encoder_config)
+        raise InvalidInputError(f"{path}: {got}")
+    return Checkpoint(model.eval(), encoder, dict(payload.get("extra") or {}))
+
+
+def _read(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise InvalidInputError(f"checkpoint {path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
+        raise InvalidInputError(f"cannot read checkpoint {path}: {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise InvalidInputError(f"{path} is not a spatial_memory memory checkpoint")
+    if payload.get("version") != VERSION:
+        raise InvalidInputError(
+            f"{path}: checkpoint version {payload.get('version')}, this code reads {VERSION}"
+        )
+    return payload
+
+
+def _config_dict(payload: Mapping[str, Any], key: str, path: str | Path) -> dict[str, Any]:
+    value = payload.get(key)
+    if not isinstance(value, Mapping):
+        raise InvalidInputError(f"{path}: {key} is missing")
+    return dict(value)
+
+
+def _load_state(module: torch.nn.Module, state: Any, path: str | Path, what: str) -> None:
+    if not isinstance(state, Mapping):
+        raise InvalidInputError(f"{path}: {what} weights are missing")
+    problems = state_dict_mismatch(module.state_dict(), state)
+    if problems:
+        raise InvalidInputError(f"{path}: {what} weights do not fit its config: {problems}")
+    module.load_state_dict(state)
+
+
+def _config_diff(got: Any, want: Any) -> str:
+    if type(got) is not type(want):
+        return f"config is a {type(got).__name__}, expected a {type(want).__name__}"
+    diffs = [
+        f"{f.name}={getattr(got, f.name)!r} (expected {getattr(want, f.name)!r})"
+        for f in dataclasses.fields(got)
+        if getattr(got, f.name) != getattr(want, f.name)
+    ]
+    return "config differs: " + ", ".join(diffs)
+
+
+def _serialise(payload: dict[str, Any]) -> bytes:
+    """torch.save bytes of `payload`, refused unless `weights_only` loading can read them back (so `extra`
+    must be plain data: numbers, strings, lists, dicts, tensors)."""
+    buffer = io.BytesIO()
+    try:
+        torch.save(payload, buffer)
+        buffer.seek(0)
+        torch.load(buffer, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - pickling and the weights-only unpickler raise many types
+        raise InvalidInputError(
+            f"checkpoint 'extra' must be plain data (numbers, strings, lists, dicts, tensors): {exc}"
+        ) from exc
+    return buffer.getvalue()

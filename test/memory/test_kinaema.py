@@ -1,0 +1,177 @@
+"""Kinaema: shapes, constant state, gradients, per-slot gates, odometry, determinism, MIM, bad input."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from spatial_memory.errors import ConfigError, InvalidInputError
+from spatial_memory.memory.encoder import ImageEncoder
+from spatial_memory.memory.interface import query_loss
+from spatial_memory.memory.kinaema import Kinaema, KinaemaConfig
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small tensors: one thread is fastest, and avoids oversubscribing the 2-core CI machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+B = 2
+
+
+def make(seed: int = 0, **kwargs) -> Kinaema:
+    torch.manual_seed(seed)
+    return Kinaema(KinaemaConfig(**kwargs)).eval()
+
+
+def tokens(seed: int, batch: int = B) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, 8, 128, generator=g)
+
+
+def step_odometry(batch: int = B) -> torch.Tensor:
+    return torch.tensor([[0.2, 0.0, 0.1]]).expand(batch, 3).clone()
+
+
+def run(model: Kinaema, steps: int, last_odometry: torch.Tensor | None = None) -> torch.Tensor:
+    state = model.init_state(B)
+    for t in range(steps):
+        odo = last_odometry if (last_odometry is not None and t == steps - 1) else step_odometry()
+        state = model.update(state, tokens(t), odo)
+    return state
+
+
+def test_shapes_and_per_slot_gates():
+    model = make()
+    cfg = model.config
+    state = model.init_state(B)
+    assert state.shape == (B, cfg.slots, cfg.dim)
+    state, gates = model.update_with_gates(state, tokens(0), step_odometry())
+    assert state.shape == (B, cfg.slots, cfg.dim)
+    assert gates.shape == (B, cfg.slots, 1)  # one gate per memory embedding
+    assert ((gates > 0) & (gates < 1)).all() and gates.std(dim=1).min() > 0  # slots move at their own speed
+    out = model.query(state, tokens(99))
+    assert out.pose.shape == (B, 4) and out.log_sigma.shape == (B,) and out.seen_logit.shape == (B,)
+    torch.testing.assert_close(out.pose[:, 2:].norm(dim=-1), torch.ones(B))  # unit (sin, cos)
+
+
+def test_state_size_is_constant_and_independent_of_episode_length():
+    model = make()
+    state = model.init_state(B)
+    sizes = set()
+    with torch.no_grad():
+        for t in range(50):
+            state = model.update(state, tokens(t), step_odometry())
+            sizes.add((tuple(state.shape), model.state_nbytes(state)))
+    cfg = model.config
+    assert sizes == {((B, cfg.slots, cfg.dim), B * cfg.slots * cfg.dim * 4)}
+    assert torch.isfinite(state).all()
+
+
+def test_query_loss_reaches_encoder_gates_and_initial_memory():
+    torch.manual_seed(0)
+    encoder, model = ImageEncoder(), Kinaema()
+    images = torch.randint(0, 256, (3, B, 3, 64, 64), dtype=torch.uint8)
+    state = model.init_state(B)
+    for t in range(3):
+        state = model.update(state, encoder(images[t]).tokens, step_odometry())
+    out = model.query(state, encoder(images[0]).tokens)
+    loss = query_loss(out, torch.tensor([[-0.4, 0.1, -0.2]] * B))["total"]
+    loss.backward()
+    for name, param in [
+        ("encoder conv", encoder.backbone[0][0].weight),
+        ("encoder compression", encoder.queries),
+        ("gate", model.gate.proj.weight),
+        ("initial memory", model.memory_init),
+        ("correction", model.correction.mlp[0].weight),
+        ("odometry", model.odometry.mlp[0].weight),
+    ]:
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+def test_a_turn_changes_the_answer():
+    model = make()
+    with torch.no_grad():
+        straight = model.query(run(model, 5, torch.zeros(B, 3)), tokens(1))
+        turned = model.query(run(model, 5, torch.tensor([[0.0, 0.0, math.pi / 2]] * B)), tokens(1))
+    assert not torch.allclose(straight.pose, turned.pose, atol=1e-4)
+
+
+def test_determinism_with_a_fixed_seed():
+    a, b = make(seed=3), make(seed=3)
+    with torch.no_grad():
+        out_a = a.query(run(a, 4), tokens(7))
+        out_b = b.query(run(b, 4), tokens(7))
+    torch.testing.assert_close(out_a.pose, out_b.pose, rtol=0, atol=0)
+    torch.testing.assert_close(out_a.log_sigma, out_b.log_sigma, rtol=0, atol=0)
+
+
+def test_mim_loss_trains_memory_and_encoder():
+    torch.manual_seed(0)
+    encoder, model = ImageEncoder(), Kinaema()
+    images = torch.randint(0, 256, (B, 3, 64, 64), dtype=torch.uint8)
+    frame = encoder(images)
+    state = model.update(model.init_state(B), frame.tokens, step_odometry())
+    state = model.update(state, tokens(1), step_odometry())
+    g = torch.Generator().manual_seed(0)
+    loss = model.mim_loss(state, frame.patches, encoder.patch_pixels(images), lag=1, generator=g)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    loss.backward()
+    assert model.memory_init.grad.abs().sum() > 0 and encoder.backbone[0][0].weight.grad.abs().sum() > 0
+    with pytest.raises(InvalidInputError, match="lag"):
+        model.mim_loss(state, frame.patches, encoder.patch_pixels(images), lag=99)
+
+
+def test_mim_from_memory_alone():
+    model = make(mim_mask_ratio=1.0)
+    patches, pixels = torch.randn(B, 64, 128), torch.randn(B, 64, 192)
+    assert torch.isfinite(model.mim_loss(model.init_state(B), patches, pixels, lag=torch.tensor([0, 3])))
+
+
+def test_se3_answers():
+    model = make(pose_mode="se3")
+    out = model.query(model.init_state(B), tokens(0))
+    assert out.pose.shape == (B, 9)
+    target = torch.eye(4).expand(B, 4, 4).clone()
+    target[:, :3, 3] = torch.tensor([1.0, -0.5, 0.2])
+    assert torch.isfinite(query_loss(out, target)["total"])
+
+
+def test_bad_inputs_are_refused():
+    model = make()
+    state = model.init_state(B)
+    nan_odometry = step_odometry()
+    nan_odometry[1, 2] = float("nan")
+    bad_calls = [
+        lambda: model.update(state, tokens(0), nan_odometry),
+        lambda: model.update(state, tokens(0), torch.zeros(B, 2)),
+        lambda: model.update(state, torch.randn(B, 7, 128), step_odometry()),
+        lambda: model.update(state, tokens(0, batch=3), step_odometry(3)),
+        lambda: model.update(state[:, :5], tokens(0), step_odometry()),
+        lambda: model.query(state, torch.full((B, 8, 128), float("inf"))),
+        lambda: model.init_state(0),
+        lambda: query_loss(model.query(state, tokens(0)), torch.zeros(B, 4)),
+    ]
+    for call in bad_calls:
+        with pytest.raises(InvalidInputError):
+            call()
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"dim": 130}, {"slots": 0}, {"mim_mask_ratio": 0.0}, {"pose_mode": "6dof"}, {"dropout": -0.1}]
+)
+def test_bad_config_is_refused(kwargs):
+    with pytest.raises(ConfigError):
+        KinaemaConfig(**kwargs)
+
+
+def test_parameter_counts_add_up():
+    counts = make().parameter_counts()
+    assert counts["update"] + counts["query"] + counts["mim"] == counts["total"]
+    assert counts["total"] < 2_000_000  # the shipped size stays small

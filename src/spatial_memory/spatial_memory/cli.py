@@ -35,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
         "(default: the package's config/robot.yaml)",
     )
     _add_sim_parsers(sub)
+    _add_dataset_parsers(sub)
     return parser
 
 
@@ -103,6 +104,39 @@ def _add_sim_parsers(sub: argparse._SubParsersAction) -> None:
     world.add_argument(
         "--behaviours", type=int, default=30, help="tour behaviours to plan for the PNG (default 30)"
     )
+
+
+def _add_dataset_parsers(sub: argparse._SubParsersAction) -> None:
+    """`dataset build`: record training and held-out validation worlds for the memory."""
+    dataset = sub.add_parser(
+        "dataset", help="build datasets of world episodes to train and evaluate the memory"
+    )
+    dataset_sub = dataset.add_subparsers(dest="dataset_command", required=True)
+    build = dataset_sub.add_parser(
+        "build",
+        help="record one compact episode per world seed (resumable: episodes already there are skipped)",
+    )
+    build.add_argument(
+        "--out", type=Path, required=True, help="dataset folder (gets dataset.json, train/, val/)"
+    )
+    build.add_argument("--preset", choices=WORLDS[1:], default="house", help="world preset (default house)")
+    build.add_argument(
+        "--train-seeds", nargs="*", default=[], help="training world seeds, e.g. 0-39 or 0-3,7"
+    )
+    build.add_argument(
+        "--val-seeds", nargs="*", default=[], help="held-out validation world seeds, e.g. 1000-1007"
+    )
+    build.add_argument("--steps", type=int, default=200, help="steps per episode (default 200)")
+    build.add_argument("--resolution", default="64x64", help="camera images, WxH (default 64x64)")
+    build.add_argument("--rate", type=float, default=5.0, help="steps per simulated second (default 5)")
+    build.add_argument("--query-every", type=int, default=5, help="a query every N steps (default 5)")
+    build.add_argument(
+        "--depth-dtype",
+        choices=("float32", "float16"),
+        default="float16",
+        help="depth arrays (default float16)",
+    )
+    build.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _resolution(text: str) -> tuple[int, int]:
@@ -213,6 +247,30 @@ def _run_sim_view(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
+def _run_dataset_build(args: argparse.Namespace) -> None:
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    from spatial_memory.memory.data import DatasetSpec, build_dataset, parse_seeds
+
+    width, height = _resolution(args.resolution)
+    spec = DatasetSpec(
+        preset=args.preset,
+        train_seeds=parse_seeds(args.train_seeds),
+        val_seeds=parse_seeds(args.val_seeds),
+        steps=args.steps,
+        width=width,
+        height=height,
+        rate_hz=args.rate,
+        queries_every=args.query_every,
+        depth_dtype=args.depth_dtype,
+    )
+    index = build_dataset(spec, args.out, progress=not args.no_progress)
+    for split in ("train", "val"):
+        entries = index.entries(split)
+        queries, seen = sum(e.queries for e in entries), sum(e.seen_queries for e in entries)
+        print(f"{split}: {len(entries)} episodes, {queries} queries ({seen} seen)")
+    print(f"wrote {args.out / 'dataset.json'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -228,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
             _run_sim_view(args)
         elif args.command == "sim" and args.sim_command == "world":
             _run_sim_world(args)
+        elif args.command == "dataset" and args.dataset_command == "build":
+            _run_dataset_build(args)
     except (SpatialMemoryError, FileNotFoundError) as exc:
         log.error("%s", exc)
         return 1

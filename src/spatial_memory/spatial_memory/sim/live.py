@@ -36,9 +36,8 @@ from spatial_memory.geometry import invert
 from spatial_memory.sim import mobile_robot as mr
 from spatial_memory.sim.episode import HEAD_CAMERA, WRIST_CAMERA, CameraFrame, OdometrySample
 from spatial_memory.sim.odometry import WheelOdometry, WheelOdometryConfig
-from spatial_memory.sim.presets import WORLD_PRESETS, world_preset
+from spatial_memory.sim.presets import PLANNING_RADIUS_M, WORLD_PRESETS, world_preset
 from spatial_memory.sim.world_scene import build_world_spec
-from spatial_memory.sim.world_tour import PLANNING_RADIUS_M
 from spatial_memory.sim.worlds import World, WorldConfig, generate_world
 
 log = logging.getLogger(__name__)

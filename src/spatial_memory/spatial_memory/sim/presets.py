@@ -1,8 +1,9 @@
 """Named worlds for the mobile FR3, shared by the recorder (`sim record --world`), the live simulation
 (`sim_node`, `sim.launch.py world_preset:=...`) and the benchmarks, so a name means one world everywhere.
 
-Worlds are generated for the robot's planning radius (`world_tour.PLANNING_RADIUS_M`: the base and the
-folded arm scan, plus a margin) with 1 m doorways, so the generator keeps every room reachable.
+Worlds are generated for the robot's planning radius (`PLANNING_RADIUS_M`: the base and the folded arm
+scan, plus a margin; `world_tour` checks it against the scan's reach) with 1 m doorways, so the generator
+keeps every room reachable. This module loads no MuJoCo, so data tools can name presets cheaply.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from spatial_memory.errors import ConfigError
-from spatial_memory.sim.world_tour import PLANNING_RADIUS_M
 from spatial_memory.sim.worlds import WorldConfig
 
 # WorldConfig fields of each preset, over the generator's defaults.
@@ -20,6 +20,7 @@ WORLD_PRESETS: dict[str, dict[str, Any]] = {
     "apartment": {"width_m": 15.0, "depth_m": 15.0, "num_rooms": 8, "corridor_width_m": 1.5},
 }
 DOOR_WIDTH_M = 1.0
+PLANNING_RADIUS_M = 0.42  # base (0.3 m) and compact arm scan (0.37 m), plus 5 cm for the controller
 
 
 def world_preset(name: str, seed: int = 0, **overrides: Any) -> WorldConfig:

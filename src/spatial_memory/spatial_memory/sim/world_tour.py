@@ -50,7 +50,6 @@ from spatial_memory.sim.worlds import World
 
 log = logging.getLogger(__name__)
 
-PLANNING_RADIUS_M = 0.42  # base (0.3 m) and compact arm scan (0.37 m), plus 5 cm for the controller
 ACTIONS = ("revisit", "doorway", "look")
 _OPEN_M = 1.0  # the start pose faces at least this much open floor
 _MAX_FAILED_ACTIONS = 20  # actions in a row that could not be planned before the tour just turns in place

@@ -4,11 +4,16 @@
     ros2 launch spatial_memory robot.launch.py mode:=mobile image_topic:=/camera/color/image_raw
 
 `mode:=mobile` takes camera poses from TF at the image stamp (an odometry source must publish
-odom -> base_link); `world_frame` then defaults to `odom`. Uses only launch APIs present in Humble and Jazzy.
+odom -> base_link); `world_frame` then defaults to `odom`. In mobile mode memory_node (the memory that
+answers the /query_pose spatial_context_node forwards) starts under `use_memory`: `auto` (the default)
+starts it when `memory_checkpoint` (or the parameter file's engine.checkpoint) names an existing file and
+otherwise logs why not, `true` always, `false` never. Uses only launch APIs present in Humble and Jazzy.
 """
 
+from pathlib import Path
+
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
 from launch_ros.actions import Node
@@ -16,6 +21,7 @@ from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 from spatial_memory.ros import topics
+from spatial_memory.ros.node_configs import configured_memory_checkpoint
 
 
 def _arguments() -> list[DeclareLaunchArgument]:
@@ -51,6 +57,52 @@ def _arguments() -> list[DeclareLaunchArgument]:
         DeclareLaunchArgument(
             "joint_states_topic", default_value=topics.JOINT_STATES, description="FR3 joint state input"
         ),
+        DeclareLaunchArgument(
+            "use_memory",
+            default_value="auto",
+            choices=["auto", "true", "false"],
+            description="mobile mode: start memory_node (auto: only if its checkpoint file exists)",
+        ),
+        DeclareLaunchArgument(
+            "memory_checkpoint",
+            default_value="",
+            description="memory_node's checkpoint file ('' = engine.checkpoint of params_file)",
+        ),
+    ]
+
+
+def _memory_node(context, *args, **kwargs) -> list:
+    """Mobile mode: memory_node under `use_memory` (auto: if its checkpoint exists), or why not."""
+    if LaunchConfiguration("mode").perform(context) != "mobile":
+        return []  # the memory integrates base motion; a table-mounted arm has none
+    use = LaunchConfiguration("use_memory").perform(context)
+    override = LaunchConfiguration("memory_checkpoint").perform(context)
+    params_file = LaunchConfiguration("params_file").perform(context)
+    checkpoint = configured_memory_checkpoint(params_file, override)
+    if use == "false" or (use == "auto" and not (checkpoint and Path(checkpoint).is_file())):
+        why = (
+            "use_memory:=false" if use == "false" else f"no checkpoint file ({checkpoint or 'none given'!r})"
+        )
+        return [
+            LogInfo(
+                msg=f"memory_node not started: {why}; /query_pose will answer success=false. "
+                "Start it with memory_checkpoint:=/path/to/model.pt"
+            )
+        ]
+    sim_time = ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)
+    overrides = {"engine.checkpoint": checkpoint} if override else {}
+    return [
+        Node(
+            package="spatial_memory",
+            executable="memory_node",
+            name=topics.MEMORY_NODE,
+            output="screen",
+            parameters=[
+                params_file,
+                {"use_sim_time": sim_time, "world_frame": LaunchConfiguration("world_frame"), **overrides},
+            ],
+            remappings=[(topics.CAMERA_IMAGE, LaunchConfiguration("image_topic"))],
+        )
     ]
 
 
@@ -85,4 +137,5 @@ def generate_launch_description() -> LaunchDescription:
         parameters=[sim_time],
         condition=IfCondition(LaunchConfiguration("use_rviz")),
     )
-    return LaunchDescription([*_arguments(), fk_node, context_node, rviz])
+    memory = OpaqueFunction(function=_memory_node)
+    return LaunchDescription([*_arguments(), fk_node, context_node, memory, rviz])

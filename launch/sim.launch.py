@@ -4,15 +4,24 @@
     ros2 launch spatial_memory sim.launch.py world_preset:=apartment world_seed:=3 use_rviz:=true
     ros2 topic pub -r 10 /cmd_vel geometry_msgs/msg/Twist "{linear: {x: 0.3}, angular: {z: 0.2}}"
 
-sim_node makes /clock (it runs on a wall timer); fk_node, spatial_context_node and RViz run on sim time.
+    ros2 launch spatial_memory sim.launch.py memory_checkpoint:=/path/to/kinaema.pt
+
+sim_node makes /clock (it runs on a wall timer); fk_node, spatial_context_node, memory_node and RViz run
+on sim time.
 spatial_context_node is in mobile mode: it takes the head camera's pose from TF (odom -> base_link from
 sim_node's wheel odometry, base_link -> head camera on /tf_static) at each image's stamp. All parameters
 come from `params_file` (config/sim.yaml); the arguments below override the world's preset and seed.
+memory_node (which answers the /query_pose that spatial_context_node forwards) needs a trained checkpoint:
+`use_memory:=auto` (the default) starts it when `memory_checkpoint` (or the parameter file's
+engine.checkpoint) names an existing file and otherwise logs why it did not; `true` always starts it (it
+then stops with a clear error if the checkpoint is missing), `false` never does.
 Uses only launch APIs present in Humble and Jazzy.
 """
 
+from pathlib import Path
+
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
@@ -20,6 +29,7 @@ from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 from spatial_memory.ros import topics
+from spatial_memory.ros.node_configs import configured_memory_checkpoint
 from spatial_memory.sim.presets import WORLD_PRESETS
 
 
@@ -40,13 +50,52 @@ def _arguments() -> list[DeclareLaunchArgument]:
         DeclareLaunchArgument(
             "params_file",
             default_value=PathJoinSubstitution([share, "config", "sim.yaml"]),
-            description="ROS 2 parameter file for sim_node, fk_node and spatial_context_node",
+            description="ROS 2 parameter file of sim_node, fk_node, spatial_context_node, memory_node",
+        ),
+        DeclareLaunchArgument(
+            "use_memory",
+            default_value="auto",
+            choices=["auto", "true", "false"],
+            description="start memory_node: auto = only if the memory checkpoint file exists",
+        ),
+        DeclareLaunchArgument(
+            "memory_checkpoint",
+            default_value="",
+            description="memory_node's checkpoint file ('' = engine.checkpoint of params_file)",
         ),
     ]
 
 
+def _memory_node(context, *args, **kwargs) -> list:
+    """memory_node under `use_memory` (auto: if its checkpoint exists), or a log line saying why not."""
+    use = LaunchConfiguration("use_memory").perform(context)
+    override = LaunchConfiguration("memory_checkpoint").perform(context)
+    params_file = LaunchConfiguration("params_file").perform(context)
+    checkpoint = configured_memory_checkpoint(params_file, override)
+    if use == "false" or (use == "auto" and not (checkpoint and Path(checkpoint).is_file())):
+        why = (
+            "use_memory:=false" if use == "false" else f"no checkpoint file ({checkpoint or 'none given'!r})"
+        )
+        return [
+            LogInfo(
+                msg=f"memory_node not started: {why}; /query_pose will answer success=false. "
+                "Start it with memory_checkpoint:=/path/to/model.pt"
+            )
+        ]
+    overrides = {"engine.checkpoint": checkpoint} if override else {}
+    return [
+        Node(
+            package="spatial_memory",
+            executable="memory_node",
+            name=topics.MEMORY_NODE,
+            output="screen",
+            parameters=[params_file, {"use_sim_time": True, **overrides}],
+        )
+    ]
+
+
 def generate_launch_description() -> LaunchDescription:
-    """sim_node + fk_node + spatial_context_node with the parameter file, and RViz under `use_rviz`."""
+    """sim_node + fk_node + spatial_context_node (+ memory_node) with the parameter file; RViz if asked."""
     share = FindPackageShare("spatial_memory")
     params_file = LaunchConfiguration("params_file")
     sim_time = {"use_sim_time": True}  # everything but sim_node runs on the /clock sim_node publishes
@@ -91,4 +140,5 @@ def generate_launch_description() -> LaunchDescription:
         parameters=[sim_time],
         condition=IfCondition(LaunchConfiguration("use_rviz")),
     )
-    return LaunchDescription([*_arguments(), sim_node, fk_node, context_node, rviz])
+    memory = OpaqueFunction(function=_memory_node)
+    return LaunchDescription([*_arguments(), sim_node, fk_node, context_node, memory, rviz])

@@ -22,7 +22,7 @@ import yaml
 
 from spatial_memory.config import flatten, from_dict, unflatten
 from spatial_memory.ros import topics
-from spatial_memory.ros.node_configs import FkNodeConfig, SpatialContextNodeConfig
+from spatial_memory.ros.node_configs import FkNodeConfig, MemoryNodeConfig, SpatialContextNodeConfig
 from spatial_memory.ros.params import parameter_specs, value_matches
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,9 +30,17 @@ PKG = REPO / "src" / "spatial_memory"
 LAUNCH = REPO / "launch" / "robot.launch.py"
 PARAMS = REPO / "config" / "robot.yaml"
 RVIZ = REPO / "config" / "spatial_memory.rviz"
-NODE_CONFIGS = {topics.FK_NODE: FkNodeConfig, topics.SPATIAL_CONTEXT_NODE: SpatialContextNodeConfig}
+NODE_CONFIGS = {
+    topics.FK_NODE: FkNodeConfig,
+    topics.SPATIAL_CONTEXT_NODE: SpatialContextNodeConfig,
+    topics.MEMORY_NODE: MemoryNodeConfig,
+}
 # Parameters whose robot.yaml value differs from the dataclass default on purpose: name -> reason.
-DELIBERATE: dict[str, dict[str, str]] = {topics.FK_NODE: {}, topics.SPATIAL_CONTEXT_NODE: {}}
+DELIBERATE: dict[str, dict[str, str]] = {
+    topics.FK_NODE: {},
+    topics.SPATIAL_CONTEXT_NODE: {},
+    topics.MEMORY_NODE: {},
+}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -126,7 +134,7 @@ def test_launched_executables_are_console_scripts(console_scripts):
     tree = ast.parse(LAUNCH.read_text())
     ours = [c for c in _calls(tree, "Node") if _kwarg(c, "package") == "spatial_memory"]
     executables = {_kwarg(c, "executable") for c in ours}
-    assert executables == {"fk_node", "spatial_context_node"}
+    assert executables == {"fk_node", "spatial_context_node", "memory_node"}
     for exe in executables:
         assert exe in console_scripts, f"launch starts {exe!r}, which setup.py does not install"
         module, func = console_scripts[exe].split(":")

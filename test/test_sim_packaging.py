@@ -15,7 +15,12 @@ import yaml
 
 from spatial_memory.config import from_dict, load_config, unflatten
 from spatial_memory.ros import topics
-from spatial_memory.ros.node_configs import FkNodeConfig, SimNodeConfig, SpatialContextNodeConfig
+from spatial_memory.ros.node_configs import (
+    FkNodeConfig,
+    MemoryNodeConfig,
+    SimNodeConfig,
+    SpatialContextNodeConfig,
+)
 from spatial_memory.ros.params import parameter_specs, value_matches
 from spatial_memory.sim import mobile_robot as mr
 
@@ -27,6 +32,7 @@ NODE_CONFIGS = {
     topics.SIM_NODE: SimNodeConfig,
     topics.FK_NODE: FkNodeConfig,
     topics.SPATIAL_CONTEXT_NODE: SpatialContextNodeConfig,
+    topics.MEMORY_NODE: MemoryNodeConfig,
 }
 # sim.yaml values that differ from the dataclass defaults on purpose: node -> {parameter: reason}
 DELIBERATE: dict[str, dict[str, str]] = {
@@ -36,6 +42,11 @@ DELIBERATE: dict[str, dict[str, str]] = {
         "mode": "a mobile robot: camera poses from TF",
         "world_frame": "mobile mode works in the odometry frame",
         "context.camera_frame": "camera/image is the head camera in the sim",
+    },
+    topics.MEMORY_NODE: {
+        "engine.resize": "the head camera is 160x120, the models read a square",
+        "engine.camera_height_m": "the head camera's height over base_link",
+        "engine.keyframe_camera_offset": "the head camera's place on the base",
     },
 }
 
@@ -105,7 +116,14 @@ def test_launch_file_declares_the_arguments_it_uses():
     tree = ast.parse(LAUNCH.read_text())
     assert "generate_launch_description" in {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
     declared = {c.args[0].value for c in _calls(tree, "DeclareLaunchArgument")}
-    assert declared == {"world_preset", "world_seed", "use_rviz", "params_file"}
+    assert declared == {
+        "world_preset",
+        "world_seed",
+        "use_rviz",
+        "params_file",
+        "use_memory",
+        "memory_checkpoint",
+    }
     used = {c.args[0].value for c in _calls(tree, "LaunchConfiguration")}
     assert used <= declared, f"LaunchConfiguration of undeclared arguments: {sorted(used - declared)}"
     assert _calls(tree, "IfCondition"), "rviz must start under IfCondition(use_rviz)"
@@ -115,7 +133,7 @@ def test_launch_starts_our_three_executables_which_setup_py_installs(setup_kwarg
     tree = ast.parse(LAUNCH.read_text())
     ours = [c for c in _calls(tree, "Node") if _kwarg(c, "package") == "spatial_memory"]
     executables = {_kwarg(c, "executable") for c in ours}
-    assert executables == {"sim_node", "fk_node", "spatial_context_node"}
+    assert executables == {"sim_node", "fk_node", "spatial_context_node", "memory_node"}
     scripts = dict(e.replace(" ", "").split("=", 1) for e in setup_kwargs["entry_points"]["console_scripts"])
     for exe in executables:
         module, func = scripts[exe].split(":")

@@ -57,6 +57,7 @@ setup(
             "fk_node = spatial_memory.ros.fk_node:main",
             "spatial_context_node = spatial_memory.ros.spatial_context_node:main",
             "sim_node = spatial_memory.ros.sim_node:main",
+            "memory_node = spatial_memory.ros.memory_node:main",
         ],
     },
 )

@@ -264,11 +264,8 @@ def test_stationary_context_node_maps_promotes_and_answers_queries(graph):
 
     query = QueryPose.Request(query=camera_image(T0), backend="")
     answer = call(graph, QueryPose, topics.QUERY_POSE, query)
-    assert (answer.success, answer.message, answer.matched_keyframe_id) == (
-        False,
-        "no memory backend is configured yet",
-        -1,
-    )
+    assert (answer.success, answer.matched_keyframe_id) == (False, -1)  # no memory_node in this graph
+    assert "memory_node is not running" in answer.message
     broken = camera_image(T0)
     broken.step = 10  # smaller than a row
     answer = call(graph, QueryPose, topics.QUERY_POSE, QueryPose.Request(query=broken))

@@ -393,6 +393,15 @@ def test_sim_launch_file_builds_its_launch_description(repo_root):
     description = module.generate_launch_description()
     assert isinstance(description, LaunchDescription)
     arguments = {e.name for e in description.entities if isinstance(e, DeclareLaunchArgument)}
-    assert arguments == {"world_preset", "world_seed", "use_rviz", "params_file"}
+    assert arguments == {
+        "world_preset",
+        "world_seed",
+        "use_rviz",
+        "params_file",
+        "use_memory",
+        "memory_checkpoint",
+    }
     nodes = [e for e in description.entities if isinstance(e, Node)]
-    assert len(nodes) == 4  # sim_node, fk_node, spatial_context_node, rviz2 (conditional)
+    assert (
+        len(nodes) == 4
+    )  # sim_node, fk_node, spatial_context_node, rviz2 (conditional); memory_node: opaque

@@ -36,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_sim_parsers(sub)
     _add_dataset_parsers(sub)
+    _add_eval_parsers(sub)
     return parser
 
 
@@ -137,6 +138,131 @@ def _add_dataset_parsers(sub: argparse._SubParsersAction) -> None:
         help="depth arrays (default float16)",
     )
     build.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _add_eval_parsers(sub: argparse._SubParsersAction) -> None:
+    """`eval mem-rpe`: Mem-RPE of memory models on held-out worlds, one table, the same queries."""
+    ev = sub.add_parser("eval", help="evaluate memory models")
+    ev_sub = ev.add_subparsers(dest="eval_command", required=True)
+    rpe = ev_sub.add_parser(
+        "mem-rpe",
+        help="Mem-RPE of every model on the same queries of world episodes of length T (JSON + table)",
+    )
+    rpe.add_argument("--seeds", nargs="+", required=True, help="world seeds, e.g. 1000 1001 or 1000-1007")
+    rpe.add_argument("--length", type=int, required=True, help="episode length T in steps")
+    rpe.add_argument(
+        "--models",
+        nargs="*",
+        default=[],
+        help="checkpoint files and/or 'keyframes' (default: every checkpoint in models/); "
+        "'here' (the floor) is always included",
+    )
+    rpe.add_argument(
+        "--encoder",
+        type=Path,
+        default=None,
+        help="checkpoint whose encoder 'keyframes' reads through (default: an untrained encoder)",
+    )
+    rpe.add_argument(
+        "--data",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="dataset folders to take the episodes from when they match seeds, length and resolution",
+    )
+    rpe.add_argument("--preset", choices=WORLDS[1:], default="house", help="world preset (default house)")
+    rpe.add_argument("--resolution", default="64x64", help="camera images, WxH (default 64x64)")
+    rpe.add_argument(
+        "--cache",
+        type=Path,
+        default=Path("outputs/eval_episodes"),
+        help="where episodes not found in --data are recorded (default outputs/eval_episodes)",
+    )
+    rpe.add_argument("--out", type=Path, required=True, help="JSON file to write (and the table as .md)")
+    rpe.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _add_train_parser(sub: argparse._SubParsersAction) -> None:
+    """`train`: fit a memory model and its encoder on a dataset (TBPTT, resumable)."""
+    train = sub.add_parser(
+        "train",
+        help="train a memory model with its encoder on a dataset's train worlds, validating on its val "
+        "worlds (rerun the same command to resume)",
+    )
+    train.add_argument(
+        "--data", type=Path, required=True, help="dataset folder (spatial-memory dataset build)"
+    )
+    train.add_argument(
+        "--model",
+        choices=("kinaema", "gru", "ema", "truncated", "full"),
+        default="kinaema",
+        help="memory model",
+    )
+    train.add_argument(
+        "--out", type=Path, required=True, help="run folder (last.pt, best.pt, log.jsonl, loss.png)"
+    )
+    train.add_argument("--steps", type=int, default=None, help="optimiser steps (default 2000)")
+    train.add_argument("--batch", type=int, default=None, help="episodes per batch (default 8)")
+    train.add_argument("--window", type=int, default=None, help="TBPTT window in steps (default 25)")
+    train.add_argument(
+        "--seed", type=int, default=None, help="seed of weights, data order and masks (default 0)"
+    )
+    train.add_argument("--threads", type=int, default=None, help="torch threads (default 2)")
+    train.add_argument(
+        "--freeze-encoder", action="store_true", help="keep the image encoder fixed (faster, usually worse)"
+    )
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any TrainConfig field (lr=3e-4, eval_every=100, encoder.widths=[16,32,64]) or model config "
+        "field (model.slots=32); values are YAML",
+    )
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _train_config(args: argparse.Namespace):  # noqa: ANN202 - the import is deferred
+    import yaml
+
+    from spatial_memory.memory.train import TrainConfig
+
+    fields: dict = {"data": str(args.data), "model": args.model}
+    flags = {"steps": args.steps, "batch_size": args.batch, "window": args.window}
+    flags |= {"seed": args.seed, "threads": args.threads}
+    fields |= {k: v for k, v in flags.items() if v is not None}
+    if args.freeze_encoder:
+        fields["freeze_encoder"] = True
+    overrides: dict = {}
+    for item in args.set:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise SpatialMemoryError(f"--set takes KEY=VALUE, got {item!r}")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise SpatialMemoryError(f"--set {item!r}: {exc}") from exc
+        key = key.strip()
+        if key.startswith("model."):
+            overrides[key.removeprefix("model.")] = value
+        else:
+            fields[key] = value
+    if overrides:
+        fields["model_overrides"] = overrides
+    return TrainConfig.from_dict(fields)
+
+
+def _run_train(args: argparse.Namespace) -> None:
+    from spatial_memory.memory.train import train
+
+    result = train(_train_config(args), args.out, progress=not args.no_progress)
+    rpe = result.val.get("mem_rpe", {})
+    print(
+        f"trained to step {result.step} in {result.wall_s / 60:.1f} min; best val query loss "
+        f"{result.best_val_loss:.3f}; within (2 m, 90 deg) {rpe.get('within_2m_90deg_pct')} %"
+    )
+    for name in ("best.pt", "last.pt", "log.jsonl", "loss.png"):
+        print(f"  {result.out_dir / name}")
 
 
 def _resolution(text: str) -> tuple[int, int]:
@@ -271,6 +397,32 @@ def _run_dataset_build(args: argparse.Namespace) -> None:
     print(f"wrote {args.out / 'dataset.json'}")
 
 
+def _run_eval_mem_rpe(args: argparse.Namespace) -> None:
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    from spatial_memory.memory.data import parse_seeds
+    from spatial_memory.memory.evaluate import (
+        episodes_for,
+        head_camera_offset,
+        load_models,
+        mem_rpe_report,
+        write_report,
+    )
+
+    width, height = _resolution(args.resolution)
+    if width != height:
+        raise SpatialMemoryError(f"the encoder reads square images, got --resolution {args.resolution}")
+    seeds = parse_seeds(args.seeds)
+    progress = not args.no_progress
+    episodes = episodes_for(seeds, args.length, args.preset, (width, height), args.data, args.cache, progress)
+    models, origin = load_models(args.models, width, head_camera_offset(episodes[0]), args.encoder)
+    report, _ = mem_rpe_report(models, episodes, seeds, args.length, origin, progress)
+    out = write_report(report, args.out)
+    q = report["queries"]
+    print(f"Mem-RPE at T = {args.length}, seeds {list(seeds)}: {q['total']} queries ({q['seen']} seen)")
+    print(report["table"])
+    print(f"wrote {out} and {out.with_suffix('.md')}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -288,6 +440,10 @@ def main(argv: list[str] | None = None) -> int:
             _run_sim_world(args)
         elif args.command == "dataset" and args.dataset_command == "build":
             _run_dataset_build(args)
+        elif args.command == "train":
+            _run_train(args)
+        elif args.command == "eval" and args.eval_command == "mem-rpe":
+            _run_eval_mem_rpe(args)
     except (SpatialMemoryError, FileNotFoundError) as exc:
         log.error("%s", exc)
         return 1

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
 
 from spatial_memory.context.config import ContextConfig
 from spatial_memory.errors import ConfigError
+from spatial_memory.memory.engine_config import EngineConfig
 from spatial_memory.robot.description import CameraMount
 from spatial_memory.ros import topics
 from spatial_memory.sim import mobile_robot
@@ -107,6 +111,9 @@ class SpatialContextNodeConfig:
     )
     keyframe_tile_columns: int = field(default=4, metadata=_help("keyframes per row in keyframe_images"))
     marker_scale: float = field(default=1.0, metadata=_help("size multiplier of the RViz keyframe markers"))
+    memory_query_timeout_s: float = field(
+        default=2.0, metadata=_help("/query_pose: how long to wait for memory_node's answer")
+    )
     camera: CameraMount = field(default_factory=CameraMount)
     context: ContextConfig = field(default_factory=ContextConfig)
 
@@ -121,7 +128,13 @@ class SpatialContextNodeConfig:
         for name in ("world_frame", "base_frame"):
             if not getattr(self, name):
                 raise ConfigError(f"{name} must be a non-empty frame name")
-        for name in ("frame_rate_hz", "map_rate_hz", "tf_timeout_s", "marker_scale"):
+        for name in (
+            "frame_rate_hz",
+            "map_rate_hz",
+            "tf_timeout_s",
+            "marker_scale",
+            "memory_query_timeout_s",
+        ):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if self.max_joint_state_age_s < 0:
@@ -174,3 +187,51 @@ class SimNodeConfig:
         clash = sorted(fixed & set(names.values()))
         if clash:
             raise ConfigError(f"frame names {clash} are the robot's own links; choose others")
+
+
+@dataclass(frozen=True)
+class MemoryNodeConfig:
+    """memory_node: folds camera images with the base pose from TF into a MemoryEngine; serves memory/query.
+
+    The base pose is TF `world_frame` -> `base_frame` at each image's stamp (odom -> base_link by default:
+    the memory needs only relative motion, which odometry gives without jumps). Images enter at most
+    `update_rate_hz`: the memory is trained at a fixed step rate (5 Hz in the datasets), and its odometry
+    increments are per step, so feed it at the rate it was trained at.
+    """
+
+    world_frame: str = field(
+        default=topics.ODOM_FRAME, metadata=_help("fixed frame the base pose is looked up in (e.g. 'odom')")
+    )
+    base_frame: str = field(default=topics.BASE_LINK_FRAME, metadata=_help("the robot body frame"))
+    update_rate_hz: float = field(
+        default=5.0, metadata=_help("at most this many images per second are folded into the memory")
+    )
+    status_rate_hz: float = field(default=1.0, metadata=_help("rate of memory/status (JSON)"))
+    tf_timeout_s: float = field(default=0.05, metadata=_help("how long to wait for TF at the image stamp"))
+    engine: EngineConfig = field(default_factory=EngineConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("world_frame", "base_frame"):
+            if not getattr(self, name):
+                raise ConfigError(f"{name} must be a non-empty frame name")
+        if self.world_frame == self.base_frame:
+            raise ConfigError(f"world_frame and base_frame must differ, got {self.world_frame!r} twice")
+        for name in ("update_rate_hz", "status_rate_hz", "tf_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
+
+
+def configured_memory_checkpoint(params_file: str | Path, override: str = "") -> str:
+    """The checkpoint memory_node would load: `override` (a launch argument) or the parameter file's
+    `memory_node.ros__parameters.engine.checkpoint`; '' when neither names one. Launch files use it to
+    start memory_node only when there is a checkpoint to load."""
+    if override:
+        return override
+    try:
+        doc = yaml.safe_load(Path(params_file).read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return ""
+    params = (doc.get(topics.MEMORY_NODE) or {}).get("ros__parameters") or {}
+    engine = params.get("engine") or {}
+    value = engine.get("checkpoint", params.get("engine.checkpoint", "")) if isinstance(engine, dict) else ""
+    return value if isinstance(value, str) else ""

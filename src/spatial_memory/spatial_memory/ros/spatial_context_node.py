@@ -12,20 +12,25 @@ Publishes (reliable, transient local, depth 1, so a late RViz or policy gets the
     `spatial_context/bev_map` (rgb8 Image, `map_rate_hz`), `spatial_context/keyframes` (MarkerArray:
     DELETEALL, then an arrow + number per keyframe), `spatial_context/keyframe_images` (one rgb8 Image:
     the watermarked keyframes tiled row-major, republished when the keyframe set changes).
-Serves: /promote_keyframe (PromoteKeyframe), /query_pose (QueryPose: no memory backend yet, so it answers
-    success=false and says so; a malformed query image gets success=false and the reason).
-Threads: all our callbacks share the node's default mutually exclusive group (`SpatialContext` is not
-thread-safe); main() spins a 2-thread executor so TF keeps arriving while an image waits for its transform.
+Serves: /promote_keyframe (PromoteKeyframe), /query_pose (QueryPose: a well-formed query is forwarded to
+    memory_node's `memory/query` and its answer returned; without a memory node, or when it does not answer
+    within `memory_query_timeout_s`, success=false and the reason; a malformed image: success=false).
+Threads: the callbacks that touch `SpatialContext` share the node's default mutually exclusive group (it is
+not thread-safe); /query_pose (which touches only the config) and the memory client each have their own
+group, so a forwarded query waits for its answer without holding up images. main() spins 3 threads: TF,
+images and a waiting query can all make progress.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 from typing import Any
 
 import numpy as np
 import rclpy
 import rclpy.time
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
@@ -38,6 +43,7 @@ from spatial_memory.context.watermark import tile_images
 from spatial_memory.errors import InvalidInputError, SpatialMemoryError, UnknownFrameError
 from spatial_memory.robot.kinematics import FR3Kinematics
 from spatial_memory.ros import conversions as conv
+from spatial_memory.ros import memory_messages as mm
 from spatial_memory.ros import topics
 from spatial_memory.ros.node_configs import SpatialContextNodeConfig
 from spatial_memory.ros.params import declare_config
@@ -47,8 +53,7 @@ from spatial_memory_interfaces.srv import PromoteKeyframe, QueryPose
 LATCHED = QoSProfile(
     depth=1, reliability=QoSReliabilityPolicy.RELIABLE, durability=QoSDurabilityPolicy.TRANSIENT_LOCAL
 )
-NO_BACKEND = "no memory backend is configured yet"
-QUERY_ENCODINGS = ("rgb8", "bgr8", "mono8")
+NO_BACKEND = f"no memory backend: memory_node is not running (no '{topics.MEMORY_QUERY}' service)"
 RATE_SLACK = 0.95  # accept a frame 5 % early so camera jitter does not halve the frame rate
 WARN_PERIOD_S = 2.0
 
@@ -85,7 +90,12 @@ class SpatialContextNode(Node):
             # executor of main() they keep filling the buffer while an image callback waits for TF.
             self._tf_listener = TransformListener(self._tf_buffer, self)
         self.create_service(PromoteKeyframe, topics.PROMOTE_KEYFRAME, self._on_promote)
-        self.create_service(QueryPose, topics.QUERY_POSE, self._on_query_pose)
+        self._memory = self.create_client(
+            QueryPose, topics.MEMORY_QUERY, callback_group=MutuallyExclusiveCallbackGroup()
+        )
+        self.create_service(
+            QueryPose, topics.QUERY_POSE, self._on_query_pose, callback_group=MutuallyExclusiveCallbackGroup()
+        )
         self.create_timer(1.0 / cfg.map_rate_hz, self.publish_outputs)
         self.get_logger().info(
             f"{cfg.mode} mode: poses in '{cfg.world_frame}' "
@@ -229,28 +239,35 @@ class SpatialContextNode(Node):
         return response
 
     def _on_query_pose(self, request: Any, response: Any) -> Any:
-        """Validate the query image; with no memory backend yet, answer success=false and say so."""
-        response.success, response.confidence, response.matched_keyframe_id = False, 0.0, -1
-        response.pose.header.frame_id = self.config.map_frame
-        response.pose.header.stamp = self.get_clock().now().to_msg()
+        """Validate the query image and forward it to memory_node (asynchronous call, bounded wait)."""
+        where = {
+            "frame_id": self.config.map_frame,
+            "stamp_ns": self.get_clock().now().nanoseconds,
+            "factory": self._factory,
+        }
         try:
-            conv.image_to_numpy(request.query)
-            if request.query.encoding not in QUERY_ENCODINGS:
-                raise InvalidInputError(
-                    f"query encoding must be one of {QUERY_ENCODINGS}, got {request.query.encoding!r}"
-                )
+            mm.query_image_rgb(request.query)
         except InvalidInputError as exc:
-            response.message = f"malformed query image: {exc}"
-            return response
-        backend = f" (asked for backend {request.backend!r})" if request.backend else ""
-        response.message = NO_BACKEND + backend
-        return response
+            return mm.fill_query_failure(response, f"malformed query image: {exc}", **where)
+        if not self._memory.service_is_ready():
+            backend = f" (asked for backend {request.backend!r})" if request.backend else ""
+            return mm.fill_query_failure(response, NO_BACKEND + backend, **where)
+        done = threading.Event()
+        future = self._memory.call_async(request)
+        future.add_done_callback(lambda _: done.set())
+        timeout = self.config.memory_query_timeout_s
+        if not done.wait(timeout) or future.result() is None:
+            self._memory.remove_pending_request(future)
+            return mm.fill_query_failure(
+                response, f"memory_node did not answer within {timeout:g} s (memory_query_timeout_s)", **where
+            )
+        return mm.copy_query_response(future.result(), response)
 
 
 def main(args: list[str] | None = None) -> int:
     """Run spatial_context_node until Ctrl-C or shutdown; two threads so TF keeps arriving while a
     callback waits for a transform (the node's own callbacks still run one at a time)."""
-    return spin_node(SpatialContextNode, topics.SPATIAL_CONTEXT_NODE, args, threads=2)
+    return spin_node(SpatialContextNode, topics.SPATIAL_CONTEXT_NODE, args, threads=3)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,10 @@ BEV_MAP = "spatial_context/bev_map"  # sensor_msgs/Image rgb8, RELIABLE + TRANSI
 KEYFRAME_MARKERS = "spatial_context/keyframes"  # visualization_msgs/MarkerArray
 KEYFRAME_IMAGES = "spatial_context/keyframe_images"  # sensor_msgs/Image rgb8: all keyframes tiled
 
+# --- memory_node
+MEMORY_QUERY = "memory/query"  # spatial_memory_interfaces/srv/QueryPose, internal: /query_pose forwards here
+MEMORY_STATUS = "memory/status"  # std_msgs/String: a JSON summary of the memory (backend, steps, ...)
+
 # --- sim_node (MuJoCo) inputs: commands
 CMD_VEL = "cmd_vel"  # geometry_msgs/Twist: linear.x (m/s) and angular.z (rad/s) of the base
 JOINT_COMMANDS = "joint_commands"  # sensor_msgs/JointState: arm position targets, fr3_joint1..7 by name
@@ -62,7 +66,9 @@ SIM_TOPICS: frozenset[str] = frozenset(
     }
 )
 PUBLISHED_TOPICS: frozenset[str] = (
-    frozenset({EE_POSE, ROBOT_DESCRIPTION, TF, TF_STATIC, BEV_MAP, KEYFRAME_MARKERS, KEYFRAME_IMAGES})
+    frozenset(
+        {EE_POSE, ROBOT_DESCRIPTION, TF, TF_STATIC, BEV_MAP, KEYFRAME_MARKERS, KEYFRAME_IMAGES, MEMORY_STATUS}
+    )
     | SIM_TOPICS
 )
 SUBSCRIBED_TOPICS: frozenset[str] = frozenset({JOINT_STATES, CAMERA_IMAGE, CMD_VEL, JOINT_COMMANDS})
@@ -71,6 +77,7 @@ SUBSCRIBED_TOPICS: frozenset[str] = frozenset({JOINT_STATES, CAMERA_IMAGE, CMD_V
 FK_NODE = "fk_node"
 SPATIAL_CONTEXT_NODE = "spatial_context_node"
 SIM_NODE = "sim_node"
+MEMORY_NODE = "memory_node"
 
 # --- default frame names (REP-105 / franka_description)
 WORLD_FRAME = "world"  # the simulated world's origin (ground truth is expressed in it)

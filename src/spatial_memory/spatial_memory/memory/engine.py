@@ -1,0 +1,480 @@
+"""MemoryEngine: one robot's spatial memory behind a small, checked API (images and poses in, answers out).
+
+The ROS `memory_node`, the in-process pipeline and the tools all use this class, so the conversions from
+sensor data to model inputs live in one place:
+
+- `update(image, T_world_base=... | odometry=..., stamp_ns=...)` folds one camera image into the memory.
+  With `T_world_base` (the base pose in any fixed frame, e.g. odom -> base_link from TF) the engine computes
+  the planar increment (dx, dy, dyaw) in the previous base frame itself (`poses.odometry_increments`); with
+  `odometry` the caller gives that increment. One episode uses one of the two (mixing them would lose the
+  reference pose); `reset()` starts a new one.
+- `query(image)` answers "where is the place in this picture, relative to the robot now?" as a
+  `MemoryAnswer`.
+- `save(path)` / `load(path)` write and read the memory state: one atomic, versioned file that names the
+  backend and the model's identity (a hash of its configs and one of its weights), so a state is never read
+  into a model it does not belong to.
+
+Every bad input (a query before any update, an image of the wrong size or type, a non-rigid or NaN pose,
+a stamp that does not increase, a state file of another model) raises `InvalidInputError` and leaves the
+memory exactly as it was: new state is computed first and assigned only when everything succeeded.
+
+The engine is a single-robot (batch 1), inference-only object. Its methods hold an internal lock, so a node
+may call them from different executor threads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import logging
+import math
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+
+from spatial_memory.atomic import write_file_atomic
+from spatial_memory.errors import ConfigError, InvalidInputError
+from spatial_memory.geometry import check_pose
+from spatial_memory.memory.encoder import ImageEncoder
+from spatial_memory.memory.engine_config import RESIZE_POLICIES, EngineConfig
+from spatial_memory.memory.interface import POSE_DIMS, HistoryState, MemoryModel, count_parameters
+from spatial_memory.memory.poses import odometry_increments, planar_target
+from spatial_memory.memory.registry import MODELS, build_model, load_checkpoint
+
+__all__ = ["RESIZE_POLICIES", "STATE_FORMAT", "STATE_VERSION", "EngineConfig", "MemoryAnswer", "MemoryEngine"]
+
+logger = logging.getLogger(__name__)
+
+STATE_FORMAT = "spatial_memory.memory_state"
+STATE_VERSION = 1
+# Pose sources of an episode: nothing yet, absolute base poses, or caller-given increments.
+_NO_SOURCE, _POSE, _ODOMETRY = "none", "pose", "odometry"
+
+
+@dataclass(frozen=True)
+class MemoryAnswer:
+    """Where the pictured place is, relative to the robot now.
+
+    T_base_query: 4x4 pose of the query camera's optical frame (REP-103: z forward, x right, y down) in the
+        current base frame, levelled: optical axis horizontal at heading `yaw`, at height
+        `EngineConfig.camera_height_m` (the models answer on the ground plane only).
+        `poses.planar_target(T_base_query)` gives back (x, y, yaw).
+    x, y: metres in the current base frame (x forward, y left); yaw: heading of the optical axis, radians,
+        counter-clockwise from the base's x axis, in [-pi, pi).
+    sigma_m: the model's predicted standard deviation of the position error (metres).
+    confidence: 1 / (1 + sigma_m) in (0, 1); seen_probability: how likely the place was observed at all.
+    backend: the model that answered; steps: updates folded in when it answered.
+    """
+
+    T_base_query: np.ndarray
+    x: float
+    y: float
+    yaw: float
+    sigma_m: float
+    confidence: float
+    seen_probability: float
+    backend: str
+    steps: int
+
+
+def level_camera_pose(x: float, y: float, yaw: float, z: float = 0.0) -> np.ndarray:
+    """A level optical frame at (x, y, z) whose optical axis points at heading `yaw` (see MemoryAnswer)."""
+    c, s = math.cos(yaw), math.sin(yaw)
+    T = np.eye(4)
+    T[:3, 0] = (s, -c, 0.0)  # x: image right
+    T[:3, 1] = (0.0, 0.0, -1.0)  # y: image down
+    T[:3, 2] = (c, s, 0.0)  # z: optical axis
+    T[:3, 3] = (x, y, z)
+    return T
+
+
+class MemoryEngine:
+    """A memory model and its image encoder, loaded from a checkpoint, and the state of one episode."""
+
+    def __init__(self, config: EngineConfig | None = None) -> None:
+        self.config = cfg = config or EngineConfig()
+        if not cfg.checkpoint:
+            raise ConfigError("EngineConfig.checkpoint is empty: give the path of a memory checkpoint")
+        if cfg.backend not in MODELS:
+            raise ConfigError(f"unknown memory backend {cfg.backend!r}; known: {sorted(MODELS)}")
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.device = torch.device(cfg.device)
+        self.model, self.encoder = self._load_models(cfg)
+        size = self.encoder.config.image_size
+        if cfg.image_size and cfg.image_size != size:
+            raise ConfigError(
+                f"{cfg.checkpoint}: the encoder reads {size}x{size} images, the config expects "
+                f"image_size {cfg.image_size}"
+            )
+        self.image_size = size
+        self.config_hash, self.weights_hash = _identity(self.model, self.encoder)
+        self._lock = threading.RLock()
+        self.reset()
+        logger.info(
+            "memory engine: %s from %s (%d parameters, %dx%d images, resize=%s)",
+            self.backend,
+            cfg.checkpoint,
+            self.num_parameters,
+            size,
+            size,
+            cfg.resize,
+        )
+
+    # -- construction -------------------------------------------------------------------------------
+
+    def _load_models(self, cfg: EngineConfig) -> tuple[MemoryModel, ImageEncoder]:
+        """The model and encoder from the checkpoint (for 'keyframes': the checkpoint's encoder)."""
+        try:
+            ckpt = load_checkpoint(
+                cfg.checkpoint, expect_model=None if cfg.backend == "keyframes" else cfg.backend
+            )
+        except InvalidInputError as exc:
+            raise ConfigError(f"memory backend {cfg.backend!r}: {exc}") from exc
+        if ckpt.encoder is None:
+            raise ConfigError(f"{cfg.checkpoint} holds no image encoder; the engine needs one to read images")
+        model = ckpt.model
+        if cfg.backend == "keyframes" and model.name != "keyframes":
+            model = build_model(
+                "keyframes", {"camera_offset": cfg.keyframe_camera_offset}, encoder_config=ckpt.encoder.config
+            )
+        return model.to(self.device).eval(), ckpt.encoder.to(self.device).eval()
+
+    # -- properties ---------------------------------------------------------------------------------
+
+    @property
+    def backend(self) -> str:
+        return self.model.name
+
+    @property
+    def steps(self) -> int:
+        """Updates folded into the memory since the last reset (or as loaded)."""
+        return self._steps
+
+    @property
+    def last_stamp_ns(self) -> int | None:
+        return self._last_stamp
+
+    @property
+    def num_parameters(self) -> int:
+        return count_parameters(self.model) + count_parameters(self.encoder)
+
+    @property
+    def state(self) -> Any:
+        """The model's current state (a tensor or a HistoryState); treat as read-only."""
+        return self._state
+
+    # -- the API ------------------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget everything: the initial state, no steps, no reference pose or stamp."""
+        with self._lock:
+            with torch.no_grad():
+                self._state = self.model.init_state(1)
+            self._steps = 0
+            self._last_stamp: int | None = None
+            self._last_T: np.ndarray | None = None
+            self._source = _NO_SOURCE
+
+    def update(
+        self,
+        image_rgb: np.ndarray,
+        *,
+        T_world_base: np.ndarray | None = None,  # noqa: N803 - the project's pose naming
+        odometry: np.ndarray | None = None,
+        stamp_ns: int,
+    ) -> None:
+        """Fold one RGB image (H, W, 3) uint8, taken at `stamp_ns`, into the memory.
+
+        Give exactly one of `T_world_base` (4x4 rigid base pose in a fixed frame) or `odometry`
+        ((dx m, dy m, dyaw rad) since the previous update, in the previous base frame). The first update of
+        an episode has no motion (its increment is zero whatever is given). Stamps must strictly increase.
+        """
+        with self._lock:
+            stamp = self._check_stamp(stamp_ns)
+            increment, source, T = self._increment(T_world_base, odometry)
+            image = self._image_tensor(image_rgb)
+            with torch.no_grad():
+                tokens = self.encoder(image).tokens
+                odom = torch.as_tensor(increment, dtype=tokens.dtype, device=self.device)[None]
+                state = self.model.update(self._state, tokens, odom)
+            self._state, self._steps, self._last_stamp = state, self._steps + 1, stamp
+            self._source, self._last_T = source, T
+
+    def query(self, image_rgb: np.ndarray) -> MemoryAnswer:
+        """Where was `image_rgb` (H, W, 3) uint8 taken, relative to the robot now? Needs one update first."""
+        with self._lock:
+            if self._steps == 0:
+                raise InvalidInputError(
+                    "the memory is empty: update it with at least one image before querying"
+                )
+            image = self._image_tensor(image_rgb)
+            with torch.no_grad():
+                out = self.model.query(self._state, self.encoder(image).tokens)
+            pose = out.pose[0].detach().to("cpu", torch.float64).numpy()
+            if pose.shape[-1] == POSE_DIMS["planar"]:
+                x, y, yaw = float(pose[0]), float(pose[1]), math.atan2(pose[2], pose[3])
+            else:
+                x, y, yaw = (float(v) for v in planar_target(_se3_matrix(pose)))
+            return MemoryAnswer(
+                T_base_query=level_camera_pose(x, y, yaw, self.config.camera_height_m),
+                x=x,
+                y=y,
+                yaw=yaw,
+                sigma_m=float(torch.exp(out.log_sigma[0])),
+                confidence=float(out.confidence[0]),
+                seen_probability=float(torch.sigmoid(out.seen_logit[0])),
+                backend=self.backend,
+                steps=self._steps,
+            )
+
+    def status(self) -> dict[str, Any]:
+        """A JSON-ready summary: backend, checkpoint, steps, last stamp, state bytes, parameter counts."""
+        with self._lock:
+            return {
+                "backend": self.backend,
+                "checkpoint": self.config.checkpoint,
+                "steps": self._steps,
+                "last_stamp_ns": self._last_stamp,
+                "pose_source": self._source,
+                "state_bytes": self.model.state_nbytes(self._state),
+                "model_parameters": count_parameters(self.model),
+                "encoder_parameters": count_parameters(self.encoder),
+                "image_size": self.image_size,
+                "resize": self.config.resize,
+                "config_hash": self.config_hash[:12],
+            }
+
+    def save(self, path: str | Path) -> None:
+        """Write the memory state to `path` atomically (temp file + rename), with the model's identity."""
+        with self._lock:
+            payload = {
+                "format": STATE_FORMAT,
+                "version": STATE_VERSION,
+                "backend": self.backend,
+                "config_hash": self.config_hash,
+                "weights_hash": self.weights_hash,
+                "model_config": _config_dict(self.model),
+                "state": _pack_state(self._state),
+                "steps": self._steps,
+                "last_stamp_ns": -1 if self._last_stamp is None else self._last_stamp,
+                "pose_source": self._source,
+                "last_T_world_base": None if self._last_T is None else torch.from_numpy(self._last_T.copy()),
+            }
+            buffer = io.BytesIO()
+            torch.save(payload, buffer)
+            write_file_atomic(Path(path), buffer.getvalue())
+        logger.info("saved %s memory state (%d steps) to %s", self.backend, payload["steps"], path)
+
+    def load(self, path: str | Path) -> None:
+        """Replace the memory with the state saved in `path`; refuse (engine unchanged) a state of another
+        backend, model config, weights or file version, or one that does not fit the model."""
+        path = Path(path)
+        payload = _read_state_file(path)
+        problems = []
+        if payload.get("backend") != self.backend:
+            problems.append(f"it is a {payload.get('backend')!r} memory, this engine runs {self.backend!r}")
+        elif payload.get("config_hash") != self.config_hash:
+            problems.append(
+                f"its model config differs: {_config_diff(payload.get('model_config'), self.model)}"
+            )
+        elif payload.get("weights_hash") != self.weights_hash:
+            problems.append("it was written by a model with other weights (another checkpoint)")
+        if problems:
+            raise InvalidInputError(f"cannot load memory state {path}: {'; '.join(problems)}")
+        state = self._unpack_checked(payload.get("state"), path)
+        steps, stamp = payload.get("steps"), payload.get("last_stamp_ns")
+        source, last_T = payload.get("pose_source"), payload.get("last_T_world_base")
+        if not isinstance(steps, int) or steps < 0 or not isinstance(stamp, int):
+            raise InvalidInputError(f"{path}: steps / last_stamp_ns are missing or malformed")
+        if source not in (_NO_SOURCE, _POSE, _ODOMETRY) or (source == _POSE) != isinstance(last_T, Tensor):
+            raise InvalidInputError(f"{path}: pose_source / last_T_world_base are missing or inconsistent")
+        T = check_pose(last_T.numpy(), f"{path}: last_T_world_base") if isinstance(last_T, Tensor) else None
+        with self._lock:
+            self._state, self._steps = state, steps
+            self._last_stamp = None if stamp < 0 else stamp
+            self._source, self._last_T = source, T
+        logger.info("loaded %s memory state (%d steps) from %s", self.backend, steps, path)
+
+    # -- input checks -------------------------------------------------------------------------------
+
+    def _check_stamp(self, stamp_ns: Any) -> int:
+        if isinstance(stamp_ns, bool) or not isinstance(stamp_ns, (int, np.integer)) or stamp_ns < 0:
+            raise InvalidInputError(
+                f"stamp_ns must be a non-negative integer (nanoseconds), got {stamp_ns!r}"
+            )
+        stamp = int(stamp_ns)
+        if self._last_stamp is not None and stamp <= self._last_stamp:
+            raise InvalidInputError(
+                f"stamps must strictly increase: got {stamp} ns after {self._last_stamp} ns "
+                "(reset() the memory to start a new episode)"
+            )
+        return stamp
+
+    def _increment(
+        self,
+        T_world_base: np.ndarray | None,  # noqa: N803 - the project's pose naming
+        odometry: np.ndarray | None,
+    ) -> tuple[np.ndarray, str, np.ndarray | None]:
+        """(dx, dy, dyaw) since the last update, the pose source, and the base pose to remember."""
+        if (T_world_base is None) == (odometry is None):
+            raise InvalidInputError("give exactly one of T_world_base or odometry")
+        if odometry is not None:
+            inc = np.asarray(odometry, dtype=np.float64)
+            if inc.shape != (3,) or not np.all(np.isfinite(inc)):
+                raise InvalidInputError(f"odometry must be 3 finite numbers (dx, dy, dyaw), got {odometry!r}")
+        else:
+            T = check_pose(T_world_base, "T_world_base").copy()
+        if self._source not in (_NO_SOURCE, _POSE if odometry is None else _ODOMETRY):
+            raise InvalidInputError(
+                f"this episode was fed {self._source} updates; keep to one kind, or reset() the memory"
+            )
+        if odometry is not None:
+            return (np.zeros(3) if self._steps == 0 else inc), _ODOMETRY, None
+        if self._last_T is None:
+            return np.zeros(3), _POSE, T
+        return odometry_increments(np.stack([self._last_T, T]))[1], _POSE, T
+
+    def _image_tensor(self, image: Any) -> Tensor:
+        """(1, 3, S, S) uint8 tensor of an (H, W, 3) uint8 RGB image, resized per `config.resize`."""
+        if not isinstance(image, np.ndarray):
+            raise InvalidInputError(f"image must be a numpy array, got {type(image).__name__}")
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise InvalidInputError(f"image must be (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}")
+        size, (h, w) = self.image_size, image.shape[:2]
+        if h < 1 or w < 1:
+            raise InvalidInputError(f"image is empty: {w}x{h}")
+        if (h, w) != (size, size):
+            if self.config.resize == "none":
+                raise InvalidInputError(
+                    f"image is {w}x{h}, the {self.backend} model reads {size}x{size} "
+                    "(set resize to 'crop' or 'stretch' to accept other sizes)"
+                )
+            if self.config.resize == "crop":
+                side = min(h, w)
+                top, left = (h - side) // 2, (w - side) // 2
+                image = image[top : top + side, left : left + side]
+            image = cv2.resize(np.ascontiguousarray(image), (size, size), interpolation=cv2.INTER_AREA)
+        chw = np.ascontiguousarray(image.transpose(2, 0, 1))
+        return torch.from_numpy(chw)[None].to(self.device)
+
+    def _unpack_checked(self, packed: Any, path: Path) -> Any:
+        """The saved state, refused unless it has the shapes and dtype of this model's states."""
+        template = self.model.init_state(1)
+        try:
+            state = _unpack_state(packed)
+        except (KeyError, TypeError) as exc:
+            raise InvalidInputError(f"{path}: malformed memory state ({exc})") from exc
+        if isinstance(template, Tensor):
+            ok = isinstance(state, Tensor) and state.shape == template.shape and state.dtype == template.dtype
+            tensors = [state] if isinstance(state, Tensor) else []
+        elif isinstance(template, HistoryState):
+            ok = (
+                isinstance(state, HistoryState)
+                and state.frames.shape[0] == 1
+                and state.frames.shape[2:] == template.frames.shape[2:]
+                and tuple(state.poses.shape) == (1, state.length, 3)
+                and tuple(state.pose.shape) == (1, 3)
+            )
+            tensors = [state.frames, state.poses, state.pose] if isinstance(state, HistoryState) else []
+        else:  # pragma: no cover - every registered model has one of the two
+            raise InvalidInputError(f"cannot load a state of a {type(template).__name__}")
+        if not ok:
+            raise InvalidInputError(f"{path}: the saved state does not fit the {self.backend} model's state")
+        if not all(torch.isfinite(t).all() for t in tensors):
+            raise InvalidInputError(f"{path}: the saved state contains NaN or infinite values")
+        return _to_device(state, self.device)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# helpers
+
+
+def _config_dict(model: MemoryModel) -> dict[str, Any]:
+    return json.loads(json.dumps(dataclasses.asdict(model.config)))  # tuples -> lists, plain data
+
+
+def _identity(model: MemoryModel, encoder: ImageEncoder) -> tuple[str, str]:
+    """sha256 of the model name and both configs, and sha256 of all weights (names, shapes, bytes)."""
+    configs = {
+        "model": model.name,
+        "model_config": dataclasses.asdict(model.config),
+        "encoder_config": dataclasses.asdict(encoder.config),
+    }
+    config_hash = hashlib.sha256(json.dumps(configs, sort_keys=True).encode()).hexdigest()
+    weights = hashlib.sha256()
+    for prefix, module in (("model.", model), ("encoder.", encoder)):
+        for name, tensor in sorted(module.state_dict().items()):
+            t = tensor.detach().to("cpu").contiguous()
+            weights.update(f"{prefix}{name}:{t.dtype}:{tuple(t.shape)}".encode())
+            weights.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return config_hash, weights.hexdigest()
+
+
+def _config_diff(saved: Any, model: MemoryModel) -> str:
+    ours = _config_dict(model)
+    if not isinstance(saved, dict):
+        return "the file has no readable model config"
+    diffs = [f"{k}={saved.get(k)!r} (this model: {v!r})" for k, v in ours.items() if saved.get(k) != v]
+    return ", ".join(diffs) or "the encoder config differs"
+
+
+def _pack_state(state: Any) -> dict[str, Any]:
+    if isinstance(state, Tensor):
+        return {"kind": "tensor", "tensor": state.detach().cpu()}
+    if isinstance(state, HistoryState):
+        fields = {f.name: getattr(state, f.name).detach().cpu() for f in dataclasses.fields(state)}
+        return {"kind": "history", **fields}
+    raise InvalidInputError(f"cannot save a memory state of type {type(state).__name__}")
+
+
+def _unpack_state(packed: Any) -> Any:
+    if not isinstance(packed, dict):
+        raise TypeError(f"expected a mapping, got {type(packed).__name__}")
+    if packed["kind"] == "tensor":
+        return packed["tensor"]
+    if packed["kind"] == "history":
+        return HistoryState(frames=packed["frames"], poses=packed["poses"], pose=packed["pose"])
+    raise KeyError(f"unknown state kind {packed['kind']!r}")
+
+
+def _to_device(state: Any, device: torch.device) -> Any:
+    if isinstance(state, Tensor):
+        return state.to(device)
+    return HistoryState(*(getattr(state, f.name).to(device) for f in dataclasses.fields(state)))
+
+
+def _read_state_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise InvalidInputError(f"memory state file {path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
+        raise InvalidInputError(f"cannot read memory state {path}: {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != STATE_FORMAT:
+        raise InvalidInputError(f"{path} is not a spatial_memory memory state file")
+    if payload.get("version") != STATE_VERSION:
+        raise InvalidInputError(
+            f"{path}: memory state version {payload.get('version')!r}, this code reads {STATE_VERSION}"
+        )
+    return payload
+
+
+def _se3_matrix(pose: np.ndarray) -> np.ndarray:
+    """4x4 from an se3 answer (x, y, z, first two rotation columns), orthonormalised (Gram-Schmidt)."""
+    a, b = pose[3:6], pose[6:9]
+    c1 = a / max(np.linalg.norm(a), 1e-9)
+    b = b - c1 * (c1 @ b)
+    c2 = b / max(np.linalg.norm(b), 1e-9)
+    T = np.eye(4)
+    T[:3, :3] = np.stack([c1, c2, np.cross(c1, c2)], axis=1)
+    T[:3, 3] = pose[:3]
+    return T

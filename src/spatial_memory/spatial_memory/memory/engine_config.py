@@ -1,0 +1,89 @@
+"""`EngineConfig`: how a `MemoryEngine` is set up (backend, checkpoint, image policy, answer geometry).
+
+Kept apart from `memory.engine` (which re-exports it) because it imports no torch: the ROS node configs
+nest it (`memory_node`'s `engine.*` parameters), and every node and test that reads those configs would
+otherwise load torch (~1 s and ~150 MB) for nothing. Checks that need the model registry (is `backend` a
+known model) run when the engine is built.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+from spatial_memory.errors import ConfigError
+
+RESIZE_POLICIES = ("none", "crop", "stretch")
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def _help(text: str) -> dict[str, str]:
+    """Field metadata carrying the ROS parameter description (see `ros.params`)."""
+    return {"help": text}
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Backend, checkpoint and input/answer conventions of a MemoryEngine; every field has a default.
+
+    Image size policy: the model reads square images of its encoder's `image_size` (64 px for the shipped
+    models). `resize='none'` refuses any other size (InvalidInputError), so a mis-wired camera is noticed;
+    'crop' takes the largest centred square and resizes it with cv2 INTER_AREA (keeps the aspect ratio:
+    the training cameras are square); 'stretch' resizes the whole image (INTER_AREA) to the square.
+    `image_size` > 0 additionally states the size the checkpoint must have (0 = whatever it has).
+    """
+
+    backend: str = field(
+        default="kinaema",
+        metadata=_help("memory model: 'kinaema', 'keyframes' or any registry name (gru, ema, ...)"),
+    )
+    checkpoint: str = field(
+        default="",
+        metadata=_help(
+            "local checkpoint file (registry.save_checkpoint); 'keyframes' reads the encoder inside any "
+            "model checkpoint; '' = none (the engine refuses to start)"
+        ),
+    )
+    image_size: int = field(
+        default=0, metadata=_help("expected square input size of the checkpoint's encoder (px); 0 = any")
+    )
+    resize: str = field(
+        default="none",
+        metadata=_help("images of another size: 'none' = refuse, 'crop' = centre square, 'stretch'"),
+    )
+    camera_height_m: float = field(
+        default=0.0, metadata=_help("z of the answered camera pose in the base frame (the models are planar)")
+    )
+    keyframe_camera_offset: tuple[float, float, float] = field(
+        default=(0.0, 0.0, 0.0),
+        metadata=_help(
+            "'keyframes' built from an encoder: camera (x m, y m, yaw rad) in the base frame, so answers "
+            "are camera poses"
+        ),
+    )
+    device: str = field(default="cpu", metadata=_help("torch device of the model ('cpu')"))
+    threads: int = field(default=0, metadata=_help("torch intra-op threads; 0 = leave torch's default"))
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.backend, str) or not _NAME.match(self.backend):
+            raise ConfigError(
+                f"EngineConfig.backend must be a model name such as 'kinaema', got {self.backend!r}"
+            )
+        if self.resize not in RESIZE_POLICIES:
+            raise ConfigError(f"EngineConfig.resize must be one of {RESIZE_POLICIES}, got {self.resize!r}")
+        if isinstance(self.image_size, bool) or not isinstance(self.image_size, int) or self.image_size < 0:
+            raise ConfigError(f"EngineConfig.image_size must be an integer >= 0, got {self.image_size!r}")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
+            raise ConfigError(f"EngineConfig.threads must be an integer >= 0, got {self.threads!r}")
+        if not math.isfinite(self.camera_height_m):
+            raise ConfigError(f"EngineConfig.camera_height_m must be finite, got {self.camera_height_m!r}")
+        offset = tuple(float(v) for v in self.keyframe_camera_offset)
+        if len(offset) != 3 or not all(math.isfinite(v) for v in offset):
+            raise ConfigError(
+                f"EngineConfig.keyframe_camera_offset must be three finite numbers, got "
+                f"{self.keyframe_camera_offset!r}"
+            )
+        object.__setattr__(self, "keyframe_camera_offset", offset)
+        if self.device != "cpu" and not self.device.startswith("cuda"):
+            raise ConfigError(f"EngineConfig.device must be 'cpu' or 'cuda[:N]', got {self.device!r}")

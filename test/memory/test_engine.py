@@ -1,0 +1,323 @@
+"""MemoryEngine: updates and queries from images and poses, bad input leaves the memory untouched, saved
+states round-trip and are refused by other models, and the keyframe backend's geometry is exact."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from spatial_memory.errors import ConfigError, InvalidInputError
+from spatial_memory.geometry import yaw_pose
+from spatial_memory.memory.encoder import EncoderConfig, ImageEncoder
+from spatial_memory.memory.engine import EngineConfig, MemoryAnswer, MemoryEngine, level_camera_pose
+from spatial_memory.memory.interface import HistoryState
+from spatial_memory.memory.poses import planar_target
+from spatial_memory.memory.registry import build_model, save_checkpoint
+
+SMALL_ENCODER = EncoderConfig(image_size=32, widths=(8, 16), token_dim=32, tokens_per_frame=4, heads=2)
+SMALL_KINAEMA = {"slots": 8, "dim": 32, "heads": 2, "correction_hidden": 32, "query_hidden": 32}
+MS = 10**6
+
+
+def _checkpoint(path, name="kinaema", config=None, seed=0):
+    torch.manual_seed(seed)
+    encoder = ImageEncoder(SMALL_ENCODER)
+    model = build_model(name, config if config is not None else SMALL_KINAEMA, encoder_config=SMALL_ENCODER)
+    save_checkpoint(path, model, encoder)
+    return path
+
+
+@pytest.fixture
+def kinaema_ckpt(tmp_path):
+    return _checkpoint(tmp_path / "kinaema.pt")
+
+
+def _images(n, size=32, seed=1):
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+
+
+def _engine(ckpt, **kw) -> MemoryEngine:
+    return MemoryEngine(EngineConfig(checkpoint=str(ckpt), **kw))
+
+
+def _snapshot(engine):
+    """Deep copy of everything an update or load may change."""
+    state = engine.state
+    tensors = (
+        [state]
+        if isinstance(state, torch.Tensor)
+        else [getattr(state, f.name) for f in dataclasses.fields(state)]
+    )
+    return [t.clone() for t in tensors], engine.steps, engine.last_stamp_ns, engine.status()
+
+
+def _assert_unchanged(engine, snap):
+    tensors, steps, stamp, status = _snapshot(engine)
+    assert all(torch.equal(a, b) for a, b in zip(tensors, snap[0], strict=True))
+    assert (steps, stamp, status) == snap[1:]
+
+
+def _walk(engine, images, start_ns=0):
+    """Drive along a curve: one image every 0.2 s with the base pose from a circle arc."""
+    for i, image in enumerate(images):
+        engine.update(
+            image, T_world_base=yaw_pose(0.3 * i, 0.1 * i, 0.2 * i), stamp_ns=start_ns + 200 * MS * i
+        )
+
+
+# ----------------------------------------------------------------------------------------------------
+# config
+
+
+def test_config_is_validated_and_the_engine_needs_a_real_checkpoint(tmp_path, kinaema_ckpt):
+    with pytest.raises(ConfigError, match="resize"):
+        EngineConfig(resize="bilinear")
+    with pytest.raises(ConfigError, match="threads"):
+        EngineConfig(threads=-1)
+    with pytest.raises(ConfigError, match="checkpoint is empty"):
+        MemoryEngine(EngineConfig())
+    with pytest.raises(ConfigError, match="unknown memory backend"):
+        _engine(kinaema_ckpt, backend="lstm")
+    with pytest.raises(ConfigError, match="does not exist"):
+        _engine(tmp_path / "missing.pt")
+    with pytest.raises(ConfigError, match="expected 'gru'"):
+        _engine(kinaema_ckpt, backend="gru")
+    with pytest.raises(ConfigError, match="image_size 64"):
+        _engine(kinaema_ckpt, image_size=64)
+
+
+# ----------------------------------------------------------------------------------------------------
+# kinaema: update and query
+
+
+def test_update_and_query_kinaema(kinaema_ckpt):
+    engine = _engine(kinaema_ckpt, camera_height_m=1.2)
+    images = _images(5)
+    _walk(engine, images)
+    answer = engine.query(images[2])
+    assert isinstance(answer, MemoryAnswer) and answer.backend == "kinaema" and answer.steps == 5
+    assert answer.T_base_query.shape == (4, 4) and answer.T_base_query[2, 3] == pytest.approx(1.2)
+    np.testing.assert_allclose(
+        planar_target(answer.T_base_query), [answer.x, answer.y, answer.yaw], atol=1e-9
+    )
+    assert 0.0 < answer.confidence < 1.0 and 0.0 < answer.seen_probability < 1.0
+    assert answer.confidence == pytest.approx(1.0 / (1.0 + answer.sigma_m), rel=1e-5)
+    status = engine.status()
+    assert status["steps"] == 5 and status["last_stamp_ns"] == 800 * MS and status["backend"] == "kinaema"
+    assert status["state_bytes"] == 8 * 32 * 4 and status["model_parameters"] > 0
+    engine.reset()
+    assert engine.steps == 0 and engine.last_stamp_ns is None
+    with pytest.raises(InvalidInputError, match="empty"):
+        engine.query(images[0])
+
+
+def test_pose_updates_give_the_increments_in_the_previous_base_frame(kinaema_ckpt, monkeypatch):
+    engine = _engine(kinaema_ckpt)
+    seen = []
+    real = engine.model.update
+    monkeypatch.setattr(engine.model, "update", lambda s, t, o: (seen.append(o.clone()), real(s, t, o))[1])
+    images = _images(3)
+    engine.update(images[0], T_world_base=yaw_pose(1.0, 2.0, math.pi / 2), stamp_ns=1)
+    engine.update(images[1], T_world_base=yaw_pose(1.0, 2.5, math.pi / 2 + 0.1), stamp_ns=2)  # 0.5 m ahead
+    engine.update(images[2], odometry=None, T_world_base=yaw_pose(1.0, 2.5, math.pi / 2 + 0.1), stamp_ns=3)
+    np.testing.assert_allclose(seen[0].numpy(), [[0, 0, 0]], atol=1e-6)
+    np.testing.assert_allclose(seen[1].numpy(), [[0.5, 0.0, 0.1]], atol=1e-6)
+    np.testing.assert_allclose(seen[2].numpy(), [[0, 0, 0]], atol=1e-6)
+
+
+def test_odometry_updates(kinaema_ckpt):
+    engine = _engine(kinaema_ckpt)
+    images = _images(3)
+    for i, image in enumerate(images):
+        engine.update(image, odometry=(0.1, 0.0, 0.05), stamp_ns=i + 1)
+    assert engine.steps == 3 and engine.status()["pose_source"] == "odometry"
+    with pytest.raises(InvalidInputError, match="one kind"):
+        engine.update(images[0], T_world_base=np.eye(4), stamp_ns=10)
+
+
+def test_resize_policies(kinaema_ckpt):
+    wide = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    with pytest.raises(InvalidInputError, match="160x120.*32x32"):
+        _engine(kinaema_ckpt).update(wide, odometry=(0, 0, 0), stamp_ns=1)
+    for policy in ("crop", "stretch"):
+        engine = _engine(kinaema_ckpt, resize=policy)
+        engine.update(wide, odometry=(0, 0, 0), stamp_ns=1)
+        assert engine.steps == 1 and np.isfinite(engine.query(wide).x)
+    # crop keeps the centre square: a picture whose borders differ but centre agrees encodes the same
+    engine = _engine(kinaema_ckpt, resize="crop")
+    other = wide.copy()
+    other[:, :20] = 0
+    t1, t2 = engine._image_tensor(wide), engine._image_tensor(other)
+    assert torch.equal(t1, t2)
+
+
+# ----------------------------------------------------------------------------------------------------
+# bad input: a clear error and the memory untouched
+
+
+def _bad_updates(images):
+    good = images[0]
+    T = yaw_pose(5.0, 0.0, 0.0)
+    sheared = T.copy()
+    sheared[0, 1] = 0.3
+    nan_pose = T.copy()
+    nan_pose[0, 3] = np.nan
+    return {
+        "non-rigid pose": (dict(image_rgb=good, T_world_base=sheared, stamp_ns=10**9), "not orthonormal"),
+        "NaN pose": (dict(image_rgb=good, T_world_base=nan_pose, stamp_ns=10**9), "NaN"),
+        "NaN odometry": (dict(image_rgb=good, odometry=(np.nan, 0, 0), stamp_ns=10**9), "finite"),
+        "both poses": (
+            dict(image_rgb=good, T_world_base=T, odometry=(0, 0, 0), stamp_ns=10**9),
+            "exactly one",
+        ),
+        "no pose": (dict(image_rgb=good, stamp_ns=10**9), "exactly one"),
+        "old stamp": (dict(image_rgb=good, T_world_base=T, stamp_ns=0), "strictly increase"),
+        "same stamp": (dict(image_rgb=good, T_world_base=T, stamp_ns=800 * MS), "strictly increase"),
+        "float stamp": (dict(image_rgb=good, T_world_base=T, stamp_ns=1.5e9), "integer"),
+        "wrong size": (dict(image_rgb=good[:16], T_world_base=T, stamp_ns=10**9), "reads 32x32"),
+        "grey image": (dict(image_rgb=good[..., 0], T_world_base=T, stamp_ns=10**9), r"\(H, W, 3\) uint8"),
+        "float image": (dict(image_rgb=good.astype(np.float32), T_world_base=T, stamp_ns=10**9), "uint8"),
+        "not an array": (dict(image_rgb=good.tolist(), T_world_base=T, stamp_ns=10**9), "numpy array"),
+    }
+
+
+@pytest.mark.parametrize("backend", ["kinaema", "keyframes"])
+def test_bad_input_is_refused_and_leaves_the_memory_untouched(kinaema_ckpt, backend):
+    engine = _engine(kinaema_ckpt, backend=backend)
+    images = _images(5)
+    _walk(engine, images)
+    before = _snapshot(engine)
+    answer = engine.query(images[1])
+    for kwargs, match in _bad_updates(images).values():
+        with pytest.raises(InvalidInputError, match=match):
+            kwargs = dict(kwargs)
+            engine.update(kwargs.pop("image_rgb"), **kwargs)
+        _assert_unchanged(engine, before)
+    for bad in (images[0][:16], images[0].astype(np.float32), None):
+        with pytest.raises(InvalidInputError):
+            engine.query(bad)
+    _assert_unchanged(engine, before)
+    assert engine.query(images[1]) == _eq(answer)
+
+
+def _eq(answer):
+    """An object equal to answers equal to `answer` (MemoryAnswer holds an array)."""
+
+    class _Same:
+        def __eq__(self, other):
+            return all(
+                np.array_equal(getattr(other, f.name), getattr(answer, f.name))
+                for f in dataclasses.fields(MemoryAnswer)
+            )
+
+    return _Same()
+
+
+# ----------------------------------------------------------------------------------------------------
+# save / load
+
+
+@pytest.mark.parametrize("backend", ["kinaema", "keyframes"])
+def test_save_load_round_trip_gives_identical_answers(tmp_path, kinaema_ckpt, backend):
+    engine = _engine(kinaema_ckpt, backend=backend)
+    images = _images(6)
+    _walk(engine, images[:4])
+    engine.save(tmp_path / "state.pt")
+    expected = [engine.query(im) for im in images]
+    engine.update(images[4], T_world_base=yaw_pose(2.0, 0.0, 1.0), stamp_ns=5 * 10**9)
+
+    fresh = _engine(kinaema_ckpt, backend=backend)
+    fresh.load(tmp_path / "state.pt")
+    assert fresh.steps == 4 and fresh.last_stamp_ns == 600 * MS
+    for im, want in zip(images, expected, strict=True):
+        assert fresh.query(im) == _eq(want)
+    # the episode continues from the saved pose: the same next update gives the same memory
+    engine.load(tmp_path / "state.pt")
+    for e in (engine, fresh):
+        e.update(images[5], T_world_base=yaw_pose(1.5, 0.5, 0.7), stamp_ns=10**9)
+    assert engine.query(images[0]) == _eq(fresh.query(images[0]))
+    assert not list(tmp_path.glob(".*partial*")), "atomic write left a temp file"
+
+
+def test_load_refuses_states_of_other_models_and_leaves_the_engine_as_it_was(tmp_path, kinaema_ckpt):
+    images = _images(4)
+    other_config = _engine(_checkpoint(tmp_path / "big.pt", config={**SMALL_KINAEMA, "slots": 16}))
+    other_weights = _engine(_checkpoint(tmp_path / "seed1.pt", seed=1))
+    keyframes = _engine(kinaema_ckpt, backend="keyframes")
+    for e in (other_config, other_weights, keyframes):
+        _walk(e, images)
+    other_config.save(tmp_path / "config.pt")
+    other_weights.save(tmp_path / "weights.pt")
+    keyframes.save(tmp_path / "keyframes.pt")
+    (tmp_path / "garbage.pt").write_bytes(b"not a torch file")
+    torch.save({"format": "spatial_memory.memory_state", "version": 99}, tmp_path / "future.pt")
+
+    engine = _engine(kinaema_ckpt)
+    _walk(engine, images[:2])
+    before = _snapshot(engine)
+    cases = {
+        "config.pt": "model config differs: slots=16",
+        "weights.pt": "other weights",
+        "keyframes.pt": "'keyframes' memory, this engine runs 'kinaema'",
+        "garbage.pt": "cannot read memory state",
+        "future.pt": "version 99",
+        "missing.pt": "does not exist",
+    }
+    for name, match in cases.items():
+        with pytest.raises(InvalidInputError, match=match):
+            engine.load(tmp_path / name)
+        _assert_unchanged(engine, before)
+
+
+def test_load_refuses_a_tampered_state(tmp_path, kinaema_ckpt):
+    engine = _engine(kinaema_ckpt)
+    _walk(engine, _images(2))
+    engine.save(tmp_path / "state.pt")
+    payload = torch.load(tmp_path / "state.pt", weights_only=True)
+    payload["state"]["tensor"] = payload["state"]["tensor"][:, :4]
+    torch.save(payload, tmp_path / "cut.pt")
+    payload["state"]["tensor"] = torch.full((1, 8, 32), float("nan"))
+    torch.save(payload, tmp_path / "nan.pt")
+    fresh = _engine(kinaema_ckpt)
+    before = _snapshot(fresh)
+    with pytest.raises(InvalidInputError, match="does not fit"):
+        fresh.load(tmp_path / "cut.pt")
+    with pytest.raises(InvalidInputError, match="NaN"):
+        fresh.load(tmp_path / "nan.pt")
+    _assert_unchanged(fresh, before)
+
+
+# ----------------------------------------------------------------------------------------------------
+# keyframes: exact geometry
+
+
+def test_keyframes_answer_a_stored_frame_with_its_camera_pose_relative_to_now(kinaema_ckpt):
+    offset = (0.2, -0.1, 0.3)  # camera (x, y, yaw) on the base
+    engine = _engine(kinaema_ckpt, backend="keyframes", keyframe_camera_offset=offset)
+    assert engine.backend == "keyframes" and isinstance(engine.state, HistoryState)
+    images = _images(5)
+    poses = [yaw_pose(0.5 * i, 0.2 * i * i, 0.4 * i) for i in range(5)]
+    for i, (image, T) in enumerate(zip(images, poses, strict=True)):
+        engine.update(image, T_world_base=T, stamp_ns=(i + 1) * 200 * MS)
+    T_now_inv = np.linalg.inv(poses[-1])
+    for i in (0, 2, 4):
+        answer = engine.query(images[i])
+        T_cam = poses[i] @ yaw_pose(*offset[:2], offset[2])  # the camera's planar pose in the world
+        want = T_now_inv @ T_cam
+        assert answer.x == pytest.approx(want[0, 3], abs=1e-4)
+        assert answer.y == pytest.approx(want[1, 3], abs=1e-4)
+        assert answer.yaw == pytest.approx(math.atan2(want[1, 0], want[0, 0]), abs=1e-4)
+        assert answer.confidence > 0.99 and answer.seen_probability > 0.98  # cosine similarity 1
+        np.testing.assert_allclose(answer.T_base_query, level_camera_pose(answer.x, answer.y, answer.yaw))
+
+
+def test_keyframes_from_a_keyframes_checkpoint(tmp_path):
+    ckpt = _checkpoint(tmp_path / "kf.pt", name="keyframes", config={"camera_offset": (1.0, 0.0, 0.0)})
+    engine = _engine(ckpt, backend="keyframes")
+    image = _images(1)[0]
+    engine.update(image, T_world_base=np.eye(4), stamp_ns=1)
+    assert engine.query(image).x == pytest.approx(1.0, abs=1e-5)

@@ -22,15 +22,6 @@ B = 2
 TRAINED = ["gru", "ema", "truncated", "full"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: one thread is fastest, and avoids oversubscribing the 2-core CI machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tokens(seed: int, batch: int = B) -> torch.Tensor:
     return torch.randn(batch, 8, 128, generator=torch.Generator().manual_seed(seed))
 

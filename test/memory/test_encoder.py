@@ -9,15 +9,6 @@ from spatial_memory.errors import ConfigError, InvalidInputError
 from spatial_memory.memory.encoder import EncoderConfig, ImageEncoder
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: one thread is fastest, and avoids oversubscribing the 2-core CI machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def encoder() -> ImageEncoder:
     torch.manual_seed(0)

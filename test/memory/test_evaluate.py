@@ -36,15 +36,6 @@ SIZE = 32
 SMALL_ENCODER = EncoderConfig(image_size=SIZE, widths=(8, 16, 32), token_dim=32, tokens_per_frame=4, heads=2)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: one thread is fastest, and avoids oversubscribing the 2-core CI machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
     """A cache folder holding two tiny recorded room episodes (recorded once for the module)."""

@@ -12,16 +12,6 @@ from spatial_memory.memory.encoder import ImageEncoder
 from spatial_memory.memory.interface import query_loss
 from spatial_memory.memory.kinaema import Kinaema, KinaemaConfig
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: one thread is fastest, and avoids oversubscribing the 2-core CI machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 B = 2
 
 

@@ -10,16 +10,6 @@ from spatial_memory.memory.encoder import EncoderConfig, ImageEncoder
 from spatial_memory.memory.kinaema import KinaemaConfig
 from spatial_memory.memory.registry import MODELS, build_model, load_checkpoint, save_checkpoint
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: one thread is fastest, and avoids oversubscribing the 2-core CI machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 SMALL_ENCODER = EncoderConfig(widths=(8, 16, 32), token_dim=32, tokens_per_frame=4, heads=2)
 
 

@@ -37,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_sim_parsers(sub)
     _add_dataset_parsers(sub)
     _add_eval_parsers(sub)
+    _add_train_parser(sub)
     return parser
 
 

@@ -32,8 +32,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
-import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +49,7 @@ from spatial_memory.memory.encoder import EncoderConfig, ImageEncoder
 from spatial_memory.memory.interface import POSE_DIMS, MemoryConfig, MemoryModel, QueryOutput
 from spatial_memory.memory.metrics import MemRpe, mem_rpe, table
 from spatial_memory.memory.poses import planar_target
+from spatial_memory.provenance import machine
 from spatial_memory.sim.compact import CompactEpisode
 
 log = logging.getLogger(__name__)
@@ -410,22 +409,8 @@ def load_models(
 
 
 def machine_info() -> dict[str, Any]:
-    """The machine an evaluation ran on (CPU, cores, platform, Python, torch)."""
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-    }
+    """The machine an evaluation ran on (CPU, cores, platform, Python, torch, date, load)."""
+    return machine(torch=torch.__version__)
 
 
 def mem_rpe_report(

@@ -47,6 +47,7 @@ DELIBERATE: dict[str, dict[str, str]] = {
         "engine.resize": "the head camera is 160x120, the models read a square",
         "engine.camera_height_m": "the head camera's height over base_link",
         "engine.keyframe_camera_offset": "the head camera's place on the base",
+        "engine.checkpoint": "the shipped model, trained in these simulated houses",
     },
 }
 

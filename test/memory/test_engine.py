@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from spatial_memory.errors import ConfigError, InvalidInputError
 from spatial_memory.geometry import yaw_pose
 from spatial_memory.memory.encoder import EncoderConfig, ImageEncoder
 from spatial_memory.memory.engine import EngineConfig, MemoryAnswer, MemoryEngine, level_camera_pose
+from spatial_memory.memory.engine_config import resolve_checkpoint
 from spatial_memory.memory.interface import HistoryState
 from spatial_memory.memory.poses import planar_target
 from spatial_memory.memory.registry import build_model, save_checkpoint
@@ -321,3 +323,10 @@ def test_keyframes_from_a_keyframes_checkpoint(tmp_path):
     image = _images(1)[0]
     engine.update(image, T_world_base=np.eye(4), stamp_ns=1)
     assert engine.query(image).x == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_shipped_model_is_found_by_its_relative_name_from_anywhere(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    found = Path(resolve_checkpoint("models/kinaema_house64.pt"))
+    assert found.is_absolute() and found.is_file()
+    assert resolve_checkpoint("models/no_such_model.pt") == "models/no_such_model.pt"  # the loader says why

@@ -122,7 +122,9 @@ def test_query_and_camera_images(store):
 
 
 def test_configured_checkpoint(tmp_path):
-    assert configured_memory_checkpoint(REPO / "config" / "sim.yaml") == ""
+    shipped = Path(configured_memory_checkpoint(REPO / "config" / "sim.yaml"))
+    assert shipped.name == "kinaema_house64.pt" and (REPO / "models" / shipped.name).is_file()
+    assert configured_memory_checkpoint(REPO / "config" / "robot.yaml") == ""  # a real robot brings its own
     assert configured_memory_checkpoint(REPO / "config" / "robot.yaml", "/x.pt") == "/x.pt"
     params = tmp_path / "p.yaml"
     params.write_text("memory_node:\n  ros__parameters:\n    engine:\n      checkpoint: /m.pt\n")

@@ -44,7 +44,7 @@ from spatial_memory.atomic import write_file_atomic
 from spatial_memory.errors import ConfigError, InvalidInputError
 from spatial_memory.geometry import check_pose
 from spatial_memory.memory.encoder import ImageEncoder
-from spatial_memory.memory.engine_config import RESIZE_POLICIES, EngineConfig
+from spatial_memory.memory.engine_config import RESIZE_POLICIES, EngineConfig, resolve_checkpoint
 from spatial_memory.memory.interface import POSE_DIMS, HistoryState, MemoryModel, count_parameters
 from spatial_memory.memory.poses import odometry_increments, planar_target
 from spatial_memory.memory.registry import MODELS, build_model, load_checkpoint
@@ -100,7 +100,8 @@ class MemoryEngine:
     """A memory model and its image encoder, loaded from a checkpoint, and the state of one episode."""
 
     def __init__(self, config: EngineConfig | None = None) -> None:
-        self.config = cfg = config or EngineConfig()
+        cfg = config or EngineConfig()
+        self.config = cfg = dataclasses.replace(cfg, checkpoint=resolve_checkpoint(cfg.checkpoint))
         if not cfg.checkpoint:
             raise ConfigError("EngineConfig.checkpoint is empty: give the path of a memory checkpoint")
         if cfg.backend not in MODELS:

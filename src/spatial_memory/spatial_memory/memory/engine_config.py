@@ -11,8 +11,10 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from spatial_memory.errors import ConfigError
+from spatial_memory.errors import ConfigError, ResourceNotFoundError
+from spatial_memory.resources import share_path
 
 RESIZE_POLICIES = ("none", "crop", "stretch")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -87,3 +89,15 @@ class EngineConfig:
         object.__setattr__(self, "keyframe_camera_offset", offset)
         if self.device != "cpu" and not self.device.startswith("cuda"):
             raise ConfigError(f"EngineConfig.device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
+
+
+def resolve_checkpoint(path: str) -> str:
+    """`path` as given when that file exists; else a shipped model of that relative name
+    (e.g. 'models/kinaema_house64.pt' from `share/spatial_memory/`); else `path` unchanged (the loader then
+    reports it missing)."""
+    if not path or Path(path).is_file() or Path(path).is_absolute():
+        return path
+    try:
+        return str(share_path(path))
+    except ResourceNotFoundError:
+        return path

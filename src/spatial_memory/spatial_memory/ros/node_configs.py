@@ -16,7 +16,7 @@ import yaml
 
 from spatial_memory.context.config import ContextConfig
 from spatial_memory.errors import ConfigError
-from spatial_memory.memory.engine_config import EngineConfig
+from spatial_memory.memory.engine_config import EngineConfig, resolve_checkpoint
 from spatial_memory.robot.description import CameraMount
 from spatial_memory.ros import topics
 from spatial_memory.sim import mobile_robot
@@ -226,7 +226,7 @@ def configured_memory_checkpoint(params_file: str | Path, override: str = "") ->
     `memory_node.ros__parameters.engine.checkpoint`; '' when neither names one. Launch files use it to
     start memory_node only when there is a checkpoint to load."""
     if override:
-        return override
+        return resolve_checkpoint(override)
     try:
         doc = yaml.safe_load(Path(params_file).read_text()) or {}
     except (OSError, yaml.YAMLError):
@@ -234,4 +234,4 @@ def configured_memory_checkpoint(params_file: str | Path, override: str = "") ->
     params = (doc.get(topics.MEMORY_NODE) or {}).get("ros__parameters") or {}
     engine = params.get("engine") or {}
     value = engine.get("checkpoint", params.get("engine.checkpoint", "")) if isinstance(engine, dict) else ""
-    return value if isinstance(value, str) else ""
+    return resolve_checkpoint(value) if isinstance(value, str) else ""

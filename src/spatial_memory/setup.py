@@ -34,7 +34,7 @@ setup(
         ("share/" + PACKAGE + "/launch", _files("launch", "*.launch.py")),
         ("share/" + PACKAGE + "/config", _files("config", "*.yaml", "*.rviz")),
         ("share/" + PACKAGE + "/urdf", _files("urdf", "*.urdf", "*.xacro")),
-        ("share/" + PACKAGE + "/models", _files("models", "*.pt", "*.md")),
+        ("share/" + PACKAGE + "/models", _files("models", "*.pt", "*.md", "*.png")),
     ],
     install_requires=[
         "numpy>=1.24",

@@ -6,6 +6,8 @@ converted here and nowhere else: ROS uses (x, y, z, w), MuJoCo uses (w, x, y, z)
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy.spatial.transform import Rotation
 
@@ -102,3 +104,21 @@ def planar_heading(direction: np.ndarray) -> float | None:
 def yaw_pose(x: float, y: float, yaw: float, z: float = 0.0) -> np.ndarray:
     """Planar pose: position (x, y, z), rotated by `yaw` about world z."""
     return make_pose(Rotation.from_euler("z", yaw).as_matrix(), np.array([x, y, z]))
+
+
+def wrap_angle(angle: float) -> float:
+    """Angle wrapped to [-pi, pi)."""
+    return (angle + math.pi) % (2.0 * math.pi) - math.pi
+
+
+def finite_float(value: object, name: str) -> float:
+    """`value` as a finite float, or InvalidInputError naming `name` (bools are refused, not read as 0/1)."""
+    if isinstance(value, bool):
+        raise InvalidInputError(f"{name} must be a number, got {value!r}")
+    try:
+        out = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"{name} must be a number, got {value!r}") from exc
+    if not math.isfinite(out):
+        raise InvalidInputError(f"{name} must be finite, got {out}")
+    return out

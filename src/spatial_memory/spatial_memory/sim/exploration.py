@@ -22,6 +22,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from spatial_memory.errors import ConfigError, InvalidInputError
+from spatial_memory.geometry import wrap_angle
 from spatial_memory.robot.description import joint_limits
 from spatial_memory.sim.arm_motion import LOOKOUT_POSE, TourConfig, tour
 from spatial_memory.sim.mobile_robot import GroundTruth, MobileFR3Sim
@@ -29,11 +30,6 @@ from spatial_memory.sim.mobile_robot import GroundTruth, MobileFR3Sim
 log = logging.getLogger(__name__)
 
 Pose2D = tuple[float, float, float]
-
-
-def _wrap(angle: float) -> float:
-    """Angle wrapped to [-pi, pi)."""
-    return (angle + math.pi) % (2.0 * math.pi) - math.pi
 
 
 def _positive(value: object, name: str, upper: float = math.inf) -> None:
@@ -167,7 +163,7 @@ class FollowPath:
             to_stop = float(np.linalg.norm(self._point_at(stop) - p))
         target = self._point_at(min(self._progress + cfg.lookahead_m, stop))
         d = target - p
-        alpha = _wrap(math.atan2(d[1], d[0]) - pose[2])
+        alpha = wrap_angle(math.atan2(d[1], d[0]) - pose[2])
         if self._aligning and abs(alpha) < cfg.align_rad:
             self._aligning = False
         if self._aligning or abs(alpha) > cfg.turn_in_place_rad:
@@ -195,7 +191,7 @@ class LookAround:
     def command(self, pose: Pose2D, t_s: float) -> Command | None:
         yaw = pose[2]
         if self._last_yaw is not None:
-            self.turned += _wrap(yaw - self._last_yaw)
+            self.turned += wrap_angle(yaw - self._last_yaw)
         self._last_yaw = yaw
         if abs(self.turned) >= abs(self.angle_rad) - 1e-9:
             return None
@@ -216,7 +212,7 @@ class TurnTo:
         self.yaw, self.speed, self.tolerance_rad = float(yaw), float(speed), float(tolerance_rad)
 
     def command(self, pose: Pose2D, t_s: float) -> Command | None:
-        error = _wrap(self.yaw - pose[2])
+        error = wrap_angle(self.yaw - pose[2])
         if abs(error) < self.tolerance_rad:
             return None
         return Command(0.0, math.copysign(min(max(3.0 * abs(error), 0.05), self.speed), error))
@@ -255,7 +251,7 @@ class BackAndForth:
             return None
         remaining = self.distance_m - along if forward else along
         v = math.copysign(min(self.speed, max(remaining, 0.0) * 2.0 + 0.05), 1.0 if forward else -1.0)
-        return Command(v, self.gain * _wrap(yaw0 - pose[2]))
+        return Command(v, self.gain * wrap_angle(yaw0 - pose[2]))
 
 
 # ---------------------------------------------------------------------------------------------- the arm

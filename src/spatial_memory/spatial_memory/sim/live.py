@@ -32,7 +32,7 @@ import mujoco
 import numpy as np
 
 from spatial_memory.errors import ConfigError, InvalidInputError
-from spatial_memory.geometry import invert
+from spatial_memory.geometry import finite_float, invert
 from spatial_memory.sim import mobile_robot as mr
 from spatial_memory.sim.episode import HEAD_CAMERA, WRIST_CAMERA, CameraFrame, OdometrySample
 from spatial_memory.sim.odometry import WheelOdometry, WheelOdometryConfig
@@ -273,8 +273,8 @@ class LiveSim:
     # ------------------------------------------------------------------ commands
     def command_velocity(self, v: float, omega: float) -> None:
         """Drive with (v m/s, omega rad/s) from now for `cmd_vel_timeout_s`; NaN/inf is refused."""
-        v = _finite(v, "linear velocity")
-        omega = _finite(omega, "angular velocity")
+        v = finite_float(v, "linear velocity")
+        omega = finite_float(omega, "angular velocity")
         self._cmd, self._cmd_ns = (v, omega), self.sim.stamp_ns
 
     def stop(self) -> None:
@@ -369,18 +369,6 @@ class LiveSim:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _finite(value: object, name: str) -> float:
-    if isinstance(value, bool):
-        raise InvalidInputError(f"{name} must be a number, got {value!r}")
-    try:
-        out = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"{name} must be a number, got {value!r}") from exc
-    if not math.isfinite(out):
-        raise InvalidInputError(f"{name} must be finite, got {out}")
-    return out
 
 
 # ---------------------------------------------------------------------------------------------- pacing

@@ -31,10 +31,12 @@ import numpy as np
 from spatial_memory.errors import ConfigError, InvalidInputError
 from spatial_memory.geometry import (
     check_pose,
+    finite_float,
     make_pose,
     matrix_to_quat_xyzw,
     pose_from_xyz_rpy,
     quat_xyzw_to_wxyz,
+    wrap_angle,
 )
 from spatial_memory.robot.description import MJ_CAMERA, OPTICAL_FRAME, CameraMount, load_mjspec
 from spatial_memory.robot.kinematics import FR3Kinematics
@@ -71,24 +73,6 @@ _MAX_DT_S = 1.0
 def _wxyz(R: np.ndarray) -> list[float]:
     """MuJoCo (w, x, y, z) quaternion of a rotation matrix, through geometry.py's one conversion."""
     return quat_xyzw_to_wxyz(matrix_to_quat_xyzw(R)).tolist()
-
-
-def _finite(value: object, name: str) -> float:
-    """`value` as a finite float, or InvalidInputError."""
-    if isinstance(value, bool):
-        raise InvalidInputError(f"{name} must be a number, got {value!r}")
-    try:
-        out = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"{name} must be a number, got {value!r}") from exc
-    if not math.isfinite(out):
-        raise InvalidInputError(f"{name} must be finite, got {out}")
-    return out
-
-
-def _wrap(angle: float) -> float:
-    """Angle wrapped to [-pi, pi)."""
-    return (angle + math.pi) % (2.0 * math.pi) - math.pi
 
 
 # ---------------------------------------------------------------------------------------------- config
@@ -567,7 +551,7 @@ class MobileFR3Sim:
         self, x: float = 0.0, y: float = 0.0, yaw: float = 0.0, q: np.ndarray | None = None, stamp_ns: int = 0
     ) -> GroundTruth:
         """Put the robot at (x, y, yaw) with arm joints `q` (home if None); a pose in collision is refused."""
-        pose = (_finite(x, "x"), _finite(y, "y"), _wrap(_finite(yaw, "yaw")))
+        pose = (finite_float(x, "x"), finite_float(y, "y"), wrap_angle(finite_float(yaw, "yaw")))
         q = self.kinematics.home if q is None else self.kinematics.check_joints(q)
         if isinstance(stamp_ns, bool) or not isinstance(stamp_ns, (int, np.integer)) or stamp_ns < 0:
             raise InvalidInputError(f"stamp_ns must be a non-negative integer, got {stamp_ns!r}")
@@ -605,7 +589,7 @@ class MobileFR3Sim:
     def step(self, v: float, omega: float, dt: float, q_target: np.ndarray | None = None) -> GroundTruth:
         """Advance `dt` s: drive the base with (v, omega) clipped to the limits (unicycle model, sub-stepped,
         stopping before obstacles) and move the arm towards `q_target` at most `max_joint_speed`."""
-        v, omega, dt = _finite(v, "v"), _finite(omega, "omega"), _finite(dt, "dt")
+        v, omega, dt = finite_float(v, "v"), finite_float(omega, "omega"), finite_float(dt, "dt")
         if not 0.0 < dt <= _MAX_DT_S:
             raise InvalidInputError(f"dt must be within (0, {_MAX_DT_S}] s, got {dt}")
         q = self._q if q_target is None else self._toward(self.kinematics.check_joints(q_target), dt)
@@ -824,10 +808,10 @@ def _unicycle(
     turn = omega * h
     if abs(turn) < 1e-9:  # second-order midpoint heading is exact to rounding here
         mid = yaw + 0.5 * turn
-        return x + v * h * math.cos(mid), y + v * h * math.sin(mid), _wrap(yaw + turn)
+        return x + v * h * math.cos(mid), y + v * h * math.sin(mid), wrap_angle(yaw + turn)
     r = v / omega
     return (
         x + r * (math.sin(yaw + turn) - math.sin(yaw)),
         y - r * (math.cos(yaw + turn) - math.cos(yaw)),
-        _wrap(yaw + turn),
+        wrap_angle(yaw + turn),
     )

@@ -250,3 +250,38 @@ def test_nearest_free_point_is_exact():
         assert 10 - 1e-6 <= np.hypot(*(p - c)) <= 80 + 1e-6
         assert (np.linalg.norm(placed - p, axis=1) >= clearance - 1e-6).all()
         assert np.hypot(*(p - a)) <= np.hypot(*(g[ok] - a).T).min() + 1e-6
+
+
+# -- memory answers drawn on the map ------------------------------------------------------------------
+
+
+def test_map_pixel_puts_ahead_up_left_left_and_clamps_far_points_to_the_edge():
+    L = lay([cam(2.0, 0.0)], cam(), base=yaw_pose(0.0, 0.0, 0.0))
+    s = L.scale_px_per_m
+    p, off = bev.map_pixel(L, np.array([1.0, 0.0, 100.0]), np.array([0.0, 1.0, 0.0]))
+    np.testing.assert_allclose(p[0], [C, C - s])  # 1 m ahead: straight up
+    np.testing.assert_allclose(p[1], [C - s, C])  # 1 m left: left
+    np.testing.assert_allclose(p[2], [C, C - L.edge_radius_px])  # 100 m ahead: on the ring, still up
+    assert off.tolist() == [False, False, True]
+
+
+def test_draw_answers_marks_truth_and_answer_in_the_pair_colour():
+    L = lay([cam(2.0, 0.0)], cam(), base=yaw_pose(0.0, 0.0, 0.0))
+    base_img = bev.render(L)
+    truth, answer = np.array([[1.0, 1.0, 0.0]]), np.array([[-1.0, -1.0, math.pi / 2]])
+    img = bev.draw_answers(base_img, L, truth, answer, ["A"])
+    assert img is not base_img and np.array_equal(base_img, bev.render(L))  # the input is not drawn on
+    color = np.array(bev.ANSWER_COLORS[0])
+    a_px = np.round(bev.map_pixel(L, answer[:, 0], answer[:, 1])[0][0]).astype(int)
+    assert np.array_equal(
+        img[a_px[1], a_px[0] + 3], color
+    )  # inside the answer's disc (its centre has a tick)
+    t_px = np.round(bev.map_pixel(L, truth[:, 0], truth[:, 1])[0][0]).astype(int)
+    top = img[t_px[1] - 9 : t_px[1] - 6, t_px[0] - 1 : t_px[0] + 2].astype(int)  # the diamond's top corner
+    assert (np.abs(top - color).sum(-1) < 60).any()
+    assert not (
+        np.abs(base_img[t_px[1] - 9 : t_px[1] - 6, t_px[0] - 1 : t_px[0] + 2].astype(int) - color).sum(-1)
+        < 60
+    ).any()
+    with pytest.raises(ValueError, match="labels"):
+        bev.draw_answers(base_img, L, truth, answer, ["A", "B"])

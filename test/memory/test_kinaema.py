@@ -154,7 +154,17 @@ def test_bad_inputs_are_refused():
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"dim": 130}, {"slots": 0}, {"mim_mask_ratio": 0.0}, {"pose_mode": "6dof"}, {"dropout": -0.1}]
+    "kwargs",
+    [
+        {"dim": 130},
+        {"slots": 0},
+        {"mim_mask_ratio": 0.0},
+        {"pose_mode": "6dof"},
+        {"dropout": -0.1},
+        {"anchors": True, "pose_mode": "se3"},
+        {"anchors": "yes"},
+        {"anchor_scale": 0.0},
+    ],
 )
 def test_bad_config_is_refused(kwargs):
     with pytest.raises(ConfigError):
@@ -165,3 +175,75 @@ def test_parameter_counts_add_up():
     counts = make().parameter_counts()
     assert counts["update"] + counts["query"] + counts["mim"] == counts["total"]
     assert counts["total"] < 2_000_000  # the shipped size stays small
+
+
+# -- anchored slots -----------------------------------------------------------------------------------------
+
+
+def test_anchored_state_is_constant_and_carries_a_pose_per_slot():
+    model = make(anchors=True)
+    cfg = model.config
+    state = model.init_state(B)
+    assert state.shape == (B, cfg.slots, cfg.dim + 3) and cfg.state_dim == cfg.dim + 3
+    torch.testing.assert_close(state[..., cfg.dim :], torch.zeros(B, cfg.slots, 3))  # all start at the robot
+    with torch.no_grad():
+        for t in range(20):
+            state = model.update(state, tokens(t), step_odometry())
+    assert state.shape == (B, cfg.slots, cfg.dim + 3) and torch.isfinite(state).all()
+    assert model.state_nbytes(state) == B * cfg.slots * (cfg.dim + 3) * 4
+    with pytest.raises(InvalidInputError, match="131"):
+        model.update(state[..., : cfg.dim], tokens(0), step_odometry())
+
+
+def test_anchors_move_exactly_with_the_odometry():
+    """With the gate shut (bias -30), an update only moves the anchors: anchor <- odometry^-1 o anchor."""
+    model = make(anchors=True, gate_bias=-30.0)
+    E = model.config.dim
+    state = model.init_state(B)
+    state[..., E:] = torch.tensor([1.0, 0.5, 0.3])
+    odometry = torch.tensor([[0.4, -0.1, 0.5], [0.0, 0.2, -1.0]])
+    with torch.no_grad():
+        moved = model.update(state, tokens(0), odometry)
+    cos, sin = torch.cos(odometry[:, 2]), torch.sin(odometry[:, 2])
+    dx, dy = 1.0 - odometry[:, 0], 0.5 - odometry[:, 1]
+    want = torch.stack([cos * dx + sin * dy, -sin * dx + cos * dy, 0.3 - odometry[:, 2]], dim=-1)
+    torch.testing.assert_close(moved[..., E:], want[:, None, :].expand(B, model.config.slots, 3), atol=1e-5, rtol=0)
+
+
+def test_an_open_gate_pulls_the_anchor_to_the_robot():
+    model = make(anchors=True, gate_bias=30.0)
+    E = model.config.dim
+    state = model.init_state(B)
+    state[..., E:] = torch.tensor([2.0, -1.0, 2.5])
+    with torch.no_grad():
+        moved = model.update(state, tokens(0), torch.zeros(B, 3))
+    torch.testing.assert_close(moved[..., E:], torch.zeros_like(moved[..., E:]), atol=1e-5, rtol=0)
+
+
+def test_anchored_answer_is_the_attended_anchor_when_the_residual_is_zero():
+    model = make(anchors=True)
+    E = model.config.dim
+    with torch.no_grad():
+        model.head.out[-1].weight.zero_()
+        model.head.out[-1].bias.zero_()
+        state = model.init_state(B)
+        state[..., E:] = torch.tensor([1.5, -0.7, 2.0])  # every slot anchored at the same pose
+        out = model.query(state, tokens(3))
+    want = torch.tensor([1.5, -0.7, math.sin(2.0), math.cos(2.0)]).expand(B, 4)
+    torch.testing.assert_close(out.pose, want, atol=1e-5, rtol=0)
+
+
+def test_anchored_query_loss_reaches_the_anchor_parts():
+    model = make(anchors=True).train()
+    state = model.init_state(B)
+    for t in range(3):
+        state = model.update(state, tokens(t), step_odometry())
+    loss = query_loss(model.query(state, tokens(0)), torch.tensor([[-0.4, 0.1, -0.2]] * B))["total"]
+    loss = loss + model.mim_loss(state, torch.randn(B, 64, 128), torch.randn(B, 64, 192), lag=1)
+    loss.backward()
+    for name, param in [
+        ("anchor embedding", model.anchor_embed.mlp[0].weight),
+        ("readout keys", model.anchor_readout.k.weight),
+        ("gate", model.gate.proj.weight),
+    ]:
+        assert param.grad is not None and param.grad.abs().sum() > 0, name

@@ -141,9 +141,18 @@ def test_writes_log_plot_and_best_checkpoint(dataset, tmp_path):
     json.dumps(result.val)  # plain data
 
 
-@pytest.mark.parametrize("name", TRAINABLE)
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_cuda_without_a_gpu_is_a_clear_error(dataset, tmp_path):
+    with pytest.raises(ConfigError, match="no CUDA device"):
+        train(_config(dataset, device="cuda"), tmp_path, progress=False)
+    assert not (tmp_path / "last.pt").exists()
+
+
+@pytest.mark.parametrize("name", [*TRAINABLE, "kinaema_anchored"])
 def test_every_model_trains(dataset, tmp_path, name):
     overrides = TINY_KINAEMA if name == "kinaema" else {}
+    if name == "kinaema_anchored":
+        name, overrides = "kinaema", {**TINY_KINAEMA, "anchors": True}
     result = train(_config(dataset, model=name, model_overrides=overrides, steps=2), tmp_path, progress=False)
     assert result.step == 2
     assert load_checkpoint(tmp_path / "last.pt").model.name == name
@@ -156,6 +165,8 @@ def test_config_is_checked():
         TrainConfig(model_overrides={"nope": 1})
     with pytest.raises(ConfigError, match="window"):
         TrainConfig(window=0)
+    with pytest.raises(ConfigError, match="not a torch device"):
+        TrainConfig(device="tpu-please")
     config = TrainConfig(steps=100, warmup_steps=10, lr=1e-3, min_lr_ratio=0.1)
     assert learning_rate(config, 0) == pytest.approx(1e-4)
     assert learning_rate(config, 10) == pytest.approx(1e-3)

@@ -22,17 +22,29 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spatial-memory", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="run the stationary FR3 demo in the MuJoCo kitchen (no ROS needed)")
+    demo = sub.add_parser(
+        "demo",
+        help="run the stationary FR3 demo in the MuJoCo kitchen, or with --world the mobile FR3 touring a "
+        "house with the memory (no ROS needed)",
+    )
     demo.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output folder")
     demo.add_argument("--duration", type=float, default=60.0, help="simulated seconds (default 60)")
-    demo.add_argument("--seed", type=int, default=0, help="scene seed")
+    demo.add_argument("--seed", type=int, default=None, help="scene / world seed (default 0; mobile: 1000)")
+    demo.add_argument(
+        "--world",
+        choices=("room", "house", "apartment"),
+        default=None,
+        help="mobile demo: tour this world preset, feed the memory, then ask it where pictures of places "
+        "it saw were taken (settings from config/sim.yaml)",
+    )
+    demo.add_argument("--steps", type=int, default=200, help="mobile demo steps at 5 Hz (default 200)")
     demo.add_argument("--resolution", default="320x240", help="camera images, WxH (default 320x240)")
     demo.add_argument(
         "--params",
         type=Path,
         default=None,
         help="ROS parameter file to take the spatial context settings from "
-        "(default: the package's config/robot.yaml)",
+        "(default: the package's config/robot.yaml; with --world config/sim.yaml)",
     )
     _add_sim_parsers(sub)
     _add_dataset_parsers(sub)
@@ -209,6 +221,7 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
         "--seed", type=int, default=None, help="seed of weights, data order and masks (default 0)"
     )
     train.add_argument("--threads", type=int, default=None, help="torch threads (default 2)")
+    train.add_argument("--device", default=None, help="torch device: cpu (default), cuda, cuda:1, ...")
     train.add_argument(
         "--freeze-encoder", action="store_true", help="keep the image encoder fixed (faster, usually worse)"
     )
@@ -230,7 +243,7 @@ def _train_config(args: argparse.Namespace):  # noqa: ANN202 - the import is def
 
     fields: dict = {"data": str(args.data), "model": args.model}
     flags = {"steps": args.steps, "batch_size": args.batch, "window": args.window}
-    flags |= {"seed": args.seed, "threads": args.threads}
+    flags |= {"seed": args.seed, "threads": args.threads, "device": args.device}
     fields |= {k: v for k, v in flags.items() if v is not None}
     if args.freeze_encoder:
         fields["freeze_encoder"] = True
@@ -276,6 +289,9 @@ def _resolution(text: str) -> tuple[int, int]:
 
 def _run_demo(args: argparse.Namespace) -> None:
     os.environ.setdefault("MUJOCO_GL", "egl")
+    if args.world is not None:
+        _run_mobile_demo(args)
+        return
     from spatial_memory.config import load_config
     from spatial_memory.pipeline import StationaryDemoConfig, StationaryPipeline
     from spatial_memory.resources import share_path
@@ -289,7 +305,7 @@ def _run_demo(args: argparse.Namespace) -> None:
     config = dataclasses.replace(
         base,
         duration_s=args.duration,
-        scene=dataclasses.replace(base.scene, seed=args.seed, width=width, height=height),
+        scene=dataclasses.replace(base.scene, seed=args.seed or 0, width=width, height=height),
         camera=node.camera,
         context=node.context,
     )
@@ -306,6 +322,45 @@ def _run_demo(args: argparse.Namespace) -> None:
     for name, path in result.files.items():
         print(f"  {name:10s} {path}")
     print(f"  {'summary':10s} {result.out_dir / 'summary.md'}")
+
+
+def _run_mobile_demo(args: argparse.Namespace) -> None:
+    from spatial_memory.config import load_config
+    from spatial_memory.pipeline import MobileDemoConfig, MobilePipeline
+    from spatial_memory.resources import share_path
+    from spatial_memory.ros.node_configs import MemoryNodeConfig, SpatialContextNodeConfig
+
+    # The simulation's parameter file, as for the ROS graph: spatial context and memory engine settings.
+    params = args.params or share_path("config/sim.yaml")
+    context = load_config(SpatialContextNodeConfig, params, "spatial_context_node").context
+    engine = load_config(MemoryNodeConfig, params, "memory_node").engine
+    base = MobileDemoConfig()
+    config = dataclasses.replace(
+        base,
+        world=args.world,
+        seed=base.seed if args.seed is None else args.seed,
+        steps=args.steps,
+        memory=dataclasses.replace(engine, threads=engine.threads or 1),
+        context=context,
+    )
+    log.info("spatial context and memory settings from %s", params)
+    pipeline = MobilePipeline(config)
+    try:
+        result = pipeline.run(args.out)
+    finally:
+        pipeline.close()
+    print(
+        f"mobile demo finished in {result.wall_time_s:.1f} s: {result.steps} steps, "
+        f"{len(result.keyframe_ids)} keyframes, {len(result.asked)} pictures asked about"
+    )
+    for a in result.asked:
+        print(
+            f"  {a.label}: memory {a.answer[0]:+.2f} m, {a.answer[1]:+.2f} m; truth {a.truth[0]:+.2f} m, "
+            f"{a.truth[1]:+.2f} m; error {a.position_error_m:.2f} m, {a.heading_error_deg:.0f} deg"
+        )
+    for name, path in result.files.items():
+        print(f"  {name:10s} {path}")
+    print(f"  {'summary':10s} {result.out_dir / 'mobile_summary.md'}")
 
 
 def _run_sim_record(args: argparse.Namespace) -> None:

@@ -645,3 +645,58 @@ def _outlier_label(img: np.ndarray, lay: MapLayout, i: int, m: np.ndarray, u: np
         if np.all(p - half >= 0) and np.all(p + half <= n):
             break
     _label_box(img, text, p, scale, INK, (255, 255, 255))
+
+
+# -- memory answers on the map ----------------------------------------------------------------------
+
+ANSWER_COLORS = (
+    (214, 39, 40),
+    (31, 119, 180),
+    (44, 160, 44),
+    (148, 103, 189),
+    (255, 127, 14),
+    (23, 190, 207),
+)
+
+
+def map_pixel(lay: MapLayout, forward_m: np.ndarray, left_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels (N, 2) of points given in the robot's frame (metres ahead, to the left), clamped to the edge
+    ring, and (N,) bool: which were clamped (they lie off the map)."""
+    cx, cy = lay.center_px
+    p = np.stack(
+        [cx - np.asarray(left_m) * lay.scale_px_per_m, cy - np.asarray(forward_m) * lay.scale_px_per_m], 1
+    )
+    d = p - np.array([cx, cy])
+    r = np.hypot(d[:, 0], d[:, 1])
+    off = r > lay.edge_radius_px
+    p[off] = np.array([cx, cy]) + d[off] / r[off, None] * lay.edge_radius_px
+    return p, off
+
+
+def draw_answers(
+    img: np.ndarray, lay: MapLayout, truth: np.ndarray, answer: np.ndarray, labels: list[str]
+) -> np.ndarray:
+    """Draw where pictured places really are (hollow diamonds) and where the memory says they are (filled
+    discs), each with its heading and a line between the pair; points are (x ahead, y left, yaw) in the
+    robot's frame now, as `MemoryAnswer` gives them. Returns a copy of `img`."""
+    out = img.copy()
+    truth, answer = np.asarray(truth, float).reshape(-1, 3), np.asarray(answer, float).reshape(-1, 3)
+    if not (len(truth) == len(answer) == len(labels)):
+        raise ValueError(f"{len(truth)} truths, {len(answer)} answers and {len(labels)} labels")
+    t_px, _ = map_pixel(lay, truth[:, 0], truth[:, 1])
+    a_px, _ = map_pixel(lay, answer[:, 0], answer[:, 1])
+    for i, label in enumerate(labels):
+        color = ANSWER_COLORS[i % len(ANSWER_COLORS)]
+        t, a = t_px[i], a_px[i]
+        cv2.line(out, _pt(t), _pt(a), color, 1, AA)
+        for p, yaw in ((t, truth[i, 2]), (a, answer[i, 2])):  # heading ticks: map-up is yaw 0
+            tip = p + 16.0 * np.array([-math.sin(yaw), -math.cos(yaw)])
+            cv2.line(out, _pt(p), _pt(tip), INK, 2, AA)
+        diamond = t + 8.0 * np.array([[0, -1], [1, 0], [0, 1], [-1, 0]])
+        cv2.polylines(out, [np.round(diamond * 16).astype(np.int32)], True, color, 2, AA, shift=4)
+        cv2.circle(out, _pt(a), 6, color, -1, AA)
+        cv2.circle(out, _pt(a), 6, INK, 1, AA)
+        cv2.putText(out, label, (_pt(t)[0] + 9, _pt(t)[1] - 7), FONT, 0.5, color, 2, AA)
+    n = out.shape[0]
+    cv2.putText(out, "diamond: true place, disc: memory's answer", (12, n - 34), FONT, 0.42, LABEL, 1, AA)
+    return out

@@ -21,6 +21,15 @@ Query: the query image's tokens plus a learned read-out token run a block with s
 themselves and cross-attention to the memory; the read-out token gives the pose, a log-sigma (confidence)
 and a "seen" logit. The state is the memory itself: N * E * 4 bytes, constant.
 
+Anchored slots (`anchors=True`, our addition; the paper's memory is purely latent): each slot also carries a
+planar pose, its anchor, in the current base frame. The correction step moves anchors exactly (anchor <-
+odometry^-1 o anchor), so the network never has to learn SE(2) composition. Anchors are embedded (Fourier
+features) into the slot's tokens, so the transformer and the query see where each slot's content was
+observed. The gate mixes anchors as it mixes contents: a slot that takes g of the new observation moves its
+anchor g of the way to the robot (positions linearly, headings on the unit circle). The query head reads
+softmax weights over slots from its read-out token and answers the weighted anchor composed with a learned
+residual (the query picture was taken near, not at, what the slot saw). State: N * (E + 3) floats, constant.
+
 Auxiliary masked-image modelling (MIM), to force the memory to hold what it saw: for a frame seen `lag` steps
 ago, a random `mask_ratio` of its patches is hidden; queries (patch position + lag embedding) cross-attend to
 [memory; the frame's visible patch tokens] and reconstruct the hidden patches' PIXELS (per-patch normalised,
@@ -46,6 +55,7 @@ from spatial_memory.memory.interface import (
     check_fraction,
     check_positive,
     count_parameters,
+    se2_relative,
 )
 from spatial_memory.memory.layers import Block, CrossBlock
 
@@ -70,6 +80,14 @@ class KinaemaConfig(MemoryConfig):
     num_patches: int = 64  # the encoder's patch count (build_model fills it in)
     patch_pixel_dim: int = 192  # 3 * patch_size**2 of the encoder (build_model fills it in)
     dropout: float = 0.0
+    anchors: bool = False  # slots carry a pose moved exactly by odometry (module docstring); state N x (E+3)
+    anchor_scale: float = 1.0  # metres; the unit of the anchors' Fourier features
+    residual_scale: float = 1.0  # metres; the unit of the query's offset from the attended anchors
+
+    @property
+    def state_dim(self) -> int:
+        """Floats per slot in the state: the embedding, plus (x, y, yaw) with anchors."""
+        return self.dim + 3 if self.anchors else self.dim
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -81,6 +99,12 @@ class KinaemaConfig(MemoryConfig):
             raise ConfigError(f"KinaemaConfig.dim {self.dim} must be divisible by heads {self.heads}")
         if not self.odometry_scale > 0 or not self.mim_weight >= 0:
             raise ConfigError("KinaemaConfig.odometry_scale must be > 0 and mim_weight >= 0")
+        if not isinstance(self.anchors, bool):
+            raise ConfigError(f"KinaemaConfig.anchors must be true or false, got {self.anchors!r}")
+        if not self.anchor_scale > 0 or not self.residual_scale > 0:
+            raise ConfigError("KinaemaConfig.anchor_scale and residual_scale must be > 0")
+        if self.anchors and self.pose_mode != "planar":
+            raise ConfigError("KinaemaConfig.anchors holds planar poses: pose_mode must be 'planar'")
         check_fraction(self, "mim_mask_ratio", low_open=True)
         check_fraction(self, "dropout")
         if not math.isfinite(self.gate_bias):
@@ -151,12 +175,16 @@ class QueryHead(nn.Module):
         self.out = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, config.pose_dim + 2))
 
     def forward(self, query_tokens: Tensor, context: Tensor) -> QueryOutput:
+        raw = self.out(self.read(query_tokens, context))
+        pose, log_sigma, seen_logit = raw[:, :-2], raw[:, -2], raw[:, -1]
+        return QueryOutput(self._pose(pose), self._log_sigma(log_sigma), seen_logit)
+
+    def read(self, query_tokens: Tensor, context: Tensor) -> Tensor:
+        """The read-out token (B, dim) after attending to the query tokens and the context."""
         x = torch.cat([self.readout.expand(query_tokens.shape[0], -1, -1), self.proj(query_tokens)], dim=1)
         for block in self.blocks:
             x = block(x, context)
-        raw = self.out(self.norm(x[:, 0]))
-        pose, log_sigma, seen_logit = raw[:, :-2], raw[:, -2], raw[:, -1]
-        return QueryOutput(self._pose(pose), self._log_sigma(log_sigma), seen_logit)
+        return self.norm(x[:, 0])
 
     def _pose(self, raw: Tensor) -> Tensor:
         """Positions in metres; planar headings as a unit (sin, cos) pair; se3 rotations as raw 6D."""
@@ -167,6 +195,37 @@ class QueryHead(nn.Module):
     def _log_sigma(self, raw: Tensor) -> Tensor:
         """log sigma in metres, softly bounded to scale * e^[-4, 4] so the Gaussian NLL cannot blow up."""
         return math.log(self.position_scale) + 4.0 * torch.tanh(raw / 4.0)
+
+
+class AnchoredReadout(nn.Module):
+    """Answer = (softmax-weighted anchor of the slots) o (learned residual), see the module docstring."""
+
+    def __init__(self, dim: int, residual_scale: float) -> None:
+        super().__init__()
+        self.q = nn.Linear(dim, dim)
+        self.k = nn.Linear(dim, dim)
+        self.residual_scale = residual_scale
+
+    def forward(self, read: Tensor, raw_pose: Tensor, context: Tensor, anchors: Tensor) -> Tensor:
+        """read (B, E) read-out token, raw_pose (B, 4), context (B, N, E) slot tokens, anchors (B, N, 3)."""
+        logits = torch.einsum("be,bne->bn", self.q(read), self.k(context)) / math.sqrt(read.shape[-1])
+        w = torch.softmax(logits, dim=-1)[..., None]  # (B, N, 1)
+        xy = (w * anchors[..., :2]).sum(1)
+        base = F.normalize((w * _unit(anchors[..., 2])).sum(1), dim=-1, eps=1e-6)  # (sin, cos)
+        # the residual starts at the identity: its heading is normalise(raw + (0, 1))
+        res_xy = raw_pose[:, :2] * self.residual_scale
+        res = F.normalize(raw_pose[:, 2:4] + raw_pose.new_tensor([0.0, 1.0]), dim=-1)
+        s, c = base[:, 0:1], base[:, 1:2]
+        x = xy[:, 0:1] + c * res_xy[:, 0:1] - s * res_xy[:, 1:2]
+        y = xy[:, 1:2] + s * res_xy[:, 0:1] + c * res_xy[:, 1:2]
+        sin = s * res[:, 1:2] + c * res[:, 0:1]
+        cos = c * res[:, 1:2] - s * res[:, 0:1]
+        return torch.cat([x, y, sin, cos], dim=-1)
+
+
+def _unit(yaw: Tensor) -> Tensor:
+    """(...) angles -> (..., 2) (sin, cos)."""
+    return torch.stack([torch.sin(yaw), torch.cos(yaw)], dim=-1)
 
 
 class MIMDecoder(nn.Module):
@@ -186,6 +245,16 @@ class MIMDecoder(nn.Module):
         queries = self.pos[masked_idx] + self.lag(lag)[:, None, :]  # (B, M, E)
         context = torch.cat([memory, self.visible(visible_patches)], dim=1)
         return self.out(self.norm(self.block(queries, context)))
+
+
+def _mix_anchors(anchors: Tensor, g: Tensor) -> Tensor:
+    """Gate the anchors toward the robot (pose 0) as the contents are gated toward the observation: positions
+    by (1 - g), headings on the unit circle."""
+    keep = 1.0 - g  # (B, N, 1)
+    xy = keep * anchors[..., :2]
+    sin = keep[..., 0] * torch.sin(anchors[..., 2])
+    cos = keep[..., 0] * torch.cos(anchors[..., 2]) + g[..., 0]
+    return torch.cat([xy, torch.atan2(sin, cos)[..., None]], dim=-1)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -216,12 +285,18 @@ class Kinaema(MemoryModel):
             config, E, config.heads, config.query_layers, config.query_hidden, config.dropout
         )
         self.mim = MIMDecoder(config)
+        if config.anchors:
+            self.anchor_embed = OdometryEncoder(E, config.odometry_frequencies, config.anchor_scale)
+            self.anchor_readout = AnchoredReadout(E, config.residual_scale)
 
     def init_state(self, batch: int) -> Tensor:
         """The learned initial memory, (batch, N, E)."""
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise InvalidInputError(f"batch must be a positive integer, got {batch!r}")
-        return self.memory_init.expand(batch, -1, -1).clone()
+        memory = self.memory_init.expand(batch, -1, -1)
+        if self.config.anchors:  # every slot starts anchored at the robot
+            memory = torch.cat([memory, memory.new_zeros(batch, self.config.slots, 3)], dim=-1)
+        return memory.clone()
 
     def update_with_gates(self, state: Tensor, tokens: Tensor, odometry: Tensor) -> tuple[Tensor, Tensor]:
         """Like `update`, also returning the gates (B, N, 1), for analysis and tests."""
@@ -234,28 +309,53 @@ class Kinaema(MemoryModel):
     def _step(self, state: Tensor, tokens: Tensor, odometry: Tensor) -> tuple[Tensor, Tensor]:
         self._check_state(state)
         N = self.config.slots
+        content, anchors = self._split(state)
         motion = self.odometry(odometry)  # (B, E)
-        old = self.correction(state, motion)  # 1. correction
-        x = torch.cat(  # 2. contextualise [memory; observation; motion]
-            [
-                old + self.slot_ids,
-                self.obs_proj(tokens) + self.type_embed[0],
-                (motion + self.type_embed[1])[:, None, :],
-            ],
-            dim=1,
-        )
+        old = self.correction(content, motion)  # 1. correction
+        slots, obs = old + self.slot_ids, self.obs_proj(tokens) + self.type_embed[0]
+        if anchors is not None:  # anchors move exactly; contents and observation learn where they are
+            anchors = se2_relative(odometry[:, None, :], anchors)
+            slots = slots + self._embed_anchors(anchors)
+            obs = obs + self._embed_anchors(anchors.new_zeros(anchors.shape[0], 1, 3))
+        x = torch.cat([slots, obs, (motion + self.type_embed[1])[:, None, :]], dim=1)  # 2. contextualise
         for block in self.blocks:
             x = block(x)
         new = self.norm(x[:, :N])
         g = self.gate(old, new)  # 3. embedding-wise gate
-        return g * new + (1.0 - g) * old, g
+        content = g * new + (1.0 - g) * old
+        if anchors is None:
+            return content, g
+        return torch.cat([content, _mix_anchors(anchors, g)], dim=-1), g
+
+    def _split(self, state: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(contents (B, N, E), anchors (B, N, 3) or None)."""
+        if not self.config.anchors:
+            return state, None
+        return state[..., : self.config.dim], state[..., self.config.dim :]
+
+    def _embed_anchors(self, anchors: Tensor) -> Tensor:
+        B, N = anchors.shape[:2]
+        return self.anchor_embed(anchors.reshape(B * N, 3)).view(B, N, -1)
+
+    def _context(self, state: Tensor) -> tuple[Tensor, Tensor | None]:
+        """What the query and MIM heads read: slot contents (with their anchors embedded), and the anchors."""
+        content, anchors = self._split(state)
+        if anchors is None:
+            return content, None
+        return content + self._embed_anchors(anchors), anchors
 
     def _query(self, state: Tensor, query_tokens: Tensor) -> QueryOutput:
         self._check_state(state)
-        return self.head(query_tokens, state)
+        context, anchors = self._context(state)
+        if anchors is None:
+            return self.head(query_tokens, context)
+        read = self.head.read(query_tokens, context)
+        raw = self.head.out(read)
+        pose = self.anchor_readout(read, raw[:, :4], context, anchors)
+        return QueryOutput(pose, self.head._log_sigma(raw[:, -2]), raw[:, -1])
 
     def _check_state(self, state: Tensor) -> None:
-        want = (self.config.slots, self.config.dim)
+        want = (self.config.slots, self.config.state_dim)
         if not isinstance(state, Tensor) or state.dim() != 3 or tuple(state.shape[1:]) != want:
             got = tuple(state.shape) if isinstance(state, Tensor) else type(state).__name__
             raise InvalidInputError(f"Kinaema state must have shape (B, {want[0]}, {want[1]}), got {got}")
@@ -266,7 +366,7 @@ class Kinaema(MemoryModel):
         """Predicted pixels (B, M, patch_pixel_dim) of the patches at `masked_idx` (B, M) of a frame seen
         `lag` (B,) steps ago, from the memory and that frame's visible patch tokens (B, P - M, D)."""
         self._check_state(state)
-        return self.mim(state, visible_patches, masked_idx, lag)
+        return self.mim(self._context(state)[0], visible_patches, masked_idx, lag)
 
     def mim_loss(
         self, state: Tensor, patches: Tensor, target_pixels: Tensor, lag: Tensor | int,
@@ -292,7 +392,8 @@ class Kinaema(MemoryModel):
         if lag.min() < 0 or lag.max() > cfg.mim_max_lag:
             raise InvalidInputError(f"lag must be in [0, {cfg.mim_max_lag}], got {lag.tolist()}")
         n_masked = max(1, round(cfg.mim_mask_ratio * P))
-        noise = torch.rand(B, P, generator=generator, device=patches.device)
+        noise_device = generator.device if generator is not None else patches.device
+        noise = torch.rand(B, P, generator=generator, device=noise_device).to(patches.device)
         order = noise.argsort(dim=1)
         masked_idx, visible_idx = order[:, :n_masked], order[:, n_masked:]
         visible = torch.gather(patches, 1, visible_idx[..., None].expand(-1, -1, patches.shape[-1]))

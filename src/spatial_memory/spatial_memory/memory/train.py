@@ -98,6 +98,7 @@ class TrainConfig:
     checkpoint_every: int = 100  # write last.pt every N steps (and at the end)
     log_every: int = 10  # write a log.jsonl record every N steps
     threads: int = 2  # torch intra-op threads
+    device: str = "cpu"  # torch device: 'cpu', 'cuda', 'cuda:1', ...; checkpoints are always saved for CPU
 
     def __post_init__(self) -> None:
         if self.model not in TRAINABLE:
@@ -117,6 +118,10 @@ class TrainConfig:
             _check_int(self, name, 1)
         for name in ("mim_samples", "eval_every", "eval_episodes", "checkpoint_every", "seed"):
             _check_int(self, name, 0)
+        try:
+            torch.device(self.device)
+        except (RuntimeError, TypeError) as exc:
+            raise ConfigError(f"TrainConfig.device {self.device!r} is not a torch device: {exc}") from exc
         for name in ("lr", "weight_decay", "grad_clip", "min_lr_ratio"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -223,9 +228,14 @@ def _cat_outputs(outputs: list[QueryOutput]) -> QueryOutput:
 
 def _query_positions(mask: Tensor) -> Tensor:
     """(B, Q) bool mask -> (B, Q) index of each real query in the flattened list of real queries (-1 else)."""
-    pos = torch.full(mask.shape, -1, dtype=torch.int64)
-    pos[mask] = torch.arange(int(mask.sum()))
+    pos = torch.full(mask.shape, -1, dtype=torch.int64, device=mask.device)
+    pos[mask] = torch.arange(int(mask.sum()), device=mask.device)
     return pos
+
+
+def to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+    """A collated batch with its tensors on `device` (a no-op on the CPU)."""
+    return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
 
 
 def run_window(
@@ -266,8 +276,8 @@ def run_window(
             targets.append(batch["query_target"][rows, cols])
             seen.append(batch["query_seen"][rows, cols])
     answers = _cat_outputs(outputs) if outputs else None
-    target = torch.cat(targets) if targets else torch.zeros(0, 3)
-    seen_t = torch.cat(seen) if seen else torch.zeros(0, dtype=torch.bool)
+    target = torch.cat(targets) if targets else torch.zeros(0, 3, device=rgb.device)
+    seen_t = torch.cat(seen) if seen else torch.zeros(0, dtype=torch.bool, device=rgb.device)
     mim = None
     if keep_states:
         patches = frames.patches.unflatten(0, (B, W))
@@ -275,7 +285,7 @@ def run_window(
         losses = []
         for _ in range(mim_samples):
             t = int(torch.randint(0, W, (1,), generator=generator))
-            lag = torch.randint(0, min(max_lag, t) + 1, (B,), generator=generator)
+            lag = torch.randint(0, min(max_lag, t) + 1, (B,), generator=generator).to(rgb.device)
             frame = t - lag
             pixels = encoder.patch_pixels(rgb[torch.arange(B), frame])
             picked = patches[torch.arange(B), frame]
@@ -299,8 +309,10 @@ def evaluate(
     if dataset.window is not None and len(dataset.windows[0]) != 1:
         raise InvalidInputError("evaluate needs a dataset of whole episodes (window=None)")
     answers, targets, seen = [], [], []
+    device = next(model.parameters()).device
     for start in range(0, len(dataset), batch_size):
-        batch = collate_windows([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        batch = to_device(collate_windows(items), device)
         B = batch["rgb"].shape[0]
         _, out, target, seen_b, _ = run_window(model, encoder, batch, model.init_state(B))
         if out is not None:
@@ -311,9 +323,9 @@ def evaluate(
         raise InvalidInputError("the validation episodes have no queries")
     out, target, seen_t = _cat_outputs(answers), torch.cat(targets), torch.cat(seen)
     terms = {k: float(v) for k, v in query_loss(out, target, seen_t).items()}
-    pred = _planar(out.pose).double().numpy()
-    target_np, seen_np = target.double().numpy(), seen_t.numpy()
-    seen_prob = torch.sigmoid(out.seen_logit).double().numpy()
+    pred = _planar(out.pose).double().cpu().numpy()
+    target_np, seen_np = target.double().cpu().numpy(), seen_t.cpu().numpy()
+    seen_prob = torch.sigmoid(out.seen_logit).double().cpu().numpy()
     return {
         "loss": terms,
         "mem_rpe": mem_rpe(pred, target_np, seen_np, seen_prob).to_dict(),
@@ -379,7 +391,12 @@ def train(
     out = Path(out_dir)
     _check_data(config)
     torch.set_num_threads(config.threads)
+    device = torch.device(config.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"TrainConfig.device is {config.device!r} but torch sees no CUDA device here")
     model, encoder = _build(config)
+    model.to(device)
+    encoder.to(device)
     if config.freeze_encoder:
         encoder.requires_grad_(False)
     params = [*model.parameters(), *encoder.parameters()]
@@ -396,6 +413,7 @@ def train(
         if not resume:
             raise ConfigError(f"{out} already holds a run ({LAST}); pass resume=True or use another folder")
         step, wall_before, best, carry, episodes = _resume(last, config, model, encoder, optimizer, generator)
+        carry = None if carry is None else _map_state(carry, lambda x: x.to(device))
         _trim_log(out / LOG, step)
         logger.info("resumed %s at step %d of %d", out, step, config.steps)
     out.mkdir(parents=True, exist_ok=True)
@@ -432,7 +450,7 @@ def train(
         for indices in itertools.islice(iter(sampler), offset, None):
             if step >= config.steps or (stop_at is not None and step >= stop_at):
                 break
-            batch = collate_windows([train_set[i] for i in indices])
+            batch = to_device(collate_windows([train_set[i] for i in indices]), device)
             carry = _carried(model, batch, carry, episodes)
             episodes = batch["episode"].tolist()
             lr = learning_rate(config, step)

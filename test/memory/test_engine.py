@@ -22,6 +22,8 @@ from spatial_memory.memory.registry import build_model, save_checkpoint
 
 SMALL_ENCODER = EncoderConfig(image_size=32, widths=(8, 16), token_dim=32, tokens_per_frame=4, heads=2)
 SMALL_KINAEMA = {"slots": 8, "dim": 32, "heads": 2, "correction_hidden": 32, "query_hidden": 32}
+# the shipped design: anchored slots and a recall ring (its state has extra rows and a step counter)
+SMALL_RING = {**SMALL_KINAEMA, "anchors": True, "recall": 4, "recall_every": 2}
 MS = 10**6
 
 
@@ -187,8 +189,10 @@ def _bad_updates(images):
     }
 
 
-@pytest.mark.parametrize("backend", ["kinaema", "keyframes"])
-def test_bad_input_is_refused_and_leaves_the_memory_untouched(kinaema_ckpt, backend):
+@pytest.mark.parametrize("backend", ["kinaema", "kinaema_ring", "keyframes"])
+def test_bad_input_is_refused_and_leaves_the_memory_untouched(tmp_path, kinaema_ckpt, backend):
+    if backend == "kinaema_ring":
+        backend, kinaema_ckpt = "kinaema", _checkpoint(tmp_path / "ring.pt", config=SMALL_RING)
     engine = _engine(kinaema_ckpt, backend=backend)
     images = _images(5)
     _walk(engine, images)
@@ -223,8 +227,10 @@ def _eq(answer):
 # save / load
 
 
-@pytest.mark.parametrize("backend", ["kinaema", "keyframes"])
+@pytest.mark.parametrize("backend", ["kinaema", "kinaema_ring", "keyframes"])
 def test_save_load_round_trip_gives_identical_answers(tmp_path, kinaema_ckpt, backend):
+    if backend == "kinaema_ring":
+        backend, kinaema_ckpt = "kinaema", _checkpoint(tmp_path / "ring.pt", config=SMALL_RING)
     engine = _engine(kinaema_ckpt, backend=backend)
     images = _images(6)
     _walk(engine, images[:4])

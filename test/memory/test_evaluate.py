@@ -23,6 +23,7 @@ from spatial_memory.memory.evaluate import (
     mem_rpe_report,
     planar_answers,
     scored_queries,
+    swap_order,
     untrained_encoder,
     write_report,
 )
@@ -144,6 +145,22 @@ def test_report_json_and_markdown(episodes, tmp_path):
     assert "UNTRAINED" in doc["models"]["keyframes"]["source"]
     assert {"cpu", "cores", "torch"} <= set(doc["machine"]) and doc["date_utc"]
     assert "| keyframes |" in out.with_suffix(".md").read_text()
+    # picture control: 'here' never looks at the picture, retrieval does
+    here, keyframes = (doc["models"][k]["picture_control"] for k in (HERE, "keyframes"))
+    assert here["median_answer_shift_m"] == 0.0
+    pose_keys = ("within_1m_10deg_pct", "within_1m_90deg_pct", "within_2m_90deg_pct", "median_position_m")
+    for key in pose_keys:
+        assert here["swapped_mem_rpe"][key] == doc["models"][HERE]["metrics"][key]
+    assert keyframes["median_answer_shift_m"] > 0.0
+    assert "another query's picture" in out.with_suffix(".md").read_text()
+
+
+def test_swap_order_pairs_each_query_with_another():
+    for n in range(2, 12):
+        order = swap_order(n)
+        assert sorted(order.tolist()) == list(range(n))  # a permutation ...
+        assert (order != np.arange(n)).all()  # ... with no query asked with its own picture
+    assert swap_order(0).size == 0
 
 
 def test_cli_end_to_end(cache, tmp_path, capsys):

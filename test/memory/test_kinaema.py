@@ -207,7 +207,9 @@ def test_anchors_move_exactly_with_the_odometry():
     cos, sin = torch.cos(odometry[:, 2]), torch.sin(odometry[:, 2])
     dx, dy = 1.0 - odometry[:, 0], 0.5 - odometry[:, 1]
     want = torch.stack([cos * dx + sin * dy, -sin * dx + cos * dy, 0.3 - odometry[:, 2]], dim=-1)
-    torch.testing.assert_close(moved[..., E:], want[:, None, :].expand(B, model.config.slots, 3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        moved[..., E:], want[:, None, :].expand(B, model.config.slots, 3), atol=1e-5, rtol=0
+    )
 
 
 def test_an_open_gate_pulls_the_anchor_to_the_robot():
@@ -247,3 +249,84 @@ def test_anchored_query_loss_reaches_the_anchor_parts():
         ("gate", model.gate.proj.weight),
     ]:
         assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+# -- the recall ring --------------------------------------------------------------------------------------
+
+RING = {"anchors": True, "recall": 4, "recall_every": 3}
+
+
+def test_recall_ring_state_layout_and_write_schedule():
+    model = make(**RING)
+    cfg = model.config
+    state = model.init_state(B)
+    assert state.shape == (B, cfg.slots + 4 + 1, cfg.dim + 3) and cfg.state_rows == cfg.slots + 5
+    with torch.no_grad():
+        for t in range(7):  # writes at steps 0, 3 and 6 fill entries 0, 1 and 2
+            state = model.update(state, tokens(t), step_odometry())
+    keys, _, counter = model._ring(state)
+    assert counter.tolist() == [7.0] * B
+    filled = keys.abs().sum(-1) > 0
+    assert filled.tolist() == [[True, True, True, False]] * B
+    torch.testing.assert_close(keys[:, 2], model._key(tokens(6)))  # entry 2 holds step 6's key
+    with torch.no_grad():
+        for t in range(7, 13):  # writes at 9 (entry 3) and 12 (entry 0 again: the oldest)
+            state = model.update(state, tokens(t), step_odometry())
+    keys = model._ring(state)[0]
+    torch.testing.assert_close(keys[:, 3], model._key(tokens(9)))
+    torch.testing.assert_close(keys[:, 0], model._key(tokens(12)))
+    assert model.state_nbytes(state) == B * (cfg.slots + 5) * (cfg.dim + 3) * 4  # constant
+
+
+def test_recall_ring_anchors_move_exactly_with_the_odometry():
+    model = make(**RING)
+    state = model.init_state(B)
+    odometry = torch.tensor([[0.3, 0.1, 0.4], [0.0, -0.2, -0.6]])
+    with torch.no_grad():
+        state = model.update(state, tokens(0), torch.zeros(B, 3))  # written at step 0, at the robot
+        state = model.update(state, tokens(1), odometry)
+    anchors = model._ring(state)[1][:, 0]
+    cos, sin = torch.cos(odometry[:, 2]), torch.sin(odometry[:, 2])
+    want = torch.stack(
+        [
+            -cos * odometry[:, 0] - sin * odometry[:, 1],
+            sin * odometry[:, 0] - cos * odometry[:, 1],
+            -odometry[:, 2],
+        ],
+        dim=-1,
+    )
+    torch.testing.assert_close(anchors, want, atol=1e-6, rtol=0)
+
+
+def test_a_picture_in_the_ring_is_answered_with_its_anchor():
+    """With the slots' scores and the residual zeroed, a query whose picture is in the ring gets that entry's
+    anchor: the ring reads the picture from the first step, no training needed."""
+    model = make(**RING)
+    with torch.no_grad():
+        model.head.out[-1].weight.zero_()
+        model.head.out[-1].bias.zero_()
+        model.anchor_readout.q.weight.zero_()
+        model.anchor_readout.q.bias.zero_()
+        model.key_log_temperature.fill_(math.log(1000.0))
+        state = model.init_state(B)
+        turn = torch.tensor([[0.25, 0.0, 0.3]] * B)
+        for t in range(7):  # steps 0, 3, 6 written; step 3's picture is the query
+            state = model.update(state, tokens(t), turn)
+        out = model.query(state, tokens(3))
+    anchor = model._ring(state)[1][:, 1]  # entry 1 = step 3
+    want = torch.cat([anchor[:, :2], torch.sin(anchor[:, 2:]), torch.cos(anchor[:, 2:])], dim=-1)
+    torch.testing.assert_close(out.pose, want, atol=1e-4, rtol=0)
+    assert anchor[:, :2].norm(dim=-1).min() > 0.5  # a real place, not the robot's own pose
+
+
+def test_empty_ring_entries_are_never_candidates():
+    model = make(**RING)
+    state = model.update(model.init_state(B), tokens(0), step_odometry())
+    logits, _ = model._recalled(state, tokens(5))
+    assert torch.isfinite(logits[:, 0]).all() and torch.isinf(logits[:, 1:]).all()
+
+
+@pytest.mark.parametrize("kwargs", [{"recall": 4}, {**RING, "recall_every": 0}, {**RING, "recall": -1}])
+def test_bad_recall_config_is_refused(kwargs):
+    with pytest.raises(ConfigError):
+        KinaemaConfig(**kwargs)

@@ -457,6 +457,7 @@ def _run_eval_mem_rpe(args: argparse.Namespace) -> None:
     os.environ.setdefault("MUJOCO_GL", "egl")
     from spatial_memory.memory.data import parse_seeds
     from spatial_memory.memory.evaluate import (
+        control_table,
         episodes_for,
         head_camera_offset,
         load_models,
@@ -476,6 +477,8 @@ def _run_eval_mem_rpe(args: argparse.Namespace) -> None:
     q = report["queries"]
     print(f"Mem-RPE at T = {args.length}, seeds {list(seeds)}: {q['total']} queries ({q['seen']} seen)")
     print(report["table"])
+    print("picture control (each query also asked with another query's picture):")
+    print(control_table(report))
     print(f"wrote {out} and {out.with_suffix('.md')}")
 
 

@@ -414,8 +414,8 @@ def _identity(model: MemoryModel, encoder: ImageEncoder) -> tuple[str, str]:
     weights = hashlib.sha256()
     for prefix, module in (("model.", model), ("encoder.", encoder)):
         for name, tensor in sorted(module.state_dict().items()):
-            t = tensor.detach().to("cpu").contiguous()
-            weights.update(f"{prefix}{name}:{t.dtype}:{tuple(t.shape)}".encode())
+            t = tensor.detach().to("cpu").contiguous().reshape(-1)  # 0-d tensors cannot be viewed as bytes
+            weights.update(f"{prefix}{name}:{t.dtype}:{tuple(tensor.shape)}".encode())
             weights.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return config_hash, weights.hexdigest()
 

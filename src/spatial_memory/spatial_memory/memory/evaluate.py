@@ -24,6 +24,12 @@ Models (`load_models`, the CLI's `--models`):
   query: what a memory that remembers nothing scores;
 - nothing given: every checkpoint in `models/` (plus 'here').
 
+Picture control (`mem_rpe_report`): at the same memory state, every query is also answered with another
+query's picture (query i of an episode gets the picture of query (i + n/2) mod n, a place asked about half
+an episode apart). A memory that reads the picture scores worse with the wrong one and moves its answer;
+one that answers a learned guess from its state alone scores the same and does not move. The report
+gives, per model, Mem-RPE with the swapped pictures and the median distance the answer moved.
+
     spatial-memory eval mem-rpe --seeds 1000-1007 --length 200 --data /work/datasets/house64_v1 --out r.json
 """
 
@@ -119,6 +125,12 @@ class Answers:
 
     pred: np.ndarray
     seen_prob: np.ndarray
+    pred_swapped: np.ndarray | None = None  # (N, 3) answers to the picture of query swap[i] (see above)
+
+
+def swap_order(n: int) -> np.ndarray:
+    """The picture control's pairing: query i is also asked with the picture of query (i + n // 2) mod n."""
+    return (np.arange(n) + n // 2) % n if n else np.zeros(0, dtype=int)
 
 
 def planar_answers(output: QueryOutput) -> np.ndarray:
@@ -165,9 +177,11 @@ def run_episode(
     odometry: np.ndarray,
     query_step: np.ndarray,
     query_tokens: Tensor,
+    swap: np.ndarray | None = None,
 ) -> Answers:
     """Run `model` over one episode's `tokens` (T, K, D) and `odometry` (T, 3), batch 1, answering query i
-    (tokens `query_tokens[i]`) right after step `query_step[i]`; returns the answers in query order."""
+    (tokens `query_tokens[i]`) right after step `query_step[i]`; returns the answers in query order.
+    With `swap`, query i is also answered, at the same state, with the tokens of query `swap[i]`."""
     if len(query_step) != len(query_tokens):
         raise InvalidInputError(f"{len(query_step)} query steps but {len(query_tokens)} query token sets")
     odo = torch.as_tensor(np.asarray(odometry), dtype=tokens.dtype)
@@ -175,6 +189,7 @@ def run_episode(
     for i, s in enumerate(np.asarray(query_step).tolist()):
         by_step.setdefault(int(s), []).append(i)
     pred = np.full((len(query_step), 3), np.nan)
+    swapped = None if swap is None else np.full((len(query_step), 3), np.nan)
     seen = np.zeros(len(query_step))
     state = model.init_state(1)
     for t in range(len(tokens)):
@@ -183,7 +198,10 @@ def run_episode(
             out = model.query(state, query_tokens[i : i + 1])
             pred[i] = planar_answers(out)[0]
             seen[i] = float(torch.sigmoid(out.seen_logit.double())[0])
-    return Answers(pred=pred, seen_prob=seen)
+            if swapped is not None:
+                j = int(swap[i])
+                swapped[i] = planar_answers(model.query(state, query_tokens[j : j + 1]))[0]
+    return Answers(pred=pred, seen_prob=seen, pred_swapped=swapped)
 
 
 def scored_queries(episode: EpisodeArrays, length: int) -> np.ndarray:
@@ -204,13 +222,19 @@ def evaluate(
     models: name -> (model, encoder); the encoder may be None only for models that read no image ('here').
     Returns name -> MemRpe in the order of `models`. See the module docstring for which queries count.
     """
-    return {name: mem_rpe(*args) for name, args in _collect(models, episodes, length, progress).items()}
+    collected = _collect(models, episodes, length, progress)
+    return {name: mem_rpe(*args[:4]) for name, args in collected.items()}
 
 
 def _collect(
-    models: Mapping[str, ModelEntry], episodes: Sequence[EpisodeArrays], length: int, progress: bool
-) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-    """name -> (pred, target, seen, seen_prob) over all scored queries of all episodes."""
+    models: Mapping[str, ModelEntry],
+    episodes: Sequence[EpisodeArrays],
+    length: int,
+    progress: bool,
+    control: bool = False,
+) -> dict[str, tuple[np.ndarray, ...]]:
+    """name -> (pred, target, seen, seen_prob[, pred_swapped]) over all scored queries of all episodes;
+    pred_swapped (the picture control) with `control`."""
     if isinstance(length, bool) or not isinstance(length, int) or length < 1:
         raise InvalidInputError(f"length must be a positive integer, got {length!r}")
     if not models:
@@ -225,6 +249,7 @@ def _collect(
     seen = np.concatenate([ep.query_seen[q] for ep, q in zip(episodes, selected, strict=True)])
     preds: dict[str, list[np.ndarray]] = {name: [] for name in models}
     probs: dict[str, list[np.ndarray]] = {name: [] for name in models}
+    swapped: dict[str, list[np.ndarray]] = {name: [] for name in models}
     for m, _ in models.values():
         m.eval()
     bar = tqdm(total=len(episodes) * len(models), desc="mem-rpe", unit="run", disable=not progress)
@@ -242,9 +267,11 @@ def _collect(
                         _encode(encoder, ep.query_rgb[q]),
                     )
                 tokens, query_tokens = cache[id(encoder)]
-            answers = run_episode(model, tokens, ep.odometry[:length], ep.query_step[q], query_tokens)
+            swap = swap_order(len(q)) if control else None
+            answers = run_episode(model, tokens, ep.odometry[:length], ep.query_step[q], query_tokens, swap)
             preds[name].append(answers.pred)
             probs[name].append(answers.seen_prob)
+            swapped[name].append(answers.pred_swapped)
             bar.update()
     bar.close()
     out = {}
@@ -253,7 +280,39 @@ def _collect(
         if len(pred) != len(target):  # every model must answer the same queries
             raise AssertionError(f"{name} answered {len(pred)} queries, not {len(target)}")
         out[name] = (pred, target, seen, prob)
+        if control:
+            out[name] += (np.concatenate(swapped[name]),)
     return out
+
+
+def picture_control(pred: np.ndarray, swapped: np.ndarray, target: np.ndarray, seen: np.ndarray) -> dict:
+    """Mem-RPE with another query's picture, and the median distance (m) the answer moved, seen queries."""
+    moved = np.hypot(*(pred[seen, :2] - swapped[seen, :2]).T) if seen.any() else np.zeros(0)
+    return {
+        "swapped_mem_rpe": mem_rpe(swapped, target, seen).to_dict(),
+        "median_answer_shift_m": float(np.median(moved)) if len(moved) else None,
+    }
+
+
+def control_table(report: Mapping[str, Any]) -> str:
+    """Markdown: each model's score with its own pictures, with swapped ones, and how far answers moved."""
+    lines = [
+        "| model | <=2 m, 90 deg % (own picture) | <=2 m, 90 deg % (another query's picture) "
+        "| median answer shift m |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, m in report["models"].items():
+        own = m["metrics"]["within_2m_90deg_pct"]
+        control = m["picture_control"]
+        other = control["swapped_mem_rpe"]["within_2m_90deg_pct"]
+        shift = control["median_answer_shift_m"]
+        cells = [_pct(own), _pct(other), "-" if shift is None else f"{shift:.2f}"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -422,8 +481,8 @@ def mem_rpe_report(
     progress: bool = True,
 ) -> tuple[dict[str, Any], dict[str, MemRpe]]:
     """Evaluate and build the JSON report (metrics per model, query counts, seeds, T, machine, date)."""
-    collected = _collect(models, episodes, length, progress)
-    rows = {name: mem_rpe(*args) for name, args in collected.items()}
+    collected = _collect(models, episodes, length, progress, control=True)
+    rows = {name: mem_rpe(*args[:4]) for name, args in collected.items()}
     per_episode = []
     for seed, ep in zip(seeds, episodes, strict=True):
         q = scored_queries(ep, length)
@@ -448,7 +507,13 @@ def mem_rpe_report(
             "per_episode": per_episode,
         },
         "models": {
-            name: {"source": (origin or {}).get(name, ""), "metrics": row.to_dict()}
+            name: {
+                "source": (origin or {}).get(name, ""),
+                "metrics": row.to_dict(),
+                "picture_control": picture_control(
+                    collected[name][0], collected[name][4], collected[name][1], collected[name][2]
+                ),
+            }
             for name, row in rows.items()
         },
         "table": table(rows),
@@ -472,6 +537,12 @@ def write_report(report: Mapping[str, Any], out: str | Path) -> Path:
         report["table"],
         "",
         *(f"- {name}: {m['source']}" for name, m in report["models"].items()),
+        "",
+        "Picture control: the same queries at the same memory states, each asked with the picture of another",
+        "query of its episode (half an episode apart). A memory that reads the picture loses accuracy and",
+        "moves its answer; one that answers from its state alone does neither.",
+        "",
+        control_table(report),
         "",
         f"{report['machine']['cpu']}, {report['date_utc']}",
         "",

@@ -30,6 +30,16 @@ anchor g of the way to the robot (positions linearly, headings on the unit circl
 softmax weights over slots from its read-out token and answers the weighted anchor composed with a learned
 residual (the query picture was taken near, not at, what the slot saw). State: N * (E + 3) floats, constant.
 
+Recall ring (`recall=R > 0`, with anchors; ours): the latent slots learn slowly what to keep, and with a
+CPU training budget they learn to answer from the state alone (the picture control of `memory.evaluate`
+shows every learned memory here ignoring the query picture). The ring gives the read-out something it can
+match a picture against from the first step: every `recall_every` steps the frame's key (a learned
+projection of its mean token, unit length) and its anchor (the robot, pose 0) overwrite the oldest of R
+ring entries; ring anchors move exactly with odometry like slot anchors. The query's key (same projection)
+scores each entry by temperature * cosine, and those scores join the slots' in one softmax over candidate
+anchors. The ring is a fixed-size keyframe buffer: it covers the last R * recall_every steps, the latent
+slots whatever they learn to keep. State: (N + R + 1) * (E + 3) floats (one row counts the steps), constant.
+
 Auxiliary masked-image modelling (MIM), to force the memory to hold what it saw: for a frame seen `lag` steps
 ago, a random `mask_ratio` of its patches is hidden; queries (patch position + lag embedding) cross-attend to
 [memory; the frame's visible patch tokens] and reconstruct the hidden patches' PIXELS (per-patch normalised,
@@ -83,6 +93,14 @@ class KinaemaConfig(MemoryConfig):
     anchors: bool = False  # slots carry a pose moved exactly by odometry (module docstring); state N x (E+3)
     anchor_scale: float = 1.0  # metres; the unit of the anchors' Fourier features
     residual_scale: float = 1.0  # metres; the unit of the query's offset from the attended anchors
+    free_anchor: bool = False  # one more candidate anchor, regressed from the read-out (see AnchoredReadout)
+    recall: int = 0  # recall-ring entries (module docstring); 0 = none; needs anchors
+    recall_every: int = 3  # steps between ring writes: the ring covers recall * recall_every steps
+
+    @property
+    def state_rows(self) -> int:
+        """Rows of the state: the slots, plus the ring's entries and its step counter."""
+        return self.slots + (self.recall + 1 if self.recall else 0)
 
     @property
     def state_dim(self) -> int:
@@ -103,6 +121,15 @@ class KinaemaConfig(MemoryConfig):
             raise ConfigError(f"KinaemaConfig.anchors must be true or false, got {self.anchors!r}")
         if not self.anchor_scale > 0 or not self.residual_scale > 0:
             raise ConfigError("KinaemaConfig.anchor_scale and residual_scale must be > 0")
+        if isinstance(self.recall, bool) or not isinstance(self.recall, int) or self.recall < 0:
+            raise ConfigError(f"KinaemaConfig.recall must be an integer >= 0, got {self.recall!r}")
+        check_positive(self, "recall_every")
+        if self.recall and not self.anchors:
+            raise ConfigError("KinaemaConfig.recall entries are anchored: it needs anchors=True")
+        if self.free_anchor and not self.anchors:
+            raise ConfigError(
+                "KinaemaConfig.free_anchor is a candidate next to the anchors: needs anchors=True"
+            )
         if self.anchors and self.pose_mode != "planar":
             raise ConfigError("KinaemaConfig.anchors holds planar poses: pose_mode must be 'planar'")
         check_fraction(self, "mim_mask_ratio", low_open=True)
@@ -200,18 +227,40 @@ class QueryHead(nn.Module):
 class AnchoredReadout(nn.Module):
     """Answer = (softmax-weighted anchor of the slots) o (learned residual), see the module docstring."""
 
-    def __init__(self, dim: int, residual_scale: float) -> None:
+    def __init__(
+        self, dim: int, residual_scale: float, free_anchor: bool = False, position_scale: float = 5.0
+    ) -> None:
         super().__init__()
         self.q = nn.Linear(dim, dim)
         self.k = nn.Linear(dim, dim)
         self.residual_scale = residual_scale
+        self.position_scale = position_scale
+        # the free anchor: (x, y, sin, cos, logit) regressed from the read-out, a candidate next to the slots'
+        # anchors, so the read-out can hedge (answer a learned guess) where no slot matches the picture
+        self.free = nn.Linear(dim, 5) if free_anchor else None
 
-    def forward(self, read: Tensor, raw_pose: Tensor, context: Tensor, anchors: Tensor) -> Tensor:
-        """read (B, E) read-out token, raw_pose (B, 4), context (B, N, E) slot tokens, anchors (B, N, 3)."""
+    def forward(
+        self,
+        read: Tensor,
+        raw_pose: Tensor,
+        context: Tensor,
+        anchors: Tensor,
+        more: tuple[Tensor, Tensor] | None = None,
+    ) -> Tensor:
+        """read (B, E) read-out token, raw_pose (B, 4), context (B, N, E) slot tokens, anchors (B, N, 3);
+        `more`: (logits (B, R), anchors (B, R, 3)) of further candidates (the recall ring's)."""
         logits = torch.einsum("be,bne->bn", self.q(read), self.k(context)) / math.sqrt(read.shape[-1])
-        w = torch.softmax(logits, dim=-1)[..., None]  # (B, N, 1)
-        xy = (w * anchors[..., :2]).sum(1)
-        base = F.normalize((w * _unit(anchors[..., 2])).sum(1), dim=-1, eps=1e-6)  # (sin, cos)
+        if more is not None:
+            logits, anchors = torch.cat([logits, more[0]], dim=1), torch.cat([anchors, more[1]], dim=1)
+        xy_c, unit_c = anchors[..., :2], _unit(anchors[..., 2])
+        if self.free is not None:
+            f = self.free(read)
+            xy_c = torch.cat([xy_c, (f[:, :2] * self.position_scale)[:, None]], dim=1)
+            unit_c = torch.cat([unit_c, F.normalize(f[:, 2:4], dim=-1, eps=1e-6)[:, None]], dim=1)
+            logits = torch.cat([logits, f[:, 4:5]], dim=1)
+        w = torch.softmax(logits, dim=-1)[..., None]  # (B, N [+ 1], 1)
+        xy = (w * xy_c).sum(1)
+        base = F.normalize((w * unit_c).sum(1), dim=-1, eps=1e-6)  # (sin, cos)
         # the residual starts at the identity: its heading is normalise(raw + (0, 1))
         res_xy = raw_pose[:, :2] * self.residual_scale
         res = F.normalize(raw_pose[:, 2:4] + raw_pose.new_tensor([0.0, 1.0]), dim=-1)
@@ -287,7 +336,12 @@ class Kinaema(MemoryModel):
         self.mim = MIMDecoder(config)
         if config.anchors:
             self.anchor_embed = OdometryEncoder(E, config.odometry_frequencies, config.anchor_scale)
-            self.anchor_readout = AnchoredReadout(E, config.residual_scale)
+            self.anchor_readout = AnchoredReadout(
+                E, config.residual_scale, config.free_anchor, config.position_scale
+            )
+        if config.recall:
+            self.key_proj = nn.Linear(config.token_dim, E)
+            self.key_log_temperature = nn.Parameter(torch.tensor(math.log(20.0)))
 
     def init_state(self, batch: int) -> Tensor:
         """The learned initial memory, (batch, N, E)."""
@@ -296,6 +350,8 @@ class Kinaema(MemoryModel):
         memory = self.memory_init.expand(batch, -1, -1)
         if self.config.anchors:  # every slot starts anchored at the robot
             memory = torch.cat([memory, memory.new_zeros(batch, self.config.slots, 3)], dim=-1)
+        if self.config.recall:  # an empty ring (zero keys) and a step counter at 0
+            memory = torch.cat([memory, memory.new_zeros(batch, self.config.recall + 1, memory.shape[-1])], 1)
         return memory.clone()
 
     def update_with_gates(self, state: Tensor, tokens: Tensor, odometry: Tensor) -> tuple[Tensor, Tensor]:
@@ -309,6 +365,7 @@ class Kinaema(MemoryModel):
     def _step(self, state: Tensor, tokens: Tensor, odometry: Tensor) -> tuple[Tensor, Tensor]:
         self._check_state(state)
         N = self.config.slots
+        ring = self._ring_step(state, tokens, odometry) if self.config.recall else None
         content, anchors = self._split(state)
         motion = self.odometry(odometry)  # (B, E)
         old = self.correction(content, motion)  # 1. correction
@@ -325,13 +382,50 @@ class Kinaema(MemoryModel):
         content = g * new + (1.0 - g) * old
         if anchors is None:
             return content, g
-        return torch.cat([content, _mix_anchors(anchors, g)], dim=-1), g
+        slots_out = torch.cat([content, _mix_anchors(anchors, g)], dim=-1)
+        return (slots_out if ring is None else torch.cat([slots_out, ring], dim=1)), g
 
     def _split(self, state: Tensor) -> tuple[Tensor, Tensor | None]:
-        """(contents (B, N, E), anchors (B, N, 3) or None)."""
+        """The slots' (contents (B, N, E), anchors (B, N, 3) or None)."""
+        slots = state[:, : self.config.slots]
         if not self.config.anchors:
-            return state, None
-        return state[..., : self.config.dim], state[..., self.config.dim :]
+            return slots, None
+        return slots[..., : self.config.dim], slots[..., self.config.dim :]
+
+    def _ring(self, state: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The recall ring's keys (B, R, E), anchors (B, R, 3) and step counter (B,)."""
+        N, R, E = self.config.slots, self.config.recall, self.config.dim
+        ring = state[:, N : N + R]
+        return ring[..., :E], ring[..., E:], state[:, N + R, 0]
+
+    def _key(self, tokens: Tensor) -> Tensor:
+        """(B, K, D) tokens -> (B, E) unit key of the frame (ring entries and queries alike)."""
+        return F.normalize(self.key_proj(tokens.mean(1)), dim=-1, eps=1e-6)
+
+    def _ring_step(self, state: Tensor, tokens: Tensor, odometry: Tensor) -> Tensor:
+        """Move the ring's anchors with the odometry; every `recall_every` steps write this frame's key,
+        anchored at the robot, over the oldest entry; count the step. Returns the ring rows (B, R+1, E+3)."""
+        R, every = self.config.recall, self.config.recall_every
+        keys, anchors, counter = self._ring(state)
+        anchors = se2_relative(odometry[:, None, :], anchors)
+        step = counter.round().long()  # the ring is part of the state: the counter is a float there
+        write = (step % every == 0).to(keys.dtype)  # (B,)
+        slot = F.one_hot((step // every) % R, R).to(keys.dtype) * write[:, None]  # (B, R)
+        m = slot[..., None]
+        keys = (1.0 - m) * keys + m * self._key(tokens)[:, None, :]
+        anchors = (1.0 - m) * anchors  # a written entry is anchored at the robot (pose 0)
+        count = torch.zeros_like(state[:, -1:])
+        count[..., 0] = (counter + 1.0)[:, None]
+        return torch.cat([torch.cat([keys, anchors], dim=-1), count], dim=1)
+
+    def _recalled(self, state: Tensor, query_tokens: Tensor) -> tuple[Tensor, Tensor]:
+        """Logits (B, R) of the ring entries for a query (temperature * cosine; empty entries -inf) and their
+        anchors (B, R, 3)."""
+        keys, anchors, _ = self._ring(state)
+        cos = torch.einsum("be,bre->br", self._key(query_tokens), keys)
+        logits = self.key_log_temperature.exp() * cos
+        empty = keys.abs().sum(-1) == 0
+        return logits.masked_fill(empty, float("-inf")), anchors
 
     def _embed_anchors(self, anchors: Tensor) -> Tensor:
         B, N = anchors.shape[:2]
@@ -351,11 +445,12 @@ class Kinaema(MemoryModel):
             return self.head(query_tokens, context)
         read = self.head.read(query_tokens, context)
         raw = self.head.out(read)
-        pose = self.anchor_readout(read, raw[:, :4], context, anchors)
+        more = self._recalled(state, query_tokens) if self.config.recall else None
+        pose = self.anchor_readout(read, raw[:, :4], context, anchors, more)
         return QueryOutput(pose, self.head._log_sigma(raw[:, -2]), raw[:, -1])
 
     def _check_state(self, state: Tensor) -> None:
-        want = (self.config.slots, self.config.state_dim)
+        want = (self.config.state_rows, self.config.state_dim)
         if not isinstance(state, Tensor) or state.dim() != 3 or tuple(state.shape[1:]) != want:
             got = tuple(state.shape) if isinstance(state, Tensor) else type(state).__name__
             raise InvalidInputError(f"Kinaema state must have shape (B, {want[0]}, {want[1]}), got {got}")

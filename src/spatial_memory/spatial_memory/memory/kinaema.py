@@ -93,7 +93,6 @@ class KinaemaConfig(MemoryConfig):
     anchors: bool = False  # slots carry a pose moved exactly by odometry (module docstring); state N x (E+3)
     anchor_scale: float = 1.0  # metres; the unit of the anchors' Fourier features
     residual_scale: float = 1.0  # metres; the unit of the query's offset from the attended anchors
-    free_anchor: bool = False  # one more candidate anchor, regressed from the read-out (see AnchoredReadout)
     recall: int = 0  # recall-ring entries (module docstring); 0 = none; needs anchors
     recall_every: int = 3  # steps between ring writes: the ring covers recall * recall_every steps
 
@@ -126,10 +125,6 @@ class KinaemaConfig(MemoryConfig):
         check_positive(self, "recall_every")
         if self.recall and not self.anchors:
             raise ConfigError("KinaemaConfig.recall entries are anchored: it needs anchors=True")
-        if self.free_anchor and not self.anchors:
-            raise ConfigError(
-                "KinaemaConfig.free_anchor is a candidate next to the anchors: needs anchors=True"
-            )
         if self.anchors and self.pose_mode != "planar":
             raise ConfigError("KinaemaConfig.anchors holds planar poses: pose_mode must be 'planar'")
         check_fraction(self, "mim_mask_ratio", low_open=True)
@@ -227,17 +222,11 @@ class QueryHead(nn.Module):
 class AnchoredReadout(nn.Module):
     """Answer = (softmax-weighted anchor of the slots) o (learned residual), see the module docstring."""
 
-    def __init__(
-        self, dim: int, residual_scale: float, free_anchor: bool = False, position_scale: float = 5.0
-    ) -> None:
+    def __init__(self, dim: int, residual_scale: float) -> None:
         super().__init__()
         self.q = nn.Linear(dim, dim)
         self.k = nn.Linear(dim, dim)
         self.residual_scale = residual_scale
-        self.position_scale = position_scale
-        # the free anchor: (x, y, sin, cos, logit) regressed from the read-out, a candidate next to the slots'
-        # anchors, so the read-out can hedge (answer a learned guess) where no slot matches the picture
-        self.free = nn.Linear(dim, 5) if free_anchor else None
 
     def forward(
         self,
@@ -253,12 +242,7 @@ class AnchoredReadout(nn.Module):
         if more is not None:
             logits, anchors = torch.cat([logits, more[0]], dim=1), torch.cat([anchors, more[1]], dim=1)
         xy_c, unit_c = anchors[..., :2], _unit(anchors[..., 2])
-        if self.free is not None:
-            f = self.free(read)
-            xy_c = torch.cat([xy_c, (f[:, :2] * self.position_scale)[:, None]], dim=1)
-            unit_c = torch.cat([unit_c, F.normalize(f[:, 2:4], dim=-1, eps=1e-6)[:, None]], dim=1)
-            logits = torch.cat([logits, f[:, 4:5]], dim=1)
-        w = torch.softmax(logits, dim=-1)[..., None]  # (B, N [+ 1], 1)
+        w = torch.softmax(logits, dim=-1)[..., None]  # (B, N [+ R], 1)
         xy = (w * xy_c).sum(1)
         base = F.normalize((w * unit_c).sum(1), dim=-1, eps=1e-6)  # (sin, cos)
         # the residual starts at the identity: its heading is normalise(raw + (0, 1))
@@ -336,9 +320,7 @@ class Kinaema(MemoryModel):
         self.mim = MIMDecoder(config)
         if config.anchors:
             self.anchor_embed = OdometryEncoder(E, config.odometry_frequencies, config.anchor_scale)
-            self.anchor_readout = AnchoredReadout(
-                E, config.residual_scale, config.free_anchor, config.position_scale
-            )
+            self.anchor_readout = AnchoredReadout(E, config.residual_scale)
         if config.recall:
             self.key_proj = nn.Linear(config.token_dim, E)
             self.key_log_temperature = nn.Parameter(torch.tensor(math.log(20.0)))

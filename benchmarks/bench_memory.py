@@ -16,7 +16,8 @@ growing a 10,000-frame history one concatenation at a time. Only the update and 
 The image encoder runs once per frame for every model; it is timed separately (batch 1, 64x64).
 
 Target: Kinaema's update under 10 ms per step on one core and flat in T; its state a constant
-slots x dim floats. Writes `benchmarks/results/memory_cost.json`, `.md` and `.png` with the machine.
+number of floats (slots and recall-ring rows, see `KinaemaConfig.state_rows`). Writes
+`benchmarks/results/memory_cost.json`, `.md` and `.png` with the machine.
 
     python3 benchmarks/bench_memory.py
 """
@@ -172,6 +173,19 @@ def run(models: tuple[str, ...], lengths: tuple[int, ...], repeats: int) -> dict
     return {"machine": info, "lengths": list(lengths), "encoder": encoder, "rows": rows}
 
 
+def _kinaema_layout() -> str:
+    """The default Kinaema state, in words (rows x floats per row)."""
+    from spatial_memory.memory.kinaema import KinaemaConfig
+
+    c = KinaemaConfig()
+    rows, per_row = c.state_rows, c.state_dim
+    return (
+        f"{c.slots} slots + {c.recall} recall-ring entries + 1 step counter = {rows} rows x {per_row} "
+        f"({c.dim} dims + an x, y, yaw anchor) = {rows * per_row:,} floats, "
+        f"{rows * per_row * 4 / 1024:.0f} KiB"
+    )
+
+
 def kinaema_verdict(report: dict) -> str:
     rows = [r for r in report["rows"] if r["model"] == "kinaema"]
     if not rows:
@@ -184,7 +198,7 @@ def kinaema_verdict(report: dict) -> str:
         f"Target: Kinaema's update under {TARGET_UPDATE_MS:g} ms per step on one core, flat in T: at most "
         f"{worst:.2f} ms over T = {', '.join(str(r['T']) for r in rows)} ({meets}; slowest / fastest = "
         f"{spread:.2f}). Its state is {' / '.join(f'{s:,}' for s in sorted(sizes))} float32 numbers at "
-        "every T (64 slots x 128 dims = 8,192 floats, 32 KiB)."
+        f"every T ({_kinaema_layout()})."
     )
 
 

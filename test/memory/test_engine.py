@@ -112,7 +112,8 @@ def test_update_and_query_kinaema(kinaema_ckpt):
     assert answer.confidence == pytest.approx(1.0 / (1.0 + answer.sigma_m), rel=1e-5)
     status = engine.status()
     assert status["steps"] == 5 and status["last_stamp_ns"] == 800 * MS and status["backend"] == "kinaema"
-    assert status["state_bytes"] == 8 * 32 * 4 and status["model_parameters"] > 0
+    # 8 slots + 64 ring entries + the step counter, each 32 dims + an (x, y, yaw) anchor, float32
+    assert status["state_bytes"] == (8 + 64 + 1) * (32 + 3) * 4 and status["model_parameters"] > 0
     engine.reset()
     assert engine.steps == 0 and engine.last_stamp_ns is None
     with pytest.raises(InvalidInputError, match="empty"):
@@ -288,7 +289,7 @@ def test_load_refuses_a_tampered_state(tmp_path, kinaema_ckpt):
     payload = torch.load(tmp_path / "state.pt", weights_only=True)
     payload["state"]["tensor"] = payload["state"]["tensor"][:, :4]
     torch.save(payload, tmp_path / "cut.pt")
-    payload["state"]["tensor"] = torch.full((1, 8, 32), float("nan"))
+    payload["state"]["tensor"] = torch.full_like(engine.state, float("nan"))  # the right shape, all NaN
     torch.save(payload, tmp_path / "nan.pt")
     fresh = _engine(kinaema_ckpt)
     before = _snapshot(fresh)

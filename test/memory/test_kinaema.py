@@ -13,6 +13,7 @@ from spatial_memory.memory.interface import query_loss
 from spatial_memory.memory.kinaema import Kinaema, KinaemaConfig
 
 B = 2
+LATENT = {"anchors": False, "recall": 0, "gate_bias": -1.0}  # the purely latent memory of the paper's figure
 
 
 def make(seed: int = 0, **kwargs) -> Kinaema:
@@ -37,13 +38,14 @@ def run(model: Kinaema, steps: int, last_odometry: torch.Tensor | None = None) -
     return state
 
 
-def test_shapes_and_per_slot_gates():
-    model = make()
+@pytest.mark.parametrize("kwargs", [{}, LATENT], ids=["shipped", "latent"])
+def test_shapes_and_per_slot_gates(kwargs):
+    model = make(**kwargs)
     cfg = model.config
     state = model.init_state(B)
-    assert state.shape == (B, cfg.slots, cfg.dim)
+    assert state.shape == (B, cfg.state_rows, cfg.state_dim)
     state, gates = model.update_with_gates(state, tokens(0), step_odometry())
-    assert state.shape == (B, cfg.slots, cfg.dim)
+    assert state.shape == (B, cfg.state_rows, cfg.state_dim)
     assert gates.shape == (B, cfg.slots, 1)  # one gate per memory embedding
     assert ((gates > 0) & (gates < 1)).all() and gates.std(dim=1).min() > 0  # slots move at their own speed
     out = model.query(state, tokens(99))
@@ -52,7 +54,7 @@ def test_shapes_and_per_slot_gates():
 
 
 def test_state_size_is_constant_and_independent_of_episode_length():
-    model = make()
+    model = make(**LATENT)
     state = model.init_state(B)
     sizes = set()
     with torch.no_grad():
@@ -125,7 +127,7 @@ def test_mim_from_memory_alone():
 
 
 def test_se3_answers():
-    model = make(pose_mode="se3")
+    model = make(pose_mode="se3", **LATENT)
     out = model.query(model.init_state(B), tokens(0))
     assert out.pose.shape == (B, 9)
     target = torch.eye(4).expand(B, 4, 4).clone()
@@ -181,7 +183,7 @@ def test_parameter_counts_add_up():
 
 
 def test_anchored_state_is_constant_and_carries_a_pose_per_slot():
-    model = make(anchors=True)
+    model = make(anchors=True, recall=0)
     cfg = model.config
     state = model.init_state(B)
     assert state.shape == (B, cfg.slots, cfg.dim + 3) and cfg.state_dim == cfg.dim + 3
@@ -197,7 +199,7 @@ def test_anchored_state_is_constant_and_carries_a_pose_per_slot():
 
 def test_anchors_move_exactly_with_the_odometry():
     """With the gate shut (bias -30), an update only moves the anchors: anchor <- odometry^-1 o anchor."""
-    model = make(anchors=True, gate_bias=-30.0)
+    model = make(anchors=True, recall=0, gate_bias=-30.0)
     E = model.config.dim
     state = model.init_state(B)
     state[..., E:] = torch.tensor([1.0, 0.5, 0.3])
@@ -213,7 +215,7 @@ def test_anchors_move_exactly_with_the_odometry():
 
 
 def test_an_open_gate_pulls_the_anchor_to_the_robot():
-    model = make(anchors=True, gate_bias=30.0)
+    model = make(anchors=True, recall=0, gate_bias=30.0)
     E = model.config.dim
     state = model.init_state(B)
     state[..., E:] = torch.tensor([2.0, -1.0, 2.5])
@@ -326,7 +328,9 @@ def test_empty_ring_entries_are_never_candidates():
     assert torch.isfinite(logits[:, 0]).all() and torch.isinf(logits[:, 1:]).all()
 
 
-@pytest.mark.parametrize("kwargs", [{"recall": 4}, {**RING, "recall_every": 0}, {**RING, "recall": -1}])
+@pytest.mark.parametrize(
+    "kwargs", [{"recall": 4, "anchors": False}, {**RING, "recall_every": 0}, {**RING, "recall": -1}]
+)
 def test_bad_recall_config_is_refused(kwargs):
     with pytest.raises(ConfigError):
         KinaemaConfig(**kwargs)

@@ -72,7 +72,11 @@ from spatial_memory.memory.layers import Block, CrossBlock
 
 @dataclass(frozen=True)
 class KinaemaConfig(MemoryConfig):
-    """Sizes of the memory, its update, query head and MIM head (defaults: ~1 ms/update on one core)."""
+    """Sizes of the memory, its update, query head and MIM head.
+
+    The defaults are the shipped design (anchored slots and a recall ring; `anchors=False, recall=0,
+    gate_bias=-1` is the purely latent memory of the paper's figure, kept for comparison).
+    """
 
     slots: int = 64  # N memory embeddings
     dim: int = 128  # E; the state is slots * dim * 4 bytes (32 KiB)
@@ -81,7 +85,7 @@ class KinaemaConfig(MemoryConfig):
     odometry_frequencies: int = 4  # Fourier octaves of the odometry features
     odometry_scale: float = 0.25  # metres; a typical per-step translation
     correction_hidden: int = 256
-    gate_bias: float = -1.0  # initial gate bias: sigmoid(-1) = 0.27, slots start slow-changing
+    gate_bias: float = -2.0  # initial gate bias: sigmoid(-2) = 0.12, slots start slow-changing
     query_layers: int = 1
     query_hidden: int = 128
     mim_weight: float = 0.5  # the trainer adds mim_weight * mim_loss to the query loss
@@ -90,10 +94,10 @@ class KinaemaConfig(MemoryConfig):
     num_patches: int = 64  # the encoder's patch count (build_model fills it in)
     patch_pixel_dim: int = 192  # 3 * patch_size**2 of the encoder (build_model fills it in)
     dropout: float = 0.0
-    anchors: bool = False  # slots carry a pose moved exactly by odometry (module docstring); state N x (E+3)
+    anchors: bool = True  # slots carry a pose moved exactly by odometry (module docstring); state N x (E+3)
     anchor_scale: float = 1.0  # metres; the unit of the anchors' Fourier features
     residual_scale: float = 1.0  # metres; the unit of the query's offset from the attended anchors
-    recall: int = 0  # recall-ring entries (module docstring); 0 = none; needs anchors
+    recall: int = 64  # recall-ring entries (module docstring); 0 = none; needs anchors
     recall_every: int = 3  # steps between ring writes: the ring covers recall * recall_every steps
 
     @property

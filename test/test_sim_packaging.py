@@ -42,6 +42,8 @@ DELIBERATE: dict[str, dict[str, str]] = {
         "mode": "a mobile robot: camera poses from TF",
         "world_frame": "mobile mode works in the odometry frame",
         "context.camera_frame": "camera/image is the head camera in the sim",
+        "context.selection.merge_distance_frames": "a touring robot's views chain into one cluster",
+        "context.selection.novelty_threshold": "house rooms: 0.22 nominates nearly every tick",
     },
     topics.MEMORY_NODE: {
         "engine.resize": "the head camera is 160x120, the models read a square",

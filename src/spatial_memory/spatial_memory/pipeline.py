@@ -284,6 +284,7 @@ class MobilePipeline:
     def __init__(self, config: MobileDemoConfig = MobileDemoConfig()) -> None:
         from spatial_memory.memory.engine import MemoryEngine  # torch: only for this pipeline
         from spatial_memory.sim.presets import world_preset
+        from spatial_memory.sim.queries import QueryConfig
         from spatial_memory.sim.world_episode import WorldEpisodeConfig, WorldEpisodeScene, dataset_robot
 
         self.config = config
@@ -293,14 +294,16 @@ class MobilePipeline:
                 f"the memory reads {self.engine.image_size}px images but the camera gives "
                 f"{config.camera_px}px: set camera_px to match or memory.resize to 'crop'/'stretch'"
             )
-        episode = WorldEpisodeConfig(
+        episode = WorldEpisodeConfig(  # as the training data: a query drawn every 5 steps
             world=world_preset(config.world, config.seed),
             robot=dataset_robot(config.camera_px, config.camera_px),
+            queries=QueryConfig(every_n_steps=5),
         )
         self.scene = WorldEpisodeScene(episode, config.steps)
         self.context = SpatialContext(config.context)
         self.nominator = NoveltyNominator(config.context.selection)
         self.selector = KeyframeSelector(config.context.selection)
+        self._asked_pictures: list[_Picture] = []
 
     def run(self, out_dir: Path, progress: bool = True) -> MobileDemoResult:
         """Run the tour, ask the memory at the end, and write the map with its answers."""
@@ -346,7 +349,7 @@ class MobilePipeline:
         wall = time.perf_counter() - start
         timings_ms = {k: 1e3 * float(np.median(v)) for k, v in timings.items() if v}
         timings_ms["memory_query"] = query_ms
-        files = self._write_outputs(out_dir, asked, pictures, animation)
+        files = self._write_outputs(out_dir, asked, animation)
         result = MobileDemoResult(
             out_dir=out_dir,
             steps=cfg.steps,
@@ -360,11 +363,18 @@ class MobilePipeline:
         return result
 
     def _chosen(self, pictures: list[_Picture]) -> list[_Picture]:
-        """Up to `queries` pictures spread evenly over the episode, oldest first."""
+        """Up to `queries` pictures of places spread apart (farthest-point order from the oldest, on the true
+        places; the answers play no part in the choice), returned oldest first."""
         if len(pictures) <= self.config.queries:
             return pictures
-        idx = np.linspace(0, len(pictures) - 1, self.config.queries).round().astype(int)
-        return [pictures[i] for i in idx]
+        xy = np.array([p.T_world_query[:2, 3] for p in pictures])
+        picked = [0]
+        gap = np.linalg.norm(xy - xy[0], axis=1)
+        while len(picked) < self.config.queries:
+            nxt = int(np.argmax(gap))
+            picked.append(nxt)
+            gap = np.minimum(gap, np.linalg.norm(xy - xy[nxt], axis=1))
+        return [pictures[i] for i in sorted(picked)]
 
     def _ask(self, pictures: list[_Picture], T_world_base_now: np.ndarray) -> tuple[list[AskedPlace], float]:
         """Ask the memory where each chosen picture was taken; the truth is relative to the true pose now."""
@@ -372,7 +382,8 @@ class MobilePipeline:
 
         asked, times = [], []
         T_base_world = np.linalg.inv(T_world_base_now)
-        for i, pic in enumerate(self._chosen(pictures)):
+        self._asked_pictures = self._chosen(pictures)
+        for i, pic in enumerate(self._asked_pictures):
             t0 = time.perf_counter()
             answer = self.engine.query(pic.rgb)
             times.append(time.perf_counter() - t0)
@@ -390,13 +401,15 @@ class MobilePipeline:
         return asked, (1e3 * float(np.median(times)) if times else math.nan)
 
     def answer_map(self, asked: list[AskedPlace]) -> np.ndarray:
-        """The keyframe map, zoomed out to hold every true place, with the memory's answers drawn on it."""
+        """The egocentric map frame (robot centred, heading up, range rings), zoomed out to hold every true
+        place and answer, with the memory's answers next to the true places (the keyframes are on the
+        keyframe map: both on one map hid the answers)."""
         cfg = self.config.context.map
-        reach = max([math.hypot(*a.truth[:2]) for a in asked] + [cfg.min_extent_m])
+        points = [a.truth[:2] for a in asked] + [a.answer[:2] for a in asked]
+        reach = max([math.hypot(*p) for p in points] + [cfg.min_extent_m])
         map_cfg = dataclasses.replace(cfg, min_extent_m=reach * (1.0 + cfg.scale_margin))
         latest = self.context.history.latest()
-        poses = np.array([k.T_world_cam for k in self.context.keyframes]).reshape(-1, 4, 4)
-        lay = bev.layout(poses, latest.T_world_cam, latest.T_world_base, map_cfg)
+        lay = bev.layout(np.zeros((0, 4, 4)), latest.T_world_cam, latest.T_world_base, map_cfg)
         image = bev.render(lay, map_cfg)
         if not asked:
             return image
@@ -409,14 +422,17 @@ class MobilePipeline:
         )
 
     def _write_outputs(
-        self, out_dir: Path, asked: list[AskedPlace], pictures: list[_Picture], animation: list[np.ndarray]
+        self, out_dir: Path, asked: list[AskedPlace], animation: list[np.ndarray]
     ) -> dict[str, str]:
         files = {
             "answers": out_dir / "memory_answers.png",
+            "map": out_dir / "keyframe_map.png",
             "animation": out_dir / "mobile_demo.gif",
         }
+        keyframe_map, _ = self.context.generate_map()
+        cv2.imwrite(str(files["map"]), cv2.cvtColor(keyframe_map, cv2.COLOR_RGB2BGR))
         map_image = self.answer_map(asked)
-        chosen = {p.step: p for p in self._chosen(pictures)}
+        chosen = {p.step: p for p in self._asked_pictures}
         tiles = []
         for a in asked:
             tile = cv2.resize(chosen[a.step].rgb, (128, 128), interpolation=cv2.INTER_NEAREST)

@@ -215,3 +215,13 @@ def test_rgbd_on_the_real_teddy_clip_beats_standing_still():
     used = Tg[[int(np.argmin(abs(gt_t - t))) for t in stamps], :3, 3]
     still = float(np.sqrt(np.mean(np.sum((used - used.mean(0)) ** 2, axis=1))))  # best constant position
     assert ours < 0.02 and ours < still / 5, (ours, still)
+
+
+def test_a_camera_standing_still_does_not_fill_the_window_and_every_frame_keeps_a_pose():
+    vo = PatchVO(K, 640, 480)
+    for f in range(8):
+        assert vo.track(_textured(4), 0.1 * f) is not None
+    assert len(vo._keyframes) < 8 and vo._removed  # keyframes with no motion across them left the graph
+    stamps, poses = vo.trajectory()
+    assert len(stamps) == 8
+    np.testing.assert_allclose(poses, np.tile(np.eye(4), (8, 1, 1)), atol=1e-3)

@@ -11,7 +11,11 @@ How a frame is processed (`PatchVO.track`):
    (Gauss-Newton with the depths eliminated by the Schur complement, Huber weights, Levenberg damping,
    `ba_iterations` per frame; older frames are held fixed); where a patch had a depth reading, a prior
    pulls its inverse depth toward it (RGB-D mode is metric);
-4. sample new patches on this frame: `3 * patches_per_frame` random candidates, the strongest-gradient
+4. keyframe removal (DPVO's rule, on tracked pixels): when the median flow between the keyframes two
+   before and two after a keyframe is below `keyframe_thresh_px`, that keyframe leaves the graph (its
+   observations go; its pose follows its older neighbour's from then on), so a robot standing still does
+   not fill the window with copies of one view;
+5. sample new patches on this frame: `3 * patches_per_frame` random candidates, the strongest-gradient
    third kept (DPVO's 'GRADIENT_BIAS'), none inside the mask or next to a live track; a new patch's inverse
    depth is the depth reading at its pixel, else the median of the live patches (DPVO's rule).
 
@@ -43,7 +47,7 @@ class PatchVOConfig:
     """Sizes, windows and thresholds of the patch VO (pixels at the working resolution)."""
 
     patches_per_frame: int = 64
-    window: int = 8  # frames whose poses the bundle adjustment moves
+    window: int = 8  # keyframes whose poses the bundle adjustment moves (the oldest is held fixed)
     patch_lifetime: int = 10  # frames a patch is tracked for after the one it was born in
     ba_iterations: int = 4
     huber_px: float = 1.5
@@ -62,6 +66,7 @@ class PatchVOConfig:
     min_spacing_px: int = 8  # new patches keep this far from live tracks and from each other
     mask_margin_px: int = 0  # extra dilation of a given mask
     min_tracks: int = 12
+    keyframe_thresh_px: float = 3.0  # median flow across a keyframe's neighbours below this removes it
     max_reproj_px: float = 3.0  # median reprojection error above this after BA is a tracking loss
     seed: int = 0
 
@@ -184,6 +189,8 @@ class PatchVO:
         self._patches: list[_Patch] = []
         self._prev_gray: np.ndarray | None = None
         self._velocity = np.zeros(6)  # se3 log of the last relative motion, per frame
+        self._keyframes: list[int] = []  # frames in the patch graph, oldest first
+        self._removed: dict[int, tuple[int, np.ndarray]] = {}  # frame -> (older keyframe, T_frame_keyframe)
         self.status = VOStatus()
 
     # -- public ----------------------------------------------------------------------------------------
@@ -203,6 +210,7 @@ class PatchVO:
             mask = cv2.dilate(mask.astype(np.uint8), np.ones((k, k), np.uint8)).astype(bool)
         n = len(self._T_cw)
         self.status = VOStatus(frame=n, losses=self.status.losses)
+        self._keyframes.append(n)
         if n == 0:
             self._T_cw.append(np.eye(4))
         else:
@@ -219,6 +227,8 @@ class PatchVO:
                     lost = f"median reprojection error {self.status.reproj_px:.2f} px after BA"
         if lost:
             self._lose(n, lost)
+        if not lost:
+            self._remove_keyframe()
         self.status.new_patches = self._add_patches(gray, n, depth, mask)
         self._prev_gray = gray
         if n > 0 and not lost:
@@ -226,8 +236,13 @@ class PatchVO:
         return None if lost else np.linalg.inv(self._T_cw[n])
 
     def trajectory(self) -> tuple[np.ndarray, np.ndarray]:
-        """(stamps (N,), T_world_cam (N, 4, 4)) of every frame so far, as refined by the bundle adjustment."""
-        return np.array(self._stamps), np.array([np.linalg.inv(T) for T in self._T_cw]).reshape(-1, 4, 4)
+        """(stamps (N,), T_world_cam (N, 4, 4)) of every frame so far, as refined by the bundle adjustment
+        (a removed keyframe keeps its pose relative to its older neighbour)."""
+        T_cw = list(self._T_cw)
+        for f in sorted(self._removed):  # a removed frame's reference is older, so already resolved
+            ref, T_rel = self._removed[f]
+            T_cw[f] = T_rel @ T_cw[ref]
+        return np.array(self._stamps), np.array([np.linalg.inv(T) for T in T_cw]).reshape(-1, 4, 4)
 
     # -- input checks -------------------------------------------------------------------------------------
 
@@ -360,14 +375,29 @@ class PatchVO:
 
     # -- bundle adjustment --------------------------------------------------------------------------------
 
+    def _remove_keyframe(self) -> None:
+        """Drop keyframe c = K[-3] when its neighbours K[-4] and K[-2] barely differ (median flow)."""
+        kf = self._keyframes
+        if len(kf) < 4:
+            return
+        a, c, b = kf[-4], kf[-3], kf[-2]
+        flows = [np.linalg.norm(p.obs[b] - p.obs[a]) for p in self._patches if a in p.obs and b in p.obs]
+        if len(flows) < self.config.min_tracks or np.median(flows) >= self.config.keyframe_thresh_px:
+            return
+        self._removed[c] = (a, self._T_cw[c] @ np.linalg.inv(self._T_cw[a]))
+        kf.remove(c)
+        self._patches = [p for p in self._patches if p.frame != c]
+        for p in self._patches:
+            p.obs.pop(c, None)
+            p.obs_inv_depth.pop(c, None)
+
     def _bundle_adjust(self) -> float:
         """Gauss-Newton over the window's poses and its patches' inverse depths; returns the median
         reprojection error (px) after it."""
         cfg = self.config
-        n = len(self._T_cw)
-        first = max(0, n - cfg.window)
-        fixed = first  # the oldest frame of the window holds the gauge
-        free = list(range(first + 1, n))
+        window = self._keyframes[-cfg.window :]
+        first = fixed = window[0]  # the oldest keyframe of the window holds the gauge
+        free = window[1:]
         col = {f: i for i, f in enumerate(free)}
         patches = [p for p in self._patches if p.frame >= first - cfg.patch_lifetime and len(p.obs) > 1]
         patches = [p for p in patches if any(f >= first for f in p.obs if f != p.frame)]

@@ -47,6 +47,7 @@ setup(
         "tqdm>=4.60",
         "rosbags>=0.11",
         "torch>=2.4",
+        "evo>=1.28",
     ],
     extras_require={
         "dev": ["pytest>=8", "ruff>=0.6", "colcon-common-extensions>=0.3", "mcap>=1.1"],

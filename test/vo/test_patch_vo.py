@@ -225,3 +225,26 @@ def test_a_camera_standing_still_does_not_fill_the_window_and_every_frame_keeps_
     stamps, poses = vo.trajectory()
     assert len(stamps) == 8
     np.testing.assert_allclose(poses, np.tile(np.eye(4), (8, 1, 1)), atol=1e-3)
+
+
+@pytest.mark.skipif(not TEDDY.is_dir(), reason=f"the shared TUM clip is not at {TEDDY}")
+def test_cli_writes_a_tum_trajectory_that_evo_reads(tmp_path, capsys):
+    from spatial_memory.cli import main
+    from spatial_memory.vo.evaluation import ate_rmse
+    from spatial_memory.vo.tum import read_tum, read_tum_trajectory
+
+    out = tmp_path / "traj.txt"
+    args = ["vo", "--tum", str(TEDDY), "--depth", "--stride", "4", "--no-progress", "--out", str(out)]
+    assert main(args) == 0
+    assert "RGB-D (metric)" in capsys.readouterr().out
+    stamps, poses = read_tum_trajectory(out)
+    seq = read_tum(TEDDY, stride=4)
+    assert len(stamps) == len(seq) and np.all(np.diff(stamps) > 0)
+    assert ate_rmse(stamps, poses, seq.gt_stamps, seq.gt_poses, align="se3")["rmse"] < 0.05
+
+
+def test_cli_reports_a_missing_folder_in_one_line(tmp_path):
+    from spatial_memory.cli import main
+
+    assert main(["vo", "--tum", str(tmp_path / "nope"), "--out", str(tmp_path / "t.txt")]) == 1
+    assert not (tmp_path / "t.txt").exists()

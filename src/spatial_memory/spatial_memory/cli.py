@@ -49,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_sim_parsers(sub)
     _add_dataset_parsers(sub)
     _add_eval_parsers(sub)
+    _add_vo_parser(sub)
     _add_train_parser(sub)
     return parser
 
@@ -482,6 +483,43 @@ def _run_eval_mem_rpe(args: argparse.Namespace) -> None:
     print(f"wrote {out} and {out.with_suffix('.md')}")
 
 
+def _add_vo_parser(sub: argparse._SubParsersAction) -> None:
+    vo = sub.add_parser(
+        "vo", help="patch visual odometry on a TUM-format RGB-D folder; writes a TUM trajectory"
+    )
+    vo.add_argument(
+        "--tum", type=Path, required=True, help="TUM RGB-D folder (rgb.txt, depth.txt, rgb/, depth/)"
+    )
+    vo.add_argument(
+        "--depth", action="store_true", help="RGB-D mode (metric); without it, monocular (no scale)"
+    )
+    vo.add_argument("--stride", type=int, default=1, help="use every Nth colour frame (2: 30 Hz -> 15 Hz)")
+    vo.add_argument("--resolution", default=None, help="work at WxH (images resized, intrinsics scaled)")
+    vo.add_argument(
+        "--out", type=Path, required=True, help="trajectory file (timestamp tx ty tz qx qy qz qw)"
+    )
+    vo.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _run_vo(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from spatial_memory.vo.patch_vo import PatchVO
+    from spatial_memory.vo.tum import load_depth, load_rgb, read_tum, scaled_K, write_tum
+
+    seq = read_tum(args.tum, stride=args.stride)
+    size = _resolution(args.resolution) if args.resolution else (seq.width, seq.height)
+    vo = PatchVO(scaled_K(seq.K, (seq.width, seq.height), size), *size)
+    lost = 0
+    for i in tqdm(range(len(seq)), desc="vo", unit="frame", disable=args.no_progress):
+        depth = load_depth(seq, i, size) if args.depth else None
+        lost += vo.track(load_rgb(seq, i, size), float(seq.stamps[i]), depth=depth) is None
+    stamps, poses = vo.trajectory()
+    write_tum(args.out, stamps, poses)
+    mode = "RGB-D (metric)" if args.depth else "monocular (scale-free)"
+    print(f"{len(stamps)} frames, {mode}, {lost} with tracking lost; wrote {args.out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -503,6 +541,8 @@ def main(argv: list[str] | None = None) -> int:
             _run_train(args)
         elif args.command == "eval" and args.eval_command == "mem-rpe":
             _run_eval_mem_rpe(args)
+        elif args.command == "vo":
+            _run_vo(args)
     except (SpatialMemoryError, FileNotFoundError) as exc:
         log.error("%s", exc)
         return 1

@@ -52,9 +52,7 @@ class PatchVOConfig:
     ba_iterations: int = 4
     huber_px: float = 1.5
     damping: float = 1e-4  # Levenberg damping, relative to the diagonal
-    inv_depth_sigma: float = (
-        0.002  # 1/m: the depth readings' noise as inverse depth, against 1 px of reprojection
-    )
+    inv_depth_sigma: float = 0.005  # 1/m: depth readings' noise as inverse depth (vs 1 px of reprojection)
     depth_in_ba: bool = True  # every observation with a depth reading also constrains the point's depth there
     huber_inv_depth: float = 2.0  # Huber threshold of the depth terms, in sigmas (depth edges, reflections)
     depth_min_m: float = 0.1
@@ -234,6 +232,11 @@ class PatchVO:
         if n > 0 and not lost:
             self._velocity = se3_log(self._T_cw[n] @ np.linalg.inv(self._T_cw[n - 1]))
         return None if lost else np.linalg.inv(self._T_cw[n])
+
+    @property
+    def lost(self) -> int:
+        """Frames on which tracking was lost so far."""
+        return self.status.losses
 
     def trajectory(self) -> tuple[np.ndarray, np.ndarray]:
         """(stamps (N,), T_world_cam (N, 4, 4)) of every frame so far, as refined by the bundle adjustment

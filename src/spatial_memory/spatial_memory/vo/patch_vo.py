@@ -66,6 +66,7 @@ class PatchVOConfig:
     min_tracks: int = 12
     keyframe_thresh_px: float = 3.0  # median flow across a keyframe's neighbours below this removes it
     max_reproj_px: float = 3.0  # median reprojection error above this after BA is a tracking loss
+    outlier_px: float = 3.0  # a track whose newest observation is off by more after BA ends there
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -409,7 +410,26 @@ class PatchVO:
         err = math.inf
         for _ in range(cfg.ba_iterations):
             err = self._gn_step(patches, first, fixed, col)
+        if self._drop_outliers(patches):  # wrong tracks (repeated texture, occlusion edges): refit without
+            for _ in range(max(1, cfg.ba_iterations // 2)):
+                err = self._gn_step(patches, first, fixed, col)
         return err
+
+    def _drop_outliers(self, patches: list[_Patch]) -> int:
+        """End the tracks whose newest observation is off by more than `outlier_px` after the adjustment;
+        returns how many."""
+        res = self._residuals(patches)
+        if res is None:
+            return 0
+        r, *_, k, _i, j, _valid = res
+        n = len(self._T_cw) - 1
+        bad = (j == n) & (np.linalg.norm(r[:, :2], axis=1) > self.config.outlier_px)
+        for idx in np.flatnonzero(bad):
+            p = patches[k[idx]]
+            p.obs.pop(n, None)
+            p.obs_inv_depth.pop(n, None)
+            p.alive = False
+        return int(bad.sum())
 
     def _edges(self, patches: list[_Patch]) -> tuple[np.ndarray, ...]:
         """Arrays over edges (patch k observed in frame j != its own): patch index, source frame, target

@@ -9,8 +9,10 @@ How a frame is processed (`PatchVO.track`):
    the mask; each kept track is an edge (patch, frame) of the patch graph with its observed pixel;
 3. bundle-adjust the last `window` frames' poses and the inverse depths of the patches born in them
    (Gauss-Newton with the depths eliminated by the Schur complement, Huber weights, Levenberg damping,
-   `ba_iterations` per frame; older frames are held fixed); where a patch had a depth reading, a prior
-   pulls its inverse depth toward it (RGB-D mode is metric);
+   `ba_iterations` per frame; older frames are held fixed; tracks whose newest observation stays more than
+   `outlier_px` off are ended and the adjustment refits, half as many iterations); every depth reading of a
+   patch (where it was born and where it was tracked) is a prior on its inverse depth there (RGB-D mode is
+   metric);
 4. keyframe removal (DPVO's rule, on tracked pixels): when the median flow between the keyframes two
    before and two after a keyframe is below `keyframe_thresh_px`, that keyframe leaves the graph (its
    observations go; its pose follows its older neighbour's from then on), so a robot standing still does

@@ -60,9 +60,9 @@ class PatchVOConfig:
     depth_min_m: float = 0.1
     depth_max_m: float = 8.0
     motion_damping: float = 0.5
-    lk_window_px: int = 11
+    lk_window_px: int = 21
     lk_levels: int = 3
-    fb_max_px: float = 0.3  # forward-backward consistency of a track (px): loose tracks drift the poses
+    fb_max_px: float = 1.0  # forward-backward consistency of a track (px); the outlier step catches the rest
     min_spacing_px: int = 8  # new patches keep this far from live tracks and from each other
     mask_margin_px: int = 0  # extra dilation of a given mask
     min_tracks: int = 12

@@ -360,12 +360,8 @@ class PatchVO:
             if not keep[i] or len(chosen) >= m:
                 continue
             q = cand[i]
-            near = [
-                t
-                for t in taken + chosen
-                if abs(t[0] - q[0]) < cfg.min_spacing_px and abs(t[1] - q[1]) < cfg.min_spacing_px
-            ]
-            if not near:
+            occupied = np.array(taken + chosen).reshape(-1, 2)
+            if not np.any(np.all(np.abs(occupied - q) < cfg.min_spacing_px, axis=1)):
                 chosen.append(q)
         live_depths = [p.inv_depth for p in self._live()]
         median = float(np.median(live_depths)) if live_depths else 1.0
@@ -410,17 +406,19 @@ class PatchVO:
         if not patches:
             return math.inf
         err = math.inf
+        edges = self._edges(patches)  # the graph is fixed while the adjustment iterates
         for _ in range(cfg.ba_iterations):
-            err = self._gn_step(patches, first, fixed, col)
-        if self._drop_outliers(patches):  # wrong tracks (repeated texture, occlusion edges): refit without
+            err = self._gn_step(patches, first, fixed, col, edges)
+        if self._drop_outliers(patches, edges):  # wrong tracks (repeated texture, occlusion edges): refit
+            edges = self._edges(patches)
             for _ in range(max(1, cfg.ba_iterations // 2)):
-                err = self._gn_step(patches, first, fixed, col)
+                err = self._gn_step(patches, first, fixed, col, edges)
         return err
 
-    def _drop_outliers(self, patches: list[_Patch]) -> int:
+    def _drop_outliers(self, patches: list[_Patch], edges: tuple[np.ndarray, ...]) -> int:
         """End the tracks whose newest observation is off by more than `outlier_px` after the adjustment;
         returns how many."""
-        res = self._residuals(patches)
+        res = self._residuals(patches, edges)
         if res is None:
             return 0
         r, *_, k, _i, j, _valid = res
@@ -447,12 +445,14 @@ class PatchVO:
                     meas.append(p.obs_inv_depth.get(f, math.nan))
         return np.array(k), np.array(i), np.array(j), np.array(uv).reshape(-1, 2), np.array(meas)
 
-    def _residuals(self, patches: list[_Patch]) -> tuple[np.ndarray, ...] | None:
+    def _residuals(
+        self, patches: list[_Patch], edges: tuple[np.ndarray, ...] | None = None
+    ) -> tuple[np.ndarray, ...] | None:
         """Per edge: residual (E, 3) = (reprojection u, v in px; inverse-depth error in sigmas), its
         Jacobians wrt the target pose (E, 3, 6), the source pose (E, 3, 6) and the inverse depth (E, 3), and
         the edge arrays (patch, source, target)."""
         fx, fy, cx, cy = self.K[0, 0], self.K[1, 1], self.K[0, 2], self.K[1, 2]
-        k, i, j, obs, meas = self._edges(patches)
+        k, i, j, obs, meas = self._edges(patches) if edges is None else edges
         if len(k) == 0:
             return None
         rho = np.array([p.inv_depth for p in patches])
@@ -484,9 +484,16 @@ class PatchVO:
         Jd[:, 2] += s_z / zs  # rho / z also depends on rho directly
         return r, dpi @ dXj, dpi @ dXi, Jd, k, i, j, valid
 
-    def _gn_step(self, patches: list[_Patch], first: int, fixed: int, col: dict[int, int]) -> float:
+    def _gn_step(
+        self,
+        patches: list[_Patch],
+        first: int,
+        fixed: int,
+        col: dict[int, int],
+        edges: tuple[np.ndarray, ...] | None = None,
+    ) -> float:
         cfg = self.config
-        res = self._residuals(patches)
+        res = self._residuals(patches, edges)
         if res is None:
             return math.inf
         r, Jj, Ji, Jd, k, i, j, valid = res
@@ -498,22 +505,24 @@ class PatchVO:
         w_z = np.where(az <= cfg.huber_inv_depth, 1.0, cfg.huber_inv_depth / np.maximum(az, 1e-9)) * valid
         W = np.column_stack([w_uv, w_uv, w_z])  # (E, 3) per-row weights
         F = len(col)
-        Hdd = np.zeros(P)
-        bd = np.zeros(P)
-        np.add.at(Hdd, k, np.einsum("ea,ea,ea->e", W, Jd, Jd))
-        np.add.at(bd, k, np.einsum("ea,ea,ea->e", W, Jd, r))
+        WJd = W * Jd
+        Hdd = np.bincount(k, weights=np.sum(WJd * Jd, axis=1), minlength=P).astype(np.float64)
+        bd = np.bincount(k, weights=np.sum(WJd * r, axis=1), minlength=P).astype(np.float64)
         H4 = np.zeros((F, F, 6, 6))
         b2 = np.zeros((F, 6))
         Hpd3 = np.zeros((F, P, 6))
-        c_of = np.vectorize(lambda f: col.get(int(f), -1), otypes=[int])
-        blocks = [(Jj, c_of(j)), (Ji, c_of(i))]
+        lookup = np.full(len(self._T_cw), -1, dtype=int)  # frame -> block column (-1: held fixed)
+        for f, c in col.items():
+            lookup[f] = c
+        blocks = [(Jj, lookup[j]), (Ji, lookup[i])]
         for Ja, ca in blocks:
             sa = ca >= 0
+            WJaT = (W[:, :, None] * Ja).transpose(0, 2, 1)  # (E, 6, 3): J^T W
             for Jb, cb in blocks:
                 m = sa & (cb >= 0)
-                np.add.at(H4, (ca[m], cb[m]), np.einsum("ea,eai,eaj->eij", W[m], Ja[m], Jb[m]))
-            np.add.at(b2, ca[sa], np.einsum("ea,eai,ea->ei", W[sa], Ja[sa], r[sa]))
-            np.add.at(Hpd3, (ca[sa], k[sa]), np.einsum("ea,eai,ea->ei", W[sa], Ja[sa], Jd[sa]))
+                np.add.at(H4, (ca[m], cb[m]), WJaT[m] @ Jb[m])
+            np.add.at(b2, ca[sa], (WJaT[sa] @ r[sa][..., None])[..., 0])
+            np.add.at(Hpd3, (ca[sa], k[sa]), (WJaT[sa] @ Jd[sa][..., None])[..., 0])
         Hpp = H4.transpose(0, 2, 1, 3).reshape(6 * F, 6 * F)
         bp = b2.reshape(6 * F)
         Hpd = Hpd3.transpose(0, 2, 1).reshape(6 * F, P)
@@ -539,6 +548,7 @@ class PatchVO:
         dd = -(bd + Hpd.T @ dp) / Hdd_f
         for f, c in col.items():
             self._T_cw[f] = se3_exp(dp[6 * c : 6 * c + 6]) @ self._T_cw[f]
-        for idx in np.flatnonzero(free_d):
-            patches[idx].inv_depth = float(np.clip(rho[idx] + dd[idx], 1e-3, 1.0 / cfg.depth_min_m))
+        new_rho = np.clip(rho + dd, 1e-3, 1.0 / cfg.depth_min_m)
+        for idx in np.flatnonzero(free_d).tolist():
+            patches[idx].inv_depth = float(new_rho[idx])
         return float(np.median(norm[valid])) if valid.any() else math.inf

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -12,12 +10,6 @@ from spatial_memory.vo import baselines
 from spatial_memory.vo.evaluation import ate_rmse
 from spatial_memory.vo.tum import load_depth, load_rgb, read_tum
 
-TEDDY = (
-    Path(__file__).resolve().parents[2].parent
-    / "shared"
-    / "data"
-    / "rgbd_dataset_freiburg3_teddy_frames000-099"
-)
 K = np.array([[535.4, 0, 320.1], [0, 539.2, 247.6], [0, 0, 1]])
 
 RGBD = [baselines.OrbPnpVO, baselines.KltPnpVO]
@@ -27,11 +19,9 @@ ALL = [*RGBD, baselines.MonoEssentialVO]
 
 
 @pytest.fixture(scope="module")
-def clip() -> tuple:
+def clip(tum_teddy) -> tuple:
     """Frames 4-40 of the teddy clip (the first with ground truth onwards), loaded once."""
-    if not TEDDY.is_dir():
-        pytest.skip(f"TUM clip not found at {TEDDY} (it lives in ../shared/data beside the checkout)")
-    seq = read_tum(TEDDY, start=4, max_frames=37)
+    seq = read_tum(tum_teddy, start=4, max_frames=37)
     images = [load_rgb(seq, i) for i in range(len(seq))]
     depths = [load_depth(seq, i) for i in range(len(seq))]
     return seq, images, depths

@@ -4,22 +4,17 @@ tracking loss, and a real TUM RGB-D clip when the shared data is there."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
 from spatial_memory.errors import ConfigError, InvalidInputError
+from spatial_memory.vo.evaluation import ate_rmse
 from spatial_memory.vo.patch_vo import PatchVO, PatchVOConfig, _Patch, se3_exp, se3_log
+from spatial_memory.vo.tum import load_depth, load_rgb, read_tum, read_tum_trajectory
 
 K = np.array([[500.0, 0.0, 320.0], [0.0, 480.0, 240.0], [0.0, 0.0, 1.0]])
-TEDDY = (
-    Path(__file__).resolve().parents[2].parent
-    / "shared"
-    / "data"
-    / "rgbd_dataset_freiburg3_teddy_frames000-099"
-)
 
 
 def test_se3_exp_and_log_are_inverse():
@@ -170,49 +165,16 @@ def test_a_constant_image_is_a_reported_loss_and_the_chain_stays_continuous():
     assert np.linalg.norm(poses[2][:3, 3] - poses[1][:3, 3]) < 0.05
 
 
-@pytest.mark.skipif(not TEDDY.is_dir(), reason=f"the shared TUM clip is not at {TEDDY}")
-def test_rgbd_on_the_real_teddy_clip_beats_standing_still():
+def test_rgbd_on_the_real_teddy_clip_beats_standing_still(tum_teddy):
     """Frames 4-43 of TUM fr3/teddy at 15 Hz, RGB-D: the trajectory tracks the ground truth far better
     than 'no motion', with no tracking loss (evo, SE(3) alignment)."""
-    from evo.core import metrics, sync
-    from evo.core.trajectory import PoseTrajectory3D
-    from scipy.spatial.transform import Rotation
-
-    def listing(name):
-        rows = [line.split() for line in (TEDDY / name).read_text().splitlines() if line and line[0] != "#"]
-        return np.array([float(r[0]) for r in rows]), [r[1:] for r in rows]
-
-    rgb_t, rgb_f = listing("rgb.txt")
-    depth_t, depth_f = listing("depth.txt")
-    gt_t, gt_v = listing("groundtruth.txt")
-    Kt = np.array([[535.4, 0.0, 320.1], [0.0, 539.2, 247.6], [0.0, 0.0, 1.0]])
-    vo = PatchVO(Kt, 640, 480)
-    frames = [i for i in range(len(rgb_t)) if rgb_t[i] >= gt_t[0]][:80:2]
-    for i in frames:
-        rgb = cv2.cvtColor(cv2.imread(str(TEDDY / rgb_f[i][0])), cv2.COLOR_BGR2RGB)
-        d = cv2.imread(str(TEDDY / depth_f[int(np.argmin(abs(depth_t - rgb_t[i])))][0]), cv2.IMREAD_UNCHANGED)
-        assert vo.track(rgb, rgb_t[i], depth=d.astype(np.float32) / 5000.0) is not None
+    seq = read_tum(tum_teddy, start=4, stride=2, max_frames=20)
+    vo = PatchVO(seq.K, seq.width, seq.height)
+    for i in range(len(seq)):
+        assert vo.track(load_rgb(seq, i), float(seq.stamps[i]), depth=load_depth(seq, i)) is not None
     stamps, poses = vo.trajectory()
-
-    def traj(t, T):
-        q = Rotation.from_matrix(T[:, :3, :3]).as_quat()
-        return PoseTrajectory3D(
-            positions_xyz=T[:, :3, 3], orientations_quat_wxyz=q[:, [3, 0, 1, 2]], timestamps=t
-        )
-
-    g = np.array([[float(x) for x in v] for v in gt_v])
-    Tg = np.tile(np.eye(4), (len(g), 1, 1))
-    Tg[:, :3, 3], Tg[:, :3, :3] = g[:, :3], Rotation.from_quat(g[:, 3:]).as_matrix()
-
-    def ate(est_poses):
-        ref, est = sync.associate_trajectories(traj(gt_t, Tg), traj(stamps, est_poses), max_diff=0.02)
-        est.align(ref)
-        ape = metrics.APE(metrics.PoseRelation.translation_part)
-        ape.process_data((ref, est))
-        return ape.get_statistic(metrics.StatisticsType.rmse)
-
-    ours = ate(poses)
-    used = Tg[[int(np.argmin(abs(gt_t - t))) for t in stamps], :3, 3]
+    ours = ate_rmse(stamps, poses, seq.gt_stamps, seq.gt_poses, align="se3")["rmse"]
+    used = seq.gt_poses[[int(np.argmin(abs(seq.gt_stamps - t))) for t in stamps], :3, 3]
     still = float(np.sqrt(np.mean(np.sum((used - used.mean(0)) ** 2, axis=1))))  # best constant position
     assert ours < 0.02 and ours < still / 5, (ours, still)
 
@@ -227,18 +189,15 @@ def test_a_camera_standing_still_does_not_fill_the_window_and_every_frame_keeps_
     np.testing.assert_allclose(poses, np.tile(np.eye(4), (8, 1, 1)), atol=1e-3)
 
 
-@pytest.mark.skipif(not TEDDY.is_dir(), reason=f"the shared TUM clip is not at {TEDDY}")
-def test_cli_writes_a_tum_trajectory_that_evo_reads(tmp_path, capsys):
+def test_cli_writes_a_tum_trajectory_that_evo_reads(tum_teddy, tmp_path, capsys):
     from spatial_memory.cli import main
-    from spatial_memory.vo.evaluation import ate_rmse
-    from spatial_memory.vo.tum import read_tum, read_tum_trajectory
 
     out = tmp_path / "traj.txt"
-    args = ["vo", "--tum", str(TEDDY), "--depth", "--stride", "4", "--no-progress", "--out", str(out)]
+    args = ["vo", "--tum", str(tum_teddy), "--depth", "--stride", "4", "--no-progress", "--out", str(out)]
     assert main(args) == 0
     assert "RGB-D (metric)" in capsys.readouterr().out
     stamps, poses = read_tum_trajectory(out)
-    seq = read_tum(TEDDY, stride=4)
+    seq = read_tum(tum_teddy, stride=4)
     assert len(stamps) == len(seq) and np.all(np.diff(stamps) > 0)
     assert ate_rmse(stamps, poses, seq.gt_stamps, seq.gt_poses, align="se3")["rmse"] < 0.05
 

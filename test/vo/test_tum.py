@@ -19,12 +19,6 @@ from spatial_memory.vo.tum import (
     write_tum,
 )
 
-TEDDY = (
-    Path(__file__).resolve().parents[2].parent
-    / "shared"
-    / "data"
-    / "rgbd_dataset_freiburg3_teddy_frames000-099"
-)
 K_FR3 = np.array([[535.4, 0, 320.1], [0, 539.2, 247.6], [0, 0, 1]])
 
 
@@ -151,10 +145,8 @@ def test_bad_inputs(tmp_path: Path, tiny: Path) -> None:
         write_tum(tmp_path / "t.txt", np.array([0.0]), np.full((1, 4, 4), np.nan))
 
 
-def test_real_clip() -> None:
-    if not TEDDY.is_dir():
-        pytest.skip(f"TUM clip not found at {TEDDY} (it lives in ../shared/data beside the checkout)")
-    seq = read_tum(TEDDY)
+def test_real_clip(tum_teddy: Path) -> None:
+    seq = read_tum(tum_teddy)
     assert len(seq) == 100 and (seq.width, seq.height) == (640, 480)
     assert all(f.depth is not None for f in seq.frames)
     np.testing.assert_allclose(seq.K, K_FR3)
@@ -162,5 +154,5 @@ def test_real_clip() -> None:
     assert np.allclose(np.linalg.det(seq.gt_poses[:, :3, :3]), 1.0)
     depth = load_depth(seq, 10)
     assert depth.shape == (480, 640) and 0.3 < np.median(depth[depth > 0]) < 5.0
-    half = read_tum(TEDDY, stride=2, start=4)
+    half = read_tum(tum_teddy, stride=2, start=4)
     assert len(half) == 48 and half.stamps[0] == seq.stamps[4]

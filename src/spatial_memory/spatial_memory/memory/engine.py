@@ -47,7 +47,7 @@ from spatial_memory.memory.encoder import ImageEncoder
 from spatial_memory.memory.engine_config import RESIZE_POLICIES, EngineConfig, resolve_checkpoint
 from spatial_memory.memory.interface import POSE_DIMS, HistoryState, MemoryModel, count_parameters
 from spatial_memory.memory.poses import odometry_increments, planar_target
-from spatial_memory.memory.registry import MODELS, build_model, load_checkpoint
+from spatial_memory.memory.registry import MODELS, build_model, load_checkpoint, read_versioned
 
 __all__ = ["RESIZE_POLICIES", "STATE_FORMAT", "STATE_VERSION", "EngineConfig", "MemoryAnswer", "MemoryEngine"]
 
@@ -279,7 +279,7 @@ class MemoryEngine:
         """Replace the memory with the state saved in `path`; refuse (engine unchanged) a state of another
         backend, model config, weights or file version, or one that does not fit the model."""
         path = Path(path)
-        payload = _read_state_file(path)
+        payload = read_versioned(path, STATE_FORMAT, STATE_VERSION, "memory state")
         problems = []
         if payload.get("backend") != self.backend:
             problems.append(f"it is a {payload.get('backend')!r} memory, this engine runs {self.backend!r}")
@@ -451,22 +451,6 @@ def _to_device(state: Any, device: torch.device) -> Any:
     if isinstance(state, Tensor):
         return state.to(device)
     return HistoryState(*(getattr(state, f.name).to(device) for f in dataclasses.fields(state)))
-
-
-def _read_state_file(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise InvalidInputError(f"memory state file {path} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
-        raise InvalidInputError(f"cannot read memory state {path}: {exc}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != STATE_FORMAT:
-        raise InvalidInputError(f"{path} is not a spatial_memory memory state file")
-    if payload.get("version") != STATE_VERSION:
-        raise InvalidInputError(
-            f"{path}: memory state version {payload.get('version')!r}, this code reads {STATE_VERSION}"
-        )
-    return payload
 
 
 def _se3_matrix(pose: np.ndarray) -> np.ndarray:

@@ -140,7 +140,7 @@ def load_checkpoint(
     expect_encoder_config: EncoderConfig | None = None,
 ) -> Checkpoint:
     """Rebuild model (+ encoder) from a checkpoint, in eval mode; refuse models/configs not expected."""
-    payload = _read(Path(path))
+    payload = read_versioned(Path(path), FORMAT, VERSION, "checkpoint")
     name = payload.get("model")
     if name not in MODELS:
         raise InvalidInputError(f"{path}: unknown memory model {name!r}")
@@ -162,18 +162,20 @@ def load_checkpoint(
     return Checkpoint(model.eval(), encoder, dict(payload.get("extra") or {}))
 
 
-def _read(path: Path) -> dict[str, Any]:
+def read_versioned(path: Path, fmt: str, version: int, what: str) -> dict[str, Any]:
+    """The dict torch saved at `path` (weights only), refused unless it says it is `fmt` at `version`;
+    `what` ('checkpoint', 'memory state') names the file in the errors."""
     if not path.is_file():
-        raise InvalidInputError(f"checkpoint {path} does not exist")
+        raise InvalidInputError(f"{what} {path} does not exist")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
-        raise InvalidInputError(f"cannot read checkpoint {path}: {exc}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise InvalidInputError(f"{path} is not a spatial_memory memory checkpoint")
-    if payload.get("version") != VERSION:
+        raise InvalidInputError(f"cannot read {what} {path}: {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != fmt:
+        raise InvalidInputError(f"{path} is not a spatial_memory {what} file")
+    if payload.get("version") != version:
         raise InvalidInputError(
-            f"{path}: checkpoint version {payload.get('version')}, this code reads {VERSION}"
+            f"{path}: {what} version {payload.get('version')!r}, this code reads {version}"
         )
     return payload
 

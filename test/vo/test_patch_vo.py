@@ -30,8 +30,8 @@ def test_se3_exp_and_log_are_inverse():
 def _vo_with_poses(poses, **config) -> PatchVO:
     vo = PatchVO(K, 640, 480, PatchVOConfig(**config))
     for f, T in enumerate(poses):
-        vo._T_cw.append(T.copy())
-        vo._stamps.append(float(f))
+        vo._T_cw[f] = T.copy()
+        vo._stamps[f] = float(f)
     return vo
 
 
@@ -98,7 +98,7 @@ def test_bundle_adjustment_recovers_poses_with_depth_and_shape_without():
     vo, true = _synthetic(np.random.default_rng(2), with_depth=False)
     errors = [vo._gn_step(vo._patches, 0, 0, col) for _ in range(10)]
     assert errors[-1] < 1e-4
-    t_est = np.array([np.linalg.inv(T)[:3, 3] for T in vo._T_cw[1:]])
+    t_est = np.array([np.linalg.inv(T)[:3, 3] for T in list(vo._T_cw.values())[1:]])
     t_true = np.array([np.linalg.inv(T)[:3, 3] for T in true[1:]])
     cos = np.sum(t_est * t_true, axis=1) / (np.linalg.norm(t_est, axis=1) * np.linalg.norm(t_true, axis=1))
     assert cos.min() > 0.999  # the directions are right
@@ -207,3 +207,20 @@ def test_cli_reports_a_missing_folder_in_one_line(tmp_path):
 
     assert main(["vo", "--tum", str(tmp_path / "nope"), "--out", str(tmp_path / "t.txt")]) == 1
     assert not (tmp_path / "t.txt").exists()
+
+
+def test_without_the_trajectory_the_state_stays_bounded_and_the_poses_are_the_same():
+    kept = PatchVO(K, 640, 480)
+    bounded = PatchVO(K, 640, 480, PatchVOConfig(keep_trajectory=False))
+    for f in range(40):
+        image = _textured(4, shift=-3 * f)
+        a, b = kept.track(image, 0.1 * f), bounded.track(image, 0.1 * f)
+        assert (a is None) == (b is None)
+        if a is not None:
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(kept.pose, bounded.pose)
+    cfg = bounded.config
+    assert kept.frames == bounded.frames == 40 and len(kept._T_cw) == 40
+    assert len(bounded._T_cw) <= cfg.window + cfg.patch_lifetime + 1
+    assert len(bounded._keyframes) <= max(cfg.window, 4)
+    assert len(bounded.trajectory()[0]) == len(bounded._T_cw)

@@ -69,6 +69,7 @@ class PatchVOConfig:
     keyframe_thresh_px: float = 3.0  # median flow across a keyframe's neighbours below this removes it
     max_reproj_px: float = 3.0  # median reprojection error above this after BA is a tracking loss
     outlier_px: float = 3.0  # a track whose newest observation is off by more after BA ends there
+    keep_trajectory: bool = True  # keep every frame's pose for `trajectory()`; False: constant memory
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -185,8 +186,11 @@ class PatchVO:
         self.K, self.width, self.height = K, int(width), int(height)
         self.config = config or PatchVOConfig()
         self._rng = np.random.default_rng(self.config.seed)
-        self._T_cw: list[np.ndarray] = []  # world -> camera of every frame
-        self._stamps: list[float] = []
+        # world -> camera and stamp by frame number: every frame, or (keep_trajectory=False) only the
+        # frames the patch graph still uses, so a robot running for hours tracks as fast as in minute one
+        self._T_cw: dict[int, np.ndarray] = {}
+        self._stamps: dict[int, float] = {}
+        self._frames = 0  # frames added so far
         self._patches: list[_Patch] = []
         self._prev_gray: np.ndarray | None = None
         self._velocity = np.zeros(6)  # se3 log of the last relative motion, per frame
@@ -209,15 +213,16 @@ class PatchVO:
         if mask is not None and cfg.mask_margin_px > 0:
             k = 2 * cfg.mask_margin_px + 1
             mask = cv2.dilate(mask.astype(np.uint8), np.ones((k, k), np.uint8)).astype(bool)
-        n = len(self._T_cw)
+        n = self._frames
+        self._frames += 1
         self.status = VOStatus(frame=n, losses=self.status.losses)
         self._keyframes.append(n)
         if n == 0:
-            self._T_cw.append(np.eye(4))
+            self._T_cw[n] = np.eye(4)
         else:
-            self._T_cw.append(se3_exp(cfg.motion_damping * self._velocity) @ self._T_cw[-1])
+            self._T_cw[n] = se3_exp(cfg.motion_damping * self._velocity) @ self._T_cw[n - 1]
             self.status.tracked = self._track_patches(gray, n, mask, depth)
-        self._stamps.append(float(stamp))
+        self._stamps[n] = float(stamp)
         lost = ""
         if n > 0:
             if self.status.tracked < cfg.min_tracks:
@@ -234,6 +239,7 @@ class PatchVO:
         self._prev_gray = gray
         if n > 0 and not lost:
             self._velocity = se3_log(self._T_cw[n] @ np.linalg.inv(self._T_cw[n - 1]))
+        self._forget()
         return None if lost else np.linalg.inv(self._T_cw[n])
 
     @property
@@ -241,14 +247,42 @@ class PatchVO:
         """Frames on which tracking was lost so far."""
         return self.status.losses
 
+    @property
+    def frames(self) -> int:
+        """Frames added so far."""
+        return self._frames
+
+    @property
+    def pose(self) -> np.ndarray:
+        """T_world_cam of the newest frame: the estimate, or the motion prior's guess after a loss (the
+        pose the chain continues from). Identity before the first frame."""
+        return np.linalg.inv(self._T_cw[self._frames - 1]) if self._frames else np.eye(4)
+
     def trajectory(self) -> tuple[np.ndarray, np.ndarray]:
         """(stamps (N,), T_world_cam (N, 4, 4)) of every frame so far, as refined by the bundle adjustment
-        (a removed keyframe keeps its pose relative to its older neighbour)."""
-        T_cw = list(self._T_cw)
+        (a removed keyframe keeps its pose relative to its older neighbour). With `keep_trajectory` off,
+        only the frames still in the patch graph."""
+        T_cw = dict(self._T_cw)
         for f in sorted(self._removed):  # a removed frame's reference is older, so already resolved
             ref, T_rel = self._removed[f]
-            T_cw[f] = T_rel @ T_cw[ref]
-        return np.array(self._stamps), np.array([np.linalg.inv(T) for T in T_cw]).reshape(-1, 4, 4)
+            if ref in T_cw and f in T_cw:
+                T_cw[f] = T_rel @ T_cw[ref]
+        stamps = np.array([self._stamps[f] for f in T_cw])
+        return stamps, np.array([np.linalg.inv(T) for T in T_cw.values()]).reshape(-1, 4, 4)
+
+    def _forget(self) -> None:
+        """Bound the state: the keyframe list to what removal and the window read; with `keep_trajectory`
+        off, the poses and stamps of frames no patch and no window keyframe refers to any more."""
+        cfg = self.config
+        del self._keyframes[: -max(cfg.window, 4)]
+        if cfg.keep_trajectory:
+            return
+        oldest = min([self._keyframes[0], self._frames - 1] + [p.frame for p in self._patches])
+        oldest = min([oldest] + [min(p.obs) for p in self._patches if p.obs])
+        for table in (self._T_cw, self._stamps):
+            while table and next(iter(table)) < oldest:
+                del table[next(iter(table))]
+        self._removed = {f: v for f, v in self._removed.items() if v[0] >= oldest} if self._removed else {}
 
     # -- input checks -------------------------------------------------------------------------------------
 
@@ -263,8 +297,8 @@ class PatchVO:
         if image.ndim == 3 and image.shape[2] != 3:
             raise InvalidInputError(f"a colour image must have 3 channels, got shape {image.shape}")
         stamp = float(stamp)
-        if not math.isfinite(stamp) or (self._stamps and stamp <= self._stamps[-1]):
-            last = self._stamps[-1] if self._stamps else None
+        last = self._stamps[self._frames - 1] if self._frames else None
+        if not math.isfinite(stamp) or (last is not None and stamp <= last):
             raise InvalidInputError(f"stamps must be finite and increase: got {stamp} after {last}")
         for name, arr in (("depth", depth), ("mask", mask)):
             if arr is not None and (
@@ -422,7 +456,7 @@ class PatchVO:
         if res is None:
             return 0
         r, *_, k, _i, j, _valid = res
-        n = len(self._T_cw) - 1
+        n = next(reversed(self._T_cw))  # the newest frame
         bad = (j == n) & (np.linalg.norm(r[:, :2], axis=1) > self.config.outlier_px)
         for idx in np.flatnonzero(bad):
             p = patches[k[idx]]
@@ -457,8 +491,10 @@ class PatchVO:
             return None
         rho = np.array([p.inv_depth for p in patches])
         bearing = np.array([[(p.uv[0] - cx) / fx, (p.uv[1] - cy) / fy, 1.0] for p in patches])
-        T = np.array(self._T_cw)
-        T_ji = T[j] @ np.linalg.inv(T[i])  # (E, 4, 4) source camera -> target camera
+        frames = np.unique(np.concatenate([i, j]))
+        T = np.array([self._T_cw[f] for f in frames.tolist()])
+        # (E, 4, 4) source camera -> target camera
+        T_ji = T[np.searchsorted(frames, j)] @ np.linalg.inv(T[np.searchsorted(frames, i)])
         R, t = T_ji[:, :3, :3], T_ji[:, :3, 3]
         b, r_k = bearing[k], rho[k]
         X = np.einsum("eab,eb->ea", R, b) + r_k[:, None] * t  # the point in the target camera, times rho
@@ -511,10 +547,12 @@ class PatchVO:
         H4 = np.zeros((F, F, 6, 6))
         b2 = np.zeros((F, 6))
         Hpd3 = np.zeros((F, P, 6))
-        lookup = np.full(len(self._T_cw), -1, dtype=int)  # frame -> block column (-1: held fixed)
-        for f, c in col.items():
-            lookup[f] = c
-        blocks = [(Jj, lookup[j]), (Ji, lookup[i])]
+        base = int(min(i.min(), j.min()))
+        lookup = np.full(int(max(i.max(), j.max())) - base + 1, -1, dtype=int)  # frame -> block column
+        for f, c in col.items():  # (-1: held fixed)
+            if 0 <= f - base < len(lookup):
+                lookup[f - base] = c
+        blocks = [(Jj, lookup[j - base]), (Ji, lookup[i - base])]
         for Ja, ca in blocks:
             sa = ca >= 0
             WJaT = (W[:, :, None] * Ja).transpose(0, 2, 1)  # (E, 6, 3): J^T W

@@ -2,12 +2,17 @@
 
     ros2 launch spatial_memory robot.launch.py mode:=stationary use_rviz:=true
     ros2 launch spatial_memory robot.launch.py mode:=mobile image_topic:=/camera/color/image_raw
+    ros2 launch spatial_memory robot.launch.py mode:=mobile use_vo:=true \
+        image_topic:=/camera/color/image_raw camera_info_topic:=/camera/color/camera_info \
+        depth_topic:=/camera/aligned_depth_to_color/image_raw
 
 `mode:=mobile` takes camera poses from TF at the image stamp (an odometry source must publish
 odom -> base_link); `world_frame` then defaults to `odom`. In mobile mode memory_node (the memory that
 answers the /query_pose spatial_context_node forwards) starts under `use_memory`: `auto` (the default)
 starts it when `memory_checkpoint` (or the parameter file's engine.checkpoint) names an existing file and
-otherwise logs why not, `true` always, `false` never. Uses only launch APIs present in Humble and Jazzy.
+otherwise logs why not, `true` always, `false` never. `use_vo:=true` (mobile mode) starts vo_node, the
+patch VO on that camera, to publish odom -> base_link (depth aligned to the colour image; the camera's
+mount must be in TF). Uses only launch APIs present in Humble and Jazzy.
 """
 
 from pathlib import Path
@@ -56,6 +61,19 @@ def _arguments() -> list[DeclareLaunchArgument]:
         ),
         DeclareLaunchArgument(
             "joint_states_topic", default_value=topics.JOINT_STATES, description="FR3 joint state input"
+        ),
+        DeclareLaunchArgument(
+            "use_vo",
+            default_value="false",
+            description="mobile mode: start vo_node to publish odom -> base_link from the camera",
+        ),
+        DeclareLaunchArgument(
+            "camera_info_topic", default_value=topics.CAMERA_INFO, description="vo_node: camera intrinsics"
+        ),
+        DeclareLaunchArgument(
+            "depth_topic",
+            default_value=topics.CAMERA_DEPTH,
+            description="vo_node: depth aligned to the image",
         ),
         DeclareLaunchArgument(
             "use_memory",
@@ -129,6 +147,30 @@ def generate_launch_description() -> LaunchDescription:
         parameters=[params_file, sim_time, {"mode": LaunchConfiguration("mode"), "world_frame": world_frame}],
         remappings=[joint_states, (topics.CAMERA_IMAGE, LaunchConfiguration("image_topic"))],
     )
+    vo_node = Node(
+        package="spatial_memory",
+        executable="vo_node",
+        name=topics.VO_NODE,
+        output="screen",
+        parameters=[params_file, sim_time, {"odom_frame": world_frame}],
+        remappings=[
+            joint_states,
+            (topics.CAMERA_IMAGE, LaunchConfiguration("image_topic")),
+            (topics.CAMERA_INFO, LaunchConfiguration("camera_info_topic")),
+            (topics.CAMERA_DEPTH, LaunchConfiguration("depth_topic")),
+        ],
+        condition=IfCondition(
+            PythonExpression(
+                [
+                    "'",
+                    LaunchConfiguration("use_vo"),
+                    "' == 'true' and '",
+                    LaunchConfiguration("mode"),
+                    "' == 'mobile'",
+                ]
+            )
+        ),
+    )
     rviz = Node(
         package="rviz2",
         executable="rviz2",
@@ -138,4 +180,4 @@ def generate_launch_description() -> LaunchDescription:
         condition=IfCondition(LaunchConfiguration("use_rviz")),
     )
     memory = OpaqueFunction(function=_memory_node)
-    return LaunchDescription([*_arguments(), fk_node, context_node, memory, rviz])
+    return LaunchDescription([*_arguments(), fk_node, context_node, vo_node, memory, rviz])

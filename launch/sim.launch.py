@@ -5,11 +5,15 @@
     ros2 topic pub -r 10 /cmd_vel geometry_msgs/msg/Twist "{linear: {x: 0.3}, angular: {z: 0.2}}"
 
     ros2 launch spatial_memory sim.launch.py memory_checkpoint:=/path/to/kinaema.pt
+    ros2 launch spatial_memory sim.launch.py odometry:=visual
 
 sim_node makes /clock (it runs on a wall timer); fk_node, spatial_context_node, memory_node and RViz run
 on sim time.
-spatial_context_node is in mobile mode: it takes the head camera's pose from TF (odom -> base_link from
-sim_node's wheel odometry, base_link -> head camera on /tf_static) at each image's stamp. All parameters
+spatial_context_node is in mobile mode: it takes the head camera's pose from TF (odom -> base_link,
+base_link -> head camera on /tf_static) at each image's stamp. `odometry:=wheel` (the default): sim_node's
+noisy wheel odometry publishes odom -> base_link; `odometry:=visual`: vo_node (the patch VO on the head
+camera's RGB-D images, the arm masked from joint_states) publishes it instead, the wheel odometry only
+starting its chain and bridging the frames it loses. All parameters
 come from `params_file` (config/sim.yaml); the arguments below override the world's preset and seed.
 memory_node (which answers the /query_pose that spatial_context_node forwards) needs a trained checkpoint:
 `use_memory:=auto` (the default) starts it when `memory_checkpoint` (or the parameter file's
@@ -23,7 +27,7 @@ from pathlib import Path
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
 from launch.conditions import IfCondition
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
@@ -63,6 +67,12 @@ def _arguments() -> list[DeclareLaunchArgument]:
             default_value="",
             description="memory_node's checkpoint file ('' = engine.checkpoint of params_file)",
         ),
+        DeclareLaunchArgument(
+            "odometry",
+            default_value="wheel",
+            choices=["wheel", "visual"],
+            description="who publishes odom -> base_link: sim_node's wheel odometry or vo_node",
+        ),
     ]
 
 
@@ -95,10 +105,11 @@ def _memory_node(context, *args, **kwargs) -> list:
 
 
 def generate_launch_description() -> LaunchDescription:
-    """sim_node + fk_node + spatial_context_node (+ memory_node) with the parameter file; RViz if asked."""
+    """sim_node + fk_node + spatial_context_node (+ memory_node, + vo_node) with the parameter file; RViz."""
     share = FindPackageShare("spatial_memory")
     params_file = LaunchConfiguration("params_file")
     sim_time = {"use_sim_time": True}  # everything but sim_node runs on the /clock sim_node publishes
+    visual = PythonExpression(["'", LaunchConfiguration("odometry"), "' == 'visual'"])
     sim_node = Node(
         package="spatial_memory",
         executable="sim_node",
@@ -110,6 +121,9 @@ def generate_launch_description() -> LaunchDescription:
                 "use_sim_time": False,  # it makes /clock
                 "sim.world.preset": LaunchConfiguration("world_preset"),
                 "sim.world.seed": ParameterValue(LaunchConfiguration("world_seed"), value_type=int),
+                "publish_odom_tf": ParameterValue(
+                    PythonExpression(["'", LaunchConfiguration("odometry"), "' == 'wheel'"]), value_type=bool
+                ),
             },
         ],
     )
@@ -127,6 +141,14 @@ def generate_launch_description() -> LaunchDescription:
         output="screen",
         parameters=[params_file, sim_time],
     )
+    vo_node = Node(
+        package="spatial_memory",
+        executable="vo_node",
+        name=topics.VO_NODE,
+        output="screen",
+        parameters=[params_file, sim_time],
+        condition=IfCondition(visual),
+    )
     rviz = Node(
         package="rviz2",
         executable="rviz2",
@@ -141,4 +163,4 @@ def generate_launch_description() -> LaunchDescription:
         condition=IfCondition(LaunchConfiguration("use_rviz")),
     )
     memory = OpaqueFunction(function=_memory_node)
-    return LaunchDescription([*_arguments(), sim_node, fk_node, context_node, memory, rviz])
+    return LaunchDescription([*_arguments(), sim_node, fk_node, context_node, vo_node, memory, rviz])

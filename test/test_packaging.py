@@ -22,7 +22,12 @@ import yaml
 
 from spatial_memory.config import flatten, from_dict, unflatten
 from spatial_memory.ros import topics
-from spatial_memory.ros.node_configs import FkNodeConfig, MemoryNodeConfig, SpatialContextNodeConfig
+from spatial_memory.ros.node_configs import (
+    FkNodeConfig,
+    MemoryNodeConfig,
+    SpatialContextNodeConfig,
+    VoNodeConfig,
+)
 from spatial_memory.ros.params import parameter_specs, value_matches
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,12 +39,14 @@ NODE_CONFIGS = {
     topics.FK_NODE: FkNodeConfig,
     topics.SPATIAL_CONTEXT_NODE: SpatialContextNodeConfig,
     topics.MEMORY_NODE: MemoryNodeConfig,
+    topics.VO_NODE: VoNodeConfig,
 }
 # Parameters whose robot.yaml value differs from the dataclass default on purpose: name -> reason.
 DELIBERATE: dict[str, dict[str, str]] = {
     topics.FK_NODE: {},
     topics.SPATIAL_CONTEXT_NODE: {},
     topics.MEMORY_NODE: {},
+    topics.VO_NODE: {},
 }
 
 
@@ -134,7 +141,7 @@ def test_launched_executables_are_console_scripts(console_scripts):
     tree = ast.parse(LAUNCH.read_text())
     ours = [c for c in _calls(tree, "Node") if _kwarg(c, "package") == "spatial_memory"]
     executables = {_kwarg(c, "executable") for c in ours}
-    assert executables == {"fk_node", "spatial_context_node", "memory_node"}
+    assert executables == {"fk_node", "spatial_context_node", "memory_node", "vo_node"}
     for exe in executables:
         assert exe in console_scripts, f"launch starts {exe!r}, which setup.py does not install"
         module, func = console_scripts[exe].split(":")

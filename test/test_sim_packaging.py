@@ -20,6 +20,7 @@ from spatial_memory.ros.node_configs import (
     MemoryNodeConfig,
     SimNodeConfig,
     SpatialContextNodeConfig,
+    VoNodeConfig,
 )
 from spatial_memory.ros.params import parameter_specs, value_matches
 from spatial_memory.sim import mobile_robot as mr
@@ -33,6 +34,7 @@ NODE_CONFIGS = {
     topics.FK_NODE: FkNodeConfig,
     topics.SPATIAL_CONTEXT_NODE: SpatialContextNodeConfig,
     topics.MEMORY_NODE: MemoryNodeConfig,
+    topics.VO_NODE: VoNodeConfig,
 }
 # sim.yaml values that differ from the dataclass defaults on purpose: node -> {parameter: reason}
 DELIBERATE: dict[str, dict[str, str]] = {
@@ -51,6 +53,7 @@ DELIBERATE: dict[str, dict[str, str]] = {
         "engine.keyframe_camera_offset": "the head camera's place on the base",
         "engine.checkpoint": "the shipped model, trained in these simulated houses",
     },
+    topics.VO_NODE: {"use_wheel_odometry": "the sim's wheel odometry starts the chain and bridges losses"},
 }
 
 
@@ -126,6 +129,7 @@ def test_launch_file_declares_the_arguments_it_uses():
         "params_file",
         "use_memory",
         "memory_checkpoint",
+        "odometry",
     }
     used = {c.args[0].value for c in _calls(tree, "LaunchConfiguration")}
     assert used <= declared, f"LaunchConfiguration of undeclared arguments: {sorted(used - declared)}"
@@ -136,7 +140,7 @@ def test_launch_starts_our_three_executables_which_setup_py_installs(setup_kwarg
     tree = ast.parse(LAUNCH.read_text())
     ours = [c for c in _calls(tree, "Node") if _kwarg(c, "package") == "spatial_memory"]
     executables = {_kwarg(c, "executable") for c in ours}
-    assert executables == {"sim_node", "fk_node", "spatial_context_node", "memory_node"}
+    assert executables == {"sim_node", "fk_node", "spatial_context_node", "memory_node", "vo_node"}
     scripts = dict(e.replace(" ", "").split("=", 1) for e in setup_kwargs["entry_points"]["console_scripts"])
     for exe in executables:
         module, func = scripts[exe].split(":")
@@ -194,7 +198,20 @@ def test_the_three_nodes_agree_on_the_robot(configs):
     assert ctx.mode == "mobile" and ctx.world_frame == sim.odom_frame and ctx.base_frame == sim.base_frame
     assert ctx.context.camera_frame == mr.HEAD_OPTICAL_FRAME  # the frame of camera/image
     assert ctx.frame_rate_hz <= sim.sim.robot.head_camera.rate_hz
-    assert sim.publish_odom_tf, "nothing else publishes odom -> base_link in sim.launch.py"
+    assert sim.publish_odom_tf, "odometry:=wheel (the default): sim_node publishes odom -> base_link"
+    vo = configs[topics.VO_NODE]
+    assert (vo.odom_frame, vo.base_frame, vo.arm_root_frame) == (sim.odom_frame, sim.base_frame, mr.ARM_ROOT)
+    assert vo.use_wheel_odometry and vo.publish_tf, "odometry:=visual: vo_node publishes odom -> base_link"
+
+
+def test_exactly_one_node_publishes_odom_to_base_link_for_either_odometry():
+    """sim.launch.py turns sim_node's odom TF off exactly when it starts vo_node (odometry:=visual)."""
+    code = ast.unparse(ast.parse(LAUNCH.read_text()))
+    compare = "PythonExpression([\"'\", LaunchConfiguration('odometry'), \"' == '{}'\"])"
+    assert f"visual = {compare.format('visual')}" in code
+    assert "condition=IfCondition(visual)" in code.split("executable='vo_node'")[1].split(")\n")[0]
+    assert f"'publish_odom_tf': ParameterValue({compare.format('wheel')}, value_type=bool)" in code
+    assert "choices=['wheel', 'visual']" in code
 
 
 def test_sim_yaml_loads_like_the_pipeline_loads_it():

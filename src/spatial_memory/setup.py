@@ -60,6 +60,7 @@ setup(
             "spatial_context_node = spatial_memory.ros.spatial_context_node:main",
             "sim_node = spatial_memory.ros.sim_node:main",
             "memory_node = spatial_memory.ros.memory_node:main",
+            "vo_node = spatial_memory.ros.vo_node:main",
         ],
     },
 )

@@ -400,8 +400,8 @@ def test_sim_launch_file_builds_its_launch_description(repo_root):
         "params_file",
         "use_memory",
         "memory_checkpoint",
+        "odometry",
     }
     nodes = [e for e in description.entities if isinstance(e, Node)]
-    assert (
-        len(nodes) == 4
-    )  # sim_node, fk_node, spatial_context_node, rviz2 (conditional); memory_node: opaque
+    # sim_node, fk_node, spatial_context_node, vo_node and rviz2 (both conditional); memory_node: opaque
+    assert len(nodes) == 5

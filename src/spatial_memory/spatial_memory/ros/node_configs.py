@@ -21,6 +21,7 @@ from spatial_memory.robot.description import CameraMount
 from spatial_memory.ros import topics
 from spatial_memory.sim import mobile_robot
 from spatial_memory.sim.live import LiveSimConfig
+from spatial_memory.vo.odometry import VisualOdometryConfig
 
 
 def _help(text: str) -> dict[str, str]:
@@ -219,6 +220,63 @@ class MemoryNodeConfig:
         for name in ("update_rate_hz", "status_rate_hz", "tf_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
+class VoNodeConfig:
+    """vo_node: the patch VO on the robot's camera as base odometry (`vo.odometry.VisualOdometry`).
+
+    The camera's mount comes from TF (`base_frame` -> the image's frame, looked up once: a body-mounted
+    camera) and so does the arm's root in the camera frame for the arm mask (`arm_root_frame`). The
+    output chain starts at the identity, or at the wheel odometry's pose when `use_wheel_odometry` is on;
+    then the wheel odometry also bridges the frames VO loses.
+    """
+
+    odom_frame: str = field(
+        default=topics.ODOM_FRAME, metadata=_help("frame of vo/odometry and the TF parent")
+    )
+    base_frame: str = field(default=topics.BASE_LINK_FRAME, metadata=_help("robot body frame (TF child)"))
+    camera_frame: str = field(
+        default="", metadata=_help("the camera's optical frame; '' = the image header's frame_id")
+    )
+    arm_root_frame: str = field(
+        default=topics.ARM_ROOT_FRAME, metadata=_help("the FR3's root link, for the arm mask (TF)")
+    )
+    publish_tf: bool = field(default=True, metadata=_help("publish odom_frame -> base_frame on /tf"))
+    use_wheel_odometry: bool = field(
+        default=False,
+        metadata=_help("read wheel odometry (topic 'odom'): start the chain at its pose, bridge lost frames"),
+    )
+    depth_max_dt_s: float = field(
+        default=0.02, metadata=_help("a depth image pairs with the colour image this close in time")
+    )
+    joint_state_max_dt_s: float = field(
+        default=0.1, metadata=_help("no arm mask for an image without a joint state this close in time")
+    )
+    wheel_max_dt_s: float = field(
+        default=0.1, metadata=_help("a wheel odometry pose counts for an image this close in time")
+    )
+    tf_timeout_s: float = field(default=0.1, metadata=_help("how long to wait for the camera's mount in TF"))
+    path_length: int = field(default=1000, metadata=_help("poses kept in vo/path (the newest); 0 = no path"))
+    path_rate_hz: float = field(default=1.0, metadata=_help("rate of vo/path"))
+    status_rate_hz: float = field(default=1.0, metadata=_help("rate of vo/status (JSON)"))
+    odometry: VisualOdometryConfig = field(default_factory=VisualOdometryConfig)
+
+    def __post_init__(self) -> None:
+        frames = {n: getattr(self, n) for n in ("odom_frame", "base_frame", "arm_root_frame")}
+        for name, value in frames.items():
+            if not value:
+                raise ConfigError(f"{name} must be a non-empty frame name")
+        if self.odom_frame == self.base_frame:
+            raise ConfigError(f"odom_frame and base_frame must differ, got {self.odom_frame!r} twice")
+        for name in ("depth_max_dt_s", "joint_state_max_dt_s", "wheel_max_dt_s", "tf_timeout_s"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        for name in ("path_rate_hz", "status_rate_hz"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if self.path_length < 0:
+            raise ConfigError(f"path_length must be >= 0, got {self.path_length}")
 
 
 def configured_memory_checkpoint(params_file: str | Path, override: str = "") -> str:

@@ -26,6 +26,11 @@ KEYFRAME_IMAGES = "spatial_context/keyframe_images"  # sensor_msgs/Image rgb8: a
 MEMORY_QUERY = "memory/query"  # spatial_memory_interfaces/srv/QueryPose, internal: /query_pose forwards here
 MEMORY_STATUS = "memory/status"  # std_msgs/String: a JSON summary of the memory (backend, steps, ...)
 
+# --- vo_node (inputs: camera/image, camera/camera_info, camera/depth, joint_states, odom = wheel odometry)
+VO_ODOMETRY = "vo/odometry"  # nav_msgs/Odometry: base_link in odom, with covariance
+VO_PATH = "vo/path"  # nav_msgs/Path: the newest poses of vo/odometry
+VO_STATUS = "vo/status"  # std_msgs/String: JSON (rate, dropped frames, losses, where the motion came from)
+
 # --- sim_node (MuJoCo) inputs: commands
 CMD_VEL = "cmd_vel"  # geometry_msgs/Twist: linear.x (m/s) and angular.z (rad/s) of the base
 JOINT_COMMANDS = "joint_commands"  # sensor_msgs/JointState: arm position targets, fr3_joint1..7 by name
@@ -68,16 +73,20 @@ SIM_TOPICS: frozenset[str] = frozenset(
 PUBLISHED_TOPICS: frozenset[str] = (
     frozenset(
         {EE_POSE, ROBOT_DESCRIPTION, TF, TF_STATIC, BEV_MAP, KEYFRAME_MARKERS, KEYFRAME_IMAGES, MEMORY_STATUS}
+        | {VO_ODOMETRY, VO_PATH, VO_STATUS}
     )
     | SIM_TOPICS
 )
-SUBSCRIBED_TOPICS: frozenset[str] = frozenset({JOINT_STATES, CAMERA_IMAGE, CMD_VEL, JOINT_COMMANDS})
+SUBSCRIBED_TOPICS: frozenset[str] = frozenset(
+    {JOINT_STATES, CAMERA_IMAGE, CAMERA_INFO, CAMERA_DEPTH, ODOM, CMD_VEL, JOINT_COMMANDS}
+)
 
 # --- node names (the keys of config/*.yaml)
 FK_NODE = "fk_node"
 SPATIAL_CONTEXT_NODE = "spatial_context_node"
 SIM_NODE = "sim_node"
 MEMORY_NODE = "memory_node"
+VO_NODE = "vo_node"
 
 # --- default frame names (REP-105 / franka_description)
 WORLD_FRAME = "world"  # the simulated world's origin (ground truth is expressed in it)

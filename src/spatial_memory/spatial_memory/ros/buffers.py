@@ -1,0 +1,77 @@
+"""Thread-safe buffers between ROS callbacks and a node's worker; pure (no rclpy), so tested without ROS.
+
+`LatestSlot` holds the newest unprocessed item: a producer that outruns the worker replaces the waiting
+item (dropped and counted) instead of queueing, so a node that falls behind works on the newest frame.
+`StampedBuffer` keeps the last few stamped values of a side stream (depth, joint states, wheel odometry)
+and hands out the one nearest to a stamp within a tolerance.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections import deque
+from typing import Generic, TypeVar
+
+from spatial_memory.errors import ConfigError
+
+T = TypeVar("T")
+
+
+class LatestSlot(Generic[T]):
+    """One waiting item; `put` replaces (and counts as dropped) an item nobody took yet."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._item: T | None = None
+        self.received = 0
+        self.dropped = 0
+
+    def put(self, item: T) -> None:
+        with self._lock:
+            self.received += 1
+            if self._item is not None:
+                self.dropped += 1
+            self._item = item
+
+    def take(self) -> T | None:
+        """The waiting item (now removed), or None."""
+        with self._lock:
+            item, self._item = self._item, None
+            return item
+
+
+class StampedBuffer(Generic[T]):
+    """The newest `capacity` (stamp ns, value) pairs; lookups by nearest stamp."""
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ConfigError(f"capacity must be >= 1, got {capacity}")
+        self._lock = threading.Lock()
+        self._items: deque[tuple[int, T]] = deque(maxlen=capacity)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+    def add(self, stamp_ns: int, value: T) -> None:
+        """Add a value; one older than the newest is placed in stamp order (out-of-order delivery)."""
+        with self._lock:
+            if not self._items or stamp_ns >= self._items[-1][0]:
+                self._items.append((int(stamp_ns), value))
+                return
+            items = list(self._items)
+            bisect.insort(items, (int(stamp_ns), value), key=lambda pair: pair[0])
+            self._items = deque(items[-self._items.maxlen :], maxlen=self._items.maxlen)
+
+    def nearest(self, stamp_ns: int, max_dt_ns: int) -> T | None:
+        """The value stamped nearest to `stamp_ns` if within `max_dt_ns`, else None."""
+        with self._lock:
+            best = min(self._items, key=lambda pair: abs(pair[0] - stamp_ns), default=None)
+        if best is None or abs(best[0] - stamp_ns) > max_dt_ns:
+            return None
+        return best[1]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()

@@ -1,0 +1,63 @@
+"""LatestSlot (drop, don't queue) and StampedBuffer (nearest stamp within a tolerance)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from spatial_memory.errors import ConfigError
+from spatial_memory.ros.buffers import LatestSlot, StampedBuffer
+
+
+def test_the_slot_keeps_the_newest_item_and_counts_what_it_dropped():
+    slot: LatestSlot[int] = LatestSlot()
+    assert slot.take() is None
+    slot.put(1)
+    assert slot.take() == 1 and slot.take() is None
+    for i in range(2, 6):
+        slot.put(i)
+    assert slot.take() == 5
+    assert (slot.received, slot.dropped) == (5, 3)
+
+
+def test_the_slot_loses_no_count_under_concurrent_producers():
+    slot: LatestSlot[int] = LatestSlot()
+    taken = []
+    stop = threading.Event()
+
+    def consume():
+        while not stop.is_set():
+            item = slot.take()
+            if item is not None:
+                taken.append(item)
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    producers = [threading.Thread(target=lambda: [slot.put(i) for i in range(2000)]) for _ in range(3)]
+    for p in producers:
+        p.start()
+    for p in producers:
+        p.join()
+    stop.set()
+    consumer.join()
+    left = slot.take()
+    assert slot.received == 6000
+    assert len(taken) + (left is not None) + slot.dropped == slot.received
+
+
+def test_the_buffer_answers_the_nearest_stamp_within_the_tolerance():
+    buf: StampedBuffer[str] = StampedBuffer(3)
+    assert buf.nearest(100, 10**9) is None
+    for stamp, value in ((100, "a"), (200, "b"), (300, "c")):
+        buf.add(stamp, value)
+    assert buf.nearest(190, 20) == "b" and buf.nearest(260, 50) == "c"
+    assert buf.nearest(150, 10) is None  # 50 ns from the nearest
+    buf.add(400, "d")  # capacity 3: "a" goes
+    assert len(buf) == 3 and buf.nearest(100, 60) is None
+    buf.add(250, "late")  # delivered out of order: placed by stamp, the oldest goes
+    assert buf.nearest(240, 20) == "late" and buf.nearest(200, 1) is None
+    buf.clear()
+    assert len(buf) == 0
+    with pytest.raises(ConfigError):
+        StampedBuffer(0)

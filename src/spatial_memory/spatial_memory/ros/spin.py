@@ -1,7 +1,8 @@
 """Run a node until Ctrl-C or shutdown, the same way for every executable (Humble and Jazzy compatible).
 
 A `SpatialMemoryError` raised while building the node (bad parameters, a description that does not
-match) is logged in one line and gives exit code 1; Ctrl-C and external shutdown exit cleanly with 0.
+match) is logged in one line and gives exit code 1; Ctrl-C and external shutdown exit cleanly with 0,
+also when they catch a callback in the middle of publishing.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ def spin_node(
     except SpatialMemoryError as exc:
         rclpy.logging.get_logger(name).fatal(str(exc))
         return 1
+    except Exception:
+        if rclpy.ok():
+            raise
+        # Ctrl-C shut the context down while a callback was publishing (RCLError "publisher's context
+        # is invalid"): that callback's work is moot, the node stops cleanly
     finally:
         executor.shutdown()
         if node is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -61,3 +62,17 @@ def test_the_buffer_answers_the_nearest_stamp_within_the_tolerance():
     assert len(buf) == 0
     with pytest.raises(ConfigError):
         StampedBuffer(0)
+
+
+def test_a_lookup_can_wait_for_a_value_that_is_on_its_way():
+    buf: StampedBuffer[str] = StampedBuffer(4)
+    late = threading.Timer(0.05, lambda: buf.add(1000, "depth"))
+    late.start()
+    start = time.monotonic()
+    assert buf.nearest(1000, 0) is None  # not there yet, and no waiting asked for
+    assert buf.nearest(1000, 0, wait_s=2.0) == "depth"
+    assert time.monotonic() - start < 1.0  # woken by the arrival, not the timeout
+    start = time.monotonic()
+    assert buf.nearest(5000, 10, wait_s=0.1) is None  # nothing near comes: gives up after the wait
+    assert 0.09 < time.monotonic() - start < 1.0
+    late.join()

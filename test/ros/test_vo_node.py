@@ -183,14 +183,15 @@ def test_vo_node_publishes_odometry_tf_path_and_status(ros):
         for f in range(12):
             stamp = t0 + f * period
             joints.publish(conv.make_joint_state(kin.joint_names, kin.home, stamp, factory=factory))
-            depths.publish(
-                conv.numpy_to_image(depth, "32FC1", factory=factory, stamp_ns=stamp, frame_id="cam_optical")
-            )
-            time.sleep(0.02)  # depth and joints before their image
+            time.sleep(0.02)  # the joint state before its image
             image = conv.numpy_to_image(
                 _wall(3.0 * f), "rgb8", factory=factory, stamp_ns=stamp, frame_id="cam_optical"
             )
             images.publish(image)
+            time.sleep(0.01)  # the depth just after its image, as camera drivers do: the image waits for it
+            depths.publish(
+                conv.numpy_to_image(depth, "32FC1", factory=factory, stamp_ns=stamp, frame_id="cam_optical")
+            )
             assert _wait(lambda f=f: node.odometry is not None and node.odometry.vo.frames > f), (
                 node._last_problem
             )

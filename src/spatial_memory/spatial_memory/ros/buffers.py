@@ -3,13 +3,15 @@
 `LatestSlot` holds the newest unprocessed item: a producer that outruns the worker replaces the waiting
 item (dropped and counted) instead of queueing, so a node that falls behind works on the newest frame.
 `StampedBuffer` keeps the last few stamped values of a side stream (depth, joint states, wheel odometry)
-and hands out the one nearest to a stamp within a tolerance.
+and hands out the one nearest to a stamp within a tolerance, waiting a little for one that has not arrived
+yet if asked (a camera driver publishes a frame's depth just after its colour image).
 """
 
 from __future__ import annotations
 
 import bisect
 import threading
+import time
 from collections import deque
 from typing import Generic, TypeVar
 
@@ -47,31 +49,39 @@ class StampedBuffer(Generic[T]):
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
             raise ConfigError(f"capacity must be >= 1, got {capacity}")
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()
         self._items: deque[tuple[int, T]] = deque(maxlen=capacity)
 
     def __len__(self) -> int:
-        with self._lock:
+        with self._changed:
             return len(self._items)
 
     def add(self, stamp_ns: int, value: T) -> None:
         """Add a value; one older than the newest is placed in stamp order (out-of-order delivery)."""
-        with self._lock:
+        with self._changed:
             if not self._items or stamp_ns >= self._items[-1][0]:
                 self._items.append((int(stamp_ns), value))
-                return
-            items = list(self._items)
-            bisect.insort(items, (int(stamp_ns), value), key=lambda pair: pair[0])
-            self._items = deque(items[-self._items.maxlen :], maxlen=self._items.maxlen)
+            else:
+                items = list(self._items)
+                bisect.insort(items, (int(stamp_ns), value), key=lambda pair: pair[0])
+                self._items = deque(items[-self._items.maxlen :], maxlen=self._items.maxlen)
+            self._changed.notify_all()
 
-    def nearest(self, stamp_ns: int, max_dt_ns: int) -> T | None:
-        """The value stamped nearest to `stamp_ns` if within `max_dt_ns`, else None."""
-        with self._lock:
-            best = min(self._items, key=lambda pair: abs(pair[0] - stamp_ns), default=None)
-        if best is None or abs(best[0] - stamp_ns) > max_dt_ns:
-            return None
-        return best[1]
+    def _nearest(self, stamp_ns: int, max_dt_ns: int) -> tuple[int, T] | None:
+        best = min(self._items, key=lambda pair: abs(pair[0] - stamp_ns), default=None)
+        return best if best is not None and abs(best[0] - stamp_ns) <= max_dt_ns else None
+
+    def nearest(self, stamp_ns: int, max_dt_ns: int, wait_s: float = 0.0) -> T | None:
+        """The value stamped nearest to `stamp_ns` if within `max_dt_ns`, else None; with `wait_s`, wait up
+        to that long (wall time) for one to arrive while none is in the buffer yet."""
+        deadline = time.monotonic() + wait_s
+        with self._changed:
+            found = self._nearest(stamp_ns, max_dt_ns)
+            while found is None and (left := deadline - time.monotonic()) > 0:
+                self._changed.wait(left)
+                found = self._nearest(stamp_ns, max_dt_ns)
+        return None if found is None else found[1]
 
     def clear(self) -> None:
-        with self._lock:
+        with self._changed:
             self._items.clear()

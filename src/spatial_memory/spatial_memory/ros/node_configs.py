@@ -250,6 +250,9 @@ class VoNodeConfig:
     depth_max_dt_s: float = field(
         default=0.02, metadata=_help("a depth image pairs with the colour image this close in time")
     )
+    depth_wait_s: float = field(
+        default=0.05, metadata=_help("how long a colour image waits for its depth image to arrive")
+    )
     joint_state_max_dt_s: float = field(
         default=0.1, metadata=_help("no arm mask for an image without a joint state this close in time")
     )
@@ -269,7 +272,13 @@ class VoNodeConfig:
                 raise ConfigError(f"{name} must be a non-empty frame name")
         if self.odom_frame == self.base_frame:
             raise ConfigError(f"odom_frame and base_frame must differ, got {self.odom_frame!r} twice")
-        for name in ("depth_max_dt_s", "joint_state_max_dt_s", "wheel_max_dt_s", "tf_timeout_s"):
+        for name in (
+            "depth_max_dt_s",
+            "depth_wait_s",
+            "joint_state_max_dt_s",
+            "wheel_max_dt_s",
+            "tf_timeout_s",
+        ):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         for name in ("path_rate_hz", "status_rate_hz"):

@@ -201,7 +201,7 @@ class VoNode(Node):
         image = vm.vo_image(msg)
         depth = None
         if odo.use_depth:
-            depth_msg = self._depth.nearest(stamp, int(cfg.depth_max_dt_s * 1e9))
+            depth_msg = self._depth.nearest(stamp, int(cfg.depth_max_dt_s * 1e9), wait_s=cfg.depth_wait_s)
             if depth_msg is None:
                 self._counts["frames_without_depth"] += 1
             else:

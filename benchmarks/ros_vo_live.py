@@ -106,7 +106,8 @@ def report(result: dict) -> str:
         f"{result['path_m']:.2f} | {result['sim_seconds']:.1f} |",
         "",
         f"vo/status at the end: {s.get('rate_hz')} frames/s tracked, {s.get('ms_per_frame')} ms a frame, "
-        f"{s.get('received')} received, {s.get('dropped')} dropped, {s.get('losses')} lost, sources visual "
+        f"{s.get('received')} received, {s.get('dropped')} dropped, {s.get('frames_without_depth')} tracked "
+        f"without depth, {s.get('losses')} lost, sources visual "
         f"{s.get('visual')} / wheel {s.get('wheel')} / prior {s.get('prior')}, arm mask "
         f"{s.get('masked_fraction')} of the image.",
         "",

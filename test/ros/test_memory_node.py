@@ -152,14 +152,6 @@ def test_status_json_of_an_engine(checkpoint):
 # rclpy: the nodes in-process
 
 
-@pytest.fixture(scope="module")
-def ros():
-    rclpy = pytest.importorskip("rclpy")
-    rclpy.init()
-    yield rclpy
-    rclpy.try_shutdown()
-
-
 def _call(node, srv_type, name, request, timeout=10.0):
     client = node.create_client(srv_type, name)
     assert client.wait_for_service(timeout_sec=timeout), f"{name} not offered"

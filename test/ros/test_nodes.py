@@ -45,13 +45,6 @@ Q = np.array([0.1, -0.6, 0.2, -2.2, 0.1, 1.7, 0.6])
 T0 = 1_700_000_000 * 10**9  # a plausible wall-clock stamp
 
 
-@pytest.fixture(scope="module")
-def ros() -> Iterator[None]:
-    rclpy.init()
-    yield
-    rclpy.try_shutdown()
-
-
 @pytest.fixture
 def graph(ros) -> Iterator[SimpleNamespace]:
     """An executor with a probe node; `add(node)` spins another node on it; `wait(pred)` spins until true."""

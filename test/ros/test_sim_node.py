@@ -223,14 +223,6 @@ def test_sim_node_config_declares_ros_typed_parameters_and_checks_frames():
 needs_rclpy = pytest.mark.skipif(importlib.util.find_spec("rclpy") is None, reason="needs rclpy (ROS 2)")
 
 
-@pytest.fixture(scope="module")
-def ros() -> Iterator[None]:
-    rclpy = pytest.importorskip("rclpy")
-    rclpy.init()
-    yield
-    rclpy.try_shutdown()
-
-
 @pytest.fixture
 def graph(ros) -> Iterator[SimpleNamespace]:
     """An executor with a probe node; `add(node)` spins another node on it; `wait(pred)` spins until true."""

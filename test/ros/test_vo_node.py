@@ -102,14 +102,6 @@ def test_status_is_sorted_compact_json():
 # rclpy: the node in-process
 
 
-@pytest.fixture(scope="module")
-def ros():
-    rclpy = pytest.importorskip("rclpy")
-    rclpy.init()
-    yield rclpy
-    rclpy.try_shutdown()
-
-
 def _wall(shift_px: float) -> np.ndarray:
     """A textured wall 2 m ahead after the camera moved right by shift_px * 2 m / fx (see test_odometry)."""
     rng = np.random.default_rng(7)

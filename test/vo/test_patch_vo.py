@@ -3,6 +3,7 @@ tracking loss, and a real TUM RGB-D clip when the shared data is there."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import cv2
@@ -224,3 +225,38 @@ def test_without_the_trajectory_the_state_stays_bounded_and_the_poses_are_the_sa
     assert len(bounded._T_cw) <= cfg.window + cfg.patch_lifetime + 1
     assert len(bounded._keyframes) <= max(cfg.window, 4)
     assert len(bounded.trajectory()[0]) == len(bounded._T_cw)
+
+
+def test_pixel_values_scale_with_the_image_width():
+    cfg = PatchVOConfig()
+    half = cfg.at_width(320)
+    assert (half.lk_window_px, half.min_spacing_px, half.reference_width_px) == (11, 4, 0)
+    assert half.huber_px == cfg.huber_px / 2 and half.outlier_px == cfg.outlier_px / 2
+    assert half.inv_depth_sigma == cfg.inv_depth_sigma * 2  # weighed against half as many pixels
+    assert cfg.at_width(160).lk_window_px == 5 and cfg.at_width(1280).lk_window_px == 41
+    assert cfg.at_width(640) == dataclasses.replace(cfg, reference_width_px=0)
+    assert half.at_width(100) is half  # already in pixels: unchanged
+    assert PatchVO(K * [[0.5], [0.5], [1]], 320, 240).config == half
+    with pytest.raises(ConfigError):
+        PatchVOConfig(reference_width_px=-1)
+
+
+def test_lk_starts_at_the_predicted_pixel_so_fast_steady_motion_keeps_its_tracks():
+    """A wall sliding ever faster, up to 20 px a frame, at 160x120 (a 5 px LK window): starting LK where the
+    motion prior puts each patch keeps tracking; starting it at the old pixel loses the wall."""
+    K_small = np.array([[125.0, 0.0, 80.0], [0.0, 125.0, 60.0], [0.0, 0.0, 1.0]])
+    rng = np.random.default_rng(5)
+    wall = cv2.resize(
+        rng.integers(0, 255, (40, 300), dtype=np.uint8), (1500, 120), interpolation=cv2.INTER_CUBIC
+    )
+    depth = np.full((120, 160), 2.0, np.float32)
+    lost = {}
+    for predict in (True, False):
+        vo = PatchVO(K_small, 160, 120, PatchVOConfig(lk_predict=predict))
+        x = v = 0
+        for f in range(25):
+            vo.track(np.ascontiguousarray(wall[:, x : x + 160]), 0.1 * f, depth=depth)
+            v = min(v + 1, 20)
+            x += v
+        lost[predict] = vo.lost
+    assert lost[True] == 0 and lost[False] >= 3, lost

@@ -18,8 +18,8 @@ Covariance: a drift model, not a per-frame estimate. VO's error grows with the p
 proportion to how far it moved (`translation_drift` m per m, `rotation_drift` rad per rad), which makes
 the result independent of the frame rate. Steps VO did not measure count `unmeasured_factor` times more and
 a step bridged by the prior adds `prior_step_sigma_*` besides (the prior may be wrong by a whole step).
-The defaults are conservative for what we measured (5 % of the path: 2.7-4.8 % in the simulated house at
-160x120). Translation uncertainty is isotropic, so it needs no rotating into `odom`.
+The default, 2 % of the path, is 2-4 times what we measured (0.5 % on the TUM clip at 640x480, 0.4-1 % for
+vo_node in the simulated house at 160x120). Translation uncertainty is isotropic: no rotating into `odom`.
 Monocular mode (no depth) has no metric scale: its poses are in the VO's units (the first frame's patches
 start 1 m away) and its covariance is in those units too.
 """
@@ -51,8 +51,8 @@ class VisualOdometryConfig:
     arm_mask: bool = True
     arm_mask_margin_px: int = 6
     static_mask: str = ""  # image file, non-zero pixels masked (e.g. the robot's own body); '' = none
-    translation_drift: float = 0.05  # 1-sigma translation error per metre of measured motion
-    rotation_drift: float = 0.05  # 1-sigma rotation error per radian of measured rotation
+    translation_drift: float = 0.02  # 1-sigma translation error per metre of measured motion
+    rotation_drift: float = 0.02  # 1-sigma rotation error per radian of measured rotation
     unmeasured_factor: float = 10.0  # sigma multiplier of steps VO did not measure (wheel, prior)
     prior_step_sigma_m: float = 0.05  # extra 1-sigma of a step bridged by the motion prior
     prior_step_sigma_rad: float = 0.05

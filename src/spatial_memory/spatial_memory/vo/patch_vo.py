@@ -5,8 +5,9 @@ depth for new patches where the camera has it.
 How a frame is processed (`PatchVO.track`):
 1. predict its pose: the last pose times the damped last motion (DPVO's 'DAMPED_LINEAR', damping 0.5);
 2. track every live patch from the previous frame into this one with pyramidal Lucas-Kanade (OpenCV),
-   keeping a track only if tracking back lands within `fb_max_px` of where it started and it stays out of
-   the mask; each kept track is an edge (patch, frame) of the patch graph with its observed pixel;
+   starting where the predicted pose projects it (`lk_predict`), keeping a track only if tracking back
+   lands within `fb_max_px` of where it started and it stays out of the mask; each kept track is an edge
+   (patch, frame) of the patch graph with its observed pixel;
 3. bundle-adjust the last `window` frames' poses and the inverse depths of the patches born in them
    (Gauss-Newton with the depths eliminated by the Schur complement, Huber weights, Levenberg damping,
    `ba_iterations` per frame; older frames are held fixed; tracks whose newest observation stays more than
@@ -21,6 +22,9 @@ How a frame is processed (`PatchVO.track`):
    third kept (DPVO's 'GRADIENT_BIAS'), none inside the mask or next to a live track; a new patch's inverse
    depth is the depth reading at its pixel, else the median of the live patches (DPVO's rule).
 
+Pixel sizes and thresholds are set for a `reference_width_px` (640) wide image and scale with the width
+(`PatchVOConfig.at_width`), so each covers the same angle at any resolution.
+
 Correspondence is classical (pyramidal LK) rather than DPVO's learned update operator: on two CPU cores a
 learned operator at 15 Hz is out of reach, and LK on tracked patches is what the OpenCV baselines use, so the
 comparison isolates what the patch graph and the windowed bundle adjustment add.
@@ -32,6 +36,7 @@ starts again from the predicted pose (the pose chain stays continuous; no jump i
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass, field
@@ -46,7 +51,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PatchVOConfig:
-    """Sizes, windows and thresholds of the patch VO (pixels at the working resolution)."""
+    """Sizes, windows and thresholds of the patch VO.
+
+    Pixel sizes and thresholds (`*_px`, and `inv_depth_sigma`, which is weighed against 1 px of reprojection)
+    are for images `reference_width_px` wide and scale with the image width: `PatchVO` uses
+    `config.at_width(width)`, so a 320x240 camera gets an 11 px LK window, 4 px patch spacing, 0.75 px Huber
+    threshold, and so on: the same angles as 640x480's 21 px and 8 px. `reference_width_px=0` takes the
+    values as pixels at whatever resolution the images have.
+    """
 
     patches_per_frame: int = 64
     window: int = 8  # keyframes whose poses the bundle adjustment moves (the oldest is held fixed)
@@ -70,6 +82,8 @@ class PatchVOConfig:
     max_reproj_px: float = 3.0  # median reprojection error above this after BA is a tracking loss
     outlier_px: float = 3.0  # a track whose newest observation is off by more after BA ends there
     keep_trajectory: bool = True  # keep every frame's pose for `trajectory()`; False: constant memory
+    lk_predict: bool = True  # start LK at the pixel the motion prior predicts (else at the old pixel)
+    reference_width_px: int = 640  # image width the pixel values above are for (0: no scaling)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -91,6 +105,30 @@ class PatchVOConfig:
                 raise ConfigError(f"PatchVOConfig.{name} must be > 0")
         if not 0.0 <= self.motion_damping <= 1.0:
             raise ConfigError("PatchVOConfig.motion_damping must be within [0, 1]")
+        ref = self.reference_width_px
+        if isinstance(ref, bool) or not isinstance(ref, int) or ref < 0:
+            raise ConfigError(f"PatchVOConfig.reference_width_px must be an integer >= 0, got {ref!r}")
+
+    def at_width(self, width: int) -> PatchVOConfig:
+        """This config for images `width` pixels wide: the pixel sizes and thresholds scaled by
+        width / reference_width_px (the LK window to the nearest odd size, at least 5 px), and
+        `reference_width_px` 0 (the values are now in that image's pixels)."""
+        if not self.reference_width_px:
+            return self
+        s = width / self.reference_width_px
+        return dataclasses.replace(
+            self,
+            lk_window_px=max(5, 2 * round((self.lk_window_px * s - 1) / 2) + 1),
+            min_spacing_px=max(1, round(self.min_spacing_px * s)),
+            mask_margin_px=round(self.mask_margin_px * s),
+            huber_px=self.huber_px * s,
+            fb_max_px=self.fb_max_px * s,
+            outlier_px=self.outlier_px * s,
+            max_reproj_px=self.max_reproj_px * s,
+            keyframe_thresh_px=self.keyframe_thresh_px * s,
+            inv_depth_sigma=self.inv_depth_sigma / s,
+            reference_width_px=0,
+        )
 
 
 @dataclass(eq=False)
@@ -184,7 +222,7 @@ class PatchVO:
         if width < 16 or height < 16:
             raise InvalidInputError(f"images must be at least 16x16, got {width}x{height}")
         self.K, self.width, self.height = K, int(width), int(height)
-        self.config = config or PatchVOConfig()
+        self.config = (config or PatchVOConfig()).at_width(self.width)  # in this image's pixels
         self._rng = np.random.default_rng(self.config.seed)
         # world -> camera and stamp by frame number: every frame, or (keep_trajectory=False) only the
         # frames the patch graph still uses, so a robot running for hours tracks as fast as in minute one
@@ -326,7 +364,13 @@ class PatchVO:
             return 0
         pts = np.array([p.obs[n - 1] for p in live], dtype=np.float32).reshape(-1, 1, 2)
         lk = {"winSize": (cfg.lk_window_px, cfg.lk_window_px), "maxLevel": cfg.lk_levels - 1}
-        fwd, ok1, _ = cv2.calcOpticalFlowPyrLK(self._prev_gray, gray, pts, None, **lk)
+        if cfg.lk_predict:
+            guess = self._predict(live, n, pts.reshape(-1, 2)).astype(np.float32).reshape(-1, 1, 2)
+            fwd, ok1, _ = cv2.calcOpticalFlowPyrLK(
+                self._prev_gray, gray, pts, guess, flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **lk
+            )
+        else:
+            fwd, ok1, _ = cv2.calcOpticalFlowPyrLK(self._prev_gray, gray, pts, None, **lk)
         back, ok2, _ = cv2.calcOpticalFlowPyrLK(gray, self._prev_gray, fwd, None, **lk)
         fb = np.linalg.norm((back - pts).reshape(-1, 2), axis=1)
         uv = fwd.reshape(-1, 2).astype(np.float64)
@@ -349,6 +393,25 @@ class PatchVO:
             else:
                 p.alive = False
         return int(good.sum())
+
+    def _predict(self, live: list[_Patch], n: int, old: np.ndarray) -> np.ndarray:
+        """Pixels of the live patches in frame n at its predicted pose (the old pixel where the patch would
+        be behind the camera)."""
+        fx, fy, cx, cy = self.K[0, 0], self.K[1, 1], self.K[0, 2], self.K[1, 2]
+        born = np.array([p.frame for p in live])
+        frames = np.unique(born)
+        T_n = self._T_cw[n]
+        T = np.array([T_n @ np.linalg.inv(self._T_cw[f]) for f in frames.tolist()])[
+            np.searchsorted(frames, born)
+        ]
+        uv = np.array([p.uv for p in live])
+        bearing = np.column_stack([(uv[:, 0] - cx) / fx, (uv[:, 1] - cy) / fy, np.ones(len(live))])
+        rho = np.array([p.inv_depth for p in live])
+        X = np.einsum("eab,eb->ea", T[:, :3, :3], bearing) + rho[:, None] * T[:, :3, 3]
+        ahead = X[:, 2] > 1e-6
+        z = np.where(ahead, X[:, 2], 1.0)
+        predicted = np.column_stack([fx * X[:, 0] / z + cx, fy * X[:, 1] / z + cy])
+        return np.where(ahead[:, None], predicted, old.astype(np.float64))
 
     def _inv_depth_at(self, depth: np.ndarray | None, uv: np.ndarray) -> float | None:
         """Measured inverse depth at a pixel (nearest), or None where there is no usable reading."""

@@ -25,9 +25,11 @@ How a frame is processed (`PatchVO.track`):
 Pixel sizes and thresholds are set for a `reference_width_px` (640) wide image and scale with the width
 (`PatchVOConfig.at_width`), so each covers the same angle at any resolution.
 
-Correspondence is classical (pyramidal LK) rather than DPVO's learned update operator: on two CPU cores a
-learned operator at 15 Hz is out of reach, and LK on tracked patches is what the OpenCV baselines use, so the
-comparison isolates what the patch graph and the windowed bundle adjustment add.
+Correspondence is classical (pyramidal LK) rather than DPVO's learned update operator, chosen by measurement
+(`benchmarks/bench_vo_operator.py`): networks of DPVO's sizes need about 190 ms a frame at 320x240 and 400 ms
+at 640x480 on two CPU cores before any bundle adjustment, against a 67 ms budget at 15 Hz; LK takes 3-7 ms.
+LK on tracked patches is also what the OpenCV baselines use, so the comparison isolates what the patch graph
+and the windowed bundle adjustment add.
 
 Tracking health: fewer than `min_tracks` live tracks, or a bundle adjustment whose error does not fall
 below `max_reproj_px`, is a tracking loss: `track` returns None, `status` says why, and the next frame

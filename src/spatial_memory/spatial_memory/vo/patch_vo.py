@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+import scipy.sparse
 
 from spatial_memory.errors import ConfigError, InvalidInputError
 
@@ -170,6 +171,15 @@ def _skew(v: np.ndarray) -> np.ndarray:
         ],
         -2,
     )
+
+
+def _scatter_sum(index: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
+    """out[index[e]] += values[e] for every e, as one sparse product (np.add.at is many times slower):
+    values (E, ...) -> (size, ...)."""
+    ones = np.ones(len(index))
+    gather = scipy.sparse.csr_matrix((ones, (index, np.arange(len(index)))), shape=(size, len(index)))
+    flat = values.reshape(len(index), int(np.prod(values.shape[1:])))
+    return np.asarray(gather @ flat).reshape((size, *values.shape[1:]))
 
 
 def se3_exp(xi: np.ndarray) -> np.ndarray:
@@ -452,16 +462,19 @@ class PatchVO:
         keep = np.ones(len(cand), bool)
         if mask is not None:
             keep &= ~mask[ci[:, 1], ci[:, 0]]
-        taken = [p.obs[n] for p in self._live() if n in p.obs]
-        order = np.argsort(-score)
-        chosen: list[np.ndarray] = []
-        for i in order:
-            if not keep[i] or len(chosen) >= m:
-                continue
+        taken = np.array([p.obs[n] for p in self._live() if n in p.obs]).reshape(-1, 2)
+        near = np.abs(cand[:, None, :] - taken[None, :, :]) < cfg.min_spacing_px  # (C, T, 2)
+        keep &= ~np.any(np.all(near, axis=2), axis=1)  # not next to a live track
+        picked = np.empty((m, 2))
+        count = 0
+        for i in np.flatnonzero(keep)[np.argsort(-score[keep])]:
+            if count >= m:
+                break
             q = cand[i]
-            occupied = np.array(taken + chosen).reshape(-1, 2)
-            if not np.any(np.all(np.abs(occupied - q) < cfg.min_spacing_px, axis=1)):
-                chosen.append(q)
+            if not np.any(np.all(np.abs(picked[:count] - q) < cfg.min_spacing_px, axis=1)):
+                picked[count] = q
+                count += 1
+        chosen = list(picked[:count])
         live_depths = [p.inv_depth for p in self._live()]
         median = float(np.median(live_depths)) if live_depths else 1.0
         for q in chosen:
@@ -558,8 +571,9 @@ class PatchVO:
         bearing = np.array([[(p.uv[0] - cx) / fx, (p.uv[1] - cy) / fy, 1.0] for p in patches])
         frames = np.unique(np.concatenate([i, j]))
         T = np.array([self._T_cw[f] for f in frames.tolist()])
+        T_inv = np.linalg.inv(T)  # one inverse per frame, not per edge
         # (E, 4, 4) source camera -> target camera
-        T_ji = T[np.searchsorted(frames, j)] @ np.linalg.inv(T[np.searchsorted(frames, i)])
+        T_ji = T[np.searchsorted(frames, j)] @ T_inv[np.searchsorted(frames, i)]
         R, t = T_ji[:, :3, :3], T_ji[:, :3, 3]
         b, r_k = bearing[k], rho[k]
         X = np.einsum("eab,eb->ea", R, b) + r_k[:, None] * t  # the point in the target camera, times rho
@@ -609,9 +623,9 @@ class PatchVO:
         WJd = W * Jd
         Hdd = np.bincount(k, weights=np.sum(WJd * Jd, axis=1), minlength=P).astype(np.float64)
         bd = np.bincount(k, weights=np.sum(WJd * r, axis=1), minlength=P).astype(np.float64)
-        H4 = np.zeros((F, F, 6, 6))
+        H4 = np.zeros((F * F, 6, 6))
         b2 = np.zeros((F, 6))
-        Hpd3 = np.zeros((F, P, 6))
+        Hpd3 = np.zeros((F * P, 6))
         base = int(min(i.min(), j.min()))
         lookup = np.full(int(max(i.max(), j.max())) - base + 1, -1, dtype=int)  # frame -> block column
         for f, c in col.items():  # (-1: held fixed)
@@ -623,12 +637,12 @@ class PatchVO:
             WJaT = (W[:, :, None] * Ja).transpose(0, 2, 1)  # (E, 6, 3): J^T W
             for Jb, cb in blocks:
                 m = sa & (cb >= 0)
-                np.add.at(H4, (ca[m], cb[m]), WJaT[m] @ Jb[m])
-            np.add.at(b2, ca[sa], (WJaT[sa] @ r[sa][..., None])[..., 0])
-            np.add.at(Hpd3, (ca[sa], k[sa]), (WJaT[sa] @ Jd[sa][..., None])[..., 0])
-        Hpp = H4.transpose(0, 2, 1, 3).reshape(6 * F, 6 * F)
+                H4 += _scatter_sum(ca[m] * F + cb[m], WJaT[m] @ Jb[m], F * F)
+            b2 += _scatter_sum(ca[sa], (WJaT[sa] @ r[sa][..., None])[..., 0], F)
+            Hpd3 += _scatter_sum(ca[sa] * P + k[sa], (WJaT[sa] @ Jd[sa][..., None])[..., 0], F * P)
+        Hpp = H4.reshape(F, F, 6, 6).transpose(0, 2, 1, 3).reshape(6 * F, 6 * F)
         bp = b2.reshape(6 * F)
-        Hpd = Hpd3.transpose(0, 2, 1).reshape(6 * F, P)
+        Hpd = Hpd3.reshape(F, P, 6).transpose(0, 2, 1).reshape(6 * F, P)
         # the reading at the patch's own pixel: sigma-weighted (rho - measured)
         meas = np.array([np.nan if p.measured is None else p.measured for p in patches])
         has = np.isfinite(meas)

@@ -15,8 +15,6 @@ patch VO on that camera, to publish odom -> base_link (depth aligned to the colo
 mount must be in TF). Uses only launch APIs present in Humble and Jazzy.
 """
 
-from pathlib import Path
-
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
 from launch.conditions import IfCondition
@@ -26,7 +24,7 @@ from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 from spatial_memory.ros import topics
-from spatial_memory.ros.node_configs import configured_memory_checkpoint
+from spatial_memory.ros.node_configs import memory_node_launch
 
 
 def _arguments() -> list[DeclareLaunchArgument]:
@@ -93,20 +91,13 @@ def _memory_node(context, *args, **kwargs) -> list:
     """Mobile mode: memory_node under `use_memory` (auto: if its checkpoint exists), or why not."""
     if LaunchConfiguration("mode").perform(context) != "mobile":
         return []  # the memory integrates base motion; a table-mounted arm has none
-    use = LaunchConfiguration("use_memory").perform(context)
     override = LaunchConfiguration("memory_checkpoint").perform(context)
     params_file = LaunchConfiguration("params_file").perform(context)
-    checkpoint = configured_memory_checkpoint(params_file, override)
-    if use == "false" or (use == "auto" and not (checkpoint and Path(checkpoint).is_file())):
-        why = (
-            "use_memory:=false" if use == "false" else f"no checkpoint file ({checkpoint or 'none given'!r})"
-        )
-        return [
-            LogInfo(
-                msg=f"memory_node not started: {why}; /query_pose will answer success=false. "
-                "Start it with memory_checkpoint:=/path/to/model.pt"
-            )
-        ]
+    checkpoint, why_not = memory_node_launch(
+        LaunchConfiguration("use_memory").perform(context), params_file, override
+    )
+    if why_not:
+        return [LogInfo(msg=why_not)]
     sim_time = ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)
     overrides = {"engine.checkpoint": checkpoint} if override else {}
     return [

@@ -22,8 +22,6 @@ then stops with a clear error if the checkpoint is missing), `false` never does.
 Uses only launch APIs present in Humble and Jazzy.
 """
 
-from pathlib import Path
-
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
 from launch.conditions import IfCondition
@@ -33,7 +31,7 @@ from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 from spatial_memory.ros import topics
-from spatial_memory.ros.node_configs import configured_memory_checkpoint
+from spatial_memory.ros.node_configs import memory_node_launch
 from spatial_memory.sim.presets import WORLD_PRESETS
 
 
@@ -78,20 +76,13 @@ def _arguments() -> list[DeclareLaunchArgument]:
 
 def _memory_node(context, *args, **kwargs) -> list:
     """memory_node under `use_memory` (auto: if its checkpoint exists), or a log line saying why not."""
-    use = LaunchConfiguration("use_memory").perform(context)
     override = LaunchConfiguration("memory_checkpoint").perform(context)
     params_file = LaunchConfiguration("params_file").perform(context)
-    checkpoint = configured_memory_checkpoint(params_file, override)
-    if use == "false" or (use == "auto" and not (checkpoint and Path(checkpoint).is_file())):
-        why = (
-            "use_memory:=false" if use == "false" else f"no checkpoint file ({checkpoint or 'none given'!r})"
-        )
-        return [
-            LogInfo(
-                msg=f"memory_node not started: {why}; /query_pose will answer success=false. "
-                "Start it with memory_checkpoint:=/path/to/model.pt"
-            )
-        ]
+    checkpoint, why_not = memory_node_launch(
+        LaunchConfiguration("use_memory").perform(context), params_file, override
+    )
+    if why_not:
+        return [LogInfo(msg=why_not)]
     overrides = {"engine.checkpoint": checkpoint} if override else {}
     return [
         Node(

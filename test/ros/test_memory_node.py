@@ -23,7 +23,7 @@ from spatial_memory.memory.registry import build_model, save_checkpoint
 from spatial_memory.ros import conversions as conv
 from spatial_memory.ros import memory_messages as mm
 from spatial_memory.ros import topics
-from spatial_memory.ros.node_configs import configured_memory_checkpoint
+from spatial_memory.ros.node_configs import configured_memory_checkpoint, memory_node_launch
 
 REPO = Path(__file__).resolve().parents[2]
 SRV = REPO / "src" / "spatial_memory_interfaces" / "srv" / "QueryPose.srv"
@@ -130,6 +130,30 @@ def test_configured_checkpoint(tmp_path):
     params.write_text("memory_node:\n  ros__parameters:\n    engine:\n      checkpoint: /m.pt\n")
     assert configured_memory_checkpoint(params) == "/m.pt"
     assert configured_memory_checkpoint(tmp_path / "missing.yaml") == ""
+
+
+def test_when_the_launch_files_start_memory_node(tmp_path):
+    sim, robot = REPO / "config" / "sim.yaml", REPO / "config" / "robot.yaml"
+    checkpoint, why = memory_node_launch("auto", sim)
+    assert Path(checkpoint).is_file() and why == ""  # the shipped model
+    assert (
+        memory_node_launch("false", sim)[0] == ""
+        and "use_memory:=false" in memory_node_launch("false", sim)[1]
+    )
+    checkpoint, why = memory_node_launch("auto", robot)
+    assert checkpoint == "" and "no checkpoint file ('none given')" in why and "memory_checkpoint:=" in why
+    missing = str(tmp_path / "nope.pt")
+    assert memory_node_launch("auto", robot, missing) == (
+        "",
+        f"memory_node not started: no checkpoint file "
+        f"({missing!r}); /query_pose will answer "
+        "success=false. Start it with "
+        "memory_checkpoint:=/path/to/model.pt",
+    )
+    assert memory_node_launch("true", robot, missing) == (
+        missing,
+        "",
+    )  # starts, then stops with a clear error
 
 
 @pytest.fixture(scope="module")

@@ -302,3 +302,23 @@ def configured_memory_checkpoint(params_file: str | Path, override: str = "") ->
     engine = params.get("engine") or {}
     value = engine.get("checkpoint", params.get("engine.checkpoint", "")) if isinstance(engine, dict) else ""
     return resolve_checkpoint(value) if isinstance(value, str) else ""
+
+
+def memory_node_launch(use: str, params_file: str | Path, override: str = "") -> tuple[str, str]:
+    """What a launch file does about memory_node: (checkpoint to start it with, '') or ('', why not).
+
+    `use` is the launch argument: 'true' always starts it (a missing checkpoint then stops the node with a
+    clear error), 'false' never, 'auto' only when the checkpoint (`override`, else the parameter file's
+    engine.checkpoint) is an existing file.
+    """
+    checkpoint = configured_memory_checkpoint(params_file, override)
+    if use == "false":
+        why = "use_memory:=false"
+    elif use == "auto" and not (checkpoint and Path(checkpoint).is_file()):
+        why = f"no checkpoint file ({checkpoint or 'none given'!r})"
+    else:
+        return checkpoint, ""
+    return "", (
+        f"memory_node not started: {why}; /query_pose will answer success=false. "
+        "Start it with memory_checkpoint:=/path/to/model.pt"
+    )

@@ -217,6 +217,27 @@ def test_vo_node_publishes_odometry_tf_path_and_status(ros):
         assert _wait(lambda: node.odometry.last.stamp_ns == t0 + 32 * period)
         assert node._slot.dropped > dropped
         assert node.odometry.vo.frames < 12 + 20
+
+        # the camera comes back at half the size: a new chain on the new intrinsics, said and counted
+        half = np.ascontiguousarray(cv2.resize(_wall(0.0), (320, 240)))
+        half_depth = np.full((240, 320), 2.0, np.float32)
+        infos.publish(
+            conv.make_camera_info(K * [[0.5], [0.5], [1]], 320, 240, t0, "cam_optical", factory=factory)
+        )
+        assert _wait(lambda: node._intrinsics[1] == 320)
+        for f in range(40, 43):
+            stamp = t0 + f * period
+            images.publish(
+                conv.numpy_to_image(half, "rgb8", factory=factory, stamp_ns=stamp, frame_id="cam_optical")
+            )
+            time.sleep(0.01)
+            depths.publish(conv.numpy_to_image(half_depth, "32FC1", factory=factory, stamp_ns=stamp))
+            assert _wait(
+                lambda stamp=stamp: (o := node.odometry) is not None and o.last and o.last.stamp_ns == stamp
+            )
+        assert (
+            node._counts["restarts"] == 1 and node.odometry.vo.width == 320 and node.odometry.vo.frames == 3
+        )
     finally:
         executor.shutdown()
         for n in executor.get_nodes():

@@ -6,6 +6,8 @@ pinhole), `camera/depth` (32FC1 m or 16UC1 mm; when `odometry.use_depth`), `join
 `use_wheel_odometry`).
 Publishes: `vo/odometry` (nav_msgs/Odometry), TF `odom_frame` -> `base_frame` (when `publish_tf`),
 `vo/path` (nav_msgs/Path, at `path_rate_hz`), `vo/status` (std_msgs/String JSON, at `status_rate_hz`).
+Restarts (a new chain, logged and counted): the clock jumping back more than 1 s (a bag played again, a
+simulation reset) or camera_info announcing other intrinsics (a camera driver restarted at another size).
 
 Falling behind: an image callback only parks the image in a one-frame slot and wakes the worker (a guard
 condition); the worker tracks the newest parked frame. A frame that arrives while another still waits
@@ -126,8 +128,6 @@ class VoNode(Node):
         self._wake.trigger()
 
     def _on_info(self, msg: CameraInfo) -> None:
-        if self._intrinsics is not None:
-            return
         try:
             self._intrinsics = conv.camera_info_to_intrinsics(msg)
         except InvalidInputError as exc:
@@ -163,14 +163,12 @@ class VoNode(Node):
         stamp = self._stamp(msg.header)
         last = self.odometry.last if self.odometry is not None else None
         if last is not None and stamp < last.stamp_ns - TIME_JUMP_NS:
-            self.get_logger().warning(
+            self._restart(
                 f"image stamp {stamp} ns is {(last.stamp_ns - stamp) * 1e-9:.1f} s before the last: the "
-                "clock went back, restarting the odometry"
+                "clock went back"
             )
-            self.odometry = None
-            self._counts["restarts"] += 1
-            with self._lock:
-                self._path.clear()
+        elif self.odometry is not None and not self._same_camera():
+            self._restart("the camera's intrinsics changed")
         try:
             if self.odometry is None and not self._build(msg):
                 return
@@ -209,6 +207,20 @@ class VoNode(Node):
         joints = self._joints.nearest(stamp, int(cfg.joint_state_max_dt_s * 1e9)) if odo.arm_mask else None
         wheel = self._wheel.nearest(stamp, int(cfg.wheel_max_dt_s * 1e9)) if cfg.use_wheel_odometry else None
         return self.odometry.step(image, stamp, depth=depth, joints=joints, T_odom_base_wheel=wheel)
+
+    def _same_camera(self) -> bool:
+        """Whether the latest camera_info is the one the VO was built for."""
+        K, width, height = self._intrinsics
+        vo = self.odometry.vo
+        return (width, height) == (vo.width, vo.height) and np.array_equal(K, vo.K)
+
+    def _restart(self, why: str) -> None:
+        """Drop the odometry; the next frame starts a new chain (at the wheel pose if there is one)."""
+        self.get_logger().warning(f"{why}: restarting the odometry")
+        self.odometry = None
+        self._counts["restarts"] += 1
+        with self._lock:
+            self._path.clear()
 
     def _build(self, msg: Image) -> bool:
         """Build the VO once camera_info and the camera's mount (and the arm's root) are in TF."""

@@ -15,7 +15,7 @@ More methods are added to `METHODS`: a name mapped to a `VOMethod(factory, mode)
 that also has `trajectory()` (ours: poses refined by its windowed bundle adjustment after they were first
 reported) gets a second row, "(refined)", scored on that final trajectory; its first row is scored on the
 pose each `track` call returned, as a robot would have used it. Writes `benchmarks/results/vo_tum.json`
-and `vo_tum.md` with the machine.
+and `vo_tum.md` with the machine, and `vo_tum.png`: the aligned trajectories over the ground truth.
 
     python3 benchmarks/bench_vo.py
 """
@@ -31,12 +31,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import matplotlib
 import numpy as np
 import scipy
 from machine import machine
 
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
 from spatial_memory.vo import baselines
-from spatial_memory.vo.evaluation import ate_rmse, rpe_per_second
+from spatial_memory.vo.evaluation import aligned_positions, ate_rmse, rpe_per_second
 from spatial_memory.vo.patch_vo import PatchVO
 from spatial_memory.vo.tum import TumSequence, load_depth, load_rgb, read_tum, scaled_K
 
@@ -49,6 +53,16 @@ RESOLUTIONS = ((640, 480), (320, 240))
 ZERO = "zero motion"
 ALIGN = {"rgbd": "se3", "mono": "sim3"}
 MAX_DIFF = 0.02  # seconds: estimate and ground-truth stamps paired within this (evo association)
+PLOTTED = {  # method -> line style in vo_tum.png (the others are in the tables only)
+    "patch VO (ours)": {"color": "tab:red", "lw": 2.0},
+    "patch VO mono (ours)": {"color": "tab:orange", "lw": 1.5, "ls": "--"},
+    "cv2 RGB-D odometry": {"color": "tab:blue", "lw": 1.2},
+    "KLT+depth+PnP": {"color": "tab:green", "lw": 1.2},
+    "ORB+depth+PnP": {"color": "tab:purple", "lw": 1.0},
+    "mono ORB+essential": {"color": "tab:gray", "lw": 1.0, "ls": ":"},
+}
+PLOT_PANELS = (((640, 480), 1), ((320, 240), 2))  # (resolution, stride) per panel
+Track = tuple[np.ndarray, np.ndarray]  # (stamps, T_world_cam) as each track call returned them
 
 
 @dataclass(frozen=True)
@@ -105,9 +119,9 @@ def load_clip(root: Path, start: int, stride: int, resolution: tuple[int, int]) 
     return Clip(seq, stride, tuple(resolution), K, images, depths)
 
 
-def run_method(name: str, method: VOMethod, clip: Clip) -> list[dict]:
+def run_method(name: str, method: VOMethod, clip: Clip) -> tuple[list[dict], Track]:
     """Track every frame of the clip with a fresh tracker; time the track calls; score with evo (and the
-    refined trajectory too, for trackers that refine)."""
+    refined trajectory too, for trackers that refine). Also returns the online track."""
     tracker = method.factory(clip.K, method.mode, clip.resolution)
     stamps, poses, seconds = [], [], 0.0
     for image, depth, stamp in zip(clip.images, clip.depths, clip.seq.stamps, strict=True):
@@ -135,7 +149,7 @@ def run_method(name: str, method: VOMethod, clip: Clip) -> list[dict]:
         row["fps"],
         row["lost"],
     )
-    return rows
+    return rows, (np.array(stamps), np.array(poses))
 
 
 def score(name: str, mode: str, clip: Clip, stamps: np.ndarray, poses: np.ndarray) -> dict:
@@ -162,18 +176,61 @@ def zero_motion(clip: Clip) -> dict:
     return {**row, "fps": None, "ms_per_frame": None, "lost": 0}
 
 
-def run(root: Path, names: list[str]) -> dict:
+def run(root: Path, names: list[str]) -> tuple[dict, dict, dict]:
+    """Every method on every clip: (report, online tracks by (method, resolution, stride), ground truth)."""
     info = machine(opencv=cv2.__version__, numpy=np.__version__, scipy=scipy.__version__, evo=_evo_version())
     info["opencv_threads"] = cv2.getNumThreads()
     start = first_tracked_frame(root)
-    rows = []
+    rows, tracks = [], {}
     for resolution in RESOLUTIONS:
         for stride in STRIDES:
             clip = load_clip(root, start, stride, resolution)
             for name in names:
-                rows.extend(run_method(name, METHODS[name], clip))
+                method_rows, tracks[(name, resolution, stride)] = run_method(name, METHODS[name], clip)
+                rows.extend(method_rows)
             rows.append(zero_motion(clip))
-    return {"machine": info, "data": str(root), "first_frame": start, "rows": rows}
+    gt = (clip.seq.gt_stamps, clip.seq.gt_poses)
+    return {"machine": info, "data": str(root), "first_frame": start, "rows": rows}, tracks, gt
+
+
+def plot(tracks: dict, gt: tuple[np.ndarray, np.ndarray], path: Path) -> None:
+    """Per panel (a resolution and rate): the online trajectories aligned as scored (SE(3); Sim(3) for
+    monocular) over the ground truth, seen along the axis the camera moved least; below, each one's
+    position error over the clip (log scale)."""
+    fig, axes = plt.subplots(2, len(PLOT_PANELS), figsize=(6.5 * len(PLOT_PANELS), 9), squeeze=False)
+    for col, (resolution, stride) in enumerate(PLOT_PANELS):
+        top, bottom = axes[0, col], axes[1, col]
+        plane = start = None
+        for name, style in PLOTTED.items():
+            if (name, resolution, stride) not in tracks:
+                continue
+            stamps, poses = tracks[(name, resolution, stride)]
+            times, ref, est = aligned_positions(
+                stamps, poses, *gt, align=ALIGN[METHODS[name].mode], max_diff=MAX_DIFF
+            )
+            if plane is None:
+                plane = np.sort(np.argsort(np.ptp(ref, axis=0))[1:])  # the two axes of largest extent
+                start = times[0]
+                top.plot(*ref[:, plane].T, color="black", lw=2.5, label="ground truth (motion capture)")
+            error = np.linalg.norm(est - ref, axis=1)
+            rmse = float(np.sqrt(np.mean(error**2)))
+            top.plot(*est[:, plane].T, label=f"{name}: ATE {rmse:.4f} m", **style)
+            bottom.plot(times - start, error, **style)
+        title = f"TUM fr3/teddy, {resolution[0]}x{resolution[1]} at {30 / stride:.0f} Hz"
+        top.set_title(title)
+        if plane is not None:
+            top.set_xlabel(f"{'xyz'[plane[0]]} (m)")
+            top.set_ylabel(f"{'xyz'[plane[1]]} (m)")
+        top.set_aspect("equal", adjustable="datalim")
+        top.legend(fontsize=8, loc="upper left")
+        bottom.set_yscale("log")
+        bottom.set_xlabel("time from the first tracked frame (s)")
+        bottom.set_ylabel("position error after alignment (m)")
+        for ax in (top, bottom):
+            ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def _evo_version() -> str:
@@ -277,12 +334,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not args.data.is_dir():
         parser.error(f"TUM clip not found at {args.data} (it lives in ../shared/data beside the checkout)")
-    report = run(args.data, args.methods)
+    report, tracks, gt = run(args.data, args.methods)
     text = markdown(report)
     if not args.no_write:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "vo_tum.json").write_text(json.dumps(report, indent=2) + "\n")
         (args.out / "vo_tum.md").write_text(text)
+        plot(tracks, gt, args.out / "vo_tum.png")
         log.info("wrote %s", args.out / "vo_tum.md")
     print(text)
     return 0

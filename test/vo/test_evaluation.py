@@ -7,7 +7,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from spatial_memory.errors import InvalidInputError
-from spatial_memory.vo.evaluation import ate_rmse, rpe_per_second
+from spatial_memory.vo.evaluation import aligned_positions, ate_rmse, rpe_per_second
 
 
 def spiral(n: int = 90, hz: float = 30.0) -> tuple[np.ndarray, np.ndarray]:
@@ -55,6 +55,18 @@ def test_scaled_copy_needs_sim3() -> None:
     sim3 = ate_rmse(stamps, est, stamps, gt, align="sim3")
     assert sim3["rmse"] < 1e-6 and sim3["scale"] == pytest.approx(10.0)
     assert rpe_per_second(stamps, est, stamps, gt, align="sim3")["rmse"] < 1e-6
+
+
+def test_aligned_positions_are_what_the_ate_measured() -> None:
+    stamps, gt = spiral()
+    est = moved(gt, scale=0.1)
+    est[:, :3, 3] += np.random.default_rng(0).normal(0.0, 0.002, (len(stamps), 3))
+    times, ref_xyz, est_xyz = aligned_positions(stamps, est, stamps, gt, align="sim3")
+    np.testing.assert_array_equal(times, stamps)
+    np.testing.assert_allclose(ref_xyz, gt[:, :3, 3])
+    rmse = float(np.sqrt(np.mean(np.sum((est_xyz - ref_xyz) ** 2, axis=1))))
+    assert rmse == pytest.approx(ate_rmse(stamps, est, stamps, gt, align="sim3")["rmse"], rel=1e-9)
+    assert 0.005 < rmse < 0.05  # the noise, scaled back up by the alignment
 
 
 def test_association_by_time() -> None:

@@ -102,6 +102,21 @@ def ate_rmse(
     }
 
 
+def aligned_positions(
+    stamps_est: np.ndarray,
+    poses_est: np.ndarray,
+    stamps_gt: np.ndarray,
+    poses_gt: np.ndarray,
+    align: str = "se3",
+    max_diff: float = 0.02,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(stamps (n,), ground-truth positions (n, 3), estimated positions (n, 3)) of the associated poses, the
+    estimate aligned as in `ate_rmse`: what to plot next to the ATE."""
+    ref, est = associated(stamps_est, poses_est, stamps_gt, poses_gt, max_diff)
+    _align(est, ref, align)
+    return est.timestamps.copy(), ref.positions_xyz.copy(), est.positions_xyz.copy()
+
+
 def rpe_per_second(
     stamps_est: np.ndarray,
     poses_est: np.ndarray,

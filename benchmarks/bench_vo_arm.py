@@ -5,7 +5,8 @@ head camera's view (joint targets swinging around a pose in front of the mast). 
 camera's RGB-D frame, its true pose and the joint states are taken; the same frames are then tracked twice
 by the RGB-D patch VO: without a mask, and with the arm's silhouette from the joint states
 (`robot.silhouette`, dilated by `MARGIN_PX`). Accuracy: evo ATE (SE(3) alignment) against the true head
-camera poses. The table gives the mean fraction of the image the (dilated) arm mask covers.
+camera poses. The table gives the mean fraction of the image the (dilated) arm mask covers; `vo_arm.png`
+draws each world's camera path from above: the truth, and both estimates aligned as scored.
 
     MUJOCO_GL=egl python3 benchmarks/bench_vo_arm.py
 """
@@ -20,9 +21,13 @@ import math
 import time
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 from machine import machine
 from tqdm import tqdm
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 
 from spatial_memory.geometry import invert
 from spatial_memory.resources import share_path
@@ -30,7 +35,7 @@ from spatial_memory.robot.silhouette import ArmSilhouette, urdf_primitives
 from spatial_memory.sim.mobile_robot import HEAD_CAMERA, MobileRobotConfig
 from spatial_memory.sim.presets import world_preset
 from spatial_memory.sim.world_episode import WorldEpisodeConfig, WorldEpisodeScene
-from spatial_memory.vo.evaluation import ate_rmse
+from spatial_memory.vo.evaluation import aligned_positions, ate_rmse
 from spatial_memory.vo.patch_vo import PatchVO
 
 log = logging.getLogger("bench_vo_arm")
@@ -108,21 +113,48 @@ def track(seq: Sequence, masked: bool) -> dict:
         seconds += time.perf_counter() - t0
     stamps, poses = vo.trajectory()
     ate = ate_rmse(stamps, poses, seq.stamps, seq.T_world_cam, align="se3")
-    return {"ate": ate, "fps": len(seq.rgb) / seconds, "lost": vo.lost}
+    _, truth, estimate = aligned_positions(stamps, poses, seq.stamps, seq.T_world_cam, align="se3")
+    return {"ate": ate, "fps": len(seq.rgb) / seconds, "lost": vo.lost, "xy": (truth[:, :2], estimate[:, :2])}
 
 
-def run(seeds: tuple[int, ...], steps: int) -> dict:
-    rows = []
+def run(seeds: tuple[int, ...], steps: int) -> tuple[dict, dict]:
+    """Every seed, mask off and on: (report, {(seed, masked): (true xy, estimated xy)} for the plot)."""
+    rows, paths = [], {}
     for seed in tqdm(seeds, desc="sequences", unit="seq"):
         seq = record(seed, steps)
         path = float(np.sum(np.linalg.norm(np.diff(seq.T_world_cam[:, :3, 3], axis=0), axis=1)))
         for masked in (False, True):
             row = {"seed": seed, "masked": masked, "arm_fraction": seq.arm_fraction, "path_m": path}
             row |= track(seq, masked)
+            paths[(seed, masked)] = row.pop("xy")
             log.info("seed %d mask %s: ATE %.4f m, %.1f fps, lost %d", seed, masked, row["ate"]["rmse"],
                      row["fps"], row["lost"])  # fmt: skip
             rows.append(row)
-    return {"machine": machine(), "steps": steps, "rate_hz": RATE_HZ, "margin_px": MARGIN_PX, "rows": rows}
+    report = {"machine": machine(), "steps": steps, "rate_hz": RATE_HZ, "margin_px": MARGIN_PX, "rows": rows}
+    return report, paths
+
+
+def plot(paths: dict, report: dict, path: Path) -> None:
+    """Per world: the head camera's true path from above and the VO's, without and with the arm mask."""
+    seeds = sorted({seed for seed, _ in paths})
+    fig, axes = plt.subplots(1, len(seeds), figsize=(5 * len(seeds), 5), squeeze=False)
+    ate = {(r["seed"], r["masked"]): r["ate"]["rmse"] for r in report["rows"]}
+    for ax, seed in zip(axes[0], seeds, strict=True):
+        truth, _ = paths[(seed, False)]
+        ax.plot(*truth.T, color="black", lw=2.5, label="ground truth")
+        for masked, color in ((False, "tab:gray"), (True, "tab:red")):
+            label = f"{'arm masked' if masked else 'no mask'}: ATE {ate[(seed, masked)]:.3f} m"
+            ax.plot(*paths[(seed, masked)][1].T, color=color, lw=1.5, label=label)
+        ax.plot(*truth[0], "ko", ms=6)
+        ax.set_title(f"house seed {seed}: the arm swinging in view")
+        ax.set_xlabel("x (m)")
+        ax.set_ylabel("y (m)")
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def markdown(report: dict) -> str:
@@ -158,13 +190,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    report = run(tuple(args.seeds), args.steps)
+    report, paths = run(tuple(args.seeds), args.steps)
     text = markdown(report)
     print(text)
     if not args.no_write:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "vo_arm.json").write_text(json.dumps(report, indent=2) + "\n")
         (args.out / "vo_arm.md").write_text(text)
+        plot(paths, report, args.out / "vo_arm.png")
     return 0
 
 

@@ -21,7 +21,8 @@ a step bridged by the prior adds `prior_step_sigma_*` besides (the prior may be 
 The default, 2 % of the path, is 2-4 times what we measured (0.5 % on the TUM clip at 640x480, 0.4-1 % for
 vo_node in the simulated house at 160x120). Translation uncertainty is isotropic: no rotating into `odom`.
 Monocular mode (no depth) has no metric scale: its poses are in the VO's units (the first frame's patches
-start 1 m away) and its covariance is in those units too.
+start 1 m away) and its covariance is in those units too. The mount's lever arm stays in metres, so the
+body's path is exactly similar to the truth only for a camera at the body's origin (use depth on a robot).
 """
 
 from __future__ import annotations

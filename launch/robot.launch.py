@@ -84,6 +84,12 @@ def _arguments() -> list[DeclareLaunchArgument]:
             default_value="",
             description="memory_node's checkpoint file ('' = engine.checkpoint of params_file)",
         ),
+        DeclareLaunchArgument(
+            "memory_resize",
+            default_value="",
+            description="memory_node's images of another size than the model's: crop (centre square), "
+            "stretch or none (refuse); '' = engine.resize of params_file (crop)",
+        ),
     ]
 
 
@@ -100,6 +106,9 @@ def _memory_node(context, *args, **kwargs) -> list:
         return [LogInfo(msg=why_not)]
     sim_time = ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)
     overrides = {"engine.checkpoint": checkpoint} if override else {}
+    resize = LaunchConfiguration("memory_resize").perform(context)
+    if resize:  # checked by memory_node's config, which refuses a bad value with one clear line
+        overrides["engine.resize"] = resize
     return [
         Node(
             package="spatial_memory",

@@ -49,7 +49,6 @@ DELIBERATE: dict[str, dict[str, str]] = {
         "tf_timeout_s": "odometry:=visual: vo_node's TF at an image stamp arrives after the image",
     },
     topics.MEMORY_NODE: {
-        "engine.resize": "the head camera is 160x120, the models read a square",
         "engine.camera_height_m": "the head camera's height over base_link",
         "engine.keyframe_camera_offset": "the head camera's place on the base",
         "engine.checkpoint": "the shipped model, trained in these simulated houses",

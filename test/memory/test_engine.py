@@ -14,7 +14,15 @@ import torch
 from spatial_memory.errors import ConfigError, InvalidInputError
 from spatial_memory.geometry import yaw_pose
 from spatial_memory.memory.encoder import EncoderConfig, ImageEncoder
-from spatial_memory.memory.engine import EngineConfig, MemoryAnswer, MemoryEngine, level_camera_pose
+from spatial_memory.memory.engine import (
+    DROPPED_LATE,
+    RESET_AND_USED,
+    USED,
+    EngineConfig,
+    MemoryAnswer,
+    MemoryEngine,
+    level_camera_pose,
+)
 from spatial_memory.memory.engine_config import resolve_checkpoint
 from spatial_memory.memory.interface import HistoryState
 from spatial_memory.memory.poses import planar_target
@@ -45,6 +53,7 @@ def _images(n, size=32, seed=1):
 
 
 def _engine(ckpt, **kw) -> MemoryEngine:
+    kw.setdefault("resize", "none")  # these tests feed the model's own size; a wrong size must fail loudly
     return MemoryEngine(EngineConfig(checkpoint=str(ckpt), **kw))
 
 
@@ -147,11 +156,21 @@ def test_odometry_updates(kinaema_ckpt):
 def test_resize_policies(kinaema_ckpt):
     wide = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
     with pytest.raises(InvalidInputError, match="160x120.*32x32"):
-        _engine(kinaema_ckpt).update(wide, odometry=(0, 0, 0), stamp_ns=1)
+        _engine(kinaema_ckpt, resize="none").update(wide, odometry=(0, 0, 0), stamp_ns=1)
+    assert EngineConfig().resize == "crop"  # the default takes any common camera
     for policy in ("crop", "stretch"):
         engine = _engine(kinaema_ckpt, resize=policy)
         engine.update(wide, odometry=(0, 0, 0), stamp_ns=1)
         assert engine.steps == 1 and np.isfinite(engine.query(wide).x)
+    # a picture too small to read is refused whatever the policy (an upscaled 1x1 image says nothing)
+    for tiny in (
+        np.zeros((1, 1, 3), np.uint8),
+        np.zeros((1, 8000, 3), np.uint8),
+        np.zeros((7, 7, 3), np.uint8),
+    ):
+        for policy in ("crop", "stretch"):
+            with pytest.raises(InvalidInputError, match="too small"):
+                _engine(kinaema_ckpt, resize=policy).update(tiny, odometry=(0, 0, 0), stamp_ns=1)
     # crop keeps the centre square: a picture whose borders differ but centre agrees encodes the same
     engine = _engine(kinaema_ckpt, resize="crop")
     other = wide.copy()
@@ -180,8 +199,7 @@ def _bad_updates(images):
             "exactly one",
         ),
         "no pose": (dict(image_rgb=good, stamp_ns=10**9), "exactly one"),
-        "old stamp": (dict(image_rgb=good, T_world_base=T, stamp_ns=0), "strictly increase"),
-        "same stamp": (dict(image_rgb=good, T_world_base=T, stamp_ns=800 * MS), "strictly increase"),
+        "negative stamp": (dict(image_rgb=good, T_world_base=T, stamp_ns=-1), "non-negative"),
         "float stamp": (dict(image_rgb=good, T_world_base=T, stamp_ns=1.5e9), "integer"),
         "wrong size": (dict(image_rgb=good[:16], T_world_base=T, stamp_ns=10**9), "reads 32x32"),
         "grey image": (dict(image_rgb=good[..., 0], T_world_base=T, stamp_ns=10**9), r"\(H, W, 3\) uint8"),
@@ -337,3 +355,45 @@ def test_a_shipped_model_is_found_by_its_relative_name_from_anywhere(tmp_path, m
     found = Path(resolve_checkpoint("models/kinaema_house64.pt"))
     assert found.is_absolute() and found.is_file()
     assert resolve_checkpoint("models/no_such_model.pt") == "models/no_such_model.pt"  # the loader says why
+
+
+# ----------------------------------------------------------------------------------------------------
+# time: out-of-order frames are dropped, a jump back resets
+
+
+def test_out_of_order_frames_are_dropped_and_counted_not_fatal(kinaema_ckpt):
+    engine = _engine(kinaema_ckpt)
+    images = _images(6)
+    _walk(engine, images[:5])  # stamps 0..800 ms
+    before = _snapshot(engine)
+    for stamp in (700 * MS, 800 * MS, 1):  # late, duplicate, 0.8 s back: all within the 1 s jump threshold
+        assert engine.update(images[5], T_world_base=yaw_pose(9.0, 0.0, 0.0), stamp_ns=stamp) == DROPPED_LATE
+    tensors, steps, stamp, status = _snapshot(engine)
+    assert (steps, stamp) == before[1:3]
+    assert all(torch.equal(a, b) for a, b in zip(tensors, before[0], strict=True))
+    assert engine.counters == {"frames_used": 5, "frames_dropped_late": 3, "time_jump_resets": 0}
+    assert status["frames_dropped_late"] == 3
+    assert engine.update(images[5], T_world_base=yaw_pose(1.0, 0.0, 0.0), stamp_ns=900 * MS) == USED
+    assert engine.steps == 6
+
+
+def test_a_jump_back_in_time_resets_the_memory_and_keeps_the_frame(kinaema_ckpt):
+    engine = _engine(kinaema_ckpt, time_jump_reset_s=0.5)
+    images = _images(6)
+    _walk(engine, images[:5])
+    before = _snapshot(engine)
+    with pytest.raises(InvalidInputError, match="reads 32x32"):  # bad input: no reset either
+        engine.update(images[5][:16], T_world_base=np.eye(4), stamp_ns=0)
+    _assert_unchanged(engine, before)
+    assert engine.update(images[5], T_world_base=yaw_pose(3.0, 1.0, 0.5), stamp_ns=0) == RESET_AND_USED
+    assert engine.steps == 1 and engine.last_stamp_ns == 0
+    assert engine.counters["time_jump_resets"] == 1
+    # the new episode starts from that frame's pose: the next increment is measured from it
+    assert engine.update(images[4], T_world_base=yaw_pose(3.5, 1.0, 0.5), stamp_ns=200 * MS) == USED
+    assert engine.status()["pose_source"] == "pose"
+
+
+def test_time_jump_threshold_is_checked():
+    for bad in (-1.0, float("inf"), float("nan"), True):
+        with pytest.raises(ConfigError, match="time_jump_reset_s"):
+            EngineConfig(time_jump_reset_s=bad)

@@ -334,3 +334,97 @@ def test_empty_ring_entries_are_never_candidates():
 def test_bad_recall_config_is_refused(kwargs):
     with pytest.raises(ConfigError):
         KinaemaConfig(**kwargs)
+
+
+# -- novelty writes: a robot standing still cannot flush what it saw -----------------------------------------
+
+NOVELTY = {"recall_write": "novelty", "slot_update": "novelty"}
+
+
+def _ring_rows(model: Kinaema, state: torch.Tensor) -> torch.Tensor:
+    N, R = model.config.slots, model.config.recall
+    return state[:, N : N + R]
+
+
+def _tour_then_stand(model: Kinaema, stand: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """20 distinct frames while moving, then `stand` identical frames without motion."""
+    state = model.init_state(B)
+    for t in range(20):
+        state = model.update(state, tokens(t), step_odometry())
+    before = state.clone()
+    still = torch.zeros(B, 3)
+    for _ in range(stand):
+        state = model.update(state, tokens(19), still)
+    return before, state
+
+
+def test_novelty_writes_keep_memory_through_a_long_standstill():
+    model = make(**NOVELTY)
+    before, after = _tour_then_stand(model, 500)
+    N, R = model.config.slots, model.config.recall
+    torch.testing.assert_close(after[:, : N + R], before[:, : N + R])  # slots and ring untouched
+    assert (after[:, N + R, 0] - before[:, N + R, 0] == 500).all()  # steps are still counted
+    assert (after[:, N + R, 1] == before[:, N + R, 1]).all()  # but nothing was written
+
+
+def test_clock_writes_flush_the_ring_during_a_standstill():
+    """The failure the novelty rule fixes: with clock writes, 500 identical frames fill every ring entry."""
+    model = make()
+    _, after = _tour_then_stand(model, 500)
+    keys = _ring_rows(model, after)[..., : model.config.dim]
+    same = torch.einsum("bre,be->br", keys, model._key(tokens(19)))
+    assert (same > 0.999).all()  # every entry now holds the standstill frame
+
+
+def test_novelty_writes_when_moved_turned_or_the_view_changes():
+    model = make(**NOVELTY, recall=8)
+    N, R = model.config.slots, model.config.recall
+
+    def writes(state: torch.Tensor) -> torch.Tensor:
+        return state[:, N + R, 1]
+
+    state = model.update(model.init_state(B), tokens(0), torch.zeros(B, 3))
+    assert (writes(state) == 1).all()  # the first frame is always written
+    state = model.update(state, tokens(0), torch.tensor([[0.1, 0.0, 0.0]]).expand(B, 3))
+    assert (writes(state) == 1).all()  # 0.1 m, same view: nothing new
+    state = model.update(state, tokens(0), torch.tensor([[0.25, 0.0, 0.0]]).expand(B, 3))
+    assert (writes(state) == 2).all()  # 0.35 m from the newest entry: written
+    state = model.update(state, tokens(0), torch.tensor([[0.0, 0.0, math.radians(25)]]).expand(B, 3))
+    assert (writes(state) == 3).all()  # turned 25 deg
+    state = model.update(state, tokens(7), torch.zeros(B, 3))
+    assert (
+        writes(state) == 4
+    ).all()  # a different view where the robot stands (carried, or the scene changed)
+    ring = _ring_rows(model, state)
+    torch.testing.assert_close(
+        ring[:, 3, model.config.dim :], torch.zeros(B, 3)
+    )  # newest anchored at the robot
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"recall_write": "sometimes"},
+        {"slot_update": "novelty"},  # needs the ring's novelty writes
+        {"novelty_move_m": 0.0},
+        {"novelty_turn_deg": float("inf")},
+        {"novelty_max_cosine": 1.5},
+        {"recall_confidence": True, "recall": 0},
+    ],
+)
+def test_novelty_config_is_checked(kwargs):
+    with pytest.raises(ConfigError):
+        KinaemaConfig(**kwargs)
+
+
+def test_recall_confidence_reads_how_well_the_query_matches_the_ring():
+    """With recall_confidence, a picture the ring holds is more 'seen' and surer than one it never saw."""
+    model = make(**NOVELTY, recall_confidence=True)
+    state = model.init_state(1)
+    for t in range(10):
+        state = model.update(state, tokens(t, 1), step_odometry(1))
+    held, new = model.query(state, tokens(3, 1)), model.query(state, tokens(500, 1))
+    assert held.seen_logit > new.seen_logit and held.log_sigma < new.log_sigma
+    loss = query_loss(held, torch.zeros(1, 3))["total"]
+    loss.backward()
+    assert model.match_seen.grad is not None and torch.isfinite(model.match_seen.grad).all()

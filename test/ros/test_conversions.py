@@ -412,9 +412,11 @@ def test_query_pose_service_round_trips(store, factory):
             ),
         ),
         confidence=0.25,
+        seen_probability=0.125,
         matched_keyframe_id=-1,
     )
     back = cdr_round_trip(store, response)
+    assert back.seen_probability == pytest.approx(0.125)
     assert (back.success, back.message, back.matched_keyframe_id) == (
         False,
         "no memory backend is configured yet",
@@ -429,7 +431,14 @@ def test_interface_files_parse_into_the_expected_fields():
     types = _interface_types()
     fields = {name.rsplit("/", 1)[1]: [f for f, _ in defs[1]] for name, defs in types.items()}
     assert fields["QueryPose_Request"] == ["query", "backend"]
-    assert fields["QueryPose_Response"] == ["success", "message", "pose", "confidence", "matched_keyframe_id"]
+    assert fields["QueryPose_Response"] == [
+        "success",
+        "message",
+        "pose",
+        "confidence",
+        "seen_probability",
+        "matched_keyframe_id",
+    ]
     assert fields["PromoteKeyframe_Request"] == ["frame_id", "latest"]
     assert fields["Keyframe"] == ["header", "frame_id", "number", "pose", "color"]
 

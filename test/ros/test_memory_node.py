@@ -69,7 +69,14 @@ def _srv_response_fields() -> list[str]:
 
 
 def test_the_srv_response_has_the_fields_we_fill():
-    assert _srv_response_fields() == ["success", "message", "pose", "confidence", "matched_keyframe_id"]
+    assert _srv_response_fields() == [
+        "success",
+        "message",
+        "pose",
+        "confidence",
+        "seen_probability",
+        "matched_keyframe_id",
+    ]
 
 
 def test_answer_to_response_round_trips_through_cdr(store):
@@ -84,6 +91,7 @@ def test_answer_to_response_round_trips_through_cdr(store):
     assert (summary["x"], summary["y"], summary["z"]) == pytest.approx((1.5, -0.5, 1.45))
     assert summary["yaw"] == pytest.approx(2.0) and summary["sigma_m"] == pytest.approx(0.8)
     assert summary["confidence"] == pytest.approx(answer.confidence) and summary["matched_keyframe_id"] == -1
+    assert summary["seen_probability"] == pytest.approx(answer.seen_probability)
     cov = np.asarray(back.pose.pose.covariance).reshape(6, 6)
     np.testing.assert_allclose(np.diag(cov), [0.64, 0.64, 0, 0, 0, math.pi**2])
     np.testing.assert_allclose(conv.pose_to_matrix(back.pose.pose.pose), answer.T_base_query, atol=1e-12)
@@ -98,8 +106,10 @@ def test_failure_response_round_trips(store):
     summary = mm.query_response_summary(_round_trip(store, msg))
     assert not summary["success"] and summary["message"] == "no answer: empty"
     assert summary["confidence"] == 0.0 and summary["matched_keyframe_id"] == -1 and summary["x"] == 0.0
+    assert summary["seen_probability"] == 0.0
     target = factory.new(RESPONSE)
-    assert mm.copy_query_response(msg, target).message == "no answer: empty"
+    copied = mm.copy_query_response(msg, target)
+    assert copied.message == "no answer: empty" and copied.seen_probability == 0.0
 
 
 def test_query_and_camera_images(store):

@@ -310,3 +310,29 @@ def test_pacer_drops_what_it_cannot_catch_up_and_reports_the_lag():
 def test_pacer_refuses_bad_settings(kwargs):
     with pytest.raises(ConfigError):
         Pacer(**kwargs)
+
+
+def test_teleport_is_a_kidnap_the_odometry_does_not_see(sim):
+    sim.command_velocity(0.3, 0.0)
+    before = ticks(sim, 10)[-1]
+    x, y, _ = sim.sim.pose2d
+    target = next(
+        (x + dx, y + dy)
+        for dx, dy in ((1.0, 0.0), (-1.0, 0.0), (0.0, 1.0), (0.0, -1.0), (1.0, 1.0))
+        if sim.sim.pose_is_free(x + dx, y + dy, 0.5)
+    )
+    stamp = sim.stamp_ns
+    sim.teleport(*target, 0.5)
+    assert sim.stamp_ns == stamp and not sim.tick().driving  # time goes on; the command was dropped
+    after = sim.tick()
+    np.testing.assert_allclose(after.T_world_base[:2, 3], target, atol=1e-9)  # really moved...
+    np.testing.assert_allclose(after.odometry.T_odom_base, before.odometry.T_odom_base, atol=1e-9)  # unseen
+
+
+def test_teleport_into_a_wall_is_refused_and_changes_nothing(sim):
+    pose = sim.sim.pose2d
+    x, y, _ = pose
+    blocked = next(x + 0.1 * k for k in range(1, 200) if not sim.sim.pose_is_free(x + 0.1 * k, y, 0.0))
+    with pytest.raises(InvalidInputError):
+        sim.teleport(blocked, y, 0.0)  # into the wall ahead
+    assert sim.sim.pose2d == pose

@@ -164,3 +164,27 @@ def test_bad_updates_raise_and_change_nothing(pose, stamp):
 def test_config_is_validated(kwargs):
     with pytest.raises(ConfigError):
         WheelOdometryConfig(**kwargs)
+
+
+def test_carried_moves_the_reference_not_the_odometry():
+    odo = WheelOdometry(
+        WheelOdometryConfig(linear_noise=0.0, angular_noise=0.0, heading_noise=0.0, heading_bias=0.0)
+    )
+    with pytest.raises(InvalidInputError):
+        odo.carried(np.eye(4))  # nothing to move from yet
+    odo.update(np.eye(4), 0)
+    T = np.eye(4)
+    T[0, 3] = 0.5
+    odo.update(T, 100)
+    far = np.eye(4)
+    far[:2, 3] = (5.0, 3.0)
+    odo.carried(far)
+    np.testing.assert_allclose(odo.T_odom_base[:2, 3], (0.5, 0.0))  # the carry is not motion
+    far2 = far.copy()
+    far2[0, 3] += 0.2
+    odo.update(far2, 200)
+    np.testing.assert_allclose(odo.T_odom_base[:2, 3], (0.7, 0.0), atol=1e-12)  # motion after it counts
+    lifted = far2.copy()
+    lifted[2, 3] = 1.0
+    with pytest.raises(InvalidInputError):
+        odo.carried(lifted)

@@ -195,6 +195,44 @@ def _add_eval_parsers(sub: argparse._SubParsersAction) -> None:
     rpe.add_argument("--out", type=Path, required=True, help="JSON file to write (and the table as .md)")
     rpe.add_argument("--no-progress", action="store_true", help="no progress bars")
 
+    live = ev_sub.add_parser(
+        "mem-rpe-live",
+        help="the memory as users run it (live sim, sim_node's camera, memory_node's feeding), per motion "
+        "scenario, beside the offline benchmark on the same worlds",
+    )
+    live.add_argument("--seeds", nargs="+", required=True, help="world seeds, e.g. 1000-1003")
+    live.add_argument("--length", type=int, required=True, help="memory steps T per run")
+    live.add_argument(
+        "--scenarios", nargs="+", default=["all"], help="tour teleop standstill spin revisit kidnap, or all"
+    )
+    live.add_argument("--preset", choices=WORLDS[1:], default="house", help="world preset (default house)")
+    live.add_argument(
+        "--params", type=Path, default=None, help="parameter file (default the installed config/sim.yaml)"
+    )
+    live.add_argument("--checkpoint", default="", help="memory checkpoint (default: the params file's)")
+    live.add_argument(
+        "--backends", nargs="+", default=["kinaema"], help="engine backends to run: kinaema and/or keyframes"
+    )
+    live.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="model config field without weights, for ablations (recall_write=clock); values are YAML",
+    )
+    live.add_argument(
+        "--data", type=Path, nargs="*", default=[], help="dataset folders holding the offline episodes"
+    )
+    live.add_argument(
+        "--cache",
+        type=Path,
+        default=Path("outputs/eval_episodes"),
+        help="where offline episodes not found in --data are recorded (default outputs/eval_episodes)",
+    )
+    live.add_argument("--no-offline", action="store_true", help="live runs only")
+    live.add_argument("--out", type=Path, required=True, help="JSON file to write (and the table as .md)")
+
 
 def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     """`train`: fit a memory model and its encoder on a dataset (TBPTT, resumable)."""
@@ -483,6 +521,45 @@ def _run_eval_mem_rpe(args: argparse.Namespace) -> None:
     print(f"wrote {out} and {out.with_suffix('.md')}")
 
 
+def _run_eval_mem_rpe_live(args: argparse.Namespace) -> None:
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    import yaml
+
+    from spatial_memory.config import load_config
+    from spatial_memory.eval.live_mem_rpe import compare_offline_live
+    from spatial_memory.memory.data import parse_seeds
+    from spatial_memory.resources import share_path
+    from spatial_memory.ros.node_configs import MemoryNodeConfig
+
+    params = args.params or share_path("config/sim.yaml")
+    node = load_config(MemoryNodeConfig, params, "memory_node")
+    engine = node.engine
+    if args.checkpoint:
+        engine = dataclasses.replace(engine, checkpoint=args.checkpoint)
+    overrides = {}
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SpatialMemoryError(f"--set takes KEY=VALUE, got {item!r}")
+        overrides[key] = yaml.safe_load(value)
+    report = compare_offline_live(
+        engine=dataclasses.replace(engine, threads=engine.threads or 1),
+        update_rate_hz=node.update_rate_hz,
+        seeds=parse_seeds(args.seeds),
+        length=args.length,
+        scenarios=args.scenarios,
+        preset=args.preset,
+        backends=args.backends,
+        model_overrides=overrides,
+        data=args.data,
+        cache=args.cache,
+        offline=not args.no_offline,
+        out=args.out,
+    )
+    print(report["table"])
+    print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
+
+
 def _add_vo_parser(sub: argparse._SubParsersAction) -> None:
     vo = sub.add_parser(
         "vo", help="patch visual odometry on a TUM-format RGB-D folder; writes a TUM trajectory"
@@ -541,6 +618,8 @@ def main(argv: list[str] | None = None) -> int:
             _run_train(args)
         elif args.command == "eval" and args.eval_command == "mem-rpe":
             _run_eval_mem_rpe(args)
+        elif args.command == "eval" and args.eval_command == "mem-rpe-live":
+            _run_eval_mem_rpe_live(args)
         elif args.command == "vo":
             _run_vo(args)
     except (SpatialMemoryError, FileNotFoundError) as exc:

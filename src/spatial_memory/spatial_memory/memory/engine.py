@@ -49,12 +49,24 @@ from spatial_memory.memory.interface import POSE_DIMS, HistoryState, MemoryModel
 from spatial_memory.memory.poses import odometry_increments, planar_target
 from spatial_memory.memory.registry import MODELS, build_model, load_checkpoint, read_versioned
 
-__all__ = ["RESIZE_POLICIES", "STATE_FORMAT", "STATE_VERSION", "EngineConfig", "MemoryAnswer", "MemoryEngine"]
+__all__ = [
+    "DROPPED_LATE",
+    "RESET_AND_USED",
+    "RESIZE_POLICIES",
+    "STATE_FORMAT",
+    "STATE_VERSION",
+    "USED",
+    "EngineConfig",
+    "MemoryAnswer",
+    "MemoryEngine",
+]
 
 logger = logging.getLogger(__name__)
 
 STATE_FORMAT = "spatial_memory.memory_state"
 STATE_VERSION = 1
+# What `update` did with a frame.
+USED, DROPPED_LATE, RESET_AND_USED = "used", "dropped_late", "reset_and_used"
 # Pose sources of an episode: nothing yet, absolute base poses, or caller-given increments.
 _NO_SOURCE, _POSE, _ODOMETRY = "none", "pose", "odometry"
 
@@ -99,8 +111,13 @@ def level_camera_pose(x: float, y: float, yaw: float, z: float = 0.0) -> np.ndar
 class MemoryEngine:
     """A memory model and its image encoder, loaded from a checkpoint, and the state of one episode."""
 
-    def __init__(self, config: EngineConfig | None = None) -> None:
+    def __init__(
+        self, config: EngineConfig | None = None, model_overrides: dict[str, Any] | None = None
+    ) -> None:
+        """`model_overrides`: model config fields that hold no weights, replaced before the weights load
+        (`registry.load_checkpoint`), to run a trained model under another rule (ablations)."""
         cfg = config or EngineConfig()
+        self._model_overrides = dict(model_overrides or {})
         self.config = cfg = dataclasses.replace(cfg, checkpoint=resolve_checkpoint(cfg.checkpoint))
         if not cfg.checkpoint:
             raise ConfigError("EngineConfig.checkpoint is empty: give the path of a memory checkpoint")
@@ -119,6 +136,7 @@ class MemoryEngine:
         self.image_size = size
         self.config_hash, self.weights_hash = _identity(self.model, self.encoder)
         self._lock = threading.RLock()
+        self._counters = {"frames_used": 0, "frames_dropped_late": 0, "time_jump_resets": 0}
         self.reset()
         logger.info(
             "memory engine: %s from %s (%d parameters, %dx%d images, resize=%s)",
@@ -136,7 +154,9 @@ class MemoryEngine:
         """The model and encoder from the checkpoint (for 'keyframes': the checkpoint's encoder)."""
         try:
             ckpt = load_checkpoint(
-                cfg.checkpoint, expect_model=None if cfg.backend == "keyframes" else cfg.backend
+                cfg.checkpoint,
+                expect_model=None if cfg.backend == "keyframes" else cfg.backend,
+                model_overrides=None if cfg.backend == "keyframes" else self._model_overrides,
             )
         except InvalidInputError as exc:
             raise ConfigError(f"memory backend {cfg.backend!r}: {exc}") from exc
@@ -185,6 +205,11 @@ class MemoryEngine:
             self._last_T: np.ndarray | None = None
             self._source = _NO_SOURCE
 
+    @property
+    def counters(self) -> dict[str, int]:
+        """Frames used, frames dropped as out of order, and resets on a time jump, since construction."""
+        return dict(self._counters)
+
     def update(
         self,
         image_rgb: np.ndarray,
@@ -192,23 +217,44 @@ class MemoryEngine:
         T_world_base: np.ndarray | None = None,  # noqa: N803 - the project's pose naming
         odometry: np.ndarray | None = None,
         stamp_ns: int,
-    ) -> None:
+    ) -> str:
         """Fold one RGB image (H, W, 3) uint8, taken at `stamp_ns`, into the memory.
 
         Give exactly one of `T_world_base` (4x4 rigid base pose in a fixed frame) or `odometry`
         ((dx m, dy m, dyaw rad) since the previous update, in the previous base frame). The first update of
-        an episode has no motion (its increment is zero whatever is given). Stamps must strictly increase.
+        an episode has no motion (its increment is zero whatever is given).
+
+        Time: a frame stamped after the last one is used (returns `USED`). One stamped at or before the last,
+        by at most `time_jump_reset_s`, arrived out of order (a late burst, a duplicate): it is dropped and
+        counted, the memory unchanged (`DROPPED_LATE`). One stamped further back means time jumped (a
+        restarted simulation or bag): the memory resets and starts again with it (`RESET_AND_USED`). Bad
+        input raises InvalidInputError and changes nothing, a reset included.
         """
         with self._lock:
             stamp = self._check_stamp(stamp_ns)
-            increment, source, T = self._increment(T_world_base, odometry)
+            late = self._last_stamp is not None and stamp <= self._last_stamp
+            jump = late and self._last_stamp - stamp > self.config.time_jump_reset_s * 1e9
+            if late and not jump:
+                self._counters["frames_dropped_late"] += 1
+                return DROPPED_LATE
+            increment, source, T = self._increment(T_world_base, odometry, fresh=jump)
             image = self._image_tensor(image_rgb)
+            state = self.model.init_state(1) if jump else self._state
             with torch.no_grad():
                 tokens = self.encoder(image).tokens
                 odom = torch.as_tensor(increment, dtype=tokens.dtype, device=self.device)[None]
-                state = self.model.update(self._state, tokens, odom)
+                state = self.model.update(state, tokens, odom)
+            if jump:
+                logger.warning(
+                    "frame stamped %.3f s before the memory's last: time jumped back, the memory restarts",
+                    (self._last_stamp - stamp) * 1e-9,
+                )
+                self.reset()
+                self._counters["time_jump_resets"] += 1
             self._state, self._steps, self._last_stamp = state, self._steps + 1, stamp
             self._source, self._last_T = source, T
+            self._counters["frames_used"] += 1
+            return RESET_AND_USED if jump else USED
 
     def query(self, image_rgb: np.ndarray) -> MemoryAnswer:
         """Where was `image_rgb` (H, W, 3) uint8 taken, relative to the robot now? Needs one update first."""
@@ -251,6 +297,7 @@ class MemoryEngine:
                 "encoder_parameters": count_parameters(self.encoder),
                 "image_size": self.image_size,
                 "resize": self.config.resize,
+                **self._counters,
                 "config_hash": self.config_hash[:12],
             }
 
@@ -312,20 +359,16 @@ class MemoryEngine:
             raise InvalidInputError(
                 f"stamp_ns must be a non-negative integer (nanoseconds), got {stamp_ns!r}"
             )
-        stamp = int(stamp_ns)
-        if self._last_stamp is not None and stamp <= self._last_stamp:
-            raise InvalidInputError(
-                f"stamps must strictly increase: got {stamp} ns after {self._last_stamp} ns "
-                "(reset() the memory to start a new episode)"
-            )
-        return stamp
+        return int(stamp_ns)
 
     def _increment(
         self,
         T_world_base: np.ndarray | None,  # noqa: N803 - the project's pose naming
         odometry: np.ndarray | None,
+        fresh: bool = False,
     ) -> tuple[np.ndarray, str, np.ndarray | None]:
-        """(dx, dy, dyaw) since the last update, the pose source, and the base pose to remember."""
+        """(dx, dy, dyaw) since the last update, the pose source, and the base pose to remember; `fresh`:
+        as the first update of a new episode (the memory is about to reset)."""
         if (T_world_base is None) == (odometry is None):
             raise InvalidInputError("give exactly one of T_world_base or odometry")
         if odometry is not None:
@@ -334,15 +377,16 @@ class MemoryEngine:
                 raise InvalidInputError(f"odometry must be 3 finite numbers (dx, dy, dyaw), got {odometry!r}")
         else:
             T = check_pose(T_world_base, "T_world_base").copy()
-        if self._source not in (_NO_SOURCE, _POSE if odometry is None else _ODOMETRY):
+        source, last_T, steps = (_NO_SOURCE, None, 0) if fresh else (self._source, self._last_T, self._steps)
+        if source not in (_NO_SOURCE, _POSE if odometry is None else _ODOMETRY):
             raise InvalidInputError(
                 f"this episode was fed {self._source} updates; keep to one kind, or reset() the memory"
             )
         if odometry is not None:
-            return (np.zeros(3) if self._steps == 0 else inc), _ODOMETRY, None
-        if self._last_T is None:
+            return (np.zeros(3) if steps == 0 else inc), _ODOMETRY, None
+        if last_T is None:
             return np.zeros(3), _POSE, T
-        return odometry_increments(np.stack([self._last_T, T]))[1], _POSE, T
+        return odometry_increments(np.stack([last_T, T]))[1], _POSE, T
 
     def _image_tensor(self, image: Any) -> Tensor:
         """(1, 3, S, S) uint8 tensor of an (H, W, 3) uint8 RGB image, resized per `config.resize`."""
@@ -354,6 +398,12 @@ class MemoryEngine:
         if h < 1 or w < 1:
             raise InvalidInputError(f"image is empty: {w}x{h}")
         if (h, w) != (size, size):
+            smallest = max(8, size // 4)
+            if min(h, w) < smallest:
+                raise InvalidInputError(
+                    f"image is {w}x{h}: too small to read (the model needs at least {smallest} px on the "
+                    f"short side; it reads {size}x{size})"
+                )
             if self.config.resize == "none":
                 raise InvalidInputError(
                     f"image is {w}x{h}, the {self.backend} model reads {size}x{size} "

@@ -30,9 +30,9 @@ class EngineConfig:
     """Backend, checkpoint and input/answer conventions of a MemoryEngine; every field has a default.
 
     Image size policy: the model reads square images of its encoder's `image_size` (64 px for the shipped
-    models). `resize='none'` refuses any other size (InvalidInputError), so a mis-wired camera is noticed;
-    'crop' takes the largest centred square and resizes it with cv2 INTER_AREA (keeps the aspect ratio:
-    the training cameras are square); 'stretch' resizes the whole image (INTER_AREA) to the square.
+    models). 'crop' (the default: any common camera works) takes the largest centred square and resizes it
+    with cv2 INTER_AREA (keeps the aspect ratio: the training cameras are square); 'stretch' resizes the
+    whole image (INTER_AREA) to the square; `resize='none'` refuses any other size (InvalidInputError).
     `image_size` > 0 additionally states the size the checkpoint must have (0 = whatever it has).
     """
 
@@ -51,8 +51,8 @@ class EngineConfig:
         default=0, metadata=_help("expected square input size of the checkpoint's encoder (px); 0 = any")
     )
     resize: str = field(
-        default="none",
-        metadata=_help("images of another size: 'none' = refuse, 'crop' = centre square, 'stretch'"),
+        default="crop",
+        metadata=_help("images of another size: 'crop' = centre square, 'stretch', 'none' = refuse"),
     )
     camera_height_m: float = field(
         default=0.0, metadata=_help("z of the answered camera pose in the base frame (the models are planar)")
@@ -62,6 +62,13 @@ class EngineConfig:
         metadata=_help(
             "'keyframes' built from an encoder: camera (x m, y m, yaw rad) in the base frame, so answers "
             "are camera poses"
+        ),
+    )
+    time_jump_reset_s: float = field(
+        default=1.0,
+        metadata=_help(
+            "a frame stamped more than this before the last one means time jumped back (a restarted sim or "
+            "bag): the memory resets; a frame less late is out of order: dropped and counted"
         ),
     )
     device: str = field(default="cpu", metadata=_help("torch device of the model ('cpu')"))
@@ -87,6 +94,9 @@ class EngineConfig:
                 f"{self.keyframe_camera_offset!r}"
             )
         object.__setattr__(self, "keyframe_camera_offset", offset)
+        jump = self.time_jump_reset_s
+        if isinstance(jump, bool) or not isinstance(jump, (int, float)) or not 0.0 <= jump < math.inf:
+            raise ConfigError(f"EngineConfig.time_jump_reset_s must be a finite number >= 0, got {jump!r}")
         if self.device != "cpu" and not self.device.startswith("cuda"):
             raise ConfigError(f"EngineConfig.device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
 

@@ -121,11 +121,13 @@ class Answers:
 
     pred: (N, 3) planar (x m, y m, yaw rad) of the queried camera in the base frame at the query's step.
     seen_prob: (N,) probability the model gives that the place was seen.
+    sigma: (N,) the model's standard deviation of its position error (m).
     """
 
     pred: np.ndarray
     seen_prob: np.ndarray
     pred_swapped: np.ndarray | None = None  # (N, 3) answers to the picture of query swap[i] (see above)
+    sigma: np.ndarray | None = None
 
 
 def swap_order(n: int) -> np.ndarray:
@@ -156,7 +158,7 @@ def _images(array: np.ndarray) -> Tensor:
 
 
 @torch.no_grad()
-def _encode(encoder: ImageEncoder, images: np.ndarray, chunk: int = 256) -> Tensor:
+def encode_images(encoder: ImageEncoder, images: np.ndarray, chunk: int = 256) -> Tensor:
     size = encoder.config.image_size
     if images.shape[1:3] != (size, size):
         raise InvalidInputError(
@@ -191,6 +193,7 @@ def run_episode(
     pred = np.full((len(query_step), 3), np.nan)
     swapped = None if swap is None else np.full((len(query_step), 3), np.nan)
     seen = np.zeros(len(query_step))
+    sigma = np.full(len(query_step), np.nan)
     state = model.init_state(1)
     for t in range(len(tokens)):
         state = model.update(state, tokens[t : t + 1], odo[t : t + 1])
@@ -198,10 +201,11 @@ def run_episode(
             out = model.query(state, query_tokens[i : i + 1])
             pred[i] = planar_answers(out)[0]
             seen[i] = float(torch.sigmoid(out.seen_logit.double())[0])
+            sigma[i] = float(torch.exp(out.log_sigma.double())[0])
             if swapped is not None:
                 j = int(swap[i])
                 swapped[i] = planar_answers(model.query(state, query_tokens[j : j + 1]))[0]
-    return Answers(pred=pred, seen_prob=seen, pred_swapped=swapped)
+    return Answers(pred=pred, seen_prob=seen, pred_swapped=swapped, sigma=sigma)
 
 
 def scored_queries(episode: EpisodeArrays, length: int) -> np.ndarray:
@@ -263,8 +267,8 @@ def _collect(
                 if id(encoder) not in cache:
                     encoder.eval()
                     cache[id(encoder)] = (
-                        _encode(encoder, ep.rgb[:length]),
-                        _encode(encoder, ep.query_rgb[q]),
+                        encode_images(encoder, ep.rgb[:length]),
+                        encode_images(encoder, ep.query_rgb[q]),
                     )
                 tokens, query_tokens = cache[id(encoder)]
             swap = swap_order(len(q)) if control else None

@@ -69,6 +69,9 @@ from spatial_memory.memory.interface import (
 )
 from spatial_memory.memory.layers import Block, CrossBlock
 
+RECALL_WRITES = ("clock", "novelty")
+SLOT_UPDATES = ("always", "novelty")
+
 
 @dataclass(frozen=True)
 class KinaemaConfig(MemoryConfig):
@@ -98,7 +101,13 @@ class KinaemaConfig(MemoryConfig):
     anchor_scale: float = 1.0  # metres; the unit of the anchors' Fourier features
     residual_scale: float = 1.0  # metres; the unit of the query's offset from the attended anchors
     recall: int = 64  # recall-ring entries (module docstring); 0 = none; needs anchors
-    recall_every: int = 3  # steps between ring writes: the ring covers recall * recall_every steps
+    recall_every: int = 3  # 'clock' writes: steps between ring writes (the ring covers recall * every steps)
+    recall_write: str = "clock"  # 'clock': every recall_every steps; 'novelty': when moved or the view is new
+    novelty_move_m: float = 0.3  # 'novelty': write once the robot is this far from the newest entry...
+    novelty_turn_deg: float = 20.0  # ...or has turned this much from it...
+    novelty_max_cosine: float = 0.9  # ...or the frame's key is less similar than this to every entry
+    slot_update: str = "always"  # 'always': slots take every frame; 'novelty': only frames the ring takes
+    recall_confidence: bool = False  # seen logit and sigma also read how well the query matches the ring
 
     @property
     def state_rows(self) -> int:
@@ -129,6 +138,30 @@ class KinaemaConfig(MemoryConfig):
         check_positive(self, "recall_every")
         if self.recall and not self.anchors:
             raise ConfigError("KinaemaConfig.recall entries are anchored: it needs anchors=True")
+        if not isinstance(self.recall_confidence, bool) or (self.recall_confidence and not self.recall):
+            raise ConfigError(
+                "KinaemaConfig.recall_confidence must be true or false, and true needs recall > 0"
+            )
+        if self.recall_write not in RECALL_WRITES:
+            raise ConfigError(
+                f"KinaemaConfig.recall_write must be one of {RECALL_WRITES}, got {self.recall_write!r}"
+            )
+        if self.slot_update not in SLOT_UPDATES:
+            raise ConfigError(
+                f"KinaemaConfig.slot_update must be one of {SLOT_UPDATES}, got {self.slot_update!r}"
+            )
+        if self.slot_update == "novelty" and not (self.recall and self.recall_write == "novelty"):
+            raise ConfigError(
+                "KinaemaConfig.slot_update 'novelty' follows the ring's novelty writes: it needs "
+                "recall > 0 and recall_write 'novelty'"
+            )
+        for name in ("novelty_move_m", "novelty_turn_deg"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < math.inf:
+                raise ConfigError(f"KinaemaConfig.{name} must be a finite number > 0, got {value!r}")
+        c = self.novelty_max_cosine
+        if isinstance(c, bool) or not isinstance(c, (int, float)) or not -1.0 <= c <= 1.0:
+            raise ConfigError(f"KinaemaConfig.novelty_max_cosine must be within [-1, 1], got {c!r}")
         if self.anchors and self.pose_mode != "planar":
             raise ConfigError("KinaemaConfig.anchors holds planar poses: pose_mode must be 'planar'")
         check_fraction(self, "mim_mask_ratio", low_open=True)
@@ -328,6 +361,9 @@ class Kinaema(MemoryModel):
         if config.recall:
             self.key_proj = nn.Linear(config.token_dim, E)
             self.key_log_temperature = nn.Parameter(torch.tensor(math.log(20.0)))
+        if config.recall_confidence:  # (scale, centre) of the best ring match for the seen logit and sigma
+            self.match_seen = nn.Parameter(torch.tensor([10.0, 0.8]))
+            self.match_sigma = nn.Parameter(torch.tensor([5.0, 0.8]))
 
     def init_state(self, batch: int) -> Tensor:
         """The learned initial memory, (batch, N, E)."""
@@ -351,7 +387,7 @@ class Kinaema(MemoryModel):
     def _step(self, state: Tensor, tokens: Tensor, odometry: Tensor) -> tuple[Tensor, Tensor]:
         self._check_state(state)
         N = self.config.slots
-        ring = self._ring_step(state, tokens, odometry) if self.config.recall else None
+        ring, wrote = self._ring_step(state, tokens, odometry) if self.config.recall else (None, None)
         content, anchors = self._split(state)
         motion = self.odometry(odometry)  # (B, E)
         old = self.correction(content, motion)  # 1. correction
@@ -365,6 +401,11 @@ class Kinaema(MemoryModel):
             x = block(x)
         new = self.norm(x[:, :N])
         g = self.gate(old, new)  # 3. embedding-wise gate
+        if wrote is not None and self.config.slot_update == "novelty":
+            # a frame the ring did not take (nothing new: the robot stood still, the view is the same)
+            # leaves the contents alone; the anchors still move exactly with the odometry
+            g = g * wrote[:, None, None]
+            old = torch.where(wrote[:, None, None] > 0, old, content)
         content = g * new + (1.0 - g) * old
         if anchors is None:
             return content, g
@@ -388,21 +429,44 @@ class Kinaema(MemoryModel):
         """(B, K, D) tokens -> (B, E) unit key of the frame (ring entries and queries alike)."""
         return F.normalize(self.key_proj(tokens.mean(1)), dim=-1, eps=1e-6)
 
-    def _ring_step(self, state: Tensor, tokens: Tensor, odometry: Tensor) -> Tensor:
-        """Move the ring's anchors with the odometry; every `recall_every` steps write this frame's key,
-        anchored at the robot, over the oldest entry; count the step. Returns the ring rows (B, R+1, E+3)."""
+    def _ring_step(self, state: Tensor, tokens: Tensor, odometry: Tensor) -> tuple[Tensor, Tensor]:
+        """Move the ring's anchors with the odometry; write this frame's key, anchored at the robot, over the
+        oldest entry when due (`recall_write`); count the step and the writes. Returns the ring rows
+        (B, R+1, E+3) and whether this frame was written (B,) as 0/1."""
         R, every = self.config.recall, self.config.recall_every
         keys, anchors, counter = self._ring(state)
+        writes = state[:, self.config.slots + R, 1]
         anchors = se2_relative(odometry[:, None, :], anchors)
-        step = counter.round().long()  # the ring is part of the state: the counter is a float there
-        write = (step % every == 0).to(keys.dtype)  # (B,)
-        slot = F.one_hot((step // every) % R, R).to(keys.dtype) * write[:, None]  # (B, R)
-        m = slot[..., None]
-        keys = (1.0 - m) * keys + m * self._key(tokens)[:, None, :]
+        key = self._key(tokens)
+        if self.config.recall_write == "clock":
+            step = counter.round().long()  # the ring is part of the state: the counter is a float there
+            write = (step % every == 0).to(keys.dtype)  # (B,)
+            index = (step // every) % R
+        else:
+            write = self._novel(keys, anchors, writes, key).to(keys.dtype)
+            index = writes.round().long() % R
+        m = (F.one_hot(index, R).to(keys.dtype) * write[:, None])[..., None]  # (B, R, 1)
+        keys = (1.0 - m) * keys + m * key[:, None, :]
         anchors = (1.0 - m) * anchors  # a written entry is anchored at the robot (pose 0)
         count = torch.zeros_like(state[:, -1:])
         count[..., 0] = (counter + 1.0)[:, None]
-        return torch.cat([torch.cat([keys, anchors], dim=-1), count], dim=1)
+        count[..., 1] = (writes + write)[:, None]
+        return torch.cat([torch.cat([keys, anchors], dim=-1), count], dim=1), write
+
+    def _novel(self, keys: Tensor, anchors: Tensor, writes: Tensor, key: Tensor) -> Tensor:
+        """(B,) bool: is this frame worth a ring entry? Yes for the first frame, once the robot has moved
+        `novelty_move_m` or turned `novelty_turn_deg` from the newest entry, or when the frame's key is less
+        similar than `novelty_max_cosine` to every entry (the scene changed, or the robot was carried
+        somewhere else). A robot standing still in front of an unchanged scene writes nothing, so the ring
+        keeps what it saw before, however long it stands."""
+        cfg = self.config
+        n = writes.round().long()
+        newest = anchors[torch.arange(anchors.shape[0]), (n - 1) % cfg.recall]  # (B, 3)
+        moved = torch.hypot(newest[:, 0], newest[:, 1]) >= cfg.novelty_move_m
+        turned = newest[:, 2].abs() >= math.radians(cfg.novelty_turn_deg)
+        similarity = torch.einsum("be,bre->br", key, keys)
+        similarity = similarity.masked_fill(keys.abs().sum(-1) == 0, -2.0).amax(dim=1)
+        return (n == 0) | moved | turned | (similarity < cfg.novelty_max_cosine)
 
     def _recalled(self, state: Tensor, query_tokens: Tensor) -> tuple[Tensor, Tensor]:
         """Logits (B, R) of the ring entries for a query (temperature * cosine; empty entries -inf) and their
@@ -412,6 +476,13 @@ class Kinaema(MemoryModel):
         logits = self.key_log_temperature.exp() * cos
         empty = keys.abs().sum(-1) == 0
         return logits.masked_fill(empty, float("-inf")), anchors
+
+    def _best_match(self, state: Tensor, query_tokens: Tensor) -> Tensor:
+        """(B,) the highest cosine between the query's key and a ring entry (-1 for an empty ring).
+        Computed apart from `_recalled`: its -inf logits would make the gradient NaN through the max."""
+        keys = self._ring(state)[0]
+        cos = torch.einsum("be,bre->br", self._key(query_tokens), keys)
+        return cos.masked_fill(keys.abs().sum(-1) == 0, -1.0).amax(dim=1)
 
     def _embed_anchors(self, anchors: Tensor) -> Tensor:
         B, N = anchors.shape[:2]
@@ -433,7 +504,15 @@ class Kinaema(MemoryModel):
         raw = self.head.out(read)
         more = self._recalled(state, query_tokens) if self.config.recall else None
         pose = self.anchor_readout(read, raw[:, :4], context, anchors, more)
-        return QueryOutput(pose, self.head._log_sigma(raw[:, -2]), raw[:, -1])
+        log_sigma, seen_logit = raw[:, -2], raw[:, -1]
+        if self.config.recall_confidence and more is not None:
+            # How well the picture matches anything the ring holds: a picture of a place the ring saw has a
+            # near neighbour (cosine near 1), a new place or a blank picture does not. Learned affine terms,
+            # so the seen logit and sigma are calibrated by the same losses as before.
+            best = self._best_match(state, query_tokens)
+            seen_logit = seen_logit + self.match_seen[0] * (best - self.match_seen[1])
+            log_sigma = log_sigma - self.match_sigma[0] * (best - self.match_sigma[1])
+        return QueryOutput(pose, self.head._log_sigma(log_sigma), seen_logit)
 
     def _check_state(self, state: Tensor) -> None:
         want = (self.config.state_rows, self.config.state_dim)

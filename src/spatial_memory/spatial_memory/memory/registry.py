@@ -138,15 +138,20 @@ def load_checkpoint(
     expect_model: str | None = None,
     expect_config: MemoryConfig | None = None,
     expect_encoder_config: EncoderConfig | None = None,
+    model_overrides: Mapping[str, Any] | None = None,
 ) -> Checkpoint:
-    """Rebuild model (+ encoder) from a checkpoint, in eval mode; refuse models/configs not expected."""
+    """Rebuild model (+ encoder) from a checkpoint, in eval mode; refuse models/configs not expected.
+
+    `model_overrides` replaces config fields that hold no weights (e.g. Kinaema's `recall_write`) before the
+    weights are loaded: the same trained model run under another rule, for ablations. A field that changes
+    the weights' shapes fails the load with the usual clear error."""
     payload = read_versioned(Path(path), FORMAT, VERSION, "checkpoint")
     name = payload.get("model")
     if name not in MODELS:
         raise InvalidInputError(f"{path}: unknown memory model {name!r}")
     if expect_model is not None and name != expect_model:
         raise InvalidInputError(f"{path} holds a {name!r} model, expected {expect_model!r}")
-    model = build_model(name, _config_dict(payload, "model_config", path))
+    model = build_model(name, _config_dict(payload, "model_config", path), **dict(model_overrides or {}))
     if expect_config is not None and model.config != expect_config:
         raise InvalidInputError(f"{path}: {_config_diff(model.config, expect_config)}")
     _load_state(model, payload.get("model_state"), path, "model")

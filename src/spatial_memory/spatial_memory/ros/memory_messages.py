@@ -9,6 +9,11 @@ levelled optical frame (see `memory.engine.MemoryAnswer`). Covariance (row-major
 pitch, yaw): sigma^2 on x and y from the model's predicted position error; 0 on z, roll and pitch, which
 are fixed by construction (camera height from the config, a level camera); the models predict no heading
 uncertainty, so yaw gets `YAW_VARIANCE_UNKNOWN` (pi^2: anything up to a half turn).
+
+What the numbers mean: `confidence` is 1 / (1 + sigma_m), a monotone view of the covariance's sigma (0.5 at
+one metre of expected position error); how well sigma covers the real error is measured, per motion
+scenario, by `spatial-memory eval mem-rpe-live`. `seen_probability` is the memory's own estimate that the
+pictured place was observed at all: below 0.5 the answer is a guess about a place it never saw.
 """
 
 from __future__ import annotations
@@ -28,6 +33,14 @@ if TYPE_CHECKING:  # annotations only: importing the engine would load torch
 YAW_VARIANCE_UNKNOWN = math.pi**2
 NO_KEYFRAME = -1  # the memory matches no spatial-context keyframe: it has its own notion of places
 QUERY_ENCODINGS = ("rgb8", "bgr8", "mono8")
+QUERY_RESPONSE_FIELDS = (
+    "success",
+    "message",
+    "pose",
+    "confidence",
+    "seen_probability",
+    "matched_keyframe_id",
+)
 
 
 def query_image_rgb(msg: Any) -> np.ndarray:
@@ -76,6 +89,7 @@ def fill_query_response(
         ),
     )
     response.confidence = float(answer.confidence)
+    response.seen_probability = float(answer.seen_probability)
     response.matched_keyframe_id = NO_KEYFRAME
     return response
 
@@ -96,13 +110,14 @@ def fill_query_failure(
         ),
     )
     response.confidence = 0.0
+    response.seen_probability = 0.0
     response.matched_keyframe_id = NO_KEYFRAME
     return response
 
 
 def copy_query_response(source: Any, target: Any) -> Any:
     """Copy every QueryPose response field from `source` to `target` (forwarding an answer)."""
-    for name in ("success", "message", "pose", "confidence", "matched_keyframe_id"):
+    for name in QUERY_RESPONSE_FIELDS:
         setattr(target, name, getattr(source, name))
     return target
 
@@ -125,6 +140,7 @@ def query_response_summary(response: Any) -> dict[str, Any]:
         "yaw": float(yaw),
         "sigma_m": float(math.sqrt(max(covariance[0], 0.0))) if covariance.size == 36 else float("nan"),
         "confidence": float(response.confidence),
+        "seen_probability": float(response.seen_probability),
         "matched_keyframe_id": int(response.matched_keyframe_id),
     }
 

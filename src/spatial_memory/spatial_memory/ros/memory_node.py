@@ -3,8 +3,9 @@
 Subscribes: `camera/image` (sensor_msgs/Image rgb8 or bgr8, sensor-data QoS). For each image due at
     `update_rate_hz` (by its stamp) the base pose `world_frame` -> `base_frame` is looked up in TF at the
     image stamp (odom -> base_link by default) and the image is folded into the memory; the engine turns
-    consecutive poses into the per-step motion the model reads. A stamp earlier than the memory's last one
-    (a restarted simulation, a bag played again) resets the memory, as tf2 buffers do on a time jump.
+    consecutive poses into the per-step motion the model reads. Time is the engine's business
+    (`MemoryEngine.update`): a frame older than the last is dropped and counted; one more than
+    `engine.time_jump_reset_s` older (a restarted simulation, a bag played again) resets the memory.
 Serves: `memory/query` (spatial_memory_interfaces/srv/QueryPose; internal, spatial_context_node's
     `/query_pose` forwards to it): the query camera's pose in the current base frame with a covariance and
     a confidence, or success=false and the reason (empty memory, malformed image, other backend).
@@ -33,7 +34,7 @@ from std_msgs.msg import String
 from tf2_ros import Buffer, TransformException, TransformListener
 
 from spatial_memory.errors import InvalidInputError
-from spatial_memory.memory.engine import MemoryEngine
+from spatial_memory.memory.engine import DROPPED_LATE, RESET_AND_USED, MemoryEngine
 from spatial_memory.ros import conversions as conv
 from spatial_memory.ros import memory_messages as mm
 from spatial_memory.ros import topics
@@ -54,7 +55,7 @@ class MemoryNode(Node):
         self.config: MemoryNodeConfig = declare_config(self, MemoryNodeConfig)
         self.engine = engine if engine is not None else MemoryEngine(self.config.engine)
         self._factory = conv.RclpyFactory()
-        self._counts = {"images_used": 0, "images_skipped": 0, "queries": 0, "resets": 0}
+        self._counts = {"images_used": 0, "images_skipped": 0, "queries": 0}
         self._last_problem = ""
         self._tf_buffer = Buffer()
         self._tf_listener = TransformListener(self._tf_buffer, self)  # its own reentrant group
@@ -85,21 +86,16 @@ class MemoryNode(Node):
         try:
             image = mm.camera_image_rgb(msg)
             T_world_base = self._base_pose(stamp)  # noqa: N806 - the project's pose naming
-            last = self.engine.last_stamp_ns
-            if last is not None and stamp < last:
-                self.get_logger().warning(
-                    f"image stamp {stamp} ns is before the memory's last {last} ns: time went back, "
-                    "resetting the memory"
-                )
-                self.engine.reset()
-                self._counts["resets"] += 1
-            self.engine.update(image, T_world_base=T_world_base, stamp_ns=stamp)
+            verdict = self.engine.update(image, T_world_base=T_world_base, stamp_ns=stamp)
         except (InvalidInputError, TransformException) as exc:
             self._counts["images_skipped"] += 1
             self._last_problem = f"image not used: {exc}"
             self.get_logger().warning(self._last_problem, throttle_duration_sec=WARN_PERIOD_S)
             return
-        self._counts["images_used"] += 1
+        if verdict == RESET_AND_USED:
+            self.get_logger().warning(f"image stamp {stamp} ns jumped back in time: the memory starts again")
+        if verdict != DROPPED_LATE:
+            self._counts["images_used"] += 1
 
     def _base_pose(self, stamp_ns: int) -> Any:
         cfg = self.config

@@ -310,6 +310,14 @@ class LiveSim:
         self._q_target = q
         return q.copy()
 
+    def teleport(self, x: float, y: float, yaw: float) -> None:
+        """Carry the robot to (x, y, yaw) in the world (a kidnap): the sim time and the arm stay, the velocity
+        command is dropped, and the wheel odometry does not see the move (its pose goes on from where it
+        was). A pose in collision is refused (InvalidInputError) and nothing changes."""
+        gt = self.sim.reset(x, y, yaw, q=self.sim.q, stamp_ns=self.sim.stamp_ns)
+        self.odometry.carried(gt.T_world_base)
+        self.stop()
+
     # ------------------------------------------------------------------ stepping
     def _velocity(self, now_ns: int) -> tuple[float, float, bool]:
         """The command to apply in the step starting at `now_ns`, and whether it just expired."""

@@ -132,6 +132,16 @@ class WheelOdometry:
         self._stamp_ns = int(stamp_ns)
         return self.T_odom_base
 
+    def carried(self, T_world_base: np.ndarray) -> None:
+        """The robot was lifted and put down at `T_world_base` (a kidnap): the wheels did not turn, so the
+        odometry pose stays where it was and the next update measures motion from the new pose."""
+        if self._T_world_prev is None:
+            raise InvalidInputError("carried() before the first update: there is no pose to move from")
+        T = check_pose(T_world_base, "T_world_base")
+        if abs(T[2, 2] - 1.0) > PLANAR_TOL or abs(T[2, 3] - self._T_world_prev[2, 3]) > PLANAR_TOL:
+            raise InvalidInputError("T_world_base must be a planar pose at the base's height")
+        self._T_world_prev = T.copy()
+
     def _integrate(self, dx: float, dy: float, dyaw: float) -> tuple[float, float, float]:
         """Compose one noisy increment onto `T_odom_base`; returns the noisy increment."""
         cfg = self.config

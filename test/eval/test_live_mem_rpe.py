@@ -1,0 +1,143 @@
+"""Live Mem-RPE: the scores (AUROC, detection at a false-alarm rate, calibration, kidnap) and short live runs
+of the scenarios on the live simulation core with the shipped memory."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from spatial_memory.errors import ConfigError
+from spatial_memory.eval.live_mem_rpe import (
+    SCENARIOS,
+    LiveAnswers,
+    LiveMemoryRun,
+    LiveRunConfig,
+    auroc,
+    detection_at_false_alarm,
+    live_table,
+    score,
+)
+from spatial_memory.memory.engine import EngineConfig, MemoryEngine
+from spatial_memory.sim import mobile_robot as mr
+from spatial_memory.sim.live import LiveSimConfig, LiveWorldConfig
+
+CHECKPOINT = "models/kinaema_house64.pt"
+SMALL = LiveSimConfig(
+    world=LiveWorldConfig(texture_px=16),
+    robot=mr.MobileRobotConfig(
+        head_camera=mr.CameraConfig(width=64, height=48, fovy_deg=60.0, rate_hz=15.0),
+        wrist_camera=mr.CameraConfig(width=16, height=16, fovy_deg=58.0, rate_hz=1.0),
+    ),
+)
+
+
+# ---------------------------------------------------------------------------------------------- scores
+def test_auroc_known_values():
+    assert auroc(np.array([0.9, 0.8, 0.1, 0.2]), np.array([True, True, False, False])) == 1.0
+    assert auroc(np.array([0.1, 0.2, 0.9, 0.8]), np.array([True, True, False, False])) == 0.0
+    assert auroc(np.array([0.5, 0.5]), np.array([True, False])) == 0.5  # a tie counts half
+    assert math.isnan(auroc(np.array([0.5]), np.array([True])))
+
+
+@given(st.lists(st.tuples(st.floats(0, 1), st.booleans()), min_size=2, max_size=40))
+def test_auroc_is_symmetric_under_negating_the_scores(pairs):
+    scores, labels = (np.array(v) for v in zip(*pairs, strict=True))
+    labels = labels.astype(bool)
+    a, b = auroc(scores, labels), auroc(-scores, labels)
+    if math.isnan(a):
+        assert labels.all() or not labels.any()
+    else:
+        assert a + b == pytest.approx(1.0)
+
+
+def test_detection_at_false_alarm_uses_the_seen_queries_to_set_the_threshold():
+    seen = np.array([True] * 10 + [False] * 4)
+    prob = np.array([0.9] * 9 + [0.2] + [0.1, 0.1, 0.5, 0.95])
+    # at most 10 % of seen flagged: the threshold is the 10th percentile of the seen (0.2): flag p < 0.2
+    assert detection_at_false_alarm(prob, seen) == 50.0
+
+
+def _answers(n: int, err: float, sigma: float, kidnap_from: int | None = None) -> LiveAnswers:
+    a = LiveAnswers()
+    for i in range(n):
+        truth = np.array([float(i), 0.0, 0.0])
+        a.target.append(truth)
+        a.pred.append(truth + [err, 0.0, 0.0])
+        a.seen.append(i % 4 != 3)
+        a.seen_prob.append(0.9 if i % 4 != 3 else 0.1)
+        a.sigma.append(sigma)
+        a.pred_swapped.append(truth + [err + 1.5, 0.0, 0.0])
+        a.after_kidnap.append(kidnap_from is not None and i >= kidnap_from)
+    return a
+
+
+def test_score_pose_calibration_detection_and_picture_control():
+    s = score(_answers(20, err=0.3, sigma=0.5))
+    assert s.mem_rpe.seen_count == 15 and s.mem_rpe.unseen_count == 5
+    assert s.mem_rpe.within_1m_10deg_pct == 100.0 and s.mem_rpe.median_position_m == pytest.approx(0.3)
+    assert s.sigma_coverage_pct == 100.0  # 0.3 m off, sigma 0.5 m
+    assert score(_answers(20, err=0.3, sigma=0.2)).sigma_coverage_pct == 0.0
+    assert s.seen_auroc == 1.0 and s.unseen_detected_at_10pct_fa == 100.0
+    assert s.answer_shift_m == pytest.approx(1.5)
+    assert math.isnan(s.kidnap_confident_wrong_pct)  # no kidnap in this run
+
+
+def test_score_puts_answers_after_a_kidnap_apart():
+    s = score(_answers(20, err=3.0, sigma=0.5, kidnap_from=8))
+    assert s.mem_rpe.seen_count == 6  # queries 0..7 only: after the kidnap the pose is not scored
+    assert s.kidnap_confident_wrong_pct == 100.0  # sure (sigma 0.5, seen 0.9) and 3 m off
+    assert "kidnap" in live_table({"x": s})
+
+
+def test_run_config_is_checked():
+    with pytest.raises(ConfigError, match="unknown scenario"):
+        LiveRunConfig(scenario="moonwalk")
+    with pytest.raises(ConfigError):
+        LiveRunConfig(steps=0)
+    with pytest.raises(ConfigError):
+        LiveRunConfig(update_rate_hz=30.0)  # faster than the camera
+
+
+# ---------------------------------------------------------------------------------------------- live runs
+@pytest.fixture(scope="module")
+def engine() -> MemoryEngine:
+    torch.set_num_threads(1)
+    return MemoryEngine(EngineConfig(checkpoint=CHECKPOINT, resize="crop", camera_height_m=1.45))
+
+
+def _run(engine: MemoryEngine, scenario: str, steps: int = 30) -> tuple[LiveMemoryRun, LiveAnswers]:
+    cfg = LiveRunConfig(scenario=scenario, seed=1000, steps=steps, engine=engine.config, sim=SMALL)
+    run = LiveMemoryRun(cfg, engine=engine)
+    try:
+        return run, run.run()
+    finally:
+        run.close()
+
+
+def test_a_live_tour_feeds_the_memory_at_its_rate_and_asks_with_truth(engine):
+    run, answers = _run(engine, "tour")
+    assert engine.steps == 30  # the memory took 30 frames of the 15 Hz camera at 5 Hz
+    assert run.sim.stamp_ns == pytest.approx(30 / 5.0 * 1e9, rel=0.05)
+    n = len(answers.seen)
+    # a query every 5 memory steps; a seen one needs a view 4 s (20 steps) old, so early draws may find none
+    assert 2 <= n <= 6 and any(answers.seen)
+    assert len(answers.blank_confidence) == 2 * n  # a black and a grey picture at every query
+    assert all(np.isfinite(p).all() for p in answers.pred)
+    assert not any(answers.after_kidnap)
+
+
+def test_the_standstill_scenario_stands_still_on_top_of_its_steps(engine):
+    run, _ = _run(engine, "standstill", steps=20)
+    assert engine.steps == 20 + 300  # 60 s of standing still at 5 Hz come on top
+    assert SCENARIOS["standstill"].extra_s == 60.0
+
+
+def test_the_kidnap_scenario_carries_the_robot_half_way(engine):
+    run, answers = _run(engine, "kidnap", steps=30)
+    assert run.kidnapped_at_step is not None and 13 <= run.kidnapped_at_step <= 17
+    assert any(answers.after_kidnap) or not answers.seen  # queries after it are marked

@@ -141,3 +141,9 @@ def test_the_kidnap_scenario_carries_the_robot_half_way(engine):
     run, answers = _run(engine, "kidnap", steps=30)
     assert run.kidnapped_at_step is not None and 13 <= run.kidnapped_at_step <= 17
     assert any(answers.after_kidnap) or not answers.seen  # queries after it are marked
+
+
+def test_revisit_asks_only_about_places_left_long_ago():
+    assert SCENARIOS["revisit"].min_age_steps(200, 5.0) == 100  # half of T
+    assert SCENARIOS["revisit"].min_age_steps(800, 5.0) == 400
+    assert SCENARIOS["tour"].min_age_steps(800, 5.0) == 20  # 4 s, as the offline recorder

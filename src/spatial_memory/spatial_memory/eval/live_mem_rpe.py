@@ -28,7 +28,8 @@ Scenarios (`SCENARIOS`), each deterministic from its seed:
 - `teleop`: random velocity segments (forward, reverse, turning) with stops, turning away from obstacles;
 - `standstill`: the tour for 20 s, then 60 s standing still, then the tour again;
 - `spin`: turns in place (one to two full turns, either way) between short stretches of the tour;
-- `revisit`: the tour, but seen queries are drawn only from views at least 60 s old (places left long ago);
+- `revisit`: the tour, but seen queries are drawn only from views at least T/2 steps old (places left long
+  ago: 20 s at T = 200, 80 s at T = 800 at 5 Hz);
 - `kidnap`: the tour, then at half time the robot is carried to another room (the odometry does not see it)
   and tours on from there.
 """
@@ -174,8 +175,13 @@ class Scenario:
     name: str
     description: str
     make_driver: Callable[[LiveSim, int, float], Driver]  # (sim, seed, episode length in s) -> driver
-    min_query_age_s: float = 4.0  # seen queries start from views at least this old (offline: 20 steps)
+    min_query_age_s: float = 4.0  # seen queries start from views at least this old (offline: 20 steps)...
+    min_query_age_fraction: float = 0.0  # ...and at least this fraction of the run's T steps old
     extra_s: float = 0.0  # run this much longer than T steps (a standstill is not part of the tour's T)
+
+    def min_age_steps(self, steps: int, rate_hz: float) -> int:
+        """How old (memory steps) a view must be for a seen query to start from it, in a run of T steps."""
+        return max(1, round(self.min_query_age_s * rate_hz), round(self.min_query_age_fraction * steps))
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -194,9 +200,9 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "revisit",
-            "the tour; seen queries only of views >= 60 s old",
+            "the tour; seen queries only of views at least T/2 steps old (places left long ago)",
             lambda sim, seed, T: TourDriver(sim, seed),
-            min_query_age_s=60.0,
+            min_query_age_fraction=0.5,
         ),
         Scenario(
             "kidnap",
@@ -278,8 +284,7 @@ class LiveMemoryRun:
         self.total_steps = cfg.steps + round(scenario.extra_s * cfg.update_rate_hz)
         self.grid = WorldTour(self.sim.world, seed=cfg.seed).grid
         qcfg = QueryConfig(
-            every_n_steps=cfg.query_every,
-            min_age_steps=max(1, round(scenario.min_query_age_s * cfg.update_rate_hz)),
+            every_n_steps=cfg.query_every, min_age_steps=scenario.min_age_steps(cfg.steps, cfg.update_rate_hz)
         )
         self.sampler = QuerySampler(self.sim.sim, self.grid, qcfg, seed=cfg.seed)
         self.rng = np.random.default_rng(cfg.seed + 99)
@@ -632,7 +637,7 @@ def compare_offline_live(
             "",
             *(f"- {n}: {SCENARIOS[n].description}" for n in names),
             "",
-            f"{report['machine']}, {report['date_utc']}",
+            "Machine: " + ", ".join(f"{k} {v}" for k, v in report["machine"].items()),
             "",
         ]
         write_file_atomic(out.with_suffix(".md"), "\n".join(md).encode())

@@ -7,8 +7,10 @@ Subscribes: `camera/image` (sensor_msgs/Image rgb8 or bgr8, sensor-data QoS). Fo
     (`MemoryEngine.update`): a frame older than the last is dropped and counted; one more than
     `engine.time_jump_reset_s` older (a restarted simulation, a bag played again) resets the memory.
 Serves: `memory/query` (spatial_memory_interfaces/srv/QueryPose; internal, spatial_context_node's
-    `/query_pose` forwards to it): the query camera's pose in the current base frame with a covariance and
-    a confidence, or success=false and the reason (empty memory, malformed image, other backend).
+    `/query_pose` forwards to it): the query camera's pose in the base frame with a covariance, a
+    confidence and the seen probability, or success=false and the reason (empty memory, malformed image,
+    other backend). The pose's header stamp is the time of the memory's newest frame: the answer is
+    relative to the base as it was then (look the base up in TF at that stamp to use it later).
 Publishes: `memory/status` (std_msgs/String, JSON: backend, steps, last stamp, state bytes, parameters,
     images used/skipped and the last problem) at `status_rate_hz`.
 Threads: our callbacks share the node's default mutually exclusive group (one engine call at a time);
@@ -110,9 +112,10 @@ class MemoryNode(Node):
     def _on_query(self, request: Any, response: Any) -> Any:
         """Answer from the engine; every refusal is success=false with the reason."""
         self._counts["queries"] += 1
+        last = self.engine.last_stamp_ns  # the answer is relative to the base at the newest frame's time
         where = {
             "frame_id": self.config.base_frame,
-            "stamp_ns": self.get_clock().now().nanoseconds,
+            "stamp_ns": self.get_clock().now().nanoseconds if last is None else last,
             "factory": self._factory,
         }
         if request.backend and request.backend != self.engine.backend:

@@ -1,0 +1,248 @@
+"""The memory through the real ROS 2 graph: /query_pose answers scored against ground truth (needs ROS 2).
+
+    ros2 launch spatial_memory sim.launch.py world_seed:=1000 &        # sim_node, fk, context, memory
+    python3 benchmarks/ros_mem_live.py --seed 1000 --scenario teleop --steps 200 --out r.json
+
+Harness (b) of the live Mem-RPE (`spatial_memory.eval.live_mem_rpe` is harness (a), in one process). This
+script is a ROS node beside the running graph:
+
+- it drives the base through `cmd_vel` with the same seeded scenario drivers as harness (a), from the true
+  pose on `ground_truth/base_pose` (a person at the joystick sees the robot too);
+- it keeps its own copy of the world (the same preset and seed as sim_node's, built by `LiveSim` but never
+  stepped) only to render query pictures: every head-camera frame of the graph (`camera/depth` with
+  `ground_truth/camera_pose`, at memory_node's 5 Hz) is shown to a `QuerySampler`, which draws pictures of
+  seen places (near an earlier view) and never-seen places, at the live camera's size, with the robot
+  hidden;
+- every `--query-every` memory steps (memory/status) it calls `/query_pose` with such a picture, with
+  another query's picture (the picture control) and with a black and a grey picture, and scores the answer
+  against the ground-truth base pose at the answer's header stamp (the memory's newest frame).
+
+The answers are scored by the same `score` as harness (a), so the rows compare column by column. The kidnap
+scenario needs a teleport the graph does not offer, so it runs in harness (a) only. Which frames the memory
+took is inferred from the rate (memory_node's rule), not read from the node.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from geometry_msgs.msg import PoseStamped, Twist
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+
+from spatial_memory.config import load_config
+from spatial_memory.eval.live_mem_rpe import (
+    SCENARIOS,
+    LiveAnswers,
+    live_table,
+    score,
+)
+from spatial_memory.geometry import invert
+from spatial_memory.memory.poses import planar_target
+from spatial_memory.resources import share_path
+from spatial_memory.ros import conversions as conv
+from spatial_memory.ros import memory_messages as mm
+from spatial_memory.ros import topics
+from spatial_memory.ros.node_configs import SimNodeConfig
+from spatial_memory.sim.live import LiveSim
+from spatial_memory.sim.queries import QueryConfig, QuerySampler
+from spatial_memory.sim.world_tour import WorldTour
+from spatial_memory_interfaces.srv import QueryPose
+
+RATE_SLACK = 0.95
+
+
+class Scorer(Node):
+    """Drives, watches the camera and the truth, asks /query_pose and keeps the answers."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        super().__init__("memory_live_scorer")
+        sim_cfg = load_config(SimNodeConfig, args.params, topics.SIM_NODE).sim
+        world = dataclasses.replace(sim_cfg.world, preset=args.preset, seed=args.seed)
+        self.world_sim = LiveSim(dataclasses.replace(sim_cfg, world=world))  # renders only, never stepped
+        scenario = SCENARIOS[args.scenario]
+        self.driver = scenario.make_driver(self.world_sim, args.seed, args.steps / 5.0)
+        grid = WorldTour(self.world_sim.world, seed=args.seed).grid
+        qcfg = QueryConfig(
+            every_n_steps=args.query_every, min_age_steps=round(scenario.min_query_age_s * 5.0)
+        )
+        self.sampler = QuerySampler(self.world_sim.sim, grid, qcfg, seed=args.seed)
+        self.lock = threading.Lock()
+        self.truth: list[tuple[int, np.ndarray]] = []  # (stamp ns, T_world_base)
+        self.cam_pose: dict[int, np.ndarray] = {}
+        self.frames = 0
+        self.last_frame_ns: int | None = None
+        self.memory_steps = 0
+        self.answers = LiveAnswers()
+        self.pictures: list[np.ndarray] = []
+        self.query_ms: list[float] = []
+        group = ReentrantCallbackGroup()
+        self.create_subscription(PoseStamped, topics.GT_BASE_POSE, self._on_truth, 100, callback_group=group)
+        self.create_subscription(
+            PoseStamped, topics.GT_CAMERA_POSE, self._on_cam_pose, 100, callback_group=group
+        )
+        self.create_subscription(
+            Image, topics.CAMERA_DEPTH, self._on_depth, qos_profile_sensor_data, callback_group=group
+        )
+        self.create_subscription(String, topics.MEMORY_STATUS, self._on_status, 10, callback_group=group)
+        self.cmd = self.create_publisher(Twist, topics.CMD_VEL, 10)
+        self.client = self.create_client(QueryPose, topics.QUERY_POSE, callback_group=group)
+        self.factory = conv.RclpyFactory()
+
+    # -- inputs ---------------------------------------------------------------------------------------
+    def _on_truth(self, msg: PoseStamped) -> None:
+        with self.lock:
+            self.truth.append((conv.stamp_to_ns(msg.header.stamp), conv.pose_to_matrix(msg.pose)))
+            del self.truth[:-3000]
+
+    def _on_cam_pose(self, msg: PoseStamped) -> None:
+        with self.lock:
+            self.cam_pose[conv.stamp_to_ns(msg.header.stamp)] = conv.pose_to_matrix(msg.pose)
+            for old in sorted(self.cam_pose)[:-100]:
+                del self.cam_pose[old]
+
+    def _on_depth(self, msg: Image) -> None:
+        stamp = conv.stamp_to_ns(msg.header.stamp)
+        if self.last_frame_ns is not None and stamp - self.last_frame_ns < RATE_SLACK * 1e9 / 5.0:
+            return
+        with self.lock:
+            T = self.cam_pose.pop(stamp, None)
+        if T is None:
+            return  # its pose has not arrived (yet): the next frame will do
+        self.last_frame_ns = stamp
+        depth = conv.image_to_numpy(msg)
+        self.sampler.observe(self.frames, T, depth, self.world_sim.intrinsics("camera"))
+        self.frames += 1
+
+    def _on_status(self, msg: String) -> None:
+        self.memory_steps = int(json.loads(msg.data).get("steps", 0))
+
+    def pose_at(self, stamp: int) -> np.ndarray | None:
+        with self.lock:
+            if not self.truth:
+                return None
+            stamps = np.array([s for s, _ in self.truth])
+            i = int(np.argmin(np.abs(stamps - stamp)))
+            return self.truth[i][1] if abs(stamps[i] - stamp) < 50_000_000 else None
+
+    # -- asking ---------------------------------------------------------------------------------------
+    def ask(self, rgb: np.ndarray) -> dict:
+        request = QueryPose.Request(query=conv.numpy_to_image(rgb, "rgb8", factory=self.factory))
+        t0 = time.perf_counter()
+        response = self.client.call(request)
+        self.query_ms.append(1e3 * (time.perf_counter() - t0))
+        return mm.query_response_summary(response)
+
+    def query_once(self) -> None:
+        with self.lock:
+            latest = self.truth[-1][1] if self.truth else None
+        if latest is None or self.frames == 0:
+            return
+        sample = self.sampler.sample(self.frames - 1, latest)
+        if sample is None:
+            return
+        got = self.ask(sample.query.rgb)
+        T_world_base = self.pose_at(got["stamp_ns"]) if got["success"] else None
+        if T_world_base is None:
+            return
+        a = self.answers
+        a.target.append(planar_target(invert(T_world_base) @ sample.T_world_query))
+        a.seen.append(bool(sample.query.seen))
+        a.pred.append(np.array([got["x"], got["y"], got["yaw"]]))
+        a.sigma.append(got["sigma_m"])
+        a.seen_prob.append(got["seen_probability"])
+        a.real_confidence.append(got["confidence"])
+        other = self.pictures[len(self.pictures) // 2] if self.pictures else None
+        swapped = self.ask(other) if other is not None else None
+        a.pred_swapped.append(
+            np.array([swapped["x"], swapped["y"], swapped["yaw"]]) if swapped else np.full(3, np.nan)
+        )
+        h, w = sample.query.rgb.shape[:2]
+        for blank in (np.zeros((h, w, 3), np.uint8), np.full((h, w, 3), 128, np.uint8)):
+            b = self.ask(blank)
+            a.blank_confidence.append(b["confidence"])
+            a.blank_seen_prob.append(b["seen_probability"])
+        a.after_kidnap.append(False)
+        self.pictures.append(sample.query.rgb)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", default="teleop", choices=[s for s in SCENARIOS if s != "kidnap"])
+    parser.add_argument("--preset", default="house")
+    parser.add_argument("--seed", type=int, default=1000, help="world seed: the launch's world_seed")
+    parser.add_argument("--steps", type=int, default=200, help="memory steps T to run for")
+    parser.add_argument("--query-every", type=int, default=5)
+    parser.add_argument("--params", type=Path, default=None, help="sim.yaml (default: the installed one)")
+    parser.add_argument("--timeout", type=float, default=900.0, help="wall seconds before giving up")
+    parser.add_argument("--out", type=Path, help="JSON with the scores and the table")
+    args = parser.parse_args()
+    args.params = args.params or share_path("config/sim.yaml")
+    rclpy.init()
+    node = Scorer(args)
+    executor = MultiThreadedExecutor(num_threads=3)
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    if not node.client.wait_for_service(timeout_sec=30.0):
+        raise SystemExit("/query_pose is not served: is sim.launch.py running?")
+    extra = round(SCENARIOS[args.scenario].extra_s * 5.0)
+    start, next_query = time.monotonic(), args.query_every
+    while node.memory_steps < args.steps + extra and time.monotonic() - start < args.timeout:
+        with node.lock:
+            latest = node.truth[-1] if node.truth else None
+        if latest is not None:
+            stamp, T = latest
+            yaw = float(np.arctan2(T[1, 0], T[0, 0]))
+            v, omega = node.driver.command(stamp * 1e-9, (float(T[0, 3]), float(T[1, 3]), yaw), False)
+            cmd = Twist()
+            cmd.linear.x, cmd.angular.z = float(v), float(omega)
+            node.cmd.publish(cmd)
+        if node.memory_steps >= next_query:
+            next_query = node.memory_steps + args.query_every
+            node.query_once()
+        time.sleep(1.0 / 30.0)
+    node.cmd.publish(Twist())
+    scores = score(node.answers)
+    label = f"ros {args.scenario} (seed {args.seed}, T={args.steps})"
+    table = live_table({label: scores})
+    p95 = float(np.percentile(node.query_ms, 95)) if node.query_ms else float("nan")
+    print(table)
+    print(
+        f"/query_pose: {len(node.query_ms)} calls, median {np.median(node.query_ms):.0f} ms, p95 {p95:.0f} ms"
+    )
+    if args.out:
+        args.out.write_text(
+            json.dumps(
+                {
+                    "label": label,
+                    "scores": scores.to_dict(),
+                    "table": table,
+                    "query_ms": {
+                        "median": float(np.median(node.query_ms)),
+                        "p95": p95,
+                        "n": len(node.query_ms),
+                    },
+                },
+                indent=2,
+            )
+        )
+    executor.shutdown()
+    node.world_sim.close()
+    node.destroy_node()
+    rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

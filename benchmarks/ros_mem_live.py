@@ -170,9 +170,10 @@ class Scorer(Node):
         )
         h, w = sample.query.rgb.shape[:2]
         for blank in (np.zeros((h, w, 3), np.uint8), np.full((h, w, 3), 128, np.uint8)):
-            b = self.ask(blank)
+            b = self.ask(blank)  # a refusal is success=false with confidence 0
             a.blank_confidence.append(b["confidence"])
             a.blank_seen_prob.append(b["seen_probability"])
+            a.blank_refused.append(not b["success"])
         a.after_kidnap.append(False)
         self.pictures.append(sample.query.rgb)
 

@@ -126,7 +126,8 @@ def test_a_live_tour_feeds_the_memory_at_its_rate_and_asks_with_truth(engine):
     n = len(answers.seen)
     # a query every 5 memory steps; a seen one needs a view 4 s (20 steps) old, so early draws may find none
     assert 2 <= n <= 6 and any(answers.seen)
-    assert len(answers.blank_confidence) == 2 * n  # a black and a grey picture at every query
+    assert len(answers.blank_confidence) == 2 * n  # a black and a grey picture at every query...
+    assert all(answers.blank_refused) and not any(answers.blank_confidence)  # ...refused: nothing to see
     assert all(np.isfinite(p).all() for p in answers.pred)
     assert not any(answers.after_kidnap)
 

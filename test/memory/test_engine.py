@@ -397,3 +397,18 @@ def test_time_jump_threshold_is_checked():
     for bad in (-1.0, float("inf"), float("nan"), True):
         with pytest.raises(ConfigError, match="time_jump_reset_s"):
             EngineConfig(time_jump_reset_s=bad)
+
+
+def test_a_picture_without_information_is_refused_not_answered(kinaema_ckpt):
+    engine = _engine(kinaema_ckpt)
+    images = _images(5)
+    _walk(engine, images)
+    for blank in (np.zeros((32, 32, 3), np.uint8), np.full((32, 32, 3), 200, np.uint8)):
+        with pytest.raises(InvalidInputError, match="nothing to recognise"):
+            engine.query(blank)
+    assert np.isfinite(engine.query(images[0]).x)  # a real picture is answered
+    open_engine = _engine(kinaema_ckpt, min_query_contrast=0.0)
+    _walk(open_engine, images)
+    assert np.isfinite(open_engine.query(np.zeros((32, 32, 3), np.uint8)).x)  # 0 accepts every picture
+    with pytest.raises(ConfigError, match="min_query_contrast"):
+        EngineConfig(min_query_contrast=-1.0)

@@ -428,3 +428,17 @@ def test_recall_confidence_reads_how_well_the_query_matches_the_ring():
     loss = query_loss(held, torch.zeros(1, 3))["total"]
     loss.backward()
     assert model.match_seen.grad is not None and torch.isfinite(model.match_seen.grad).all()
+
+
+def test_readout_ablations_answer_from_the_slots_or_the_ring_alone():
+    state = run(make(), 12)
+    answers = {}
+    for readout in ("both", "slots", "ring"):
+        torch.manual_seed(0)
+        model = Kinaema(KinaemaConfig(readout=readout)).eval()  # same weights: same seed, no new parameters
+        answers[readout] = model.query(state, tokens(100)).pose  # a picture no entry holds exactly
+    assert not torch.allclose(answers["both"], answers["slots"])
+    assert not torch.allclose(answers["both"], answers["ring"])
+    assert not torch.allclose(answers["slots"], answers["ring"])
+    with pytest.raises(ConfigError, match="readout"):
+        KinaemaConfig(readout="ring", recall=0)

@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from spatial_memory.errors import ConfigError
+from spatial_memory.errors import ConfigError, InvalidInputError
 from spatial_memory.memory.engine import EngineConfig, MemoryAnswer, MemoryEngine
 from spatial_memory.memory.metrics import MemRpe, mem_rpe
 from spatial_memory.memory.poses import planar_target
@@ -258,6 +258,7 @@ class LiveAnswers:
     after_kidnap: list[bool] = field(default_factory=list)
     blank_confidence: list[float] = field(default_factory=list)  # black and grey pictures
     blank_seen_prob: list[float] = field(default_factory=list)
+    blank_refused: list[bool] = field(default_factory=list)  # refused count as confidence 0
     real_confidence: list[float] = field(default_factory=list)
 
     def extend(self, other: LiveAnswers) -> None:
@@ -353,9 +354,16 @@ class LiveMemoryRun:
         out.pred_swapped.append(_planar(engine.query(other)) if other is not None else np.full(3, np.nan))
         h, w = q.rgb.shape[:2]
         for blank in (np.zeros((h, w, 3), np.uint8), np.full((h, w, 3), 128, np.uint8)):
-            b = engine.query(blank)
+            try:
+                b = engine.query(blank)
+            except InvalidInputError:  # refused: the engine saw nothing to recognise
+                out.blank_confidence.append(0.0)
+                out.blank_seen_prob.append(0.0)
+                out.blank_refused.append(True)
+                continue
             out.blank_confidence.append(b.confidence)
             out.blank_seen_prob.append(b.seen_probability)
+            out.blank_refused.append(False)
         out.after_kidnap.append(self.kidnapped_at_step is not None and self.kidnapped_at_step >= 0)
         pictures.append(q.rgb)
 
@@ -394,7 +402,8 @@ class LiveScores:
     seen_auroc: float
     unseen_detected_at_10pct_fa: float
     answer_shift_m: float  # median move of the answer when the picture is another query's
-    blank_confidence: float  # mean confidence of black / grey pictures
+    blank_confidence: float  # mean confidence of black / grey pictures (a refusal counts as 0)
+    blank_refused_pct: float  # black / grey pictures refused
     real_confidence: float  # mean confidence of real query pictures
     kidnap_confident_wrong_pct: float  # after a kidnap: answers with confidence that are > 2 m off
     queries: int
@@ -430,6 +439,7 @@ def score(answers: LiveAnswers) -> LiveScores:
         unseen_detected_at_10pct_fa=detection_at_false_alarm(seen_prob[~kidnapped], seen[~kidnapped]),
         answer_shift_m=float(np.median(shift)) if shift.size else nan,
         blank_confidence=float(np.mean(answers.blank_confidence)) if answers.blank_confidence else nan,
+        blank_refused_pct=float(100 * np.mean(answers.blank_refused)) if answers.blank_refused else nan,
         real_confidence=float(np.mean(answers.real_confidence)) if answers.real_confidence else nan,
         kidnap_confident_wrong_pct=(
             float(100 * (confident[after] & (err[after] > WRONG_M)).mean()) if after.any() else nan
@@ -490,6 +500,7 @@ _COLUMNS = (
     ("1-sigma cover %", lambda s: s.sigma_coverage_pct, ".1f"),
     ("shift m", lambda s: s.answer_shift_m, ".2f"),
     ("conf real/blank", lambda s: (s.real_confidence, s.blank_confidence), "pair"),
+    ("blank refused %", lambda s: s.blank_refused_pct, ".0f"),
     ("kidnap conf.-wrong %", lambda s: s.kidnap_confident_wrong_pct, ".1f"),
 )
 

@@ -264,6 +264,12 @@ class MemoryEngine:
                     "the memory is empty: update it with at least one image before querying"
                 )
             image = self._image_tensor(image_rgb)
+            contrast = float(image.float().mean(dim=1).std())  # grey levels of the model's input
+            if contrast < self.config.min_query_contrast:
+                raise InvalidInputError(
+                    f"the picture shows nothing to recognise (grey-level spread {contrast:.1f} < "
+                    f"min_query_contrast {self.config.min_query_contrast:g}): a black or uniform image"
+                )
             with torch.no_grad():
                 out = self.model.query(self._state, self.encoder(image).tokens)
             pose = out.pose[0].detach().to("cpu", torch.float64).numpy()

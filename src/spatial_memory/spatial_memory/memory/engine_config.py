@@ -64,6 +64,13 @@ class EngineConfig:
             "are camera poses"
         ),
     )
+    min_query_contrast: float = field(
+        default=2.0,
+        metadata=_help(
+            "a query picture whose grey levels vary less than this (standard deviation, 0-255) shows "
+            "nothing to recognise (black, uniform, lens cap on): refused; 0 accepts every picture"
+        ),
+    )
     time_jump_reset_s: float = field(
         default=1.0,
         metadata=_help(
@@ -94,6 +101,13 @@ class EngineConfig:
                 f"{self.keyframe_camera_offset!r}"
             )
         object.__setattr__(self, "keyframe_camera_offset", offset)
+        contrast = self.min_query_contrast
+        if (
+            isinstance(contrast, bool)
+            or not isinstance(contrast, (int, float))
+            or not 0.0 <= contrast <= 255.0
+        ):
+            raise ConfigError(f"EngineConfig.min_query_contrast must be within [0, 255], got {contrast!r}")
         jump = self.time_jump_reset_s
         if isinstance(jump, bool) or not isinstance(jump, (int, float)) or not 0.0 <= jump < math.inf:
             raise ConfigError(f"EngineConfig.time_jump_reset_s must be a finite number >= 0, got {jump!r}")

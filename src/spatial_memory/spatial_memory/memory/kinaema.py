@@ -71,6 +71,7 @@ from spatial_memory.memory.layers import Block, CrossBlock
 
 RECALL_WRITES = ("clock", "novelty")
 SLOT_UPDATES = ("always", "novelty")
+READOUTS = ("both", "slots", "ring")
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ class KinaemaConfig(MemoryConfig):
     novelty_max_cosine: float = 0.9  # ...or the frame's key is less similar than this to every entry
     slot_update: str = "always"  # 'always': slots take every frame; 'novelty': only frames the ring takes
     recall_confidence: bool = False  # seen logit and sigma also read how well the query matches the ring
+    readout: str = "both"  # candidates of the answer: 'both', or for ablations 'slots' or 'ring' only
 
     @property
     def state_rows(self) -> int:
@@ -141,6 +143,10 @@ class KinaemaConfig(MemoryConfig):
         if not isinstance(self.recall_confidence, bool) or (self.recall_confidence and not self.recall):
             raise ConfigError(
                 "KinaemaConfig.recall_confidence must be true or false, and true needs recall > 0"
+            )
+        if self.readout not in READOUTS or (self.readout != "both" and not self.recall):
+            raise ConfigError(
+                f"KinaemaConfig.readout must be one of {READOUTS} ('slots'/'ring' need recall > 0)"
             )
         if self.recall_write not in RECALL_WRITES:
             raise ConfigError(
@@ -274,9 +280,12 @@ class AnchoredReadout(nn.Module):
         more: tuple[Tensor, Tensor] | None = None,
     ) -> Tensor:
         """read (B, E) read-out token, raw_pose (B, 4), context (B, N, E) slot tokens, anchors (B, N, 3);
-        `more`: (logits (B, R), anchors (B, R, 3)) of further candidates (the recall ring's)."""
+        `more`: (logits (B, R), anchors (B, R, 3)) of further candidates (the recall ring's); a third
+        element False leaves the slots out (the 'ring only' ablation)."""
         logits = torch.einsum("be,bne->bn", self.q(read), self.k(context)) / math.sqrt(read.shape[-1])
-        if more is not None:
+        if more is not None and len(more) == 3 and not more[2]:  # ablation: the ring's candidates alone
+            logits, anchors = more[0], more[1]
+        elif more is not None:
             logits, anchors = torch.cat([logits, more[0]], dim=1), torch.cat([anchors, more[1]], dim=1)
         xy_c, unit_c = anchors[..., :2], _unit(anchors[..., 2])
         w = torch.softmax(logits, dim=-1)[..., None]  # (B, N [+ R], 1)
@@ -477,6 +486,15 @@ class Kinaema(MemoryModel):
         empty = keys.abs().sum(-1) == 0
         return logits.masked_fill(empty, float("-inf")), anchors
 
+    def _ablate(self, more: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor] | None:
+        """The ring's candidates for the read-out under `readout` (an ablation of one trained model):
+        'slots' drops them; 'ring' keeps them and drops the slots (AnchoredReadout's `slots=False`)."""
+        if more is None or self.config.readout == "both":
+            return more
+        if self.config.readout == "slots":
+            return None
+        return more[0], more[1], False  # type: ignore[return-value]
+
     def _best_match(self, state: Tensor, query_tokens: Tensor) -> Tensor:
         """(B,) the highest cosine between the query's key and a ring entry (-1 for an empty ring).
         Computed apart from `_recalled`: its -inf logits would make the gradient NaN through the max."""
@@ -503,7 +521,7 @@ class Kinaema(MemoryModel):
         read = self.head.read(query_tokens, context)
         raw = self.head.out(read)
         more = self._recalled(state, query_tokens) if self.config.recall else None
-        pose = self.anchor_readout(read, raw[:, :4], context, anchors, more)
+        pose = self.anchor_readout(read, raw[:, :4], context, anchors, self._ablate(more))
         log_sigma, seen_logit = raw[:, -2], raw[:, -1]
         if self.config.recall_confidence and more is not None:
             # How well the picture matches anything the ring holds: a picture of a place the ring saw has a

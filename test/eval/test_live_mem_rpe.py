@@ -20,6 +20,8 @@ from spatial_memory.eval.live_mem_rpe import (
     auroc,
     detection_at_false_alarm,
     live_table,
+    plot_reliability,
+    reliability,
     score,
 )
 from spatial_memory.memory.engine import EngineConfig, MemoryEngine
@@ -148,3 +150,21 @@ def test_revisit_asks_only_about_places_left_long_ago():
     assert SCENARIOS["revisit"].min_age_steps(200, 5.0) == 100  # half of T
     assert SCENARIOS["revisit"].min_age_steps(800, 5.0) == 400
     assert SCENARIOS["tour"].min_age_steps(800, 5.0) == 20  # 4 s, as the offline recorder
+
+
+def test_reliability_bins_by_confidence(tmp_path):
+    a = LiveAnswers()
+    rng = np.random.default_rng(0)
+    for i in range(40):  # sure answers are right, unsure ones wrong
+        sigma = 0.2 if i < 20 else 3.0
+        a.target.append(np.zeros(3))
+        a.pred.append(np.array([0.3 if i < 20 else 2.5, 0.0, 0.0]))
+        a.sigma.append(sigma + 0.01 * rng.random())
+        a.seen.append(True)
+        a.after_kidnap.append(False)
+    bins = reliability(a, bins=4)
+    assert [b["n"] for b in bins] == [10, 10, 10, 10]
+    assert [b["within_1m_pct"] for b in bins] == [0.0, 0.0, 100.0, 100.0]  # accuracy rises with confidence
+    assert bins[0]["confidence"] < bins[-1]["confidence"]
+    plot_reliability({"run": bins}, tmp_path / "r.png")
+    assert (tmp_path / "r.png").stat().st_size > 1000

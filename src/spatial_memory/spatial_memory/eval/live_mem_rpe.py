@@ -565,6 +565,52 @@ def offline_answers(model: Any, encoder: Any, episodes: Sequence[Any], length: i
     return out
 
 
+def reliability(answers: LiveAnswers, bins: int = 5) -> list[dict[str, float]]:
+    """Accuracy against confidence: the seen, scored answers split into `bins` equal-count bins by the
+    confidence they were given; per bin its mean confidence, the % within 1 m and the % whose error the
+    reported sigma covers. An honest memory is more often right when it says it is surer."""
+    n = len(answers.seen)
+    ok = np.array(answers.seen, bool) & ~np.array(answers.after_kidnap, bool)
+    if ok.sum() < bins:
+        return []
+    pred, target = np.array(answers.pred).reshape(n, 3)[ok], np.array(answers.target).reshape(n, 3)[ok]
+    sigma = np.array(answers.sigma, float)[ok]
+    confidence = 1.0 / (1.0 + sigma)
+    err = np.hypot(*(pred[:, :2] - target[:, :2]).T)
+    order = np.argsort(confidence, kind="stable")
+    return [
+        {
+            "confidence": float(confidence[idx].mean()),
+            "within_1m_pct": float(100 * (err[idx] <= 1.0).mean()),
+            "covered_pct": float(100 * (err[idx] <= sigma[idx]).mean()),
+            "n": int(len(idx)),
+        }
+        for idx in np.array_split(order, bins)
+    ]
+
+
+def plot_reliability(curves: dict[str, list[dict[str, float]]], path: Any) -> None:
+    """One line per run: % within 1 m against the mean confidence of each bin (`reliability`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for label, bins in curves.items():
+        if bins:
+            ax.plot([b["confidence"] for b in bins], [b["within_1m_pct"] for b in bins], "o-", label=label)
+    ax.set_xlabel("confidence given (bin mean, 1 / (1 + sigma))")
+    ax.set_ylabel("answers within 1 m (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title("Does the memory know when it is right? (seen places, equal-count bins)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def compare_offline_live(
     engine: EngineConfig,
     update_rate_hz: float,
@@ -595,6 +641,7 @@ def compare_offline_live(
         raise ConfigError(f"unknown scenarios {unknown}; known: {list(SCENARIOS)}")
     say = (lambda text: log.info("%s", text)) if progress else None
     rows: dict[str, LiveScores] = {}
+    curves: dict[str, list[dict[str, float]]] = {}
     checkpoint = MemoryEngine(engine, model_overrides=model_overrides).config.checkpoint  # resolved, checked
     if offline:
         episodes = episodes_for(list(seeds), length, preset, (64, 64), list(data), Path(cache), progress)
@@ -604,15 +651,18 @@ def compare_offline_live(
             if backend == "keyframes":
                 offset = head_camera_offset(episodes[0])
                 model = build_model("keyframes", None, ckpt.encoder.config, camera_offset=offset).eval()
-            rows[f"offline {backend}"] = score(offline_answers(model, ckpt.encoder, episodes, length))
+            answers = offline_answers(model, ckpt.encoder, episodes, length)
+            rows[f"offline {backend}"] = score(answers)
+            curves[f"offline {backend}"] = reliability(answers)
     for backend in backends:
         cfg = dataclasses.replace(engine, backend=backend)
         results = run_scenarios(
             names, seeds, length, cfg, preset, update_rate_hz, progress=say,
             model_overrides=None if backend == "keyframes" else model_overrides,
         )  # fmt: skip
-        for name, (scores, _) in results.items():
+        for name, (scores, answers) in results.items():
             rows[f"live {name} {backend}"] = scores
+            curves[f"live {name} {backend}"] = reliability(answers)
     table = live_table(rows)
     report = {
         "format": "spatial_memory.mem_rpe_live",
@@ -626,6 +676,7 @@ def compare_offline_live(
         "engine": dataclasses.asdict(engine),
         "scenarios": {n: SCENARIOS[n].description for n in names},
         "rows": {label: s.to_dict() for label, s in rows.items()},
+        "reliability": curves,
         "table": table,
         "machine": machine_info(),
         "date_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -652,4 +703,6 @@ def compare_offline_live(
             "",
         ]
         write_file_atomic(out.with_suffix(".md"), "\n".join(md).encode())
+        kinaema = {k: v for k, v in curves.items() if k.endswith("kinaema")}
+        plot_reliability(kinaema or curves, out.with_name(out.stem + "_reliability.png"))
     return report

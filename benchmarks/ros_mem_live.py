@@ -153,20 +153,24 @@ class Scorer(Node):
         if sample is None:
             return
         got = self.ask(sample.query.rgb)
-        T_world_base = self.pose_at(got["stamp_ns"]) if got["success"] else None
+        T_world_base = self.pose_at(got["stamp_ns"])  # a refusal is stamped like an answer
         if T_world_base is None:
             return
         a = self.answers
         a.target.append(planar_target(invert(T_world_base) @ sample.T_world_query))
         a.seen.append(bool(sample.query.seen))
-        a.pred.append(np.array([got["x"], got["y"], got["yaw"]]))
-        a.sigma.append(got["sigma_m"])
+        a.refused.append(not got["success"])
+        ok = got["success"]
+        a.pred.append(np.array([got["x"], got["y"], got["yaw"]]) if ok else np.full(3, np.nan))
+        a.sigma.append(got["sigma_m"] if ok else float("inf"))
         a.seen_prob.append(got["seen_probability"])
         a.real_confidence.append(got["confidence"])
         other = self.pictures[len(self.pictures) // 2] if self.pictures else None
         swapped = self.ask(other) if other is not None else None
         a.pred_swapped.append(
-            np.array([swapped["x"], swapped["y"], swapped["yaw"]]) if swapped else np.full(3, np.nan)
+            np.array([swapped["x"], swapped["y"], swapped["yaw"]])
+            if swapped and swapped["success"]
+            else np.full(3, np.nan)
         )
         h, w = sample.query.rgb.shape[:2]
         for blank in (np.zeros((h, w, 3), np.uint8), np.full((h, w, 3), 128, np.uint8)):

@@ -74,7 +74,7 @@ def test_mobile_demo_config_refuses_nonsense():
 
 
 def test_mobile_demo_refuses_a_camera_the_memory_cannot_read():
-    memory = EngineConfig(checkpoint="models/kinaema_house64.pt", threads=1)  # reads 64x64, resize 'none'
+    memory = EngineConfig(checkpoint="models/kinaema_house64.pt", resize="none", threads=1)  # reads 64x64
     with pytest.raises(ConfigError, match="64px"):
         MobilePipeline(MobileDemoConfig(camera_px=96, memory=memory))
 

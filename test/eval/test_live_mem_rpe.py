@@ -168,3 +168,11 @@ def test_reliability_bins_by_confidence(tmp_path):
     assert bins[0]["confidence"] < bins[-1]["confidence"]
     plot_reliability({"run": bins}, tmp_path / "r.png")
     assert (tmp_path / "r.png").stat().st_size > 1000
+
+
+def test_a_refused_query_picture_is_scored_as_a_miss():
+    a = _answers(8, err=0.1, sigma=0.5)
+    a.pred[0], a.sigma[0], a.refused = np.full(3, np.nan), math.inf, [True] + [False] * 7
+    s = score(a)
+    assert s.refused_pct == 12.5
+    assert s.mem_rpe.within_1m_10deg_pct == pytest.approx(100 * 5 / 6)  # 6 seen, the refused one missed

@@ -121,8 +121,8 @@ def test_update_and_query_kinaema(kinaema_ckpt):
     assert answer.confidence == pytest.approx(1.0 / (1.0 + answer.sigma_m), rel=1e-5)
     status = engine.status()
     assert status["steps"] == 5 and status["last_stamp_ns"] == 800 * MS and status["backend"] == "kinaema"
-    # 8 slots + 64 ring entries + the step counter, each 32 dims + an (x, y, yaw) anchor, float32
-    assert status["state_bytes"] == (8 + 64 + 1) * (32 + 3) * 4 and status["model_parameters"] > 0
+    # 8 slots + 256 ring entries + the step counter, each 32 dims + an (x, y, yaw) anchor, float32
+    assert status["state_bytes"] == (8 + 256 + 1) * (32 + 3) * 4 and status["model_parameters"] > 0
     engine.reset()
     assert engine.steps == 0 and engine.last_stamp_ns is None
     with pytest.raises(InvalidInputError, match="empty"):

@@ -255,7 +255,7 @@ def test_anchored_query_loss_reaches_the_anchor_parts():
 
 # -- the recall ring --------------------------------------------------------------------------------------
 
-RING = {"anchors": True, "recall": 4, "recall_every": 3}
+RING = {"anchors": True, "recall": 4, "recall_every": 3, "recall_write": "clock", "slot_update": "always"}
 
 
 def test_recall_ring_state_layout_and_write_schedule():
@@ -369,7 +369,7 @@ def test_novelty_writes_keep_memory_through_a_long_standstill():
 
 def test_clock_writes_flush_the_ring_during_a_standstill():
     """The failure the novelty rule fixes: with clock writes, 500 identical frames fill every ring entry."""
-    model = make()
+    model = make(recall=64, recall_write="clock", slot_update="always")  # the issue-4 design
     _, after = _tour_then_stand(model, 500)
     keys = _ring_rows(model, after)[..., : model.config.dim]
     same = torch.einsum("bre,be->br", keys, model._key(tokens(19)))
@@ -405,11 +405,12 @@ def test_novelty_writes_when_moved_turned_or_the_view_changes():
     "kwargs",
     [
         {"recall_write": "sometimes"},
-        {"slot_update": "novelty"},  # needs the ring's novelty writes
+        {"recall_write": "clock", "slot_update": "novelty"},  # needs the ring's novelty writes
         {"novelty_move_m": 0.0},
         {"novelty_turn_deg": float("inf")},
         {"novelty_max_cosine": 1.5},
-        {"recall_confidence": True, "recall": 0},
+        {"recall_confidence": "yes"},
+        {"readout": "ring", "recall": 0},
     ],
 )
 def test_novelty_config_is_checked(kwargs):

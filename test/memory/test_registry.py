@@ -80,3 +80,22 @@ def test_extra_must_be_plain_data(tmp_path):
         with pytest.raises(InvalidInputError, match="plain data"):
             save_checkpoint(tmp_path / "x.pt", build_model("keyframes"), extra={"obj": bad})
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_a_checkpoint_saved_before_novelty_writes_keeps_its_clock_rule(tmp_path):
+    """A saved Kinaema config that lacks the novelty fields was trained with clock writes: loading it under
+    today's defaults (novelty) must not silently change how it runs."""
+    import dataclasses
+
+    from spatial_memory.memory.registry import FORMAT, VERSION
+
+    old = {"recall": 64, "recall_write": "clock", "slot_update": "always", "recall_confidence": False}
+    model = build_model("kinaema", old)
+    saved = {k: v for k, v in dataclasses.asdict(model.config).items() if k not in KinaemaConfig.ABSENT_MEANS}
+    path = tmp_path / "old.pt"
+    payload = {"format": FORMAT, "version": VERSION, "model": "kinaema", "model_config": saved}
+    payload |= {"model_state": model.state_dict(), "encoder_config": None, "encoder_state": None, "extra": {}}
+    torch.save(payload, path)
+    loaded = load_checkpoint(path).model.config
+    assert (loaded.recall_write, loaded.slot_update, loaded.recall_confidence) == ("clock", "always", False)
+    assert KinaemaConfig().recall_write == "novelty"  # while new models default to novelty

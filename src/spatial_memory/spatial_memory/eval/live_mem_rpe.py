@@ -256,6 +256,7 @@ class LiveAnswers:
     seen_prob: list[float] = field(default_factory=list)
     pred_swapped: list[np.ndarray] = field(default_factory=list)  # NaN where no other picture existed yet
     after_kidnap: list[bool] = field(default_factory=list)
+    refused: list[bool] = field(default_factory=list)  # real query pictures the engine refused
     blank_confidence: list[float] = field(default_factory=list)  # black and grey pictures
     blank_seen_prob: list[float] = field(default_factory=list)
     blank_refused: list[bool] = field(default_factory=list)  # refused count as confidence 0
@@ -264,6 +265,14 @@ class LiveAnswers:
     def extend(self, other: LiveAnswers) -> None:
         for f in dataclasses.fields(self):
             getattr(self, f.name).extend(getattr(other, f.name))
+
+
+def _query_or_none(engine: MemoryEngine, image: np.ndarray) -> MemoryAnswer | None:
+    """The engine's answer, or None when it refuses the picture (nothing to recognise in it)."""
+    try:
+        return engine.query(image)
+    except InvalidInputError:
+        return None
 
 
 def _planar(answer: MemoryAnswer) -> np.ndarray:
@@ -343,20 +352,27 @@ class LiveMemoryRun:
             return
         q = sample.query
         engine = self.engine
-        answer = engine.query(q.rgb)
+        answer = _query_or_none(engine, q.rgb)
         out.target.append(planar_target(q.T_base_query))
         out.seen.append(bool(q.seen))
-        out.pred.append(_planar(answer))
-        out.sigma.append(answer.sigma_m)
-        out.seen_prob.append(answer.seen_probability)
-        out.real_confidence.append(answer.confidence)
+        out.refused.append(answer is None)
+        if answer is None:  # refused (a picture of a bare wall): "I cannot tell", scored as a miss
+            out.pred.append(np.full(3, np.nan))
+            out.sigma.append(math.inf)
+            out.seen_prob.append(0.0)
+            out.real_confidence.append(0.0)
+        else:
+            out.pred.append(_planar(answer))
+            out.sigma.append(answer.sigma_m)
+            out.seen_prob.append(answer.seen_probability)
+            out.real_confidence.append(answer.confidence)
         other = pictures[len(pictures) // 2] if pictures else None  # an earlier query's picture
-        out.pred_swapped.append(_planar(engine.query(other)) if other is not None else np.full(3, np.nan))
+        swapped = _query_or_none(engine, other) if other is not None else None
+        out.pred_swapped.append(_planar(swapped) if swapped is not None else np.full(3, np.nan))
         h, w = q.rgb.shape[:2]
         for blank in (np.zeros((h, w, 3), np.uint8), np.full((h, w, 3), 128, np.uint8)):
-            try:
-                b = engine.query(blank)
-            except InvalidInputError:  # refused: the engine saw nothing to recognise
+            b = _query_or_none(engine, blank)
+            if b is None:  # refused: the engine saw nothing to recognise
                 out.blank_confidence.append(0.0)
                 out.blank_seen_prob.append(0.0)
                 out.blank_refused.append(True)
@@ -407,6 +423,7 @@ class LiveScores:
     real_confidence: float  # mean confidence of real query pictures
     kidnap_confident_wrong_pct: float  # after a kidnap: answers with confidence that are > 2 m off
     queries: int
+    refused_pct: float = math.nan  # real query pictures refused (nothing to recognise: scored as misses)
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in dataclasses.asdict(self).items() if k != "mem_rpe"}
@@ -425,9 +442,10 @@ def score(answers: LiveAnswers) -> LiveScores:
     sigma = np.array(answers.sigma, float)
     err = np.hypot(*(pred[:, :2] - target[:, :2]).T) if n else np.zeros(0)
     ok = seen & ~kidnapped  # a kidnapped robot cannot know where old places are: scored apart
+    err = np.where(np.isfinite(err), err, np.inf)  # a refused picture is a miss
     row = mem_rpe(pred[~kidnapped], target[~kidnapped], seen[~kidnapped], seen_prob[~kidnapped])
     swapped = np.array(answers.pred_swapped).reshape(n, 3)
-    has_swap = ok & np.isfinite(swapped[:, 0])
+    has_swap = ok & np.isfinite(swapped[:, 0]) & np.isfinite(pred[:, 0])
     shift = np.hypot(*(swapped[has_swap, :2] - pred[has_swap, :2]).T)
     confident = (sigma < CONFIDENT_SIGMA_M) & (seen_prob >= 0.5)
     after = kidnapped & seen
@@ -445,6 +463,7 @@ def score(answers: LiveAnswers) -> LiveScores:
             float(100 * (confident[after] & (err[after] > WRONG_M)).mean()) if after.any() else nan
         ),
         queries=n,
+        refused_pct=float(100 * np.mean(answers.refused)) if answers.refused else nan,
     )
 
 

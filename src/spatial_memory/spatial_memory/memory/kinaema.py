@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F  # noqa: N812 - the torch convention
@@ -78,8 +79,11 @@ READOUTS = ("both", "slots", "ring")
 class KinaemaConfig(MemoryConfig):
     """Sizes of the memory, its update, query head and MIM head.
 
-    The defaults are the shipped design (anchored slots and a recall ring; `anchors=False, recall=0,
-    gate_bias=-1` is the purely latent memory of the paper's figure, kept for comparison).
+    The defaults are the shipped design (anchored slots, a 256-entry recall ring written by novelty, slots
+    updated by the frames the ring takes, ring-match confidence); `anchors=False, recall=0, gate_bias=-1` is
+    the purely latent memory of the paper's figure, kept for comparison. Without a ring (recall=0) the ring
+    settings (recall_write, slot_update, recall_confidence, readout) have no effect: every frame updates
+    the slots.
     """
 
     slots: int = 64  # N memory embeddings
@@ -101,15 +105,27 @@ class KinaemaConfig(MemoryConfig):
     anchors: bool = True  # slots carry a pose moved exactly by odometry (module docstring); state N x (E+3)
     anchor_scale: float = 1.0  # metres; the unit of the anchors' Fourier features
     residual_scale: float = 1.0  # metres; the unit of the query's offset from the attended anchors
-    recall: int = 64  # recall-ring entries (module docstring); 0 = none; needs anchors
+    recall: int = 256  # recall-ring entries (module docstring); 0 = none; needs anchors
     recall_every: int = 3  # 'clock' writes: steps between ring writes (the ring covers recall * every steps)
-    recall_write: str = "clock"  # 'clock': every recall_every steps; 'novelty': when moved or the view is new
+    recall_write: str = (
+        "novelty"  # 'clock': every recall_every steps; 'novelty': when moved or the view is new
+    )
     novelty_move_m: float = 0.3  # 'novelty': write once the robot is this far from the newest entry...
     novelty_turn_deg: float = 20.0  # ...or has turned this much from it...
     novelty_max_cosine: float = 0.9  # ...or the frame's key is less similar than this to every entry
-    slot_update: str = "always"  # 'always': slots take every frame; 'novelty': only frames the ring takes
-    recall_confidence: bool = False  # seen logit and sigma also read how well the query matches the ring
+    slot_update: str = "novelty"  # 'always': slots take every frame; 'novelty': only frames the ring takes
+    recall_confidence: bool = True  # seen logit and sigma also read how well the query matches the ring
     readout: str = "both"  # candidates of the answer: 'both', or for ablations 'slots' or 'ring' only
+
+    # What a saved config that predates a field meant: checkpoints written before novelty writes existed
+    # were trained with clock writes, slots updated every step and no ring-match confidence. The registry
+    # fills these in for fields a saved config lacks, so an old file keeps its meaning under new defaults.
+    ABSENT_MEANS: ClassVar[dict[str, Any]] = {
+        "recall_write": "clock",
+        "slot_update": "always",
+        "recall_confidence": False,
+        "readout": "both",
+    }
 
     @property
     def state_rows(self) -> int:
@@ -140,9 +156,9 @@ class KinaemaConfig(MemoryConfig):
         check_positive(self, "recall_every")
         if self.recall and not self.anchors:
             raise ConfigError("KinaemaConfig.recall entries are anchored: it needs anchors=True")
-        if not isinstance(self.recall_confidence, bool) or (self.recall_confidence and not self.recall):
+        if not isinstance(self.recall_confidence, bool):
             raise ConfigError(
-                "KinaemaConfig.recall_confidence must be true or false, and true needs recall > 0"
+                f"KinaemaConfig.recall_confidence must be true or false, got {self.recall_confidence!r}"
             )
         if self.readout not in READOUTS or (self.readout != "both" and not self.recall):
             raise ConfigError(
@@ -156,10 +172,10 @@ class KinaemaConfig(MemoryConfig):
             raise ConfigError(
                 f"KinaemaConfig.slot_update must be one of {SLOT_UPDATES}, got {self.slot_update!r}"
             )
-        if self.slot_update == "novelty" and not (self.recall and self.recall_write == "novelty"):
+        if self.recall and self.slot_update == "novelty" and self.recall_write != "novelty":
             raise ConfigError(
                 "KinaemaConfig.slot_update 'novelty' follows the ring's novelty writes: it needs "
-                "recall > 0 and recall_write 'novelty'"
+                "recall_write 'novelty'"
             )
         for name in ("novelty_move_m", "novelty_turn_deg"):
             value = getattr(self, name)
@@ -370,7 +386,8 @@ class Kinaema(MemoryModel):
         if config.recall:
             self.key_proj = nn.Linear(config.token_dim, E)
             self.key_log_temperature = nn.Parameter(torch.tensor(math.log(20.0)))
-        if config.recall_confidence:  # (scale, centre) of the best ring match for the seen logit and sigma
+        if config.recall and config.recall_confidence:
+            # (scale, centre) of the best ring match, for the seen logit and for sigma
             self.match_seen = nn.Parameter(torch.tensor([10.0, 0.8]))
             self.match_sigma = nn.Parameter(torch.tensor([5.0, 0.8]))
 

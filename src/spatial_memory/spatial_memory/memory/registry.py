@@ -151,7 +151,8 @@ def load_checkpoint(
         raise InvalidInputError(f"{path}: unknown memory model {name!r}")
     if expect_model is not None and name != expect_model:
         raise InvalidInputError(f"{path} holds a {name!r} model, expected {expect_model!r}")
-    model = build_model(name, _config_dict(payload, "model_config", path), **dict(model_overrides or {}))
+    saved = {**getattr(MODELS[name][1], "ABSENT_MEANS", {}), **_config_dict(payload, "model_config", path)}
+    model = build_model(name, saved, **dict(model_overrides or {}))
     if expect_config is not None and model.config != expect_config:
         raise InvalidInputError(f"{path}: {_config_diff(model.config, expect_config)}")
     _load_state(model, payload.get("model_state"), path, "model")

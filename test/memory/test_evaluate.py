@@ -182,3 +182,24 @@ def test_cli_end_to_end(cache, tmp_path, capsys):
     assert cli.main([*argv[:-2], *other]) == 0
     assert json.loads((tmp_path / "b.json").read_text())["queries"]["total"] == doc["queries"]["total"]
     assert cli.main([*argv, "--models", "no_such_model"]) == 1
+
+
+def test_calibrate_sigma_fits_the_quantile_of_error_over_sigma(episodes):
+    """The factor is the coverage quantile of error / sigma; a model with that sigma_scale covers the asked
+    share of the same answers, and calibrating it again asks for no further change."""
+    import dataclasses
+
+    from spatial_memory.memory.evaluate import calibrate_sigma
+
+    model, encoder = _small_kinaema()
+    with pytest.raises(InvalidInputError, match="too few"):
+        calibrate_sigma(model, encoder, episodes, length=STEPS)  # the tiny episodes have few seen queries
+    fit = calibrate_sigma(model, encoder, episodes, length=STEPS, coverage=0.6, min_answers=1)
+    assert fit["factor"] > 0 and fit["answers"] >= 1
+    scaled = build_model("kinaema", dataclasses.replace(model.config, sigma_scale=fit["factor"])).eval()
+    scaled.load_state_dict(model.state_dict())
+    again = calibrate_sigma(scaled, encoder, episodes, length=STEPS, coverage=0.6, min_answers=1)
+    assert again["factor"] == pytest.approx(1.0, rel=1e-4)  # calibrated: nothing left to change
+    assert again["coverage_before"] <= 0.6 + 1e-9 and fit["factor"] != pytest.approx(1.0)
+    with pytest.raises(InvalidInputError, match="coverage"):
+        calibrate_sigma(model, encoder, episodes, length=STEPS, coverage=1.0)

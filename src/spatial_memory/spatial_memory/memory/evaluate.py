@@ -553,3 +553,44 @@ def write_report(report: Mapping[str, Any], out: str | Path) -> Path:
     ]
     write_file_atomic(out.with_suffix(".md"), "\n".join(md).encode())
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# calibration of the reported sigma
+
+
+def calibrate_sigma(
+    model: MemoryModel,
+    encoder: ImageEncoder,
+    episodes: Sequence[EpisodeArrays],
+    length: int,
+    coverage: float = 0.68,
+    min_answers: int = 10,
+) -> dict[str, float]:
+    """The factor on the model's sigma after which the reported 1-sigma covers `coverage` of the position
+    errors of the seen queries of `episodes` (validation worlds, never the test ones): the `coverage`
+    quantile of error / sigma. Returns the factor (relative to the model's current sigma), the coverage
+    before, and how many answers it was fitted on."""
+    if not 0.0 < coverage < 1.0:
+        raise InvalidInputError(f"coverage must be within (0, 1), got {coverage!r}")
+    ratios = []
+    for ep in episodes:
+        q = scored_queries(ep, length)
+        tokens, query_tokens = (
+            encode_images(encoder, ep.rgb[:length]),
+            encode_images(encoder, ep.query_rgb[q]),
+        )
+        with torch.no_grad():
+            a = run_episode(model.eval(), tokens, ep.odometry[:length], ep.query_step[q], query_tokens)
+        seen = ep.query_seen[q]
+        err = np.hypot(*(a.pred[seen, :2] - ep.query_target[q][seen, :2]).T)
+        ratios.append(err / a.sigma[seen])
+    ratio = np.concatenate(ratios) if ratios else np.zeros(0)
+    if ratio.size < min_answers:
+        raise InvalidInputError(f"only {ratio.size} seen answers: too few to calibrate on")
+    return {
+        "factor": float(np.quantile(ratio, coverage)),
+        "coverage_before": float((ratio <= 1.0).mean()),
+        "answers": int(ratio.size),
+        "target_coverage": float(coverage),
+    }

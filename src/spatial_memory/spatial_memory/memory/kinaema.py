@@ -116,6 +116,7 @@ class KinaemaConfig(MemoryConfig):
     slot_update: str = "novelty"  # 'always': slots take every frame; 'novelty': only frames the ring takes
     recall_confidence: bool = True  # seen logit and sigma also read how well the query matches the ring
     readout: str = "both"  # candidates of the answer: 'both', or for ablations 'slots' or 'ring' only
+    sigma_scale: float = 1.0  # calibration of the reported sigma, fitted after training (`calibrate_sigma`)
 
     # What a saved config that predates a field meant: checkpoints written before novelty writes existed
     # were trained with clock writes, slots updated every step and no ring-match confidence. The registry
@@ -125,6 +126,7 @@ class KinaemaConfig(MemoryConfig):
         "slot_update": "always",
         "recall_confidence": False,
         "readout": "both",
+        "sigma_scale": 1.0,
     }
 
     @property
@@ -160,6 +162,9 @@ class KinaemaConfig(MemoryConfig):
             raise ConfigError(
                 f"KinaemaConfig.recall_confidence must be true or false, got {self.recall_confidence!r}"
             )
+        scale = self.sigma_scale
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0.0 < scale < math.inf:
+            raise ConfigError(f"KinaemaConfig.sigma_scale must be a finite number > 0, got {scale!r}")
         if self.readout not in READOUTS or (self.readout != "both" and not self.recall):
             raise ConfigError(
                 f"KinaemaConfig.readout must be one of {READOUTS} ('slots'/'ring' need recall > 0)"
@@ -547,7 +552,8 @@ class Kinaema(MemoryModel):
             best = self._best_match(state, query_tokens)
             seen_logit = seen_logit + self.match_seen[0] * (best - self.match_seen[1])
             log_sigma = log_sigma - self.match_sigma[0] * (best - self.match_sigma[1])
-        return QueryOutput(pose, self.head._log_sigma(log_sigma), seen_logit)
+        log_sigma = self.head._log_sigma(log_sigma) + math.log(self.config.sigma_scale)
+        return QueryOutput(pose, log_sigma, seen_logit)
 
     def _check_state(self, state: Tensor) -> None:
         want = (self.config.state_rows, self.config.state_dim)

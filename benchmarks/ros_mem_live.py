@@ -204,13 +204,17 @@ def main() -> None:
         raise SystemExit("/query_pose is not served: is sim.launch.py running?")
     extra = round(SCENARIOS[args.scenario].extra_s * 5.0)
     start, next_query = time.monotonic(), args.query_every
+    v = 0.0
     while node.memory_steps < args.steps + extra and time.monotonic() - start < args.timeout:
         with node.lock:
             latest = node.truth[-1] if node.truth else None
+            earlier = next((T for t, T in reversed(node.truth) if latest and latest[0] - t >= 5e8), None)
         if latest is not None:
             stamp, T = latest
             yaw = float(np.arctan2(T[1, 0], T[0, 0]))
-            v, omega = node.driver.command(stamp * 1e-9, (float(T[0, 3]), float(T[1, 3]), yaw), False)
+            # the graph does not say when the base is blocked: driving without moving for 0.5 s is a bump
+            stuck = earlier is not None and abs(v) > 0.05 and np.hypot(*(T[:2, 3] - earlier[:2, 3])) < 0.01
+            v, omega = node.driver.command(stamp * 1e-9, (float(T[0, 3]), float(T[1, 3]), yaw), stuck)
             cmd = Twist()
             cmd.linear.x, cmd.angular.z = float(v), float(omega)
             node.cmd.publish(cmd)

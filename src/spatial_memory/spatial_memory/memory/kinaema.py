@@ -33,12 +33,24 @@ residual (the query picture was taken near, not at, what the slot saw). State: N
 Recall ring (`recall=R > 0`, with anchors; ours): the latent slots learn slowly what to keep, and with a
 CPU training budget they learn to answer from the state alone (the picture control of `memory.evaluate`
 shows every learned memory here ignoring the query picture). The ring gives the read-out something it can
-match a picture against from the first step: every `recall_every` steps the frame's key (a learned
-projection of its mean token, unit length) and its anchor (the robot, pose 0) overwrite the oldest of R
-ring entries; ring anchors move exactly with odometry like slot anchors. The query's key (same projection)
-scores each entry by temperature * cosine, and those scores join the slots' in one softmax over candidate
-anchors. The ring is a fixed-size keyframe buffer: it covers the last R * recall_every steps, the latent
-slots whatever they learn to keep. State: (N + R + 1) * (E + 3) floats (one row counts the steps), constant.
+match a picture against from the first step: a written frame's key (a learned projection of its mean
+token, unit length) and its anchor (the robot, pose 0) overwrite the oldest of R ring entries; ring
+anchors move exactly with odometry like slot anchors. The query's key (same projection) scores each entry
+by temperature * cosine, and those scores join the slots' in one softmax over candidate anchors. The ring
+is a fixed-size keyframe buffer. State: (N + R + 1) * (E + 3) floats (one row counts steps and writes),
+constant.
+
+Which frames are written (`recall_write`): 'clock' writes every `recall_every` steps (our first design).
+Live, a robot that stood still for 40 s filled the ring and, through the slots updated every step, the
+whole memory with one view; every later answer was that view, whatever the picture. 'novelty' (the
+default) writes a frame only when the robot has moved `novelty_move_m` or turned `novelty_turn_deg` from
+the newest entry (read exactly from its anchor), or when its key is less similar than
+`novelty_max_cosine` to every entry (the scene changed, or the robot was carried); with `slot_update =
+'novelty'` the slots take only those frames too, so standing still changes nothing. With
+`recall_confidence` the seen logit and the sigma also read the best cosine between the query and the
+ring: learned affine terms trained by the same losses. `readout` ('slots' or 'ring') answers from one kind
+of candidate only: an ablation of one trained model. `sigma_scale` multiplies the reported sigma after a
+calibration on validation worlds (`memory.evaluate.calibrate_sigma`).
 
 Auxiliary masked-image modelling (MIM), to force the memory to hold what it saw: for a frame seen `lag` steps
 ago, a random `mask_ratio` of its patches is hidden; queries (patch position + lag embedding) cross-attend to

@@ -271,6 +271,38 @@ def test_memory_node_and_query_pose_forwarding(ros, checkpoint):
         assert mm.query_response_summary(forwarded)["x"] == pytest.approx(
             mm.query_response_summary(answer)["x"], abs=1e-6
         )
+        # the answer is relative to the base at the memory's newest frame, and says how likely it was seen
+        summary = mm.query_response_summary(answer)
+        assert summary["stamp_ns"] == memory.engine.last_stamp_ns and 0 < summary["seen_probability"] < 1
+        black = _call(
+            probe,
+            QueryPose,
+            topics.MEMORY_QUERY,
+            QueryPose.Request(
+                query=conv.numpy_to_image(np.zeros((48, 64, 3), np.uint8), "rgb8", factory=factory)
+            ),
+        )
+        assert not black.success and "nothing to recognise" in black.message
+
+        def publish_at(stamp: int, frame: np.ndarray) -> None:
+            tf = conv.matrix_to_transform_stamped(np.eye(4), stamp, "odom", "base_link", factory=factory)
+            tf_pub.publish(TFMessage(transforms=[tf]))
+            time.sleep(0.05)
+            images.publish(conv.numpy_to_image(frame, "rgb8", factory=factory, stamp_ns=stamp))
+
+        def wait_for(condition) -> bool:
+            deadline = time.monotonic() + 5
+            while not condition() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            return condition()
+
+        steps, last = memory.engine.steps, memory.engine.last_stamp_ns
+        publish_at(last - 5 * 10**7, frames[2])  # 50 ms late: out of order, dropped and counted
+        assert wait_for(lambda: memory.engine.counters["frames_dropped_late"] == 1)
+        assert (memory.engine.steps, memory.engine.last_stamp_ns) == (steps, last)
+        publish_at(last - 3 * 10**9, frames[3])  # 3 s back: time jumped, the memory starts again
+        assert wait_for(lambda: memory.engine.counters["time_jump_resets"] == 1)
+        assert memory.engine.steps == 1 and memory.engine.last_stamp_ns == last - 3 * 10**9
         executor.remove_node(memory)
         memory.destroy_node()
         deadline = time.monotonic() + 5

@@ -3,6 +3,7 @@ of the scenarios on the live simulation core with the shipped memory."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -176,3 +177,28 @@ def test_a_refused_query_picture_is_scored_as_a_miss():
     s = score(a)
     assert s.refused_pct == 12.5
     assert s.mem_rpe.within_1m_10deg_pct == pytest.approx(100 * 5 / 6)  # 6 seen, the refused one missed
+
+
+def test_cli_prints_and_writes_the_live_table(tmp_path, capsys):
+    from spatial_memory.cli import main
+
+    out = tmp_path / "live.json"
+    args = [
+        "eval",
+        "mem-rpe-live",
+        "--seeds",
+        "1000",
+        "--length",
+        "25",
+        "--scenarios",
+        "tour",
+        "--no-offline",
+    ]
+    assert main([*args, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| live tour kinaema |" in printed
+    report = json.loads(out.read_text())
+    assert report["length"] == 25 and list(report["rows"]) == ["live tour kinaema"]
+    assert out.with_suffix(".md").is_file()
+    assert main(["eval", "mem-rpe-live", "--seeds", "1000", "--length", "5", "--scenarios", "moonwalk",
+                 "--no-offline", "--out", str(out)]) == 1  # fmt: skip

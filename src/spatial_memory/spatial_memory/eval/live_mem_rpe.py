@@ -722,6 +722,7 @@ def compare_offline_live(
             "",
         ]
         write_file_atomic(out.with_suffix(".md"), "\n".join(md).encode())
-        kinaema = {k: v for k, v in curves.items() if k.endswith("kinaema")}
-        plot_reliability(kinaema or curves, out.with_name(out.stem + "_reliability.png"))
+        kinaema = {k: v for k, v in curves.items() if k.endswith("kinaema") and v}
+        if kinaema or any(curves.values()):  # too few seen answers for bins: no plot
+            plot_reliability(kinaema or curves, out.with_name(out.stem + "_reliability.png"))
     return report

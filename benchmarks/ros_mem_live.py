@@ -42,14 +42,8 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from spatial_memory.config import load_config
-from spatial_memory.eval.live_mem_rpe import (
-    SCENARIOS,
-    LiveAnswers,
-    live_table,
-    score,
-)
+from spatial_memory.eval.live_mem_rpe import SCENARIOS, LiveAnswers, Reply, ask_query, live_table, score
 from spatial_memory.geometry import invert
-from spatial_memory.memory.poses import planar_target
 from spatial_memory.resources import share_path
 from spatial_memory.ros import conversions as conv
 from spatial_memory.ros import memory_messages as mm
@@ -87,6 +81,7 @@ class Scorer(Node):
         self.answers = LiveAnswers()
         self.pictures: list[np.ndarray] = []
         self.query_ms: list[float] = []
+        self.last_stamp_ns = 0
         group = ReentrantCallbackGroup()
         self.create_subscription(PoseStamped, topics.GT_BASE_POSE, self._on_truth, 100, callback_group=group)
         self.create_subscription(
@@ -144,6 +139,15 @@ class Scorer(Node):
         self.query_ms.append(1e3 * (time.perf_counter() - t0))
         return mm.query_response_summary(response)
 
+    def reply(self, rgb: np.ndarray) -> Reply | None:
+        """/query_pose's answer as the scorers keep it; None when it refused the picture."""
+        got = self.ask(rgb)
+        self.last_stamp_ns = got["stamp_ns"]  # a refusal is stamped like an answer
+        if not got["success"]:
+            return None
+        pred = np.array([got["x"], got["y"], got["yaw"]])
+        return Reply(pred, got["sigma_m"], got["seen_probability"], got["confidence"])
+
     def query_once(self) -> None:
         with self.lock:
             latest = self.truth[-1][1] if self.truth else None
@@ -152,34 +156,13 @@ class Scorer(Node):
         sample = self.sampler.sample(self.frames - 1, latest)
         if sample is None:
             return
-        got = self.ask(sample.query.rgb)
-        T_world_base = self.pose_at(got["stamp_ns"])  # a refusal is stamped like an answer
+        # the truth is relative to the base at the memory's newest frame: its stamp comes with every answer
+        stamp = self.ask(sample.query.rgb)["stamp_ns"]
+        T_world_base = self.pose_at(stamp)
         if T_world_base is None:
             return
-        a = self.answers
-        a.target.append(planar_target(invert(T_world_base) @ sample.T_world_query))
-        a.seen.append(bool(sample.query.seen))
-        a.refused.append(not got["success"])
-        ok = got["success"]
-        a.pred.append(np.array([got["x"], got["y"], got["yaw"]]) if ok else np.full(3, np.nan))
-        a.sigma.append(got["sigma_m"] if ok else float("inf"))
-        a.seen_prob.append(got["seen_probability"])
-        a.real_confidence.append(got["confidence"])
-        other = self.pictures[len(self.pictures) // 2] if self.pictures else None
-        swapped = self.ask(other) if other is not None else None
-        a.pred_swapped.append(
-            np.array([swapped["x"], swapped["y"], swapped["yaw"]])
-            if swapped and swapped["success"]
-            else np.full(3, np.nan)
-        )
-        h, w = sample.query.rgb.shape[:2]
-        for blank in (np.zeros((h, w, 3), np.uint8), np.full((h, w, 3), 128, np.uint8)):
-            b = self.ask(blank)  # a refusal is success=false with confidence 0
-            a.blank_confidence.append(b["confidence"])
-            a.blank_seen_prob.append(b["seen_probability"])
-            a.blank_refused.append(not b["success"])
-        a.after_kidnap.append(False)
-        self.pictures.append(sample.query.rgb)
+        query = dataclasses.replace(sample.query, T_base_query=invert(T_world_base) @ sample.T_world_query)
+        ask_query(self.answers, self.reply, query, self.pictures)
 
 
 def main() -> None:

@@ -42,7 +42,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -267,16 +267,59 @@ class LiveAnswers:
             getattr(self, f.name).extend(getattr(other, f.name))
 
 
-def _query_or_none(engine: MemoryEngine, image: np.ndarray) -> MemoryAnswer | None:
+class Reply(NamedTuple):
+    """One answer as the scorers keep it: planar (x, y, yaw), sigma (m), seen probability, confidence."""
+
+    pred: np.ndarray
+    sigma: float
+    seen_prob: float
+    confidence: float
+
+
+def engine_reply(engine: MemoryEngine, image: np.ndarray) -> Reply | None:
     """The engine's answer, or None when it refuses the picture (nothing to recognise in it)."""
     try:
-        return engine.query(image)
+        a: MemoryAnswer = engine.query(image)
     except InvalidInputError:
         return None
+    return Reply(np.array([a.x, a.y, a.yaw]), a.sigma_m, a.seen_probability, a.confidence)
 
 
-def _planar(answer: MemoryAnswer) -> np.ndarray:
-    return np.array([answer.x, answer.y, answer.yaw])
+def ask_query(
+    out: LiveAnswers,
+    ask: Callable[[np.ndarray], Reply | None],
+    query: Any,
+    pictures: list[np.ndarray],
+    after_kidnap: bool = False,
+    reply: Reply | None | str = "ask",
+) -> None:
+    """Ask about one query (`sim.episode.Query`: picture, true pose, seen label) through `ask`, then with an
+    earlier query's picture (the picture control) and with a black and a grey picture; record it all in
+    `out` and keep the picture for later controls. A refusal (None) of the query's picture is a miss with
+    infinite sigma; of a blank picture, confidence 0. `reply`: the answer to the query's picture when the
+    caller asked already (it needed the answer's stamp to know the truth). Both harnesses score here."""
+    if isinstance(reply, str):
+        reply = ask(query.rgb)
+    out.target.append(planar_target(query.T_base_query))
+    out.seen.append(bool(query.seen))
+    out.refused.append(reply is None)
+    if reply is None:  # refused (a picture of a bare wall): "I cannot tell", scored as a miss
+        reply = Reply(np.full(3, np.nan), math.inf, 0.0, 0.0)
+    out.pred.append(reply.pred)
+    out.sigma.append(reply.sigma)
+    out.seen_prob.append(reply.seen_prob)
+    out.real_confidence.append(reply.confidence)
+    other = pictures[len(pictures) // 2] if pictures else None  # an earlier query's picture
+    swapped = ask(other) if other is not None else None
+    out.pred_swapped.append(swapped.pred if swapped is not None else np.full(3, np.nan))
+    h, w = query.rgb.shape[:2]
+    for blank in (np.zeros((h, w, 3), np.uint8), np.full((h, w, 3), 128, np.uint8)):
+        b = ask(blank)
+        out.blank_refused.append(b is None)
+        out.blank_confidence.append(0.0 if b is None else b.confidence)
+        out.blank_seen_prob.append(0.0 if b is None else b.seen_prob)
+    out.after_kidnap.append(after_kidnap)
+    pictures.append(query.rgb)
 
 
 class LiveMemoryRun:
@@ -350,38 +393,8 @@ class LiveMemoryRun:
         sample = self.sampler.sample(step, T_world_base)
         if sample is None:
             return
-        q = sample.query
-        engine = self.engine
-        answer = _query_or_none(engine, q.rgb)
-        out.target.append(planar_target(q.T_base_query))
-        out.seen.append(bool(q.seen))
-        out.refused.append(answer is None)
-        if answer is None:  # refused (a picture of a bare wall): "I cannot tell", scored as a miss
-            out.pred.append(np.full(3, np.nan))
-            out.sigma.append(math.inf)
-            out.seen_prob.append(0.0)
-            out.real_confidence.append(0.0)
-        else:
-            out.pred.append(_planar(answer))
-            out.sigma.append(answer.sigma_m)
-            out.seen_prob.append(answer.seen_probability)
-            out.real_confidence.append(answer.confidence)
-        other = pictures[len(pictures) // 2] if pictures else None  # an earlier query's picture
-        swapped = _query_or_none(engine, other) if other is not None else None
-        out.pred_swapped.append(_planar(swapped) if swapped is not None else np.full(3, np.nan))
-        h, w = q.rgb.shape[:2]
-        for blank in (np.zeros((h, w, 3), np.uint8), np.full((h, w, 3), 128, np.uint8)):
-            b = _query_or_none(engine, blank)
-            if b is None:  # refused: the engine saw nothing to recognise
-                out.blank_confidence.append(0.0)
-                out.blank_seen_prob.append(0.0)
-                out.blank_refused.append(True)
-                continue
-            out.blank_confidence.append(b.confidence)
-            out.blank_seen_prob.append(b.seen_probability)
-            out.blank_refused.append(False)
-        out.after_kidnap.append(self.kidnapped_at_step is not None and self.kidnapped_at_step >= 0)
-        pictures.append(q.rgb)
+        kidnapped = self.kidnapped_at_step is not None and self.kidnapped_at_step >= 0
+        ask_query(out, lambda rgb: engine_reply(self.engine, rgb), sample.query, pictures, kidnapped)
 
     def close(self) -> None:
         self.sim.close()
@@ -651,6 +664,7 @@ def compare_offline_live(
     from pathlib import Path
 
     from spatial_memory.atomic import write_file_atomic
+    from spatial_memory.memory.engine_config import resolve_checkpoint
     from spatial_memory.memory.evaluate import episodes_for, head_camera_offset, machine_info
     from spatial_memory.memory.registry import build_model, load_checkpoint
 
@@ -661,7 +675,7 @@ def compare_offline_live(
     say = (lambda text: log.info("%s", text)) if progress else None
     rows: dict[str, LiveScores] = {}
     curves: dict[str, list[dict[str, float]]] = {}
-    checkpoint = MemoryEngine(engine, model_overrides=model_overrides).config.checkpoint  # resolved, checked
+    checkpoint = resolve_checkpoint(engine.checkpoint)
     if offline:
         episodes = episodes_for(list(seeds), length, preset, (64, 64), list(data), Path(cache), progress)
         ckpt = load_checkpoint(checkpoint, model_overrides=model_overrides)

@@ -311,13 +311,14 @@ class AnchoredReadout(nn.Module):
         context: Tensor,
         anchors: Tensor,
         more: tuple[Tensor, Tensor] | None = None,
+        slots: bool = True,
     ) -> Tensor:
         """read (B, E) read-out token, raw_pose (B, 4), context (B, N, E) slot tokens, anchors (B, N, 3);
-        `more`: (logits (B, R), anchors (B, R, 3)) of further candidates (the recall ring's); a third
-        element False leaves the slots out (the 'ring only' ablation)."""
+        `more`: (logits (B, R), anchors (B, R, 3)) of further candidates (the recall ring's); `slots=False`
+        leaves the slots' candidates out (the 'ring only' ablation; needs `more`)."""
         logits = torch.einsum("be,bne->bn", self.q(read), self.k(context)) / math.sqrt(read.shape[-1])
-        if more is not None and len(more) == 3 and not more[2]:  # ablation: the ring's candidates alone
-            logits, anchors = more[0], more[1]
+        if more is not None and not slots:
+            logits, anchors = more
         elif more is not None:
             logits, anchors = torch.cat([logits, more[0]], dim=1), torch.cat([anchors, more[1]], dim=1)
         xy_c, unit_c = anchors[..., :2], _unit(anchors[..., 2])
@@ -520,15 +521,6 @@ class Kinaema(MemoryModel):
         empty = keys.abs().sum(-1) == 0
         return logits.masked_fill(empty, float("-inf")), anchors
 
-    def _ablate(self, more: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor] | None:
-        """The ring's candidates for the read-out under `readout` (an ablation of one trained model):
-        'slots' drops them; 'ring' keeps them and drops the slots (AnchoredReadout's `slots=False`)."""
-        if more is None or self.config.readout == "both":
-            return more
-        if self.config.readout == "slots":
-            return None
-        return more[0], more[1], False  # type: ignore[return-value]
-
     def _best_match(self, state: Tensor, query_tokens: Tensor) -> Tensor:
         """(B,) the highest cosine between the query's key and a ring entry (-1 for an empty ring).
         Computed apart from `_recalled`: its -inf logits would make the gradient NaN through the max."""
@@ -555,7 +547,11 @@ class Kinaema(MemoryModel):
         read = self.head.read(query_tokens, context)
         raw = self.head.out(read)
         more = self._recalled(state, query_tokens) if self.config.recall else None
-        pose = self.anchor_readout(read, raw[:, :4], context, anchors, self._ablate(more))
+        readout = self.config.readout  # 'slots' / 'ring': ablations of one trained model
+        ring = None if readout == "slots" else more
+        pose = self.anchor_readout(
+            read, raw[:, :4], context, anchors, ring, slots=readout != "ring" or more is None
+        )
         log_sigma, seen_logit = raw[:, -2], raw[:, -1]
         if self.config.recall_confidence and more is not None:
             # How well the picture matches anything the ring holds: a picture of a place the ring saw has a

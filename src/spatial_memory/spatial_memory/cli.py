@@ -211,7 +211,10 @@ def _add_eval_parsers(sub: argparse._SubParsersAction) -> None:
     )
     live.add_argument("--checkpoint", default="", help="memory checkpoint (default: the params file's)")
     live.add_argument(
-        "--backends", nargs="+", default=["kinaema"], help="engine backends to run: kinaema and/or keyframes"
+        "--backends",
+        nargs="+",
+        default=["kinaema"],
+        help="backends to ask (one running memory serves them all): kinaema, keyframes, refined",
     )
     live.add_argument(
         "--set",
@@ -567,6 +570,7 @@ def _run_eval_mem_rpe_live(args: argparse.Namespace) -> None:
         cache=args.cache,
         offline=not args.no_offline,
         out=args.out,
+        refine=node.refine,
     )
     print(report["table"])
     print(f"wrote {args.out} and {args.out.with_suffix('.md')}")

@@ -37,6 +37,7 @@ Scenarios (`SCENARIOS`), each deterministic from its seed:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import time
@@ -47,9 +48,12 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from spatial_memory.errors import ConfigError, InvalidInputError
+from spatial_memory.geometry import invert
 from spatial_memory.memory.engine import EngineConfig, MemoryAnswer, MemoryEngine
 from spatial_memory.memory.metrics import MemRpe, mem_rpe
 from spatial_memory.memory.poses import planar_target
+from spatial_memory.memory.refine import RefineConfig
+from spatial_memory.memory.service import KEYFRAMES, REFINED, MemoryService
 from spatial_memory.sim.exploration import Script
 from spatial_memory.sim.live import LiveSim, LiveSimConfig, LiveWorldConfig
 from spatial_memory.sim.planning import sample_free_point
@@ -261,6 +265,8 @@ class LiveAnswers:
     blank_seen_prob: list[float] = field(default_factory=list)
     blank_refused: list[bool] = field(default_factory=list)  # refused count as confidence 0
     real_confidence: list[float] = field(default_factory=list)
+    query_s: list[float] = field(default_factory=list)  # wall time of each real query's answer
+    refined: list[bool] = field(default_factory=list)  # answered with a verified, refined pose
 
     def extend(self, other: LiveAnswers) -> None:
         for f in dataclasses.fields(self):
@@ -274,15 +280,18 @@ class Reply(NamedTuple):
     sigma: float
     seen_prob: float
     confidence: float
+    refined: bool = False  # a verified, refined answer (backend 'refined')
 
 
-def engine_reply(engine: MemoryEngine, image: np.ndarray) -> Reply | None:
-    """The engine's answer, or None when it refuses the picture (nothing to recognise in it)."""
+def engine_reply(engine: MemoryEngine | MemoryService, image: np.ndarray, backend: str = "") -> Reply | None:
+    """The answer of an engine, or of a service's `backend`; None when it refuses the picture (nothing to
+    recognise in it)."""
     try:
-        a: MemoryAnswer = engine.query(image)
+        a: MemoryAnswer = engine.query(image, backend) if backend else engine.query(image)
     except InvalidInputError:
         return None
-    return Reply(np.array([a.x, a.y, a.yaw]), a.sigma_m, a.seen_probability, a.confidence)
+    pred = np.array([a.x, a.y, a.yaw])
+    return Reply(pred, a.sigma_m, a.seen_probability, a.confidence, a.backend == REFINED)
 
 
 def ask_query(
@@ -298,11 +307,14 @@ def ask_query(
     `out` and keep the picture for later controls. A refusal (None) of the query's picture is a miss with
     infinite sigma; of a blank picture, confidence 0. `reply`: the answer to the query's picture when the
     caller asked already (it needed the answer's stamp to know the truth). Both harnesses score here."""
+    started = time.perf_counter()
     if isinstance(reply, str):
         reply = ask(query.rgb)
+    out.query_s.append(time.perf_counter() - started)
     out.target.append(planar_target(query.T_base_query))
     out.seen.append(bool(query.seen))
     out.refused.append(reply is None)
+    out.refined.append(reply is not None and reply.refined)
     if reply is None:  # refused (a picture of a bare wall): "I cannot tell", scored as a miss
         reply = Reply(np.full(3, np.nan), math.inf, 0.0, 0.0)
     out.pred.append(reply.pred)
@@ -323,14 +335,35 @@ def ask_query(
 
 
 class LiveMemoryRun:
-    """One scenario on one world: drive, feed the memory as memory_node does, ask and record."""
+    """One scenario on one world: drive, feed the memory as memory_node does, ask every backend and record.
 
-    def __init__(self, config: LiveRunConfig, engine: MemoryEngine | None = None) -> None:
+    The memory is a `MemoryService` (memory_node's): each frame it takes goes to `update` with the odometry
+    pose and, when the service keeps views, to `add_view` with its depth and the camera's pose in the odometry
+    frame (odometry base pose times the camera's pose on the base, as memory_node gets it from TF). Every
+    query is put to each backend in `backends` (default: the service's default), so the backends answer the
+    same pictures of the same run; `answers[backend]` holds them.
+    """
+
+    def __init__(
+        self,
+        config: LiveRunConfig,
+        engine: MemoryEngine | None = None,
+        service: MemoryService | None = None,
+        backends: Sequence[str] = (),
+    ) -> None:
         self.config = cfg = config
         world = dataclasses.replace(cfg.sim.world, preset=cfg.preset, seed=cfg.seed)
         self.sim = LiveSim(dataclasses.replace(cfg.sim, world=world))
-        self.engine = engine if engine is not None else MemoryEngine(cfg.engine)
-        self.engine.reset()
+        if service is None:
+            service = MemoryService(engine if engine is not None else MemoryEngine(cfg.engine))
+        self.service = service
+        self.engine = service.engine
+        self.backends = tuple(backends) or (service.backend,)
+        missing = sorted(set(self.backends) - set(service.backends))
+        if missing:
+            raise ConfigError(f"the memory serves {list(service.backends)}, not {missing}")
+        service.reset()
+        self.answers: dict[str, LiveAnswers] = {}
         scenario = SCENARIOS[cfg.scenario]
         length_s = cfg.steps / cfg.update_rate_hz
         self.driver = scenario.make_driver(self.sim, cfg.seed, length_s)
@@ -345,9 +378,10 @@ class LiveMemoryRun:
         self.wall_s = 0.0
 
     def run(self) -> LiveAnswers:
-        cfg, sim, engine = self.config, self.sim, self.engine
-        out = LiveAnswers()
-        pictures: list[np.ndarray] = []
+        """Drive the whole scenario; the answers of the first backend (all of them in `self.answers`)."""
+        cfg, sim, engine, service = self.config, self.sim, self.engine, self.service
+        self.answers = {b: LiveAnswers() for b in self.backends}
+        pictures: dict[str, list[np.ndarray]] = {b: [] for b in self.backends}
         period_ns = RATE_SLACK * 1e9 / cfg.update_rate_hz
         kidnap_s = self.driver.kidnap_at_s()
         last_ns: int | None = None
@@ -366,13 +400,17 @@ class LiveMemoryRun:
             if frame is None or (last_ns is not None and tick.stamp_ns - last_ns < period_ns):
                 continue
             last_ns = tick.stamp_ns
-            engine.update(frame.rgb, T_world_base=tick.odometry.T_odom_base, stamp_ns=tick.stamp_ns)
+            T_odom_base = tick.odometry.T_odom_base  # noqa: N806 - the project's pose naming
+            service.update(frame.rgb, T_world_base=T_odom_base, stamp_ns=tick.stamp_ns)
+            if service.views is not None:  # the camera on the base, as TF gives it: truth base -> camera
+                T_odom_cam = T_odom_base @ invert(tick.T_world_base) @ frame.T_world_cam  # noqa: N806
+                service.add_view(frame.rgb, frame.depth, frame.K, T_odom_cam, tick.stamp_ns)
             step = engine.steps - 1
             self.sampler.observe(step, frame.T_world_cam, frame.depth, frame.K)
             if self.sampler.due(step):
-                self._ask(step, tick.T_world_base, out, pictures)
+                self._ask(step, tick.T_world_base, pictures)
         self.wall_s = time.perf_counter() - started
-        return out
+        return self.answers[self.backends[0]]
 
     def _kidnap(self) -> None:
         """Carry the robot to a random free spot at least 3 m away, facing a random way."""
@@ -389,12 +427,14 @@ class LiveMemoryRun:
         log.warning("kidnap: no free spot 3 m away was found; the robot stays")
         self.kidnapped_at_step = -1
 
-    def _ask(self, step: int, T_world_base: np.ndarray, out: LiveAnswers, pictures: list[np.ndarray]) -> None:
+    def _ask(self, step: int, T_world_base: np.ndarray, pictures: dict[str, list[np.ndarray]]) -> None:
         sample = self.sampler.sample(step, T_world_base)
         if sample is None:
             return
         kidnapped = self.kidnapped_at_step is not None and self.kidnapped_at_step >= 0
-        ask_query(out, lambda rgb: engine_reply(self.engine, rgb), sample.query, pictures, kidnapped)
+        for backend, out in self.answers.items():
+            ask = functools.partial(engine_reply, self.service, backend=backend)
+            ask_query(out, ask, sample.query, pictures[backend], kidnapped)
 
     def close(self) -> None:
         self.sim.close()
@@ -437,6 +477,9 @@ class LiveScores:
     kidnap_confident_wrong_pct: float  # after a kidnap: answers with confidence that are > 2 m off
     queries: int
     refused_pct: float = math.nan  # real query pictures refused (nothing to recognise: scored as misses)
+    refined_pct: float = math.nan  # seen queries answered with a verified, refined pose
+    query_ms_median: float = math.nan  # wall time of one answer (live runs)
+    query_ms_p95: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in dataclasses.asdict(self).items() if k != "mem_rpe"}
@@ -462,6 +505,7 @@ def score(answers: LiveAnswers) -> LiveScores:
     shift = np.hypot(*(swapped[has_swap, :2] - pred[has_swap, :2]).T)
     confident = (sigma < CONFIDENT_SIGMA_M) & (seen_prob >= 0.5)
     after = kidnapped & seen
+    refined_known = len(answers.refined) == n and ok.any()  # offline answers say nothing of refinement
     nan = math.nan
     return LiveScores(
         mem_rpe=row,
@@ -477,6 +521,9 @@ def score(answers: LiveAnswers) -> LiveScores:
         ),
         queries=n,
         refused_pct=float(100 * np.mean(answers.refused)) if answers.refused else nan,
+        refined_pct=float(100 * np.array(answers.refined, bool)[ok].mean()) if refined_known else nan,
+        query_ms_median=float(1e3 * np.median(answers.query_s)) if answers.query_s else nan,
+        query_ms_p95=float(1e3 * np.percentile(answers.query_s, 95)) if answers.query_s else nan,
     )
 
 
@@ -490,12 +537,21 @@ def run_scenarios(
     sim_config: LiveSimConfig | None = None,
     progress: Callable[[str], None] | None = None,
     model_overrides: dict[str, Any] | None = None,
-) -> dict[str, tuple[LiveScores, LiveAnswers]]:
-    """Every scenario on every seed with one engine (reset between runs); scores per scenario."""
-    engine = MemoryEngine(engine_config, model_overrides=model_overrides)
-    results: dict[str, tuple[LiveScores, LiveAnswers]] = {}
+    backends: Sequence[str] = (),
+    refine: RefineConfig | None = None,
+) -> dict[str, dict[str, tuple[LiveScores, LiveAnswers]]]:
+    """Every scenario on every seed with one `MemoryService` (reset between runs) that serves `backends`
+    (default: the engine's); scores per scenario and backend: `result[scenario][backend]`."""
+    backends = tuple(backends) or (engine_config.backend,)
+    service = MemoryService.from_config(
+        engine_config,
+        serve_keyframes=KEYFRAMES in backends,
+        refine=(refine or RefineConfig()) if REFINED in backends else None,
+        model_overrides=model_overrides,
+    )
+    results: dict[str, dict[str, tuple[LiveScores, LiveAnswers]]] = {}
     for name in scenarios:
-        pooled = LiveAnswers()
+        pooled = {b: LiveAnswers() for b in backends}
         for seed in seeds:
             cfg = LiveRunConfig(
                 scenario=name,
@@ -506,15 +562,17 @@ def run_scenarios(
                 engine=engine_config,
                 sim=sim_config or LiveSimConfig(world=LiveWorldConfig()),
             )
-            run = LiveMemoryRun(cfg, engine=engine)
+            run = LiveMemoryRun(cfg, service=service, backends=backends)
             try:
-                answers = run.run()
+                run.run()
             finally:
                 run.close()
-            pooled.extend(answers)
+            for b in backends:
+                pooled[b].extend(run.answers[b])
             if progress:
-                progress(f"{name} seed {seed}: {len(answers.seen)} queries, {run.wall_s:.0f} s")
-        results[name] = (score(pooled), pooled)
+                n = len(run.answers[backends[0]].seen)
+                progress(f"{name} seed {seed}: {n} queries, {run.wall_s:.0f} s")
+        results[name] = {b: (score(pooled[b]), pooled[b]) for b in backends}
     return results
 
 
@@ -534,12 +592,16 @@ _COLUMNS = (
     ("conf real/blank", lambda s: (s.real_confidence, s.blank_confidence), "pair"),
     ("blank refused %", lambda s: s.blank_refused_pct, ".0f"),
     ("kidnap conf.-wrong %", lambda s: s.kidnap_confident_wrong_pct, ".1f"),
+    ("refined %", lambda s: s.refined_pct, ".0f"),
+    ("query ms p50/p95", lambda s: (s.query_ms_median, s.query_ms_p95), "ms"),
 )
 
 
 def _cell(value: Any, fmt: str) -> str:
     if fmt == "pair":
         return "/".join(_cell(v, ".2f") for v in value)
+    if fmt == "ms":
+        return "/".join(_cell(v, ".0f") for v in value)
     if isinstance(value, float) and not math.isfinite(value):
         return "-"
     return format(value, fmt)
@@ -657,6 +719,7 @@ def compare_offline_live(
     offline: bool = True,
     out: Any = None,
     progress: bool = True,
+    refine: RefineConfig | None = None,
 ) -> dict[str, Any]:
     """Offline (recorded episodes of the same worlds) and live (every scenario) rows for each backend, one
     table; written to `out` (.json and .md) when given."""
@@ -679,7 +742,7 @@ def compare_offline_live(
     if offline:
         episodes = episodes_for(list(seeds), length, preset, (64, 64), list(data), Path(cache), progress)
         ckpt = load_checkpoint(checkpoint, model_overrides=model_overrides)
-        for backend in backends:
+        for backend in (b for b in backends if b != REFINED):  # recordings keep no depth: no refinement
             model = ckpt.model
             if backend == "keyframes":
                 offset = head_camera_offset(episodes[0])
@@ -687,13 +750,12 @@ def compare_offline_live(
             answers = offline_answers(model, ckpt.encoder, episodes, length)
             rows[f"offline {backend}"] = score(answers)
             curves[f"offline {backend}"] = reliability(answers)
-    for backend in backends:
-        cfg = dataclasses.replace(engine, backend=backend)
-        results = run_scenarios(
-            names, seeds, length, cfg, preset, update_rate_hz, progress=say,
-            model_overrides=None if backend == "keyframes" else model_overrides,
-        )  # fmt: skip
-        for name, (scores, answers) in results.items():
+    results = run_scenarios(
+        names, seeds, length, engine, preset, update_rate_hz, progress=say,
+        model_overrides=model_overrides, backends=backends, refine=refine,
+    )  # fmt: skip
+    for name, per_backend in results.items():
+        for backend, (scores, answers) in per_backend.items():
             rows[f"live {name} {backend}"] = scores
             curves[f"live {name} {backend}"] = reliability(answers)
     table = live_table(rows)

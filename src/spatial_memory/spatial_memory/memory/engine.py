@@ -84,6 +84,9 @@ class MemoryAnswer:
     sigma_m: the model's predicted standard deviation of the position error (metres).
     confidence: 1 / (1 + sigma_m) in (0, 1); seen_probability: how likely the place was observed at all.
     backend: the model that answered; steps: updates folded in when it answered.
+    Refined answers (`memory.service`, backend 'refined') carry the measured 6-DoF camera pose in
+    `T_base_query` (not levelled), the PnP inlier count and a note; a refinement that failed returns the
+    model's answer with the reason in `note`.
     """
 
     T_base_query: np.ndarray
@@ -95,6 +98,9 @@ class MemoryAnswer:
     seen_probability: float
     backend: str
     steps: int
+    inliers: int = -1  # refined answers: PnP inliers of the best verification (-1: no refinement tried)
+    note: str = ""  # how the answer was made (refined, or why refinement fell back to the model's answer)
+    matched_view: int = -1  # refined answers: id of the stored view that verified it
 
 
 def level_camera_pose(x: float, y: float, yaw: float, z: float = 0.0) -> np.ndarray:

@@ -17,6 +17,7 @@ import yaml
 from spatial_memory.context.config import ContextConfig
 from spatial_memory.errors import ConfigError
 from spatial_memory.memory.engine_config import EngineConfig, resolve_checkpoint
+from spatial_memory.memory.refine import RefineConfig
 from spatial_memory.robot.description import CameraMount
 from spatial_memory.ros import topics
 from spatial_memory.sim import mobile_robot
@@ -209,7 +210,15 @@ class MemoryNodeConfig:
     )
     status_rate_hz: float = field(default=1.0, metadata=_help("rate of memory/status (JSON)"))
     tf_timeout_s: float = field(default=0.05, metadata=_help("how long to wait for TF at the image stamp"))
+    serve_keyframes: bool = field(
+        default=True,
+        metadata=_help("also answer backend 'keyframes' (retrieval, same encoder; state grows per frame)"),
+    )
+    depth_sync_s: float = field(
+        default=0.02, metadata=_help("a depth image belongs to the colour image stamped within this (s)")
+    )
     engine: EngineConfig = field(default_factory=EngineConfig)
+    refine: RefineConfig = field(default_factory=RefineConfig)
 
     def __post_init__(self) -> None:
         for name in ("world_frame", "base_frame"):
@@ -217,7 +226,7 @@ class MemoryNodeConfig:
                 raise ConfigError(f"{name} must be a non-empty frame name")
         if self.world_frame == self.base_frame:
             raise ConfigError(f"world_frame and base_frame must differ, got {self.world_frame!r} twice")
-        for name in ("update_rate_hz", "status_rate_hz", "tf_timeout_s"):
+        for name in ("update_rate_hz", "status_rate_hz", "tf_timeout_s", "depth_sync_s"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
 

@@ -1,0 +1,411 @@
+"""Metric refinement of memory answers: a bounded store of RGB-D views and PnP against them.
+
+The learned memory answers "where is this picture?" coarsely (tens of centimetres to metres). When the robot
+kept RGB-D views of the place, the answer can be measured instead: match the query picture's local features
+against a stored view, lift the view's matched features to 3-D with its depth, and solve the query camera's
+pose from those 3-D/2-D pairs (PnP in a RANSAC loop, then a least-squares polish on the inliers). The pose
+of the stored view in the odometry frame is known, so the query camera's pose follows; relative to the robot
+now it is `inv(T_world_base_now) @ T_world_view @ inv(T_query_view)`.
+
+- `ViewStore` keeps at most `capacity` views, written by novelty: a frame is stored only when no stored view
+  lies within `new_view_move_m` and `new_view_turn_deg` of it (standing still or driving a corridor again
+  stores nothing new). When full, the most redundant view goes (the older of the two closest views), so the
+  store covers the places seen rather than the latest minutes. Each view keeps its SIFT keypoints that have
+  valid depth, as 3-D points in its camera frame with uint8 descriptors: no images are kept.
+- `ViewStore.refine(query_rgb, T_world_query_coarse)` picks candidate views two ways - those whose camera
+  lies nearest the coarse answer (within `near_m`), and those that share the most descriptor matches with
+  the picture (a vote over all stored views, so a wrong coarse answer can still be corrected) - verifies
+  each by PnP, and keeps the one with the most inliers. Fewer than `min_inliers` inliers (or a pose that
+  puts the matched points behind the camera) is a failed verification: the caller keeps the coarse answer
+  and says so (`Refinement.reason`).
+
+OpenCV does the vision (SIFT, `solvePnPRansac`, `solvePnPRefineLM`); numpy the bookkeeping. No torch: the
+store is independent of the model that gives the coarse answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from spatial_memory.errors import ConfigError, InvalidInputError
+from spatial_memory.geometry import check_pose, invert
+
+__all__ = ["RefineConfig", "Refinement", "StoredView", "ViewStore"]
+
+logger = logging.getLogger(__name__)
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    """The view store and the PnP verification of `backend: refined` answers (see the module docstring).
+
+    Thresholds were chosen on validation worlds (house seeds 1000-1003), never on the test worlds.
+    """
+
+    enabled: bool = field(default=True, metadata=_help("serve 'refined' answers (keeps RGB-D views)"))
+    capacity: int = field(default=256, metadata=_help("RGB-D views kept at most (features only, no images)"))
+    new_view_move_m: float = field(
+        default=0.3, metadata=_help("a frame is stored when no stored view is this close in position ...")
+    )
+    new_view_turn_deg: float = field(default=20.0, metadata=_help("... and in heading (degrees)"))
+    max_features: int = field(default=300, metadata=_help("SIFT features per view and per query picture"))
+    vote_features: int = field(
+        default=100, metadata=_help("the strongest this many per view and picture vote for candidate views")
+    )
+    sift_contrast: float = field(
+        default=0.02, metadata=_help("SIFT contrast threshold: lower finds more features on dull surfaces")
+    )
+    min_view_features: int = field(
+        default=30, metadata=_help("a frame with fewer features of valid depth is not stored")
+    )
+    min_depth_m: float = field(default=0.1, metadata=_help("depth readings nearer than this are invalid"))
+    max_depth_m: float = field(default=10.0, metadata=_help("depth readings farther than this are invalid"))
+    ratio: float = field(default=0.8, metadata=_help("Lowe's ratio test on descriptor distances"))
+    near_m: float = field(
+        default=2.0, metadata=_help("views within this distance of the coarse answer are candidates")
+    )
+    near_candidates: int = field(default=3, metadata=_help("at most this many candidates near the answer"))
+    vote_candidates: int = field(
+        default=3, metadata=_help("and this many sharing the most descriptor matches with the picture")
+    )
+    min_inliers: int = field(default=20, metadata=_help("PnP inliers needed to accept a refined pose"))
+    reprojection_px: float = field(default=3.0, metadata=_help("RANSAC inlier threshold (pixels)"))
+    max_tilt_deg: float = field(
+        default=25.0,
+        metadata=_help(
+            "a refined camera tilted more than this against the matched view (roll / pitch: the robot's "
+            "camera stays level) is implausible: not verified"
+        ),
+    )
+    max_height_change_m: float = field(
+        default=0.3,
+        metadata=_help("a refined camera this much higher or lower than the matched view: not verified"),
+    )
+    sigma_m: float = field(
+        default=0.05, metadata=_help("1-sigma position error reported with a verified answer (metres)")
+    )
+    seen_probability: float = field(
+        default=0.99, metadata=_help("seen probability reported with a verified answer")
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("capacity", "max_features", "vote_features", "min_view_features", "min_inliers"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < (6 if name == "min_inliers" else 1):
+                raise ConfigError(
+                    f"RefineConfig.{name} must be an integer >= 1 (min_inliers >= 6), got {v!r}"
+                )
+        for name in ("near_candidates", "vote_candidates"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ConfigError(f"RefineConfig.{name} must be an integer >= 0, got {v!r}")
+        for name in (
+            "new_view_move_m", "new_view_turn_deg", "near_m", "reprojection_px", "sigma_m", "sift_contrast",
+            "max_tilt_deg", "max_height_change_m",
+        ):  # fmt: skip
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < v < math.inf:
+                raise ConfigError(f"RefineConfig.{name} must be a finite number > 0, got {v!r}")
+        if not 0.0 <= self.min_depth_m < self.max_depth_m < math.inf:
+            raise ConfigError(
+                f"RefineConfig depth range must satisfy 0 <= min_depth_m < max_depth_m < inf, got "
+                f"{self.min_depth_m!r}, {self.max_depth_m!r}"
+            )
+        if not 0.0 < self.ratio <= 1.0 or not 0.0 <= self.seen_probability <= 1.0:
+            raise ConfigError("RefineConfig.ratio must be in (0, 1] and seen_probability in [0, 1]")
+
+
+@dataclass(frozen=True, eq=False)
+class StoredView:
+    """One stored view: where its camera was (`T_world_cam`, REP-103 optical frame, in the memory's fixed
+    frame) and its features - pixel positions, 3-D points in the camera frame, SIFT descriptors (uint8)."""
+
+    view_id: int
+    stamp_ns: int
+    T_world_cam: np.ndarray
+    uv: np.ndarray  # (N, 2) float32
+    xyz: np.ndarray  # (N, 3) float32, camera frame
+    descriptors: np.ndarray  # (N, 128) uint8
+
+    @property
+    def nbytes(self) -> int:
+        return self.uv.nbytes + self.xyz.nbytes + self.descriptors.nbytes + self.T_world_cam.nbytes
+
+
+@dataclass(frozen=True)
+class Refinement:
+    """The outcome of `ViewStore.refine`: the verified query camera pose (None when verification failed),
+    the inlier count of the best candidate, the view it matched, how many views were tried and why not."""
+
+    T_world_query: np.ndarray | None
+    inliers: int
+    view_id: int
+    tried: int
+    reason: str
+
+    @property
+    def ok(self) -> bool:
+        return self.T_world_query is not None
+
+
+class ViewStore:
+    """A bounded, novelty-written store of RGB-D views that can verify and refine a coarse answer."""
+
+    def __init__(self, config: RefineConfig | None = None) -> None:
+        self.config = cfg = config or RefineConfig()
+        self._sift = cv2.SIFT_create(nfeatures=cfg.max_features, contrastThreshold=cfg.sift_contrast)
+        self._views: list[StoredView] = []
+        self._next_id = 0
+        self._K: np.ndarray | None = None
+        self._size: tuple[int, int] | None = None  # (height, width) of the stored views' camera
+        self._db: tuple[np.ndarray, ...] | None = None  # stacked vote descriptors, their view, their norms
+
+    # -- properties ---------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._views)
+
+    @property
+    def views(self) -> tuple[StoredView, ...]:
+        return tuple(self._views)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the stored views (features, points, poses)."""
+        return sum(v.nbytes for v in self._views)
+
+    def reset(self) -> None:
+        """Forget every view."""
+        self._views, self._db, self._K, self._size = [], None, None, None
+
+    # -- writing ------------------------------------------------------------------------------------
+
+    def is_novel(self, T_world_cam: np.ndarray) -> bool:
+        """True when no stored view is within `new_view_move_m` and `new_view_turn_deg` of this camera."""
+        if not self._views:
+            return True
+        cfg = self.config
+        dist, turn = self._pose_gaps(T_world_cam)
+        return not bool(np.any((dist < cfg.new_view_move_m) & (turn < math.radians(cfg.new_view_turn_deg))))
+
+    def add(
+        self,
+        rgb: np.ndarray,
+        depth_m: np.ndarray,
+        K: np.ndarray,  # noqa: N803 - the usual name of the intrinsic matrix
+        T_world_cam: np.ndarray,  # noqa: N803
+        stamp_ns: int,
+    ) -> bool:
+        """Store this RGB-D frame when it is novel and has enough features with valid depth; True if stored.
+
+        `depth_m`: (H, W) metres along the optical axis, registered to `rgb` (NaN/0/inf = no reading);
+        `K`: 3x3 intrinsics of the camera. Raises InvalidInputError on malformed input (nothing stored).
+        """
+        rgb, depth, K = _check_rgb(rgb), _check_depth(depth_m, rgb.shape[:2]), _check_K(K)
+        T = check_pose(T_world_cam, "T_world_cam")
+        if self._size is not None and (self._size != rgb.shape[:2] or not np.allclose(self._K, K)):
+            logger.warning("camera changed (size or intrinsics): the view store starts again")
+            self.reset()
+        if not self.is_novel(T):
+            return False
+        uv, desc = self._features(rgb)
+        if len(uv) == 0:
+            return False
+        cfg = self.config
+        px = np.clip(np.rint(uv).astype(int), 0, [rgb.shape[1] - 1, rgb.shape[0] - 1])
+        z = depth[px[:, 1], px[:, 0]]
+        valid = np.isfinite(z) & (z > cfg.min_depth_m) & (z < cfg.max_depth_m)
+        if valid.sum() < cfg.min_view_features:
+            return False
+        uv, desc, z = uv[valid], desc[valid], z[valid]
+        xyz = np.column_stack(
+            [(uv[:, 0] - K[0, 2]) * z / K[0, 0], (uv[:, 1] - K[1, 2]) * z / K[1, 1], z]
+        ).astype(np.float32)
+        view = StoredView(self._next_id, int(stamp_ns), T, uv.astype(np.float32), xyz, desc)
+        self._next_id += 1
+        self._K, self._size = K, rgb.shape[:2]
+        self._views.append(view)
+        if len(self._views) > cfg.capacity:
+            self._evict()
+        self._db = None
+        return True
+
+    def _evict(self) -> None:
+        """Drop the older of the two views closest to each other (position + heading): keep coverage."""
+        pos = np.stack([v.T_world_cam[:2, 3] for v in self._views])
+        heading = np.array([_heading(v.T_world_cam) for v in self._views])
+        turn = np.abs((heading[:, None] - heading[None] + math.pi) % (2 * math.pi) - math.pi)
+        scale = self.config.new_view_move_m / math.radians(self.config.new_view_turn_deg)
+        gap = np.linalg.norm(pos[:, None] - pos[None], axis=-1) + turn * scale
+        np.fill_diagonal(gap, np.inf)
+        i, j = np.unravel_index(int(np.argmin(gap)), gap.shape)
+        del self._views[min(i, j)]  # views are in insertion order: the lower index is the older
+
+    # -- reading ------------------------------------------------------------------------------------
+
+    def refine(self, query_rgb: np.ndarray, T_world_query: np.ndarray | None = None) -> Refinement:  # noqa: N803
+        """Verify and refine a coarse answer (`T_world_query`, the query camera in the store's frame; None:
+        search by appearance only) by PnP against the best candidate views; see the module docstring."""
+        rgb = _check_rgb(query_rgb)
+        if not self._views:
+            return Refinement(None, 0, -1, 0, "no stored RGB-D views yet")
+        if rgb.shape[:2] != self._size:
+            h, w = self._size
+            return Refinement(
+                None, 0, -1, 0, f"the picture is {rgb.shape[1]}x{rgb.shape[0]}, the stored views {w}x{h}"
+            )
+        uv, desc = self._features(rgb)
+        if len(uv) < self.config.min_inliers:
+            return Refinement(None, 0, -1, 0, f"only {len(uv)} features in the picture")
+        candidates = self._candidates(desc, T_world_query)
+        best = (0, -1, None)
+        for index in candidates:
+            inliers, T_query_view = self._pnp(uv, desc, self._views[index])
+            if inliers > best[0]:
+                best = (inliers, index, T_query_view)
+        inliers, index, T_query_view = best
+        view_id = self._views[index].view_id if index >= 0 else -1
+        if T_query_view is None or inliers < self.config.min_inliers:
+            return Refinement(
+                None, inliers, view_id, len(candidates),
+                f"not verified: best {inliers} PnP inliers < {self.config.min_inliers} "
+                f"({len(candidates)} views tried)",
+            )  # fmt: skip
+        T = self._views[index].T_world_cam @ invert(T_query_view)
+        reason = f"{inliers} PnP inliers against view {view_id}"
+        return Refinement(T, inliers, view_id, len(candidates), reason)
+
+    def _candidates(self, desc: np.ndarray, T_world_query: np.ndarray | None) -> list[int]:
+        """Indices of the views to verify: nearest the coarse answer first, then the best voted."""
+        cfg, chosen = self.config, []
+        if T_world_query is not None and cfg.near_candidates:
+            dist, turn = self._pose_gaps(check_pose(T_world_query, "T_world_query"))
+            score = dist + turn * (cfg.new_view_move_m / math.radians(cfg.new_view_turn_deg))
+            order = [int(i) for i in np.argsort(score, kind="stable") if dist[i] <= cfg.near_m]
+            chosen = order[: cfg.near_candidates]
+        if cfg.vote_candidates:
+            votes = self._votes(desc)
+            order = np.argsort(-votes, kind="stable")
+            voted = [int(i) for i in order if votes[i] > 0 and int(i) not in chosen]
+            chosen += voted[: cfg.vote_candidates]
+        return chosen
+
+    def _votes(self, desc: np.ndarray) -> np.ndarray:
+        """Per view, how many of the picture's descriptors have their nearest stored descriptor there and
+        pass the ratio test against the second nearest (anywhere)."""
+        n = self.config.vote_features
+        if self._db is None:
+            stacked = np.concatenate([v.descriptors[:n] for v in self._views]).astype(np.float32)
+            owner = np.concatenate([np.full(len(v.descriptors[:n]), i) for i, v in enumerate(self._views)])
+            self._db = (stacked, owner, (stacked * stacked).sum(1))
+        stacked, owner, norms = self._db
+        votes = np.zeros(len(self._views), int)
+        if len(stacked) < 2:
+            return votes
+        q = desc[:n].astype(np.float32)  # strongest first
+        d2 = (q * q).sum(1)[:, None] + norms[None] - 2.0 * q @ stacked.T
+        two = np.argpartition(d2, 1, axis=1)[:, :2]
+        rows = np.arange(len(q))
+        a, b = d2[rows, two[:, 0]], d2[rows, two[:, 1]]
+        first = np.where(a <= b, two[:, 0], two[:, 1])
+        good = np.minimum(a, b) < (self.config.ratio**2) * np.maximum(a, b)
+        np.add.at(votes, owner[first[good]], 1)
+        return votes
+
+    def _pnp(self, uv: np.ndarray, desc: np.ndarray, view: StoredView) -> tuple[int, np.ndarray | None]:
+        """(inliers, T_query_view) of the picture against one view; (0, None) when PnP fails."""
+        cfg = self.config
+        matches = cv2.BFMatcher(cv2.NORM_L2).knnMatch(
+            desc.astype(np.float32), view.descriptors.astype(np.float32), k=2
+        )
+        pairs = [
+            (m.queryIdx, m.trainIdx)
+            for m, *rest in matches
+            if rest and m.distance < cfg.ratio * rest[0].distance
+        ]
+        if len(pairs) < 6:
+            return len(pairs), None
+        qi, vi = np.array(pairs).T
+        obj, img = view.xyz[vi].astype(np.float64), uv[qi].astype(np.float64)
+        ok, rvec, tvec, inliers = cv2.solvePnPRansac(
+            obj, img, self._K, None, reprojectionError=cfg.reprojection_px, iterationsCount=100,
+            confidence=0.999, flags=cv2.SOLVEPNP_EPNP,
+        )  # fmt: skip
+        if not ok or inliers is None or len(inliers) < 6:
+            return 0 if inliers is None else len(inliers), None
+        idx = inliers[:, 0]
+        rvec, tvec = cv2.solvePnPRefineLM(obj[idx], img[idx], self._K, None, rvec, tvec)
+        R, _ = cv2.Rodrigues(rvec)
+        if np.any((obj[idx] @ R.T + tvec.reshape(1, 3))[:, 2] <= 0):  # points behind the camera
+            return 0, None
+        T = np.eye(4)
+        T[:3, :3], T[:3, 3] = R, tvec.ravel()
+        if not self._plausible(view.T_world_cam, view.T_world_cam @ invert(T)):
+            return 0, None
+        return len(idx), T
+
+    def _plausible(self, T_world_view: np.ndarray, T_world_query: np.ndarray) -> bool:  # noqa: N803
+        """A ground robot's camera moves in the plane: between two of its views it turns about the vertical
+        but hardly tilts, and keeps its height (the store's fixed frame has z up, as odom does). Aliased
+        matches (a texture repeated in another room) often break this."""
+        down_view, down_query = T_world_view[:3, 1], T_world_query[:3, 1]  # image-down axes
+        tilt = math.degrees(math.acos(float(np.clip(down_view @ down_query, -1.0, 1.0))))
+        height = abs(float(T_world_query[2, 3] - T_world_view[2, 3]))
+        return tilt <= self.config.max_tilt_deg and height <= self.config.max_height_change_m
+
+    def _features(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """SIFT keypoints (N, 2) float32 and descriptors (N, 128) uint8, strongest first."""
+        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        keypoints, desc = self._sift.detectAndCompute(gray, None)
+        if desc is None or not keypoints:
+            return np.zeros((0, 2), np.float32), np.zeros((0, 128), np.uint8)
+        order = np.argsort([-k.response for k in keypoints], kind="stable")[: self.config.max_features]
+        uv = np.array([keypoints[i].pt for i in order], np.float32)
+        return uv, np.clip(np.rint(desc[order]), 0, 255).astype(np.uint8)
+
+    def _pose_gaps(self, T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Ground-plane distance (m) and heading difference (rad) from camera pose `T` to every stored view
+        (headings of the optical axes projected on the ground: the robot's cameras move in the plane)."""
+        pos = np.stack([v.T_world_cam[:2, 3] for v in self._views])
+        heading = np.array([_heading(v.T_world_cam) for v in self._views])
+        dist = np.linalg.norm(pos - T[:2, 3], axis=1)
+        turn = np.abs((heading - _heading(T) + math.pi) % (2 * math.pi) - math.pi)
+        return dist, turn
+
+
+def _heading(T: np.ndarray) -> float:
+    """Heading (rad) of a camera's optical axis projected on the ground plane."""
+    return math.atan2(T[1, 2], T[0, 2])
+
+
+# ---------------------------------------------------------------------------------------------- checks
+def _check_rgb(rgb: object) -> np.ndarray:
+    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        got = f"{rgb.shape} {rgb.dtype}" if isinstance(rgb, np.ndarray) else type(rgb).__name__
+        raise InvalidInputError(f"image must be (H, W, 3) uint8 RGB, got {got}")
+    if min(rgb.shape[:2]) < 16:
+        raise InvalidInputError(f"image is {rgb.shape[1]}x{rgb.shape[0]}: too small for local features")
+    return rgb
+
+
+def _check_depth(depth: object, size: tuple[int, ...]) -> np.ndarray:
+    if not isinstance(depth, np.ndarray) or depth.shape != tuple(size) or depth.dtype.kind != "f":
+        got = f"{depth.shape} {depth.dtype}" if isinstance(depth, np.ndarray) else type(depth).__name__
+        raise InvalidInputError(f"depth must be float metres of the image's size {tuple(size)}, got {got}")
+    return depth
+
+
+def _check_K(K: object) -> np.ndarray:  # noqa: N802 - the usual name of the intrinsic matrix
+    K = np.asarray(K, dtype=np.float64)
+    if K.shape != (3, 3) or not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise InvalidInputError(f"K must be a finite 3x3 intrinsic matrix with positive focal lengths: {K!r}")
+    return K

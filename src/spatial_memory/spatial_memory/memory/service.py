@@ -1,0 +1,212 @@
+"""MemoryService: the running memory behind `memory_node` - one model, its baselines and refined answers.
+
+A user asks `/query_pose` with a `backend`; one running memory answers all of them from the same frames:
+
+- the configured model (`EngineConfig.backend`, e.g. `kinaema`): constant-size latent memory;
+- `keyframes` (when served): nearest stored frame by the same encoder's pooled tokens, a second
+  `MemoryEngine` fed the same images and poses (its state grows with every frame: a baseline);
+- `refined` (when served): the model's answer, then verified and made metric by PnP against the stored
+  RGB-D views near it (`memory.refine.ViewStore`); when verification fails, the model's answer comes back
+  unchanged and says so (`MemoryAnswer.note`, `inliers`).
+
+Frames arrive as in a ROS graph: `update(image, T_world_base=..., stamp_ns=...)` for every frame the memory
+takes, and `add_view(rgb, depth, K, T_world_cam, stamp_ns)` when the frame's depth (and the camera's pose)
+is known - with ROS they come on different topics, so the view may follow its image. The refined answer is
+relative to the base at the newest frame, like every other answer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from typing import Any
+
+import numpy as np
+
+from spatial_memory.errors import ConfigError, InvalidInputError
+from spatial_memory.geometry import check_pose, invert
+from spatial_memory.memory.engine import (
+    DROPPED_LATE,
+    RESET_AND_USED,
+    EngineConfig,
+    MemoryAnswer,
+    MemoryEngine,
+)
+from spatial_memory.memory.poses import planar_target
+from spatial_memory.memory.refine import RefineConfig, ViewStore
+
+__all__ = ["KEYFRAMES", "REFINED", "MemoryService"]
+
+logger = logging.getLogger(__name__)
+
+KEYFRAMES, REFINED = "keyframes", "refined"
+
+
+class MemoryService:
+    """The configured memory engine, optionally keyframe retrieval beside it and a view store for refined
+    answers; `query(image, backend)` picks the answer. Thread-safe (one call at a time)."""
+
+    def __init__(
+        self, engine: MemoryEngine, keyframes: MemoryEngine | None = None, views: ViewStore | None = None
+    ) -> None:
+        if keyframes is not None and keyframes.backend != KEYFRAMES:
+            raise ConfigError(f"the keyframes engine runs {keyframes.backend!r}, not 'keyframes'")
+        self.engine, self.keyframes, self.views = engine, keyframes, views
+        self._lock = threading.RLock()
+        self._T_world_base: np.ndarray | None = None  # base pose of the newest frame
+        self._counts = {"views_stored": 0, "views_skipped": 0, "refined": 0, "refine_fallbacks": 0}
+
+    @classmethod
+    def from_config(
+        cls,
+        engine: EngineConfig,
+        serve_keyframes: bool = False,
+        refine: RefineConfig | None = None,
+        model_overrides: dict[str, Any] | None = None,
+    ) -> MemoryService:
+        """Build the engines from `engine` (the keyframes one reads the same checkpoint's encoder) and a
+        view store when `refine` is given and enabled."""
+        main = MemoryEngine(engine, model_overrides=model_overrides)
+        keyframes = None
+        if serve_keyframes and engine.backend != KEYFRAMES:
+            keyframes = MemoryEngine(dataclasses.replace(engine, backend=KEYFRAMES))
+        views = ViewStore(refine) if refine is not None and refine.enabled else None
+        return cls(main, keyframes, views)
+
+    # -- properties ---------------------------------------------------------------------------------
+
+    @property
+    def backend(self) -> str:
+        """The default backend (the configured model's)."""
+        return self.engine.backend
+
+    @property
+    def backends(self) -> tuple[str, ...]:
+        """Every backend `query` serves, the default first."""
+        extra = (KEYFRAMES,) if self.keyframes is not None else ()
+        return (self.engine.backend, *extra, *((REFINED,) if self.views is not None else ()))
+
+    @property
+    def steps(self) -> int:
+        return self.engine.steps
+
+    @property
+    def last_stamp_ns(self) -> int | None:
+        return self.engine.last_stamp_ns
+
+    # -- frames -------------------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget everything, in every backend."""
+        with self._lock:
+            self.engine.reset()
+            if self.keyframes is not None:
+                self.keyframes.reset()
+            if self.views is not None:
+                self.views.reset()
+            self._T_world_base = None
+
+    def update(
+        self,
+        image_rgb: np.ndarray,
+        *,
+        T_world_base: np.ndarray | None = None,  # noqa: N803 - the project's pose naming
+        odometry: np.ndarray | None = None,
+        stamp_ns: int,
+    ) -> str:
+        """Fold one frame into every backend; returns the engine's verdict (`MemoryEngine.update`). The
+        engine checks the input first: bad input raises InvalidInputError and changes no backend."""
+        with self._lock:
+            pose = {"T_world_base": T_world_base, "odometry": odometry, "stamp_ns": stamp_ns}
+            verdict = self.engine.update(image_rgb, **pose)
+            if verdict == DROPPED_LATE:
+                return verdict
+            if verdict == RESET_AND_USED:
+                if self.keyframes is not None:
+                    self.keyframes.reset()
+                if self.views is not None:
+                    self.views.reset()
+            if self.keyframes is not None:
+                self.keyframes.update(image_rgb, **pose)
+            self._T_world_base = None if T_world_base is None else check_pose(T_world_base).copy()
+            return verdict
+
+    def add_view(
+        self,
+        rgb: np.ndarray,
+        depth_m: np.ndarray,
+        K: np.ndarray,  # noqa: N803 - the usual name of the intrinsic matrix
+        T_world_cam: np.ndarray,  # noqa: N803
+        stamp_ns: int,
+    ) -> bool:
+        """Offer an RGB-D frame (camera pose in the same fixed frame as the base poses) to the view store;
+        True when stored. Frames older than the memory's newest by more than the engine's time-jump limit
+        are refused (they belong to a memory that was reset)."""
+        with self._lock:
+            if self.views is None:
+                return False
+            last = self.engine.last_stamp_ns
+            if last is None or last - int(stamp_ns) > self.engine.config.time_jump_reset_s * 1e9:
+                self._counts["views_skipped"] += 1
+                return False
+            stored = self.views.add(rgb, depth_m, K, T_world_cam, stamp_ns)
+            self._counts["views_stored" if stored else "views_skipped"] += 1
+            return stored
+
+    # -- answers ------------------------------------------------------------------------------------
+
+    def query(self, image_rgb: np.ndarray, backend: str = "") -> MemoryAnswer:
+        """The answer of `backend` ('' = the default); InvalidInputError for a backend not served or a
+        picture the engine refuses."""
+        with self._lock:
+            name = backend or self.engine.backend
+            if name == self.engine.backend:
+                return self.engine.query(image_rgb)
+            if name == KEYFRAMES and self.keyframes is not None:
+                return self.keyframes.query(image_rgb)
+            if name == REFINED and self.views is not None:
+                return self._refined(image_rgb)
+            raise InvalidInputError(f"this memory serves the backends {list(self.backends)}, not {name!r}")
+
+    def _refined(self, image_rgb: np.ndarray) -> MemoryAnswer:
+        coarse = self.engine.query(image_rgb)
+        T_base = self._T_world_base
+        if T_base is None:
+            return dataclasses.replace(
+                coarse, note=f"coarse {coarse.backend} answer: no base poses (the memory is fed increments)"
+            )
+        r = self.views.refine(image_rgb, T_base @ coarse.T_base_query)
+        if not r.ok:
+            self._counts["refine_fallbacks"] += 1
+            note = f"coarse {coarse.backend} answer: {r.reason}"
+            return dataclasses.replace(coarse, inliers=r.inliers, note=note)
+        self._counts["refined"] += 1
+        T_base_query = invert(T_base) @ r.T_world_query
+        x, y, yaw = (float(v) for v in planar_target(T_base_query))
+        cfg = self.views.config
+        return MemoryAnswer(
+            T_base_query=T_base_query,
+            x=x,
+            y=y,
+            yaw=yaw,
+            sigma_m=cfg.sigma_m,
+            confidence=1.0 / (1.0 + cfg.sigma_m),
+            seen_probability=max(coarse.seen_probability, cfg.seen_probability),
+            backend=REFINED,
+            steps=coarse.steps,
+            inliers=r.inliers,
+            note=f"refined: {r.reason} ({r.tried} tried)",
+            matched_view=r.view_id,
+        )
+
+    def status(self) -> dict[str, Any]:
+        """The engine's status plus the backends served, the view store's size and refinement counters."""
+        with self._lock:
+            status = {**self.engine.status(), "backends": list(self.backends), **self._counts}
+            if self.views is not None:
+                status["views"] = len(self.views)
+                status["view_bytes"] = self.views.nbytes
+            if self.keyframes is not None:
+                status["keyframes_state_bytes"] = self.keyframes.status()["state_bytes"]
+            return status

@@ -438,6 +438,7 @@ def test_interface_files_parse_into_the_expected_fields():
         "confidence",
         "seen_probability",
         "matched_keyframe_id",
+        "inliers",
     ]
     assert fields["PromoteKeyframe_Request"] == ["frame_id", "latest"]
     assert fields["Keyframe"] == ["header", "frame_id", "number", "pose", "color"]

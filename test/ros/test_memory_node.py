@@ -4,6 +4,7 @@ node in-process (images + TF in, memory/query and memory/status out, spatial_con
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import threading
@@ -69,14 +70,25 @@ def _srv_response_fields() -> list[str]:
 
 
 def test_the_srv_response_has_the_fields_we_fill():
-    assert _srv_response_fields() == [
-        "success",
-        "message",
-        "pose",
-        "confidence",
-        "seen_probability",
-        "matched_keyframe_id",
-    ]
+    assert _srv_response_fields() == list(mm.QUERY_RESPONSE_FIELDS)  # copied when forwarded: all of them
+
+
+def test_a_refined_answer_carries_its_inliers_heading_variance_and_note(store):
+    factory = conv.RosbagsFactory(store)
+    answer = dataclasses.replace(
+        _answer(sigma=0.17), backend="refined", inliers=87, note="refined: 87 PnP inliers against view 4",
+        sigma_yaw_rad=math.radians(2.5),
+    )  # fmt: skip
+    msg = mm.fill_query_response(
+        factory.new(RESPONSE), answer, frame_id="base_link", stamp_ns=1, factory=factory
+    )
+    back = _round_trip(store, msg)
+    summary = mm.query_response_summary(back)
+    assert summary["inliers"] == 87 and "87 PnP inliers" in summary["message"]
+    cov = np.diag(np.asarray(back.pose.pose.covariance).reshape(6, 6))
+    np.testing.assert_allclose(cov, [0.17**2, 0.17**2, 0, 0, 0, math.radians(2.5) ** 2])
+    failure = mm.fill_query_failure(factory.new(RESPONSE), "no", frame_id="b", stamp_ns=1, factory=factory)
+    assert _round_trip(store, failure).inliers == -1
 
 
 def test_answer_to_response_round_trips_through_cdr(store):
@@ -256,7 +268,7 @@ def test_memory_node_and_query_pose_forwarding(ros, checkpoint):
         other = _call(
             probe, QueryPose, topics.MEMORY_QUERY, QueryPose.Request(query=query.query, backend="gru")
         )
-        assert not other.success and "'kinaema' backend" in other.message
+        assert not other.success and "not 'gru'" in other.message
         deadline = time.monotonic() + 3
         while not statuses and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -101,6 +101,9 @@ class RefineConfig:
             "odometry drift between the view and now"
         ),
     )
+    sigma_yaw_deg: float = field(
+        default=2.5, metadata=_help("1-sigma heading error of a verified answer (degrees; validation worlds)")
+    )
     seen_probability: float = field(
         default=0.99, metadata=_help("seen probability reported with a verified answer")
     )
@@ -118,6 +121,7 @@ class RefineConfig:
                 raise ConfigError(f"RefineConfig.{name} must be an integer >= 0, got {v!r}")
         for name in (
             "new_view_move_m", "new_view_turn_deg", "near_m", "reprojection_px", "sigma_m", "sift_contrast",
+            "sigma_yaw_deg",
             "max_tilt_deg", "max_height_change_m",
         ):  # fmt: skip
             v = getattr(self, name)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import threading
 from typing import Any
 
@@ -198,6 +199,7 @@ class MemoryService:
             inliers=r.inliers,
             note=f"refined: {r.reason} ({r.tried} tried)",
             matched_view=r.view_id,
+            sigma_yaw_rad=math.radians(cfg.sigma_yaw_deg),
         )
 
     def status(self) -> dict[str, Any]:

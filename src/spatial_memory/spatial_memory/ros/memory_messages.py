@@ -8,7 +8,9 @@ The response pose is a PoseWithCovarianceStamped in the robot's current base fra
 levelled optical frame (see `memory.engine.MemoryAnswer`). Covariance (row-major 6x6 over x, y, z, roll,
 pitch, yaw): sigma^2 on x and y from the model's predicted position error; 0 on z, roll and pitch, which
 are fixed by construction (camera height from the config, a level camera); the models predict no heading
-uncertainty, so yaw gets `YAW_VARIANCE_UNKNOWN` (pi^2: anything up to a half turn).
+uncertainty, so yaw gets `YAW_VARIANCE_UNKNOWN` (pi^2: anything up to a half turn). Refined answers
+(backend 'refined', verified by PnP against stored RGB-D views) measure the heading: yaw gets their
+calibrated heading variance, `inliers` the PnP inlier count, and the message says how the answer was made.
 
 What the numbers mean: `confidence` is 1 / (1 + sigma_m), a monotone view of the covariance's sigma (0.5 at
 one metre of expected position error); how well sigma covers the real error is measured, per motion
@@ -40,6 +42,7 @@ QUERY_RESPONSE_FIELDS = (
     "confidence",
     "seen_probability",
     "matched_keyframe_id",
+    "inliers",
 )
 
 
@@ -66,7 +69,9 @@ def camera_image_rgb(msg: Any) -> np.ndarray:
 def answer_covariance(answer: MemoryAnswer) -> np.ndarray:
     """6x6 pose covariance of an answer (see the module docstring)."""
     variance = float(answer.sigma_m) ** 2
-    return np.diag([variance, variance, 0.0, 0.0, 0.0, YAW_VARIANCE_UNKNOWN])
+    yaw = answer.sigma_yaw_rad
+    yaw_variance = yaw**2 if math.isfinite(yaw) else YAW_VARIANCE_UNKNOWN
+    return np.diag([variance, variance, 0.0, 0.0, 0.0, yaw_variance])
 
 
 def fill_query_response(
@@ -78,6 +83,7 @@ def fill_query_response(
         f"{answer.backend}: x {answer.x:+.2f} m, y {answer.y:+.2f} m, "
         f"yaw {math.degrees(answer.yaw):+.0f} deg, confidence {answer.confidence:.2f}, "
         f"seen {answer.seen_probability:.2f} (memory of {answer.steps} steps)"
+        + (f"; {answer.note}" if answer.note else "")
     )
     response.pose = factory.new(
         "geometry_msgs/msg/PoseWithCovarianceStamped",
@@ -91,6 +97,7 @@ def fill_query_response(
     response.confidence = float(answer.confidence)
     response.seen_probability = float(answer.seen_probability)
     response.matched_keyframe_id = NO_KEYFRAME
+    response.inliers = int(answer.inliers)
     return response
 
 
@@ -112,6 +119,7 @@ def fill_query_failure(
     response.confidence = 0.0
     response.seen_probability = 0.0
     response.matched_keyframe_id = NO_KEYFRAME
+    response.inliers = -1
     return response
 
 
@@ -140,6 +148,7 @@ def query_response_summary(response: Any) -> dict[str, Any]:
         "yaw": float(yaw),
         "sigma_m": float(math.sqrt(max(covariance[0], 0.0))) if covariance.size == 36 else float("nan"),
         "confidence": float(response.confidence),
+        "inliers": int(response.inliers),
         "seen_probability": float(response.seen_probability),
         "matched_keyframe_id": int(response.matched_keyframe_id),
     }

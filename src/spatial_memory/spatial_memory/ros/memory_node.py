@@ -1,4 +1,4 @@
-"""memory_node: a thin ROS shell around `MemoryEngine` (camera images + base pose in, answers out).
+"""memory_node: a thin ROS shell around `MemoryService` (camera images + base pose in, answers out).
 
 Subscribes: `camera/image` (sensor_msgs/Image rgb8 or bgr8, sensor-data QoS). For each image due at
     `update_rate_hz` (by its stamp) the base pose `world_frame` -> `base_frame` is looked up in TF at the
@@ -6,11 +6,17 @@ Subscribes: `camera/image` (sensor_msgs/Image rgb8 or bgr8, sensor-data QoS). Fo
     consecutive poses into the per-step motion the model reads. Time is the engine's business
     (`MemoryEngine.update`): a frame older than the last is dropped and counted; one more than
     `engine.time_jump_reset_s` older (a restarted simulation, a bag played again) resets the memory.
+    With `refine.enabled`, also `camera/depth` (32FC1 m or 16UC1 mm) and `camera/camera_info`: a frame the
+    memory took is offered, with its depth (stamped within `depth_sync_s`, whichever arrives first) and the
+    camera's pose (TF `world_frame` -> the image's frame), to the view store that refined answers use.
 Serves: `memory/query` (spatial_memory_interfaces/srv/QueryPose; internal, spatial_context_node's
     `/query_pose` forwards to it): the query camera's pose in the base frame with a covariance, a
     confidence and the seen probability, or success=false and the reason (empty memory, malformed image,
-    other backend). The pose's header stamp is the time of the memory's newest frame: the answer is
-    relative to the base as it was then (look the base up in TF at that stamp to use it later).
+    a backend not served). `backend` picks the answer: '' = the configured model, 'keyframes' (with
+    `serve_keyframes`), 'refined' (the model's answer verified and refined by PnP against stored RGB-D views,
+    with its inlier count; the model's answer, saying why, when verification fails). The pose's header
+    stamp is the time of the memory's newest frame: the answer is relative to the base as it was then
+    (look the base up in TF at that stamp to use it later).
 Publishes: `memory/status` (std_msgs/String, JSON: backend, steps, last stamp, state bytes, parameters,
     images used/skipped and the last problem) at `status_rate_hz`.
 Threads: our callbacks share the node's default mutually exclusive group (one engine call at a time);
@@ -31,15 +37,18 @@ import rclpy.time
 from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 from tf2_ros import Buffer, TransformException, TransformListener
 
 from spatial_memory.errors import InvalidInputError
 from spatial_memory.memory.engine import DROPPED_LATE, RESET_AND_USED, MemoryEngine
+from spatial_memory.memory.service import MemoryService
 from spatial_memory.ros import conversions as conv
 from spatial_memory.ros import memory_messages as mm
 from spatial_memory.ros import topics
+from spatial_memory.ros import vo_messages as vm
+from spatial_memory.ros.buffers import StampedBuffer
 from spatial_memory.ros.node_configs import MemoryNodeConfig
 from spatial_memory.ros.params import declare_config
 from spatial_memory.ros.spin import spin_node
@@ -47,29 +56,48 @@ from spatial_memory_interfaces.srv import QueryPose
 
 RATE_SLACK = 0.95  # accept a frame 5 % early so camera jitter does not halve the update rate
 WARN_PERIOD_S = 2.0
+DEPTH_BUFFER = 10  # depth images kept for pairing with colour images
 
 
 class MemoryNode(Node):
-    """Feeds a MemoryEngine from images and TF, answers memory/query, publishes memory/status."""
+    """Feeds a MemoryService from images, depth and TF, answers memory/query, publishes memory/status."""
 
-    def __init__(self, engine: MemoryEngine | None = None, **node_kwargs: Any) -> None:
+    def __init__(
+        self, engine: MemoryEngine | None = None, service: MemoryService | None = None, **node_kwargs: Any
+    ) -> None:
+        """`engine` or `service`: an injected memory (tests, a caller that loaded one); else built from the
+        parameters (`engine.*`, `serve_keyframes`, `refine.*`)."""
         super().__init__(topics.MEMORY_NODE, **node_kwargs)
         self.config: MemoryNodeConfig = declare_config(self, MemoryNodeConfig)
-        self.engine = engine if engine is not None else MemoryEngine(self.config.engine)
+        cfg = self.config
+        if service is None:
+            service = (
+                MemoryService(engine)
+                if engine is not None
+                else MemoryService.from_config(cfg.engine, cfg.serve_keyframes, cfg.refine)
+            )
+        self.memory = service
+        self.engine = service.engine
         self._factory = conv.RclpyFactory()
-        self._counts = {"images_used": 0, "images_skipped": 0, "queries": 0}
+        self._counts = {"images_used": 0, "images_skipped": 0, "queries": 0, "views_without_depth": 0}
+        self._depth: StampedBuffer[Image] = StampedBuffer(DEPTH_BUFFER)
+        self._intrinsics: Any = None  # (K, width, height) of the latest camera_info
+        self._pending_view: tuple[int, Any, Any] | None = None  # (stamp, rgb, T_world_cam) waiting for depth
         self._last_problem = ""
         self._tf_buffer = Buffer()
         self._tf_listener = TransformListener(self._tf_buffer, self)  # its own reentrant group
         self._status_pub = self.create_publisher(String, topics.MEMORY_STATUS, 10)
         self.create_subscription(Image, topics.CAMERA_IMAGE, self._on_image, qos_profile_sensor_data)
+        if service.views is not None:
+            sensor = qos_profile_sensor_data
+            self.create_subscription(Image, topics.CAMERA_DEPTH, self._on_depth, sensor)
+            self.create_subscription(CameraInfo, topics.CAMERA_INFO, self._on_info, sensor)
         self.create_service(QueryPose, topics.MEMORY_QUERY, self._on_query)
         self.create_timer(1.0 / self.config.status_rate_hz, self.publish_status)
-        cfg = self.config
         self.get_logger().info(
             f"{self.engine.backend} memory from '{cfg.engine.checkpoint or 'an injected engine'}': "
             f"base pose {cfg.world_frame} -> {cfg.base_frame} from TF, "
-            f"updates at <= {cfg.update_rate_hz:g} Hz"
+            f"updates at <= {cfg.update_rate_hz:g} Hz; backends {list(service.backends)}"
         )
 
     # -- inputs -------------------------------------------------------------------------------------
@@ -88,7 +116,7 @@ class MemoryNode(Node):
         try:
             image = mm.camera_image_rgb(msg)
             T_world_base = self._base_pose(stamp)  # noqa: N806 - the project's pose naming
-            verdict = self.engine.update(image, T_world_base=T_world_base, stamp_ns=stamp)
+            verdict = self.memory.update(image, T_world_base=T_world_base, stamp_ns=stamp)
         except (InvalidInputError, TransformException) as exc:
             self._counts["images_skipped"] += 1
             self._last_problem = f"image not used: {exc}"
@@ -98,14 +126,67 @@ class MemoryNode(Node):
             self.get_logger().warning(f"image stamp {stamp} ns jumped back in time: the memory starts again")
         if verdict != DROPPED_LATE:
             self._counts["images_used"] += 1
+            if self.memory.views is not None:
+                self._offer_view(stamp, image, msg.header.frame_id)
 
-    def _base_pose(self, stamp_ns: int) -> Any:
+    def _base_pose(self, stamp_ns: int, frame: str | None = None) -> Any:
+        """TF `world_frame` -> `frame` (default: the base) at the stamp, as a 4x4 matrix."""
         cfg = self.config
         when = rclpy.time.Time(nanoseconds=stamp_ns, clock_type=self.get_clock().clock_type)
         tf = self._tf_buffer.lookup_transform(
-            cfg.world_frame, cfg.base_frame, when, Duration(seconds=cfg.tf_timeout_s)
+            cfg.world_frame, frame or cfg.base_frame, when, Duration(seconds=cfg.tf_timeout_s)
         )
         return conv.msg_to_matrix(tf)
+
+    # -- RGB-D views for refined answers ------------------------------------------------------------
+
+    def _on_info(self, msg: CameraInfo) -> None:
+        try:
+            self._intrinsics = conv.camera_info_to_intrinsics(msg)
+        except InvalidInputError as exc:
+            self._problem(f"camera_info not used: {exc}")
+
+    def _on_depth(self, msg: Image) -> None:
+        stamp = conv.stamp_to_ns(msg.header.stamp)
+        self._depth.add(stamp, msg)
+        pending = self._pending_view
+        if pending is not None and abs(pending[0] - stamp) <= self.config.depth_sync_s * 1e9:
+            self._pending_view = None
+            self._store_view(pending, msg)
+
+    def _offer_view(self, stamp: int, image: Any, camera_frame: str) -> None:
+        """The frame the memory took, with its camera pose, goes to the view store with its depth: now if
+        the depth came first, else when it comes (the previous frame's chance then lapses)."""
+        try:
+            T_world_cam = self._base_pose(stamp, camera_frame)  # noqa: N806 - the project's pose naming
+        except TransformException as exc:
+            self._problem(f"view not stored: camera pose {camera_frame!r}: {exc}")
+            return
+        if self._pending_view is not None:
+            self._counts["views_without_depth"] += 1
+        view = (stamp, image, T_world_cam)
+        depth = self._depth.nearest(stamp, int(self.config.depth_sync_s * 1e9))
+        self._pending_view = None if depth is not None else view
+        if depth is not None:
+            self._store_view(view, depth)
+
+    def _store_view(self, view: tuple[int, Any, Any], depth_msg: Image) -> None:
+        stamp, image, T_world_cam = view  # noqa: N806
+        if self._intrinsics is None:
+            self._problem("view not stored: no camera_info yet")
+            return
+        K, width, height = self._intrinsics  # noqa: N806
+        try:
+            if (image.shape[1], image.shape[0]) != (width, height):
+                size = f"{image.shape[1]}x{image.shape[0]}"
+                raise InvalidInputError(f"camera_info is {width}x{height}, the image {size}")
+            self.memory.add_view(image, vm.depth_metres(depth_msg), K, T_world_cam, stamp)
+        except InvalidInputError as exc:
+            self._problem(f"view not stored: {exc}")
+
+    def _problem(self, text: str) -> None:
+        self._last_problem = text
+        self.get_logger().warning(text, throttle_duration_sec=WARN_PERIOD_S)
 
     # -- outputs ------------------------------------------------------------------------------------
 
@@ -118,21 +199,15 @@ class MemoryNode(Node):
             "stamp_ns": self.get_clock().now().nanoseconds if last is None else last,
             "factory": self._factory,
         }
-        if request.backend and request.backend != self.engine.backend:
-            return mm.fill_query_failure(
-                response,
-                f"this memory runs the {self.engine.backend!r} backend, not {request.backend!r}",
-                **where,
-            )
         try:
-            answer = self.engine.query(mm.query_image_rgb(request.query))
+            answer = self.memory.query(mm.query_image_rgb(request.query), request.backend)
         except InvalidInputError as exc:
             return mm.fill_query_failure(response, f"no answer: {exc}", **where)
         return mm.fill_query_response(response, answer, **where)
 
     def publish_status(self) -> None:
         """memory/status: the engine's status, the node's counters and the last problem, as JSON."""
-        status = {**self.engine.status(), **self._counts, "last_problem": self._last_problem}
+        status = {**self.memory.status(), **self._counts, "last_problem": self._last_problem}
         self._status_pub.publish(String(data=mm.status_json(status)))
 
 

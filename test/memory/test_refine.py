@@ -1,0 +1,162 @@
+"""ViewStore: novelty-written, bounded RGB-D views, and PnP refinement checked on rendered MuJoCo views
+of a simulated house (validation world 1000) with exact camera poses."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from spatial_memory.errors import ConfigError, InvalidInputError
+from spatial_memory.geometry import invert
+from spatial_memory.memory.poses import planar_target, wrap_angle
+from spatial_memory.memory.refine import RefineConfig, ViewStore
+from spatial_memory.sim.live import LiveSim, LiveSimConfig, LiveWorldConfig
+
+
+def _turned(T: np.ndarray, yaw_deg: float, right_m: float = 0.0, forward_m: float = 0.0) -> np.ndarray:
+    """A level camera pose turned about the vertical by `yaw_deg` (left) and moved in its own frame."""
+    a = math.radians(yaw_deg)
+    R_optical = np.array([[math.cos(a), 0, -math.sin(a)], [0, 1, 0], [math.sin(a), 0, math.cos(a)]])
+    out = T.copy()
+    out[:3, :3] = T[:3, :3] @ R_optical  # about the optical y axis (image down) = the world's vertical
+    out[:3, 3] = T[:3, 3] + T[:3, :3] @ np.array([right_m, 0.0, forward_m])
+    return out
+
+
+@pytest.fixture(scope="module")
+def house():
+    """A turn in place in a house, frames every 0.2 s with depth and exact camera poses, and the sim."""
+    sim = LiveSim(LiveSimConfig(world=LiveWorldConfig(preset="house", seed=1000)))
+    frames = []
+    while len(frames) < 25:
+        sim.command_velocity(0.0, 0.6)  # a teleoperator holding the stick
+        tick = sim.tick()
+        frame = tick.camera("camera")
+        if frame is not None and (not frames or tick.stamp_ns - frames[-1][4] >= 2e8):
+            frames.append((frame.rgb, frame.depth, frame.K, frame.T_world_cam, tick.stamp_ns))
+    yield sim, frames
+    sim.close()
+
+
+def _store(frames, **config) -> ViewStore:
+    store = ViewStore(RefineConfig(**config))
+    for frame in frames:
+        store.add(*frame)
+    return store
+
+
+def _errors(T_est: np.ndarray, T_true: np.ndarray) -> tuple[float, float]:
+    a, b = planar_target(T_est), planar_target(T_true)
+    return float(np.hypot(*(a[:2] - b[:2]))), abs(math.degrees(wrap_angle(a[2] - b[2])))
+
+
+def test_a_picture_near_a_stored_view_is_refined_to_centimetres(house):
+    sim, frames = house
+    store = _store(frames)
+    assert 3 <= len(store) <= 25
+    T_true = _turned(frames[10][3], 12.0, right_m=0.25, forward_m=0.1)  # a new pose between the views
+    rgb, _ = sim.sim.render_view(T_true)
+    coarse = _turned(T_true, -40.0, right_m=1.2)  # a coarse answer 1.2 m and 40 deg off
+    for guess in (coarse, None):  # near the coarse answer, or by descriptor votes alone
+        r = store.refine(rgb, guess)
+        assert r.ok and r.inliers >= 25, r.reason
+        pos_err, yaw_err = _errors(r.T_world_query, T_true)
+        assert pos_err < 0.05 and yaw_err < 2.0
+        assert abs(r.T_world_query[2, 3] - T_true[2, 3]) < 0.05  # the height is measured too
+
+
+def test_a_picture_without_matches_is_not_verified(house):
+    _, frames = house
+    store = _store(frames)
+    noise = np.random.default_rng(0).integers(0, 256, frames[0][0].shape, dtype=np.uint8)
+    r = store.refine(noise, frames[3][3])
+    assert not r.ok and r.T_world_query is None and "not verified" in r.reason
+
+
+def test_a_picture_of_another_size_is_not_refined(house):
+    _, frames = house
+    r = _store(frames[:3]).refine(frames[0][0][:100, :120].copy(), None)
+    assert not r.ok and "stored views 160x120" in r.reason
+    assert not ViewStore().refine(frames[0][0]).ok  # empty store
+
+
+def test_standing_still_stores_one_view(house):
+    _, frames = house
+    store = ViewStore()
+    rgb, depth, K, T, stamp = frames[0]
+    stored = [store.add(rgb, depth, K, T, stamp + i) for i in range(100)]
+    assert stored == [True] + [False] * 99 and len(store) == 1
+    assert not store.is_novel(_turned(T, 10.0)) and store.is_novel(_turned(T, 25.0))
+
+
+def test_the_store_is_bounded_and_forgets_the_most_redundant_view(house):
+    _, frames = house
+    rgb, depth, K, T, stamp = frames[5]
+    store = ViewStore(RefineConfig(capacity=3))
+    poses = [
+        _turned(T, 0.0),
+        _turned(T, 0.0, right_m=2.0),
+        _turned(T, 0.0, right_m=2.4),
+        _turned(T, 0.0, right_m=5.0),
+    ]
+    for i, pose in enumerate(poses):
+        assert store.add(rgb, depth, K, pose, stamp + i)
+    assert len(store) == 3
+    kept = sorted(round(float(v.T_world_cam[:3, 3] @ T[:3, 0] - T[:3, 3] @ T[:3, 0]), 1) for v in store.views)
+    assert kept == [0.0, 2.4, 5.0]  # of the two views 0.4 m apart, the older went
+    assert store.nbytes > 0
+
+
+def test_bad_frames_raise_and_store_nothing(house):
+    _, frames = house
+    rgb, depth, K, T, stamp = frames[0]
+    store = ViewStore()
+    bad = [
+        (rgb, depth[:10], K, T),
+        (rgb, depth.astype(np.uint16), K, T),
+        (rgb, depth, np.eye(3) * 0, T),
+        (rgb[..., 0], depth, K, T),
+        (rgb, depth, K, T * 2),
+        (rgb[:8, :8], depth[:8, :8], K, T),
+    ]
+    for args in bad:
+        with pytest.raises(InvalidInputError):
+            store.add(*args, stamp)
+    assert len(store) == 0
+
+
+def test_a_dark_frame_without_features_is_not_stored(house):
+    _, frames = house
+    rgb, depth, K, T, stamp = frames[0]
+    assert not ViewStore().add(np.zeros_like(rgb), depth, K, T, stamp)
+    far = np.full_like(depth, 50.0)  # every reading beyond max_depth_m: no 3-D points
+    assert not ViewStore().add(rgb, far, K, T, stamp)
+
+
+def test_an_implausible_pose_is_refused():
+    store = ViewStore()
+    T_view = np.eye(4)
+    assert store._plausible(T_view, _turned(T_view, 120.0, right_m=1.0))  # any turn about the vertical
+    tilted = T_view.copy()
+    tilted[:3, :3] = np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]]) @ T_view[:3, :3]  # rolled 90 deg
+    assert not store._plausible(T_view, tilted)
+    raised = T_view.copy()
+    raised[2, 3] = 0.5
+    assert not store._plausible(T_view, raised)
+    assert store._plausible(T_view, invert(invert(T_view)))
+
+
+def test_config_is_checked():
+    for bad in (
+        {"capacity": 0},
+        {"min_inliers": 3},
+        {"near_candidates": -1},
+        {"ratio": 1.5},
+        {"sigma_m": 0.0},
+        {"min_depth_m": 5.0, "max_depth_m": 1.0},
+        {"seen_probability": 2.0},
+    ):
+        with pytest.raises(ConfigError):
+            RefineConfig(**bad)

@@ -1,0 +1,125 @@
+"""MemoryService: one running memory serving the model, keyframe retrieval and refined answers, fed as
+memory_node feeds it (frames with base poses, RGB-D views with camera poses), on the shipped model and a
+simulated house (validation world 1000)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from spatial_memory.errors import ConfigError, InvalidInputError
+from spatial_memory.geometry import invert
+from spatial_memory.memory.engine import DROPPED_LATE, RESET_AND_USED, EngineConfig, MemoryEngine
+from spatial_memory.memory.poses import planar_target, wrap_angle
+from spatial_memory.memory.refine import RefineConfig
+from spatial_memory.memory.service import KEYFRAMES, REFINED, MemoryService
+from spatial_memory.sim.live import LiveSim, LiveSimConfig, LiveWorldConfig
+
+CHECKPOINT = "models/kinaema_house64.pt"
+
+
+@pytest.fixture(scope="module")
+def drive():
+    """A short drive in a house: per frame (rgb, depth, K, T_world_base, T_world_cam, stamp), and the sim."""
+    sim = LiveSim(LiveSimConfig(world=LiveWorldConfig(preset="house", seed=1000)))
+    frames = []
+    while len(frames) < 30:
+        sim.command_velocity(0.15, 0.4)
+        tick = sim.tick()
+        f = tick.camera("camera")
+        if f is not None and (not frames or tick.stamp_ns - frames[-1][-1] >= 2e8):
+            frames.append((f.rgb, f.depth, f.K, tick.T_world_base, f.T_world_cam, tick.stamp_ns))
+    yield sim, frames
+    sim.close()
+
+
+@pytest.fixture(scope="module")
+def service() -> MemoryService:
+    torch.set_num_threads(1)
+    engine = EngineConfig(checkpoint=CHECKPOINT, camera_height_m=1.45)
+    return MemoryService.from_config(engine, serve_keyframes=True, refine=RefineConfig())
+
+
+def _feed(service: MemoryService, frames, views: bool = True) -> None:
+    for rgb, depth, K, T_base, T_cam, stamp in frames:
+        service.update(rgb, T_world_base=T_base, stamp_ns=stamp)
+        if views:
+            service.add_view(rgb, depth, K, T_cam, stamp)
+
+
+def test_one_memory_serves_three_backends(service):
+    assert service.backends == ("kinaema", KEYFRAMES, REFINED) and service.backend == "kinaema"
+    only = MemoryService.from_config(EngineConfig(checkpoint=CHECKPOINT), refine=RefineConfig(enabled=False))
+    assert only.backends == ("kinaema",) and only.views is None and only.keyframes is None
+    with pytest.raises(ConfigError):
+        MemoryService(only.engine, keyframes=only.engine)  # a 'keyframes' engine that is not one
+
+
+def test_refined_answers_are_measured_and_relative_to_the_base_now(service, drive):
+    sim, frames = drive
+    service.reset()
+    _feed(service, frames)
+    assert service.steps == len(frames) and service.keyframes.steps == len(frames)
+    assert service.status()["views"] >= 3
+    T_now = frames[-1][3]  # the base at the newest frame: answers are relative to it
+    T_true = frames[8][4].copy()
+    T_true[:3, 3] += 0.2 * T_true[:3, 0]  # 20 cm right of an earlier view
+    rgb, _ = sim.sim.render_view(T_true)
+    truth = planar_target(invert(T_now) @ T_true)
+    answers = {b: service.query(rgb, b) for b in service.backends}
+    refined = answers[REFINED]
+    assert refined.backend == REFINED and refined.inliers >= 25 and "refined" in refined.note
+    assert math.hypot(refined.x - truth[0], refined.y - truth[1]) < 0.05
+    assert abs(math.degrees(wrap_angle(refined.yaw - truth[2]))) < 2.0
+    assert refined.sigma_m == RefineConfig().sigma_m and refined.seen_probability >= 0.99
+    assert answers["kinaema"].inliers == -1 and answers[KEYFRAMES].backend == KEYFRAMES
+    default = service.query(rgb, "")  # "" = the configured model
+    assert np.array_equal(default.T_base_query, answers["kinaema"].T_base_query)
+
+
+def test_refinement_falls_back_to_the_model_and_says_why(service, drive):
+    _, frames = drive
+    service.reset()
+    _feed(service, frames[:5], views=False)
+    answer = service.query(frames[2][0], REFINED)
+    assert answer.backend == "kinaema" and "no stored RGB-D views" in answer.note
+    assert service.status()["refine_fallbacks"] >= 1
+
+
+def test_unknown_backends_and_bad_frames_change_nothing(service, drive):
+    _, frames = drive
+    service.reset()
+    assert not service.add_view(*frames[0][:3], frames[0][4], frames[0][5])  # no frame taken yet
+    _feed(service, frames[:4])
+    with pytest.raises(InvalidInputError, match="serves the backends"):
+        service.query(frames[0][0], "gru")
+    before = (service.steps, service.keyframes.steps, len(service.views))
+    with pytest.raises(InvalidInputError):
+        service.update(frames[5][0], T_world_base=np.full((4, 4), np.nan), stamp_ns=frames[5][5])
+    with pytest.raises(InvalidInputError):
+        service.add_view(frames[5][0], frames[5][1][:5], frames[5][2], frames[5][4], frames[5][5])
+    assert (service.steps, service.keyframes.steps, len(service.views)) == before
+
+
+def test_time_jumps_reset_every_backend_and_late_frames_touch_none(service, drive):
+    _, frames = drive
+    service.reset()
+    _feed(service, frames[:10])
+    assert len(service.views) >= 1
+    rgb, _, _, T_base, _, stamp = frames[10]
+    late = service.update(rgb, T_world_base=T_base, stamp_ns=frames[9][5] - 10**8)
+    assert late == DROPPED_LATE and service.keyframes.steps == 10
+    jump = service.update(rgb, T_world_base=T_base, stamp_ns=frames[0][5])  # 1.8 s back: a restart
+    assert jump == RESET_AND_USED
+    assert service.steps == 1 and service.keyframes.steps == 1 and len(service.views) == 0
+
+
+def test_an_injected_engine_serves_alone(drive):
+    engine = MemoryEngine(EngineConfig(checkpoint=CHECKPOINT))
+    service = MemoryService(engine)
+    _, frames = drive
+    _feed(service, frames[:2])  # add_view without a store: nothing kept, no error
+    assert service.backends == ("kinaema",) and service.query(frames[0][0]).backend == "kinaema"

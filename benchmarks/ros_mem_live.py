@@ -17,6 +17,11 @@ script is a ROS node beside the running graph:
   another query's picture (the picture control) and with a black and a grey picture, and scores the answer
   against the ground-truth base pose at the answer's header stamp (the memory's newest frame).
 
+With `--backends kinaema keyframes refined` every query goes to each backend of the same running
+memory_node (QueryPose.backend), so the rows compare the backends on the same pictures. An answer is
+relative to the base at its own header stamp; answers stamped after the first of a query (the memory took
+a frame in between) are moved into that first base frame with the ground truth between the two stamps.
+
 The answers are scored by the same `score` as harness (a), so the rows compare column by column. The kidnap
 scenario needs a teleport the graph does not offer, so it runs in harness (a) only. Which frames the memory
 took is inferred from the rate (memory_node's rule), not read from the node.
@@ -26,7 +31,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
+import math
 import threading
 import time
 from pathlib import Path
@@ -78,10 +85,11 @@ class Scorer(Node):
         self.frames = 0
         self.last_frame_ns: int | None = None
         self.memory_steps = 0
-        self.answers = LiveAnswers()
-        self.pictures: list[np.ndarray] = []
-        self.query_ms: list[float] = []
-        self.last_stamp_ns = 0
+        self.backends: list[str] = list(args.backends)
+        self.answers = {b: LiveAnswers() for b in self.backends}
+        self.pictures: dict[str, list[np.ndarray]] = {b: [] for b in self.backends}
+        self.query_ms: dict[str, list[float]] = {b: [] for b in self.backends}
+        self.reference: tuple[int, np.ndarray] | None = None  # (stamp, T_world_base) a query is scored in
         group = ReentrantCallbackGroup()
         self.create_subscription(PoseStamped, topics.GT_BASE_POSE, self._on_truth, 100, callback_group=group)
         self.create_subscription(
@@ -132,21 +140,28 @@ class Scorer(Node):
             return self.truth[i][1] if abs(stamps[i] - stamp) < 50_000_000 else None
 
     # -- asking ---------------------------------------------------------------------------------------
-    def ask(self, rgb: np.ndarray) -> dict:
-        request = QueryPose.Request(query=conv.numpy_to_image(rgb, "rgb8", factory=self.factory))
+    def ask(self, rgb: np.ndarray, backend: str = "") -> dict:
+        image = conv.numpy_to_image(rgb, "rgb8", factory=self.factory)
         t0 = time.perf_counter()
-        response = self.client.call(request)
-        self.query_ms.append(1e3 * (time.perf_counter() - t0))
+        response = self.client.call(QueryPose.Request(query=image, backend=backend))
+        self.query_ms[backend or self.backends[0]].append(1e3 * (time.perf_counter() - t0))
         return mm.query_response_summary(response)
 
-    def reply(self, rgb: np.ndarray) -> Reply | None:
-        """/query_pose's answer as the scorers keep it; None when it refused the picture."""
-        got = self.ask(rgb)
-        self.last_stamp_ns = got["stamp_ns"]  # a refusal is stamped like an answer
-        if not got["success"]:
+    def reply(self, rgb: np.ndarray, backend: str) -> Reply | None:
+        """/query_pose's answer as the scorers keep it, in the query's reference base frame; None when it
+        refused the picture (or its stamp has no ground truth)."""
+        got = self.ask(rgb, backend)
+        if not got["success"] or self.reference is None:
             return None
         pred = np.array([got["x"], got["y"], got["yaw"]])
-        return Reply(pred, got["sigma_m"], got["seen_probability"], got["confidence"])
+        ref_stamp, T_ref = self.reference  # noqa: N806
+        if got["stamp_ns"] != ref_stamp:  # the memory took a frame since: move the answer into the reference
+            T_at = self.pose_at(got["stamp_ns"])  # noqa: N806
+            if T_at is None:
+                return None
+            pred = _rebase(pred, invert(T_ref) @ T_at)
+        refined = got["message"].startswith("refined:")  # fill_query_response starts with the backend
+        return Reply(pred, got["sigma_m"], got["seen_probability"], got["confidence"], refined)
 
     def query_once(self) -> None:
         with self.lock:
@@ -161,8 +176,19 @@ class Scorer(Node):
         T_world_base = self.pose_at(stamp)
         if T_world_base is None:
             return
+        self.reference = (stamp, T_world_base)
         query = dataclasses.replace(sample.query, T_base_query=invert(T_world_base) @ sample.T_world_query)
-        ask_query(self.answers, self.reply, query, self.pictures)
+        for backend in self.backends:
+            ask = functools.partial(self.reply, backend=backend)
+            ask_query(self.answers[backend], ask, query, self.pictures[backend])
+
+
+def _rebase(pred: np.ndarray, T_ref_at: np.ndarray) -> np.ndarray:  # noqa: N803
+    """A planar answer (x, y, yaw) relative to base pose `at`, made relative to base pose `ref`."""
+    c, s = T_ref_at[0, 0], T_ref_at[1, 0]
+    x, y, yaw = pred
+    heading = math.atan2(s, c)
+    return np.array([c * x - s * y + T_ref_at[0, 3], s * x + c * y + T_ref_at[1, 3], yaw + heading])
 
 
 def main() -> None:
@@ -175,6 +201,9 @@ def main() -> None:
     parser.add_argument("--params", type=Path, default=None, help="sim.yaml (default: the installed one)")
     parser.add_argument("--timeout", type=float, default=900.0, help="wall seconds before giving up")
     parser.add_argument("--out", type=Path, help="JSON with the scores and the table")
+    parser.add_argument(
+        "--backends", nargs="+", default=[""], help="QueryPose backends to ask ('' = the node's default)"
+    )
     args = parser.parse_args()
     args.params = args.params or share_path("config/sim.yaml")
     rclpy.init()
@@ -206,30 +235,27 @@ def main() -> None:
             node.query_once()
         time.sleep(1.0 / 30.0)
     node.cmd.publish(Twist())
-    scores = score(node.answers)
-    label = f"ros {args.scenario} (seed {args.seed}, T={args.steps})"
-    table = live_table({label: scores})
-    p95 = float(np.percentile(node.query_ms, 95)) if node.query_ms else float("nan")
+    rows, timing = {}, {}
+    for backend in node.backends:
+        name = backend or "default"
+        rows[f"ros {args.scenario} {name} (seed {args.seed}, T={args.steps})"] = score(node.answers[backend])
+        ms = node.query_ms[backend]
+        timing[name] = {
+            "median": float(np.median(ms)) if ms else float("nan"),
+            "p95": float(np.percentile(ms, 95)) if ms else float("nan"),
+            "n": len(ms),
+        }
+        print(f"/query_pose {name}: {len(ms)} calls, median {timing[name]['median']:.0f} ms, "
+              f"p95 {timing[name]['p95']:.0f} ms")  # fmt: skip
+    table = live_table(rows)
     print(table)
-    print(
-        f"/query_pose: {len(node.query_ms)} calls, median {np.median(node.query_ms):.0f} ms, p95 {p95:.0f} ms"
-    )
     if args.out:
-        args.out.write_text(
-            json.dumps(
-                {
-                    "label": label,
-                    "scores": scores.to_dict(),
-                    "table": table,
-                    "query_ms": {
-                        "median": float(np.median(node.query_ms)),
-                        "p95": p95,
-                        "n": len(node.query_ms),
-                    },
-                },
-                indent=2,
-            )
-        )
+        report = {
+            "rows": {label: s.to_dict() for label, s in rows.items()},
+            "table": table,
+            "query_ms": timing,
+        }
+        args.out.write_text(json.dumps(report, indent=2))
     executor.shutdown()
     node.world_sim.close()
     node.destroy_node()

@@ -17,7 +17,7 @@ import torch
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from spatial_memory.errors import InvalidInputError
-from spatial_memory.geometry import yaw_pose
+from spatial_memory.geometry import invert, yaw_pose
 from spatial_memory.memory.encoder import EncoderConfig, ImageEncoder
 from spatial_memory.memory.engine import EngineConfig, MemoryAnswer, MemoryEngine, level_camera_pose
 from spatial_memory.memory.registry import build_model, save_checkpoint
@@ -326,3 +326,89 @@ def test_memory_node_and_query_pose_forwarding(ros, checkpoint):
         executor.shutdown()
         for n in executor.get_nodes():
             n.destroy_node()
+
+
+@pytest.mark.ros
+def test_memory_node_refines_with_depth_from_its_own_topics(ros, checkpoint):
+    """Rendered RGB-D frames of a house with camera_info and TF (odom -> base_link -> camera): the node pairs
+    each frame it takes with its depth (published after the image, as drivers do) and answers 'refined'."""
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import CameraInfo, Image
+    from tf2_msgs.msg import TFMessage
+
+    from spatial_memory.memory.poses import planar_target
+    from spatial_memory.ros.memory_node import MemoryNode
+    from spatial_memory.sim.live import LiveSim, LiveSimConfig, LiveWorldConfig
+    from spatial_memory_interfaces.srv import QueryPose
+
+    sim = LiveSim(LiveSimConfig(world=LiveWorldConfig(preset="house", seed=1000)))
+    frames = []
+    while len(frames) < 12:
+        sim.command_velocity(0.0, 0.6)
+        tick = sim.tick()
+        f = tick.camera("camera")
+        if f is not None and (not frames or tick.stamp_ns - frames[-1][-1] >= 2e8):
+            frames.append((f, tick.T_world_base, tick.stamp_ns))
+    factory = conv.RclpyFactory()
+    params = [Parameter("engine.checkpoint", value=str(checkpoint)), Parameter("update_rate_hz", value=50.0)]
+    memory = MemoryNode(parameter_overrides=params)
+    probe = ros.create_node("memory_refine_probe")
+    executor = MultiThreadedExecutor(num_threads=4)
+    for n in (memory, probe):
+        executor.add_node(n)
+    threading.Thread(target=executor.spin, daemon=True).start()
+    tf_pub = probe.create_publisher(TFMessage, topics.TF, 100)
+    pubs = {t: probe.create_publisher(m, t, 10) for t, m in (
+        (topics.CAMERA_IMAGE, Image), (topics.CAMERA_DEPTH, Image), (topics.CAMERA_INFO, CameraInfo)
+    )}  # fmt: skip
+    t0 = 1_700_000_000 * 10**9
+    try:
+        for i, (f, T_base, stamp) in enumerate(frames):
+            stamp += t0
+            T_base_cam = invert(T_base) @ f.T_world_cam
+            tfs = [
+                conv.matrix_to_transform_stamped(T_base, stamp, "odom", "base_link", factory=factory),
+                conv.matrix_to_transform_stamped(T_base_cam, stamp, "base_link", f.frame_id, factory=factory),
+            ]
+            h, w = f.depth.shape
+            for _ in range(3):
+                tf_pub.publish(TFMessage(transforms=tfs))
+                pubs[topics.CAMERA_INFO].publish(
+                    conv.make_camera_info(f.K, w, h, stamp, f.frame_id, factory=factory)
+                )
+                time.sleep(0.03)
+                pubs[topics.CAMERA_IMAGE].publish(
+                    conv.numpy_to_image(f.rgb, "rgb8", factory=factory, stamp_ns=stamp, frame_id=f.frame_id)
+                )
+                time.sleep(0.03)
+                pubs[topics.CAMERA_DEPTH].publish(
+                    conv.numpy_to_image(
+                        f.depth, "32FC1", factory=factory, stamp_ns=stamp, frame_id=f.frame_id
+                    )
+                )
+                time.sleep(0.05)
+                if memory.engine.steps > i:
+                    break
+        deadline = time.monotonic() + 5
+        while memory.memory.status()["views_stored"] < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        status = memory.memory.status()
+        assert status["views_stored"] >= 3 and status["backends"] == ["kinaema", "keyframes", "refined"]
+        T_true = frames[5][0].T_world_cam.copy()
+        T_true[:3, 3] += 0.2 * T_true[:3, 0]
+        rgb, _ = sim.sim.render_view(T_true)
+        request = QueryPose.Request(
+            query=conv.numpy_to_image(rgb, "rgb8", factory=factory), backend="refined"
+        )
+        answer = mm.query_response_summary(_call(probe, QueryPose, topics.MEMORY_QUERY, request))
+        assert answer["success"] and answer["message"].startswith("refined:") and answer["inliers"] >= 25
+        truth = planar_target(invert(frames[-1][1]) @ T_true)  # relative to the base at the newest frame
+        assert math.hypot(answer["x"] - truth[0], answer["y"] - truth[1]) < 0.05
+        request.backend = "keyframes"
+        assert _call(probe, QueryPose, topics.MEMORY_QUERY, request).success
+    finally:
+        executor.shutdown()
+        for n in executor.get_nodes():
+            n.destroy_node()
+        sim.close()

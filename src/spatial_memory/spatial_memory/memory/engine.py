@@ -101,7 +101,7 @@ class MemoryAnswer:
     inliers: int = -1  # refined answers: PnP inliers of the best verification (-1: no refinement tried)
     note: str = ""  # how the answer was made (refined, or why refinement fell back to the model's answer)
     matched_view: int = -1  # refined answers: id of the stored view that verified it
-    sigma_yaw_rad: float = math.inf  # 1-sigma heading error when measured (refined answers); inf: not measured
+    sigma_yaw_rad: float = math.inf  # 1-sigma heading error when measured (refined answers); inf: unknown
 
 
 def level_camera_pose(x: float, y: float, yaw: float, z: float = 0.0) -> np.ndarray:

@@ -409,6 +409,6 @@ def test_memory_node_refines_with_depth_from_its_own_topics(ros, checkpoint):
         assert _call(probe, QueryPose, topics.MEMORY_QUERY, request).success
     finally:
         executor.shutdown()
-        for n in executor.get_nodes():
+        for n in (memory, probe):  # not left offering memory/query to the next test
             n.destroy_node()
         sim.close()

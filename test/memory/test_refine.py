@@ -11,7 +11,7 @@ import pytest
 from spatial_memory.errors import ConfigError, InvalidInputError
 from spatial_memory.geometry import invert
 from spatial_memory.memory.poses import planar_target, wrap_angle
-from spatial_memory.memory.refine import RefineConfig, ViewStore
+from spatial_memory.memory.refine import RefineConfig, ViewStore, verified_sigmas
 from spatial_memory.sim.live import LiveSim, LiveSimConfig, LiveWorldConfig
 
 
@@ -148,6 +148,16 @@ def test_an_implausible_pose_is_refused():
     assert store._plausible(T_view, invert(invert(T_view)))
 
 
+def test_the_reported_uncertainty_grows_with_the_age_of_the_view():
+    cfg = RefineConfig()
+    assert verified_sigmas(cfg, 0.0) == (cfg.sigma_m, math.radians(cfg.sigma_yaw_deg))
+    ages = [0.0, 10.0, 60.0, 300.0]
+    positions, headings = zip(*(verified_sigmas(cfg, a) for a in ages), strict=True)
+    assert list(positions) == sorted(positions) and list(headings) == sorted(headings)
+    assert positions[-1] == pytest.approx(math.hypot(cfg.sigma_m, 300 * cfg.drift_m_per_s))
+    assert verified_sigmas(cfg, -5.0) == verified_sigmas(cfg, 0.0)  # a view from the future: no drift
+
+
 def test_config_is_checked():
     for bad in (
         {"capacity": 0},
@@ -155,6 +165,7 @@ def test_config_is_checked():
         {"near_candidates": -1},
         {"ratio": 1.5},
         {"sigma_m": 0.0},
+        {"drift_m_per_s": -0.1},
         {"min_depth_m": 5.0, "max_depth_m": 1.0},
         {"seen_probability": 2.0},
     ):

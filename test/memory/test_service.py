@@ -14,7 +14,7 @@ from spatial_memory.errors import ConfigError, InvalidInputError
 from spatial_memory.geometry import invert
 from spatial_memory.memory.engine import DROPPED_LATE, RESET_AND_USED, EngineConfig, MemoryEngine
 from spatial_memory.memory.poses import planar_target, wrap_angle
-from spatial_memory.memory.refine import RefineConfig
+from spatial_memory.memory.refine import RefineConfig, verified_sigmas
 from spatial_memory.memory.service import KEYFRAMES, REFINED, MemoryService
 from spatial_memory.sim.live import LiveSim, LiveSimConfig, LiveWorldConfig
 
@@ -74,7 +74,10 @@ def test_refined_answers_are_measured_and_relative_to_the_base_now(service, driv
     assert refined.backend == REFINED and refined.inliers >= 25 and "refined" in refined.note
     assert math.hypot(refined.x - truth[0], refined.y - truth[1]) < 0.05
     assert abs(math.degrees(wrap_angle(refined.yaw - truth[2]))) < 2.0
-    assert refined.sigma_m == RefineConfig().sigma_m and refined.seen_probability >= 0.99
+    fresh, _ = verified_sigmas(RefineConfig(), 0.0)
+    oldest, _ = verified_sigmas(RefineConfig(), (frames[-1][-1] - frames[0][-1]) * 1e-9)
+    assert fresh <= refined.sigma_m <= oldest and refined.seen_probability >= 0.99  # grows with view age
+    assert "s old" in refined.note
     assert answers["kinaema"].inliers == -1 and answers[KEYFRAMES].backend == KEYFRAMES
     default = service.query(rgb, "")  # "" = the configured model
     assert np.array_equal(default.T_base_query, answers["kinaema"].T_base_query)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import threading
 from typing import Any
 
@@ -35,7 +34,7 @@ from spatial_memory.memory.engine import (
     MemoryEngine,
 )
 from spatial_memory.memory.poses import planar_target
-from spatial_memory.memory.refine import RefineConfig, ViewStore
+from spatial_memory.memory.refine import RefineConfig, ViewStore, verified_sigmas
 
 __all__ = ["KEYFRAMES", "REFINED", "MemoryService"]
 
@@ -186,20 +185,22 @@ class MemoryService:
         T_base_query = invert(T_base) @ r.T_world_query
         x, y, yaw = (float(v) for v in planar_target(T_base_query))
         cfg = self.views.config
+        age_s = (self.engine.last_stamp_ns - r.view_stamp_ns) * 1e-9  # the odometry drifted since the view
+        sigma, sigma_yaw = verified_sigmas(cfg, age_s)
         return MemoryAnswer(
             T_base_query=T_base_query,
             x=x,
             y=y,
             yaw=yaw,
-            sigma_m=cfg.sigma_m,
-            confidence=1.0 / (1.0 + cfg.sigma_m),
+            sigma_m=sigma,
+            confidence=1.0 / (1.0 + sigma),
             seen_probability=max(coarse.seen_probability, cfg.seen_probability),
             backend=REFINED,
             steps=coarse.steps,
             inliers=r.inliers,
-            note=f"refined: {r.reason} ({r.tried} tried)",
+            note=f"refined: {r.reason} ({r.tried} tried), view {age_s:.0f} s old",
             matched_view=r.view_id,
-            sigma_yaw_rad=math.radians(cfg.sigma_yaw_deg),
+            sigma_yaw_rad=sigma_yaw,
         )
 
     def status(self) -> dict[str, Any]:

@@ -67,6 +67,17 @@ def test_a_picture_near_a_stored_view_is_refined_to_centimetres(house):
         assert abs(r.T_world_query[2, 3] - T_true[2, 3]) < 0.05  # the height is measured too
 
 
+def test_several_guesses_each_bring_their_nearest_views(house):
+    sim, frames = house
+    store = _store(frames, vote_candidates=0)  # candidates only from the guesses
+    T_true = _turned(frames[10][3], 12.0, right_m=0.25)
+    rgb, _ = sim.sim.render_view(T_true)
+    far = _turned(T_true, 0.0, right_m=30.0)  # a guess with no stored view within near_m
+    assert not store.refine(rgb, far).ok and store.refine(rgb, far).tried == 0
+    r = store.refine(rgb, [far, _turned(T_true, -30.0, right_m=0.8)])
+    assert r.ok and _errors(r.T_world_query, T_true)[0] < 0.05
+
+
 def test_a_picture_without_matches_is_not_verified(house):
     _, frames = house
     store = _store(frames)

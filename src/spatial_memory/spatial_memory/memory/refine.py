@@ -12,12 +12,16 @@ now it is `inv(T_world_base_now) @ T_world_view @ inv(T_query_view)`.
   stores nothing new). When full, the most redundant view goes (the older of the two closest views), so the
   store covers the places seen rather than the latest minutes. Each view keeps its SIFT keypoints that have
   valid depth, as 3-D points in its camera frame with uint8 descriptors: no images are kept.
-- `ViewStore.refine(query_rgb, T_world_query_coarse)` picks candidate views two ways - those whose camera
-  lies nearest the coarse answer (within `near_m`), and those that share the most descriptor matches with
-  the picture (a vote over all stored views, so a wrong coarse answer can still be corrected) - verifies
-  each by PnP, and keeps the one with the most inliers. Fewer than `min_inliers` inliers (or a pose that
-  puts the matched points behind the camera) is a failed verification: the caller keeps the coarse answer
-  and says so (`Refinement.reason`).
+- `ViewStore.refine(query_rgb, guesses)` picks candidate views two ways - those whose camera lies nearest
+  each coarse guess (within `near_m`; `MemoryService` passes the model's answer and, when served, keyframe
+  retrieval's), and those that share the most descriptor matches with the picture (a vote over all stored
+  views, so wrong guesses can still be corrected) - and solves PnP against each, and against all their
+  matches at once when no single view verifies clearly (neighbouring views each see part of the picture).
+  The most inliers win. Fewer than `min_inliers`, or a pose a ground robot's camera cannot take (tilted
+  against the view, or at another height: aliased matches on a texture repeated elsewhere), is a failed
+  verification: the caller keeps the coarse answer and says so (`Refinement.reason`).
+- `verified_sigmas` is the uncertainty of a verified answer: the odometry's drift since the matched view was
+  stored dominates it, so it grows with the view's age.
 
 OpenCV does the vision (SIFT, `solvePnPRansac`, `solvePnPRefineLM`); numpy the bookkeeping. No torch: the
 store is independent of the model that gives the coarse answer.
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -74,6 +79,10 @@ class RefineConfig:
         default=2.0, metadata=_help("views within this distance of the coarse answer are candidates")
     )
     near_candidates: int = field(default=3, metadata=_help("at most this many candidates near the answer"))
+    retrieval_guess: bool = field(
+        default=True,
+        metadata=_help("where keyframe retrieval is served, also take the views near its answer"),
+    )
     vote_candidates: int = field(
         default=3, metadata=_help("and this many sharing the most descriptor matches with the picture")
     )
@@ -284,9 +293,14 @@ class ViewStore:
 
     # -- reading ------------------------------------------------------------------------------------
 
-    def refine(self, query_rgb: np.ndarray, T_world_query: np.ndarray | None = None) -> Refinement:  # noqa: N803
-        """Verify and refine a coarse answer (`T_world_query`, the query camera in the store's frame; None:
-        search by appearance only) by PnP against the best candidate views; see the module docstring."""
+    def refine(
+        self,
+        query_rgb: np.ndarray,
+        T_world_query: np.ndarray | Sequence[np.ndarray] | None = None,  # noqa: N803
+    ) -> Refinement:
+        """Verify and refine a coarse answer (`T_world_query`, the query camera in the store's frame, or
+        several guesses, e.g. from two models; None: search by appearance only) by PnP against the best
+        candidate views; see the module docstring."""
         rgb = _check_rgb(query_rgb)
         if not self._views:
             return Refinement(None, 0, -1, 0, "no stored RGB-D views yet")
@@ -298,7 +312,8 @@ class ViewStore:
         uv, desc = self._features(rgb)
         if len(uv) < self.config.min_inliers:
             return Refinement(None, 0, -1, 0, f"only {len(uv)} features in the picture")
-        candidates = self._candidates(desc, T_world_query)
+        guesses = [] if T_world_query is None else _guesses(T_world_query)
+        candidates = self._candidates(desc, guesses)
         matched = [self._matches(desc, self._views[i]) for i in candidates]
         best = (0, -1, None)  # inliers, view index, T_world_query
         for index, (qi, xyz, _) in zip(candidates, matched, strict=True):
@@ -320,14 +335,14 @@ class ViewStore:
         reason = f"{inliers} PnP inliers against view {view_id}"
         return Refinement(T, inliers, view_id, len(candidates), reason, self._views[index].stamp_ns)
 
-    def _candidates(self, desc: np.ndarray, T_world_query: np.ndarray | None) -> list[int]:
-        """Indices of the views to verify: nearest the coarse answer first, then the best voted."""
+    def _candidates(self, desc: np.ndarray, guesses: Sequence[np.ndarray]) -> list[int]:
+        """Indices of the views to verify: nearest each coarse guess first, then the best voted."""
         cfg, chosen = self.config, []
-        if T_world_query is not None and cfg.near_candidates:
-            dist, turn = self._pose_gaps(check_pose(T_world_query, "T_world_query"))
+        for guess in guesses if cfg.near_candidates else ():
+            dist, turn = self._pose_gaps(check_pose(guess, "T_world_query"))
             score = dist + turn * (cfg.new_view_move_m / math.radians(cfg.new_view_turn_deg))
             order = [int(i) for i in np.argsort(score, kind="stable") if dist[i] <= cfg.near_m]
-            chosen = order[: cfg.near_candidates]
+            chosen += [i for i in order if i not in chosen][: cfg.near_candidates]
         if cfg.vote_candidates:
             votes = self._votes(desc)
             order = np.argsort(-votes, kind="stable")
@@ -438,6 +453,13 @@ class ViewStore:
         dist = np.linalg.norm(pos - T[:2, 3], axis=1)
         turn = np.abs((heading - _heading(T) + math.pi) % (2 * math.pi) - math.pi)
         return dist, turn
+
+
+def _guesses(T_world_query: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:  # noqa: N803
+    """One 4x4 guess or a sequence of them, as a list."""
+    if isinstance(T_world_query, np.ndarray) and T_world_query.shape == (4, 4):
+        return [T_world_query]
+    return list(T_world_query)
 
 
 def _heading(T: np.ndarray) -> float:

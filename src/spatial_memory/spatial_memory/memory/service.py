@@ -176,7 +176,10 @@ class MemoryService:
             return dataclasses.replace(
                 coarse, note=f"coarse {coarse.backend} answer: no base poses (the memory is fed increments)"
             )
-        r = self.views.refine(image_rgb, T_base @ coarse.T_base_query)
+        guesses = [T_base @ coarse.T_base_query]  # where the model, and retrieval if served, put the picture
+        if self.keyframes is not None and self.views.config.retrieval_guess:
+            guesses.append(T_base @ self.keyframes.query(image_rgb).T_base_query)
+        r = self.views.refine(image_rgb, guesses)
         if not r.ok:
             self._counts["refine_fallbacks"] += 1
             note = f"coarse {coarse.backend} answer: {r.reason}"

@@ -80,6 +80,7 @@ class Scorer(Node):
         )
         self.sampler = QuerySampler(self.world_sim.sim, grid, qcfg, seed=args.seed)
         self.lock = threading.Lock()
+        self.sampler_lock = threading.Lock()  # the depth callback observes while the main loop samples
         self.truth: list[tuple[int, np.ndarray]] = []  # (stamp ns, T_world_base)
         self.cam_pose: dict[int, np.ndarray] = {}
         self.frames = 0
@@ -125,7 +126,8 @@ class Scorer(Node):
             return  # its pose has not arrived (yet): the next frame will do
         self.last_frame_ns = stamp
         depth = conv.image_to_numpy(msg)
-        self.sampler.observe(self.frames, T, depth, self.world_sim.intrinsics("camera"))
+        with self.sampler_lock:
+            self.sampler.observe(self.frames, T, depth, self.world_sim.intrinsics("camera"))
         self.frames += 1
 
     def _on_status(self, msg: String) -> None:
@@ -168,7 +170,8 @@ class Scorer(Node):
             latest = self.truth[-1][1] if self.truth else None
         if latest is None or self.frames == 0:
             return
-        sample = self.sampler.sample(self.frames - 1, latest)
+        with self.sampler_lock:
+            sample = self.sampler.sample(self.frames - 1, latest)
         if sample is None:
             return
         # the truth is relative to the base at the memory's newest frame: its stamp comes with every answer

@@ -12,7 +12,8 @@ answers the /query_pose spatial_context_node forwards) starts under `use_memory`
 starts it when `memory_checkpoint` (or the parameter file's engine.checkpoint) names an existing file and
 otherwise logs why not, `true` always, `false` never. `use_vo:=true` (mobile mode) starts vo_node, the
 patch VO on that camera, to publish odom -> base_link (depth aligned to the colour image; the camera's
-mount must be in TF). Uses only launch APIs present in Humble and Jazzy.
+mount must be in TF). memory_node's refined answers read the same `camera_info_topic` and `depth_topic`.
+Uses only launch APIs present in Humble and Jazzy.
 """
 
 from launch import LaunchDescription
@@ -66,12 +67,14 @@ def _arguments() -> list[DeclareLaunchArgument]:
             description="mobile mode: start vo_node to publish odom -> base_link from the camera",
         ),
         DeclareLaunchArgument(
-            "camera_info_topic", default_value=topics.CAMERA_INFO, description="vo_node: camera intrinsics"
+            "camera_info_topic",
+            default_value=topics.CAMERA_INFO,
+            description="vo_node and memory_node (refined answers): camera intrinsics",
         ),
         DeclareLaunchArgument(
             "depth_topic",
             default_value=topics.CAMERA_DEPTH,
-            description="vo_node: depth aligned to the image",
+            description="vo_node and memory_node (refined answers): depth aligned to the image",
         ),
         DeclareLaunchArgument(
             "use_memory",
@@ -119,7 +122,11 @@ def _memory_node(context, *args, **kwargs) -> list:
                 params_file,
                 {"use_sim_time": sim_time, "world_frame": LaunchConfiguration("world_frame"), **overrides},
             ],
-            remappings=[(topics.CAMERA_IMAGE, LaunchConfiguration("image_topic"))],
+            remappings=[
+                (topics.CAMERA_IMAGE, LaunchConfiguration("image_topic")),
+                (topics.CAMERA_INFO, LaunchConfiguration("camera_info_topic")),
+                (topics.CAMERA_DEPTH, LaunchConfiguration("depth_topic")),
+            ],
         )
     ]
 

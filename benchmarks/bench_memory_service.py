@@ -1,0 +1,126 @@
+"""What memory_node spends per camera frame and per answer, serving the model, keyframe retrieval and
+refined answers from one `MemoryService`, on one thread.
+
+The live simulation (sim_node's core, its 160x120 head camera, wheel odometry) tours a validation house
+(world 1000 by default, never a test world) and every frame memory_node would take (5 Hz) goes to
+`MemoryService.update` and `add_view` exactly as the node passes them; each is timed. Every 25 steps a
+picture of a place seen earlier (`QuerySampler`) is asked of each backend, timed. The simulation's own
+time is not counted.
+
+    MUJOCO_GL=egl python3 benchmarks/bench_memory_service.py            # 400 steps, about 2 min
+    MUJOCO_GL=egl python3 benchmarks/bench_memory_service.py --steps 800 --seed 1001
+
+Writes `benchmarks/results/memory_service_cost.json` and `.md` with the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from machine import machine
+
+from spatial_memory.config import load_config
+from spatial_memory.eval.live_mem_rpe import RATE_SLACK, LiveMemoryRun, LiveRunConfig
+from spatial_memory.geometry import invert
+from spatial_memory.memory.service import MemoryService
+from spatial_memory.resources import share_path
+from spatial_memory.ros.node_configs import MemoryNodeConfig
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=400, help="memory steps (frames taken at 5 Hz)")
+    parser.add_argument("--seed", type=int, default=1000, help="house world seed (validation: 1000-1007)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "memory_service_cost.json")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    node = load_config(MemoryNodeConfig, share_path("config/sim.yaml"), "memory_node")
+    engine = dataclasses.replace(node.engine, threads=1)
+    service = MemoryService.from_config(engine, node.serve_keyframes, node.refine)
+    run = LiveMemoryRun(LiveRunConfig(seed=args.seed, steps=args.steps, engine=engine), service=service)
+    sim, period = run.sim, RATE_SLACK * 1e9 / 5.0
+    update_ms, view_ms, stored = [], [], []
+    query_ms: dict[str, list[float]] = {b: [] for b in service.backends}
+    last = None
+    while service.steps < args.steps:
+        v, omega = run.driver.command(sim.stamp_ns * 1e-9, sim.sim.pose2d, sim.sim.collided)
+        sim.command_velocity(v, omega) if (v or omega) else sim.stop()
+        tick = sim.tick()
+        frame = tick.camera("camera")
+        if frame is None or (last is not None and tick.stamp_ns - last < period):
+            continue
+        last = tick.stamp_ns
+        T_odom_base = tick.odometry.T_odom_base  # noqa: N806 - the project's pose naming
+        t0 = time.perf_counter()
+        service.update(frame.rgb, T_world_base=T_odom_base, stamp_ns=tick.stamp_ns)
+        t1 = time.perf_counter()
+        T_odom_cam = T_odom_base @ invert(tick.T_world_base) @ frame.T_world_cam  # noqa: N806
+        stored.append(service.add_view(frame.rgb, frame.depth, frame.K, T_odom_cam, tick.stamp_ns))
+        t2 = time.perf_counter()
+        update_ms.append(1e3 * (t1 - t0))
+        view_ms.append(1e3 * (t2 - t1))
+        step = service.steps - 1
+        run.sampler.observe(step, frame.T_world_cam, frame.depth, frame.K)
+        if step and step % 25 == 0 and (sample := run.sampler.sample(step, tick.T_world_base)) is not None:
+            for backend in service.backends:
+                t0 = time.perf_counter()
+                service.query(sample.query.rgb, backend)
+                query_ms[backend].append(1e3 * (time.perf_counter() - t0))
+    run.close()
+    frame_ms = np.add(update_ms, view_ms)
+    stored_ = np.array(stored)
+
+    def stats(values: list[float] | np.ndarray) -> dict[str, float]:
+        a = np.asarray(values, float)
+        return {"p50": float(np.median(a)), "p95": float(np.percentile(a, 95)), "n": int(a.size)}
+
+    report = {
+        "steps": args.steps,
+        "seed": args.seed,
+        "backends": list(service.backends),
+        "update_ms": stats(update_ms),
+        "add_view_ms_stored": stats(np.array(view_ms)[stored_]),
+        "add_view_ms_not_stored": stats(np.array(view_ms)[~stored_]),
+        "frame_ms": stats(frame_ms),
+        "query_ms": {b: stats(v) for b, v in query_ms.items() if v},
+        "views": len(service.views) if service.views is not None else 0,
+        "view_bytes": service.views.nbytes if service.views is not None else 0,
+        "machine": machine(torch=torch.__version__),
+    }
+    lines = [
+        f"# memory_node's cost per frame and answer (house world {args.seed}, {args.steps} steps, 1 thread)",
+        "",
+        "| what | p50 ms | p95 ms | n |",
+        "|---|---:|---:|---:|",
+        *(
+            f"| {label} | {s['p50']:.1f} | {s['p95']:.1f} | {s['n']} |"
+            for label, s in [
+                ("update (every backend)", report["update_ms"]),
+                ("add_view, the frame becomes a view", report["add_view_ms_stored"]),
+                ("add_view, not novel", report["add_view_ms_not_stored"]),
+                ("whole frame", report["frame_ms"]),
+                *((f"query {b}", s) for b, s in report["query_ms"].items()),
+            ]
+        ),
+        "",
+        f"{report['views']} views, {report['view_bytes'] / 1e6:.1f} MB.",
+        "",
+        "Machine: " + ", ".join(f"{k} {v}" for k, v in report["machine"].items()),
+        "",
+    ]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -26,8 +26,7 @@ import torch
 from machine import machine
 
 from spatial_memory.config import load_config
-from spatial_memory.eval.live_mem_rpe import RATE_SLACK, LiveMemoryRun, LiveRunConfig
-from spatial_memory.geometry import invert
+from spatial_memory.eval.live_mem_rpe import LiveMemoryRun, LiveRunConfig, odom_camera_pose
 from spatial_memory.memory.service import MemoryService
 from spatial_memory.resources import share_path
 from spatial_memory.ros.node_configs import MemoryNodeConfig
@@ -46,23 +45,13 @@ def main() -> None:
     engine = dataclasses.replace(node.engine, threads=1)
     service = MemoryService.from_config(engine, node.serve_keyframes, node.refine)
     run = LiveMemoryRun(LiveRunConfig(seed=args.seed, steps=args.steps, engine=engine), service=service)
-    sim, period = run.sim, RATE_SLACK * 1e9 / 5.0
     update_ms, view_ms, stored = [], [], []
     query_ms: dict[str, list[float]] = {b: [] for b in service.backends}
-    last = None
-    while service.steps < args.steps:
-        v, omega = run.driver.command(sim.stamp_ns * 1e-9, sim.sim.pose2d, sim.sim.collided)
-        sim.command_velocity(v, omega) if (v or omega) else sim.stop()
-        tick = sim.tick()
-        frame = tick.camera("camera")
-        if frame is None or (last is not None and tick.stamp_ns - last < period):
-            continue
-        last = tick.stamp_ns
-        T_odom_base = tick.odometry.T_odom_base  # noqa: N806 - the project's pose naming
+    for tick, frame in run.taken_frames():  # as LiveMemoryRun.feed, each half timed
         t0 = time.perf_counter()
-        service.update(frame.rgb, T_world_base=T_odom_base, stamp_ns=tick.stamp_ns)
+        service.update(frame.rgb, T_world_base=tick.odometry.T_odom_base, stamp_ns=tick.stamp_ns)
         t1 = time.perf_counter()
-        T_odom_cam = T_odom_base @ invert(tick.T_world_base) @ frame.T_world_cam  # noqa: N806
+        T_odom_cam = odom_camera_pose(tick, frame)  # noqa: N806 - the project's pose naming
         stored.append(service.add_view(frame.rgb, frame.depth, frame.K, T_odom_cam, tick.stamp_ns))
         t2 = time.perf_counter()
         update_ms.append(1e3 * (t1 - t0))

@@ -41,7 +41,7 @@ import functools
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -334,6 +334,12 @@ def ask_query(
     pictures.append(query.rgb)
 
 
+def odom_camera_pose(tick: Any, frame: Any) -> np.ndarray:
+    """The camera's pose in the odometry frame, as memory_node gets it from TF: the odometry's base pose
+    times the camera's pose on the base (from the truth, as the robot's description gives it)."""
+    return tick.odometry.T_odom_base @ invert(tick.T_world_base) @ frame.T_world_cam
+
+
 class LiveMemoryRun:
     """One scenario on one world: drive, feed the memory as memory_node does, ask every backend and record.
 
@@ -377,16 +383,15 @@ class LiveMemoryRun:
         self.kidnapped_at_step: int | None = None
         self.wall_s = 0.0
 
-    def run(self) -> LiveAnswers:
-        """Drive the whole scenario; the answers of the first backend (all of them in `self.answers`)."""
-        cfg, sim, engine, service = self.config, self.sim, self.engine, self.service
-        self.answers = {b: LiveAnswers() for b in self.backends}
-        pictures: dict[str, list[np.ndarray]] = {b: [] for b in self.backends}
+    def taken_frames(self) -> Iterator[tuple[Any, Any]]:
+        """Drive the scenario and yield `(tick, frame)` for each head-camera frame memory_node would take
+        (its rate, by stamp, with its 5 % slack), until the memory holds the run's steps: the caller feeds
+        the memory with each before asking for the next."""
+        sim, cfg = self.sim, self.config
         period_ns = RATE_SLACK * 1e9 / cfg.update_rate_hz
         kidnap_s = self.driver.kidnap_at_s()
         last_ns: int | None = None
-        started = time.perf_counter()
-        while engine.steps < self.total_steps:
+        while self.engine.steps < self.total_steps:
             t_s = sim.stamp_ns * 1e-9
             if kidnap_s is not None and self.kidnapped_at_step is None and t_s >= kidnap_s:
                 self._kidnap()
@@ -400,12 +405,25 @@ class LiveMemoryRun:
             if frame is None or (last_ns is not None and tick.stamp_ns - last_ns < period_ns):
                 continue
             last_ns = tick.stamp_ns
-            T_odom_base = tick.odometry.T_odom_base  # noqa: N806 - the project's pose naming
-            service.update(frame.rgb, T_world_base=T_odom_base, stamp_ns=tick.stamp_ns)
-            if service.views is not None:  # the camera on the base, as TF gives it: truth base -> camera
-                T_odom_cam = T_odom_base @ invert(tick.T_world_base) @ frame.T_world_cam  # noqa: N806
-                service.add_view(frame.rgb, frame.depth, frame.K, T_odom_cam, tick.stamp_ns)
-            step = engine.steps - 1
+            yield tick, frame
+
+    def feed(self, tick: Any, frame: Any) -> None:
+        """Give one taken frame to the memory as memory_node does: the image with the odometry's base pose,
+        then (with a view store) the RGB-D view with the camera's pose in the odometry frame."""
+        T_odom_base = tick.odometry.T_odom_base  # noqa: N806 - the project's pose naming
+        self.service.update(frame.rgb, T_world_base=T_odom_base, stamp_ns=tick.stamp_ns)
+        if self.service.views is not None:
+            T_odom_cam = odom_camera_pose(tick, frame)  # noqa: N806
+            self.service.add_view(frame.rgb, frame.depth, frame.K, T_odom_cam, tick.stamp_ns)
+
+    def run(self) -> LiveAnswers:
+        """Drive the whole scenario; the answers of the first backend (all of them in `self.answers`)."""
+        self.answers = {b: LiveAnswers() for b in self.backends}
+        pictures: dict[str, list[np.ndarray]] = {b: [] for b in self.backends}
+        started = time.perf_counter()
+        for tick, frame in self.taken_frames():
+            self.feed(tick, frame)
+            step = self.engine.steps - 1
             self.sampler.observe(step, frame.T_world_cam, frame.depth, frame.K)
             if self.sampler.due(step):
                 self._ask(step, tick.T_world_base, pictures)

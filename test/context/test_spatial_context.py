@@ -212,4 +212,7 @@ def test_map_before_any_frame_and_is_keyframe():
     fid = ctx.add_frame(T_world_cam=np.eye(4))
     assert not ctx.is_keyframe(fid)
     ctx.promote_to_keyframe(fid)
-    assert ctx.is_keyframe(fid)
+    assert ctx.is_keyframe(fid) and ctx.is_keyframe(np.int64(fid))
+    for bad in ([0], "0", 0.0, True, None):  # malformed ids are one clear error, not a TypeError or False
+        with pytest.raises(InvalidInputError, match="frame ids are integers"):
+            ctx.is_keyframe(bad)  # type: ignore[arg-type]

@@ -116,6 +116,11 @@ def test_bad_inputs():
         watermark_images([_image()], [style, style])
     with pytest.raises(InvalidInputError, match="no image"):
         watermark_images([None], [style])  # type: ignore[list-item]
+    for bad_style in ("red", (255, 0, 0), None):  # a colour name or tuple instead of a KeyframeStyle
+        with pytest.raises(InvalidInputError, match="must be a KeyframeStyle"):
+            watermark_image(_image(), bad_style)  # type: ignore[arg-type]
+        with pytest.raises(InvalidInputError, match="must be a KeyframeStyle"):
+            watermark_images([_image()], [bad_style])  # type: ignore[list-item]
 
 
 def test_tile_images_lays_out_a_grid():

@@ -222,6 +222,10 @@ def test_rclpy_style_byte_containers_decode_too():
     for data in (array.array("B", [3, 4]), b"\x03\x04", [3, 4]):
         Msg.data = data
         assert conv.image_to_numpy(Msg).tolist() == [[3, 4]]
+    for data, match in (("ab", "got a str"), ([3.0, 4.5], "integers in 0..255"), (None, "sequence")):
+        Msg.data = data
+        with pytest.raises(InvalidInputError, match=match):
+            conv.image_to_numpy(Msg)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -301,6 +305,29 @@ def test_stamps_split_into_sec_and_nanosec(factory):
     assert conv.stamp_to_ns(conv.ns_to_stamp(-1, factory)) == -1
     with pytest.raises(InvalidInputError, match="int32 seconds"):
         conv.ns_to_stamp(2**31 * 1_000_000_000, factory)
+
+
+@pytest.mark.parametrize(
+    ("sec", "nanosec", "match"),
+    [
+        (1, 2_000_000_000, r"nanosec 2000000000 is outside \[0, 1e9\)"),
+        (1, 1_000_000_000, "nanosec 1000000000 is outside"),
+        (1, -1, "nanosec -1 is outside"),
+        (2**31, 0, "int32 seconds"),
+        (1.5, 0, "sec must be an integer"),
+        (1, None, "nanosec must be an integer"),
+    ],
+)
+def test_malformed_stamps_are_refused(sec, nanosec, match):
+    class Time:  # a hand-made stamp: real messages cannot hold these values, a careless caller can
+        pass
+
+    stamp = Time()
+    stamp.sec, stamp.nanosec = sec, nanosec
+    with pytest.raises(InvalidInputError, match=match):
+        conv.stamp_to_ns(stamp)
+    stamp.sec, stamp.nanosec = 2**31 - 1, 999_999_999  # the largest valid stamp reads exactly
+    assert conv.stamp_to_ns(stamp) == (2**31 - 1) * 1_000_000_000 + 999_999_999
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -196,7 +196,10 @@ class SpatialContext:
         self._keyframes = new
 
     def is_keyframe(self, frame_id: int) -> bool:
-        return frame_id in self._keyframes
+        """Whether `frame_id` is a keyframe; a non-integer id is malformed input (InvalidInputError)."""
+        if isinstance(frame_id, bool) or not isinstance(frame_id, (int, np.integer)):
+            raise InvalidInputError(f"frame ids are integers, got {frame_id!r}")
+        return int(frame_id) in self._keyframes
 
     @property
     def keyframes(self) -> list[Keyframe]:

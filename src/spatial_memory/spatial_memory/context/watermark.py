@@ -49,8 +49,19 @@ def watermark_box(shape: tuple[int, ...], config: MapConfig | None = None) -> tu
     return x0, y0, side
 
 
+def _check_style(style: object) -> KeyframeStyle:
+    """`style` if it is a KeyframeStyle (`SpatialContext.keyframe_styles()`), else InvalidInputError."""
+    if not isinstance(style, KeyframeStyle):
+        raise InvalidInputError(
+            f"a watermark style must be a KeyframeStyle (SpatialContext.keyframe_styles()), got "
+            f"{type(style).__name__} {style!r}"
+        )
+    return style
+
+
 def watermark_image(image: np.ndarray, style: KeyframeStyle, config: MapConfig | None = None) -> np.ndarray:
     """A watermarked RGB copy of `image` (the input is not modified)."""
+    style = _check_style(style)
     out = as_rgb(image, f"keyframe image {style.number}")
     x0, y0, side = watermark_box(out.shape, config)
     border = max(1, side // 16)  # drawn inside the square, in the text colour
@@ -75,6 +86,7 @@ def watermark_images(
             f"{len(images)} images but {len(styles)} keyframe styles; they pair up in order"
         )
     for i, img in enumerate(images):
+        _check_style(styles[i])
         if img is None:
             raise InvalidInputError(
                 f"keyframe {styles[i].number} (frame {styles[i].frame_id}) has no image to watermark"

@@ -148,8 +148,17 @@ class RosbagsFactory:
 
 
 def stamp_to_ns(stamp: Any) -> int:
-    """builtin_interfaces/Time -> int nanoseconds."""
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+    """builtin_interfaces/Time -> int nanoseconds; `InvalidInputError` unless sec is an int32 and nanosec an
+    integer in [0, 1e9) (a stamp outside those is malformed: read as is, it would shift time silently)."""
+    sec, nanosec = getattr(stamp, "sec", None), getattr(stamp, "nanosec", None)
+    for name, value in (("sec", sec), ("nanosec", nanosec)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise InvalidInputError(f"stamp {name} must be an integer, got {value!r}")
+    if not _INT32[0] <= sec <= _INT32[1]:
+        raise InvalidInputError(f"stamp sec {sec} does not fit builtin_interfaces/Time (int32 seconds)")
+    if not 0 <= nanosec < 1_000_000_000:
+        raise InvalidInputError(f"stamp nanosec {nanosec} is outside [0, 1e9)")
+    return int(sec) * 1_000_000_000 + int(nanosec)
 
 
 def ns_to_stamp(stamp_ns: int, factory: MessageFactory) -> Any:
@@ -213,7 +222,14 @@ def _as_bytes(data: Any) -> np.ndarray:
         return data.reshape(-1)
     if isinstance(data, (bytes, bytearray, memoryview, array.array)):
         return np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8)
-    values = np.asarray(list(data))
+    if isinstance(data, str):
+        raise InvalidInputError("image data must be bytes or a sequence of 0..255 integers, got a str")
+    try:
+        values = np.asarray(list(data))
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"image data must be bytes or a sequence of integers: {exc}") from exc
+    if values.size and values.dtype.kind not in "iu":
+        raise InvalidInputError(f"image data must be integers in 0..255, got {values.dtype} values")
     if values.size and (values.min() < 0 or values.max() > 255):
         raise InvalidInputError("image data holds values outside 0..255")
     return values.astype(np.uint8)

@@ -144,6 +144,21 @@ def test_outlier_rule_is_mean_plus_k_sigma():
     assert not few.outlier.any() and math.isinf(few.outlier_threshold_m)
 
 
+@pytest.mark.parametrize("far", [1e3, 1e160, 1e300])
+def test_the_outlier_test_cannot_overflow(far):
+    """Distances squared overflow float64 beyond ~1e154 m: the far keyframe must still be the outlier, the
+    scale set by the near ones (it was: threshold inf, the far keyframe an inlier, a '2e+299 m' scale bar)."""
+    d = np.array([1.0, 1.1, 0.9, 1.2, 1.0, 0.8, far])
+    L = lay([cam(x) for x in d], cam())
+    assert L.outlier.tolist() == [False] * 6 + [True]
+    unit = d / far  # the same rule, on distances that cannot overflow when squared
+    assert L.outlier_threshold_m == pytest.approx((unit.mean() + CFG.outlier_sigma * unit.std()) * far)
+    assert math.isfinite(L.outlier_threshold_m) and L.extent_m == pytest.approx(1.2 * (1 + CFG.scale_margin))
+    assert L.scale_bar_m <= 1.0 and np.isfinite(L.marker_px).all()
+    assert np.hypot(*(L.marker_px[:6] - C).T).max() > 0.5 * L.edge_radius_px  # the near ones spread out
+    assert bev.render(L).shape == (CFG.size_px, CFG.size_px, 3)
+
+
 def _assert_no_overlap(L: bev.MapLayout) -> None:
     p = L.marker_px
     d = np.linalg.norm(p[:, None] - p[None], axis=2) + np.eye(len(p)) * 1e9

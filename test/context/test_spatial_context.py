@@ -10,7 +10,7 @@ import pytest
 from spatial_memory.context import ContextConfig, KeyframeSelector, MapConfig, SpatialContext
 from spatial_memory.context.palette import keyframe_color
 from spatial_memory.context.watermark import watermark_box
-from spatial_memory.errors import InvalidInputError, UnknownFrameError
+from spatial_memory.errors import ConfigError, InvalidInputError, UnknownFrameError
 from spatial_memory.geometry import make_pose, pose_from_xyz_rpy, yaw_pose
 
 T_BODY_OPTICAL = make_pose(np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]]))
@@ -88,6 +88,10 @@ def _snapshot(ctx: SpatialContext):
         {"T_world_cam": np.eye(4), "stamp_ns": 1.5e9},
         {"T_world_cam": np.eye(4), "image": np.zeros((48, 64, 3), np.float32)},
         {"T_world_cam": np.eye(4), "image": np.zeros((48, 64, 2), np.uint8)},
+        {"T_world_cam": cam(1e160, 0.0)},  # finite but absurd: beyond max_pose_distance_m
+        {"T_world_cam": cam(0.0, 1001.0)},
+        {"T_world_cam": np.eye(4), "T_world_base": yaw_pose(1e30, 0.0, 0.0)},
+        {"robot_state": q(), "T_world_base": yaw_pose(0.0, -2e3, 0.0)},
     ],
 )
 def test_bad_input_raises_and_leaves_state_unchanged(kwargs):
@@ -100,6 +104,16 @@ def test_bad_input_raises_and_leaves_state_unchanged(kwargs):
         ctx.add_frame(**kwargs)
     assert _snapshot(ctx) == before
     assert (ctx.generate_map()[0] == map_before).all()
+
+
+def test_the_pose_bound_is_configurable_and_names_the_pose():
+    with pytest.raises(InvalidInputError, match=r"T_world_cam is 1e\+300 m from the world origin"):
+        SpatialContext().add_frame(T_world_cam=cam(1e300, 0.0))
+    far = SpatialContext(ContextConfig(max_pose_distance_m=1e4))
+    assert far.add_frame(T_world_cam=cam(5e3, 0.0)) == 0  # within the raised bound
+    for bad in (0.0, -1.0, math.inf, math.nan, True):
+        with pytest.raises(ConfigError, match="max_pose_distance_m"):
+            ContextConfig(max_pose_distance_m=bad)
 
 
 def test_robot_state_needs_kinematics():

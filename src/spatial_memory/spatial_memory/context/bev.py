@@ -18,12 +18,12 @@ robot's heading:
 The robot's left is the map's left. A point `fwd` metres ahead and `left` metres to the left is drawn at
 pixel `(cx - left * s, cy - fwd * s)` with `s` pixels per metre (u right, v down, as images are).
 
-Scale. Keyframe distances `d_i` are planar distances from the centre. With at least
-`outlier_min_keyframes` keyframes, those beyond `mean(d) + outlier_sigma * std(d)` (population std) are
-outliers: they are drawn on the edge ring along their true bearing, with a dark halo, a chevron pointing
-outwards (left out when the keyframe's own viewing arrow already points outwards) and their distance as
-text, and do not affect the scale. The farthest inlier sits at `1 / (1 + scale_margin)`
-of the edge ring's radius, and the ring never stands for less than `min_extent_m`.
+Scale. Keyframe distances `d_i` are planar distances from the centre. With at least `outlier_min_keyframes`
+keyframes, those beyond `mean(d) + outlier_sigma * std(d)` (population std, computed overflow-safe, see
+`outliers`) are outliers: they are drawn on the edge ring along their true bearing, with a dark halo, a
+chevron pointing outwards (left out when the keyframe's own viewing arrow already points outwards) and their
+distance as text, and do not affect the scale. The farthest inlier sits at `1 / (1 + scale_margin)` of the
+edge ring's radius, and the ring never stands for less than `min_extent_m`.
 
 Overlaps. Markers are placed greedily: those whose true position is clear of all others stay there;
 then off-map markers slide along the edge ring; then the rest, in keyframe order, each go to the exact
@@ -390,6 +390,28 @@ def resolve_overlaps(
     return out
 
 
+def outliers(dist: np.ndarray, cfg: MapConfig) -> tuple[np.ndarray, float]:
+    """(K,) bool: distances beyond `mean + outlier_sigma * std` (population std), and that threshold (m).
+
+    Computed on the distances divided by the largest, so the squares cannot overflow however far a keyframe
+    is (a 1e160 m keyframe squared is inf in float64: the threshold became inf and the keyframe an inlier,
+    setting the map's scale); the same rule, exactly scaled. A distance that is itself infinite is an
+    outlier. No outliers (threshold inf) when the spread is below 1e-9 m.
+    """
+    finite = np.isfinite(dist)
+    top = float(dist[finite].max()) if finite.any() else 0.0
+    if top <= 0.0:
+        return ~finite, math.inf
+    unit = dist[finite] / top
+    std = float(unit.std())
+    if std * top <= 1e-9:
+        return ~finite, math.inf
+    cut = float(unit.mean()) + cfg.outlier_sigma * std
+    out = ~finite
+    out[finite] = unit > cut
+    return out, cut * top
+
+
 def layout(
     keyframe_poses: np.ndarray,
     T_world_cam: np.ndarray | None,
@@ -416,13 +438,9 @@ def layout(
     dist = np.hypot(fwd, left)
     bearing = np.arctan2(left, fwd)
 
-    outlier = np.zeros(k, dtype=bool)
-    threshold = math.inf
-    if k >= cfg.outlier_min_keyframes:
-        std = float(dist.std())
-        if std > 1e-9:
-            threshold = float(dist.mean()) + cfg.outlier_sigma * std
-            outlier = dist > threshold
+    outlier, threshold = (
+        outliers(dist, cfg) if k >= cfg.outlier_min_keyframes else (np.zeros(k, bool), math.inf)
+    )
     inlier_max = float(dist[~outlier].max()) if (~outlier).any() else 0.0
     extent = max(inlier_max * (1.0 + cfg.scale_margin), cfg.min_extent_m)
     r_edge = edge_radius(cfg)

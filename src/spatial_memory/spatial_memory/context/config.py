@@ -161,6 +161,9 @@ class ContextConfig:
     camera_frame: str = "wrist_camera_optical_frame"
     history_capacity: int = 1024
     max_images: int = 64
+    # camera and base poses farther than this from the world origin are physically absurd (a corrupt pose
+    # or unit mix-up): add_frame refuses them rather than let one frame wreck the map's scale
+    max_pose_distance_m: float = 1000.0
     map: MapConfig = field(default_factory=MapConfig)
     selection: KeyframeSelectionConfig = field(default_factory=KeyframeSelectionConfig)
 
@@ -173,6 +176,9 @@ class ContextConfig:
             raise ConfigError(
                 f"max_images must be >= 0 (at most history_capacity are kept), got {self.max_images}"
             )
+        limit = self.max_pose_distance_m
+        if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not 0.0 < limit < float("inf"):
+            raise ConfigError(f"max_pose_distance_m must be a finite number > 0, got {limit!r}")
         if not isinstance(self.map, MapConfig):
             raise ConfigError(f"map must be a MapConfig, got {type(self.map).__name__}")
         if not isinstance(self.selection, KeyframeSelectionConfig):

@@ -17,6 +17,7 @@ and pass images only as often as frames may be promoted (e.g. at the policy rate
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -102,6 +103,7 @@ class SpatialContext:
         `(T_world_base or I) @ kinematics.forward(q, config.camera_frame)`) or `T_world_cam` (used as is).
         `T_world_base` (mobile robot: from odometry) is stored and centres/orients the map. `stamp_ns`
         (int nanoseconds) must increase strictly. `image` (uint8 RGB or grayscale) is kept by reference.
+        A camera or base pose farther than `config.max_pose_distance_m` from the world origin is absurd.
         Bad input raises `InvalidInputError` and leaves the context unchanged.
         """
         if (robot_state is None) == (T_world_cam is None):
@@ -111,9 +113,24 @@ class SpatialContext:
             cam = self._camera_from_joints(robot_state, base)
         else:
             cam = _frozen_pose(T_world_cam, "T_world_cam")
+        for name, T in (("T_world_base", base), ("T_world_cam", cam)):
+            self._check_distance(T, name)
         self._history.check_stamp(stamp_ns)
         img = None if image is None else _check_image(image)
         return self._history.append(cam, base, stamp_ns, img)
+
+    def _check_distance(self, T: np.ndarray | None, name: str) -> None:
+        """Refuse a pose farther from the world origin than `config.max_pose_distance_m` (absurd: a corrupt
+        pose; one such keyframe would set the map's scale and collapse the real ones onto the robot)."""
+        if T is None:
+            return
+        distance = math.hypot(*T[:3, 3])  # no overflow however far
+        if distance > self.config.max_pose_distance_m:
+            raise InvalidInputError(
+                f"{name} is {distance:.3g} m from the world origin, beyond max_pose_distance_m = "
+                f"{self.config.max_pose_distance_m:g} m: refused as a corrupt pose (raise the limit if the "
+                "robot really goes that far)"
+            )
 
     def _camera_from_joints(self, robot_state: Any, base: np.ndarray | None) -> np.ndarray:
         if self.kinematics is None:

@@ -273,7 +273,7 @@ def default_encoding(image: np.ndarray) -> str:
     table = {(np.dtype(np.uint8), 3): "rgb8", (np.dtype(np.uint8), 1): "mono8"}
     table |= {(np.dtype(np.uint16), 1): "16UC1", (np.dtype(np.float32), 1): "32FC1"}
     try:
-        return table[(image.dtype, channels)]
+        return table[(image.dtype.newbyteorder("="), channels)]
     except KeyError:
         raise InvalidInputError(
             f"no image encoding for a {image.dtype} array of shape {image.shape}; "
@@ -290,7 +290,7 @@ def _check_array_for(image: np.ndarray, enc: ImageEncoding) -> np.ndarray:
             f"{enc.name} needs an array of shape (H, W{', 3' if enc.channels == 3 else ''}), "
             f"got {image.shape}"
         )
-    if image.dtype != enc.dtype:
+    if image.dtype.newbyteorder("=") != enc.dtype:  # either byte order: published little-endian
         raise InvalidInputError(
             f"wrong bit depth for {enc.name}: needs {enc.dtype} pixels, got {image.dtype} "
             "(convert explicitly)"

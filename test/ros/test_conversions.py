@@ -172,6 +172,16 @@ def test_default_encoding_follows_dtype_and_shape(factory):
     assert conv.numpy_to_image(SAMPLES["32FC1"], factory=factory).encoding == "32FC1"
 
 
+@pytest.mark.parametrize("encoding", ["16UC1", "32FC1"])
+def test_big_endian_arrays_are_published_little_endian(store, factory, encoding):
+    big = SAMPLES[encoding].astype(SAMPLES[encoding].dtype.newbyteorder(">"))  # a big-endian file, say
+    for given in (encoding, None):
+        msg = conv.numpy_to_image(big, given, factory=factory)
+        assert msg.encoding == encoding and msg.is_bigendian == 0
+        assert bytes(msg.data) == bytes(conv.numpy_to_image(SAMPLES[encoding], factory=factory).data)
+        np.testing.assert_array_equal(conv.image_to_numpy(cdr_round_trip(store, msg)), SAMPLES[encoding])
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [

@@ -26,7 +26,7 @@ from spatial_memory.memory.engine import (
 from spatial_memory.memory.engine_config import resolve_checkpoint
 from spatial_memory.memory.interface import HistoryState
 from spatial_memory.memory.poses import planar_target
-from spatial_memory.memory.registry import build_model, save_checkpoint
+from spatial_memory.memory.registry import CHECKSUM_KEY, UNSEALED_VERSION, build_model, save_checkpoint, seal
 
 SMALL_ENCODER = EncoderConfig(image_size=32, widths=(8, 16), token_dim=32, tokens_per_frame=4, heads=2)
 SMALL_KINAEMA = {"slots": 8, "dim": 32, "heads": 2, "correction_hidden": 32, "query_hidden": 32}
@@ -306,9 +306,9 @@ def test_load_refuses_a_tampered_state(tmp_path, kinaema_ckpt):
     engine.save(tmp_path / "state.pt")
     payload = torch.load(tmp_path / "state.pt", weights_only=True)
     payload["state"]["tensor"] = payload["state"]["tensor"][:, :4]
-    torch.save(payload, tmp_path / "cut.pt")
+    torch.save(seal(payload), tmp_path / "cut.pt")  # resealed: the checks behind the checksum must catch it
     payload["state"]["tensor"] = torch.full_like(engine.state, float("nan"))  # the right shape, all NaN
-    torch.save(payload, tmp_path / "nan.pt")
+    torch.save(seal(payload), tmp_path / "nan.pt")
     fresh = _engine(kinaema_ckpt)
     before = _snapshot(fresh)
     with pytest.raises(InvalidInputError, match="does not fit"):
@@ -316,6 +316,54 @@ def test_load_refuses_a_tampered_state(tmp_path, kinaema_ckpt):
     with pytest.raises(InvalidInputError, match="NaN"):
         fresh.load(tmp_path / "nan.pt")
     _assert_unchanged(fresh, before)
+
+
+def test_a_damaged_state_file_is_refused_not_loaded(tmp_path, kinaema_ckpt):
+    """Fault injection: one byte flipped anywhere in a saved state fails the load with one clear error
+    naming the file, or changes nothing the engine loads (torch does not check its zip CRCs)."""
+    engine = _engine(kinaema_ckpt)
+    _walk(engine, _images(3))
+    engine.save(tmp_path / "state.pt")
+    data, (want, steps, stamp, _) = (tmp_path / "state.pt").read_bytes(), _snapshot(engine)
+    fresh = _engine(kinaema_ckpt)
+    rng = np.random.default_rng(0)
+    refused = 0
+    for trial, at in enumerate(rng.integers(0, len(data), 40)):
+        bad = bytearray(data)
+        bad[at] ^= 1 << int(rng.integers(0, 8))
+        damaged = tmp_path / f"flip{trial}.pt"
+        damaged.write_bytes(bytes(bad))
+        fresh.reset()
+        try:
+            fresh.load(damaged)
+        except InvalidInputError as exc:
+            assert f"flip{trial}.pt" in str(exc)
+            refused += 1
+            continue
+        got = _snapshot(fresh)
+        assert all(torch.equal(a, b) for a, b in zip(got[0], want, strict=True)), f"byte {at}: state changed"
+        assert got[1:3] == (steps, stamp)
+    assert refused >= 30  # nearly every byte is content; the rest is zip padding
+
+
+def test_a_state_changed_behind_its_checksum_is_refused_and_an_old_one_loads(tmp_path, kinaema_ckpt, caplog):
+    engine = _engine(kinaema_ckpt)
+    _walk(engine, _images(2))
+    engine.save(tmp_path / "state.pt")
+    payload = torch.load(tmp_path / "state.pt", weights_only=True)
+    payload["state"]["tensor"].view(-1)[5] += 0.01  # a plausible value, not resealed
+    torch.save(payload, tmp_path / "changed.pt")
+    fresh = _engine(kinaema_ckpt)
+    before = _snapshot(fresh)
+    with pytest.raises(InvalidInputError, match="changed.pt: the memory state's checksum does not match"):
+        fresh.load(tmp_path / "changed.pt")
+    _assert_unchanged(fresh, before)
+    payload["state"]["tensor"].view(-1)[5] -= 0.01
+    del payload[CHECKSUM_KEY]
+    torch.save({**payload, "version": UNSEALED_VERSION}, tmp_path / "v1.pt")  # written before checksums
+    with caplog.at_level("WARNING", logger="spatial_memory.memory.registry"):
+        fresh.load(tmp_path / "v1.pt")
+    assert "written before checksums" in caplog.text and fresh.steps == 2
 
 
 # ----------------------------------------------------------------------------------------------------

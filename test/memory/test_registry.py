@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from spatial_memory.errors import ConfigError, InvalidInputError
 from spatial_memory.memory.encoder import EncoderConfig, ImageEncoder
 from spatial_memory.memory.kinaema import KinaemaConfig
-from spatial_memory.memory.registry import MODELS, build_model, load_checkpoint, save_checkpoint
+from spatial_memory.memory.registry import (
+    CHECKSUM_KEY,
+    MODELS,
+    UNSEALED_VERSION,
+    build_model,
+    load_checkpoint,
+    save_checkpoint,
+    seal,
+)
 
 SMALL_ENCODER = EncoderConfig(widths=(8, 16, 32), token_dim=32, tokens_per_frame=4, heads=2)
 
@@ -61,7 +70,7 @@ def test_mismatched_checkpoints_are_refused(tmp_path):
     # weights that do not fit the stored config (a tampered or mixed-up file)
     payload = torch.load(path, weights_only=True)
     payload["model_config"]["hidden"] = 256
-    torch.save(payload, path)
+    torch.save(seal(payload), path)  # resealed: the checksum passes, the config check must catch it
     with pytest.raises(InvalidInputError, match="do not fit"):
         load_checkpoint(path)
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
@@ -87,15 +96,94 @@ def test_a_checkpoint_saved_before_novelty_writes_keeps_its_clock_rule(tmp_path)
     today's defaults (novelty) must not silently change how it runs."""
     import dataclasses
 
-    from spatial_memory.memory.registry import FORMAT, VERSION
+    from spatial_memory.memory.registry import FORMAT
 
     old = {"recall": 64, "recall_write": "clock", "slot_update": "always", "recall_confidence": False}
     model = build_model("kinaema", old)
     saved = {k: v for k, v in dataclasses.asdict(model.config).items() if k not in KinaemaConfig.ABSENT_MEANS}
     path = tmp_path / "old.pt"
-    payload = {"format": FORMAT, "version": VERSION, "model": "kinaema", "model_config": saved}
+    payload = {"format": FORMAT, "version": UNSEALED_VERSION, "model": "kinaema", "model_config": saved}
     payload |= {"model_state": model.state_dict(), "encoder_config": None, "encoder_state": None, "extra": {}}
     torch.save(payload, path)
     loaded = load_checkpoint(path).model.config
     assert (loaded.recall_write, loaded.slot_update, loaded.recall_confidence) == ("clock", "always", False)
     assert KinaemaConfig().recall_write == "novelty"  # while new models default to novelty
+
+
+def _small_checkpoint(path, seed=0):
+    torch.manual_seed(seed)
+    encoder = ImageEncoder(SMALL_ENCODER)
+    model = build_model("kinaema", {"slots": 8, "dim": 32, "heads": 2}, encoder_config=SMALL_ENCODER)
+    save_checkpoint(path, model, encoder, extra={"step": 3, "lr": 1e-3})
+    return model, encoder
+
+
+def _same_weights(ckpt, model, encoder) -> bool:
+    pairs = [(ckpt.model.state_dict(), model.state_dict()), (ckpt.encoder.state_dict(), encoder.state_dict())]
+    return all(a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a) for a, b in pairs)
+
+
+def test_a_flipped_byte_never_loads_silently(tmp_path):
+    """Fault injection: one byte flipped anywhere in a checkpoint either fails the load with one clear
+    error or changes nothing that is loaded (torch does not check its zip CRCs; the checksum does)."""
+    path = tmp_path / "good.pt"
+    model, encoder = _small_checkpoint(path)
+    data = path.read_bytes()
+    rng = np.random.default_rng(0)
+    refused = 0
+    for trial, at in enumerate(rng.integers(0, len(data), 40)):
+        bad = bytearray(data)
+        bad[at] ^= 1 << int(rng.integers(0, 8))
+        damaged = tmp_path / f"flip{trial}.pt"
+        damaged.write_bytes(bytes(bad))
+        try:
+            ckpt = load_checkpoint(damaged)
+        except InvalidInputError:
+            refused += 1
+            continue
+        assert _same_weights(ckpt, model, encoder), f"byte {at} changed the weights silently"
+        assert ckpt.extra == {"step": 3, "lr": 1e-3}
+    assert refused >= 30  # nearly every byte of the file is content (weights); the rest is zip padding
+
+
+def test_a_checkpoint_whose_content_or_checksum_changed_is_refused(tmp_path):
+    path = tmp_path / "kinaema.pt"
+    _small_checkpoint(path)
+    payload = torch.load(path, weights_only=True)
+    assert payload["version"] == 2 and len(payload[CHECKSUM_KEY]) == 64
+    weight = next(iter(payload["model_state"]))
+    payload["model_state"][weight].view(-1)[0] += 1e-3  # a small change to one weight, not resealed
+    torch.save(payload, tmp_path / "changed.pt")
+    with pytest.raises(InvalidInputError, match=r"changed.pt: the checkpoint's checksum does not match"):
+        load_checkpoint(tmp_path / "changed.pt")
+    del payload[CHECKSUM_KEY]
+    torch.save(payload, tmp_path / "unsealed.pt")
+    with pytest.raises(InvalidInputError, match="unsealed.pt: the checkpoint has no checksum"):
+        load_checkpoint(tmp_path / "unsealed.pt")
+
+
+def test_a_checkpoint_written_before_checksums_loads_with_a_warning(tmp_path, caplog):
+    path = tmp_path / "v1.pt"
+    model, encoder = _small_checkpoint(path)
+    payload = torch.load(path, weights_only=True)
+    del payload[CHECKSUM_KEY]
+    torch.save({**payload, "version": UNSEALED_VERSION}, path)
+    with caplog.at_level("WARNING", logger="spatial_memory.memory.registry"):
+        assert _same_weights(load_checkpoint(path), model, encoder)
+    assert "written before checksums" in caplog.text and "v1.pt" in caplog.text
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+@pytest.mark.parametrize("part", ["model_state", "encoder_state"])
+def test_nan_or_infinite_weights_are_refused_at_load(tmp_path, bad, part):
+    path = tmp_path / "diverged.pt"
+    _small_checkpoint(path)
+    payload = torch.load(path, weights_only=True)
+    name = sorted(k for k, v in payload[part].items() if v.is_floating_point())[0]
+    payload[part][name].view(-1)[0] = bad
+    torch.save(seal(payload), path)  # a correctly sealed file of a diverged run
+    what = part.split("_")[0]
+    with pytest.raises(
+        InvalidInputError, match=rf"{what} weights hold NaN or infinite values \(\['{name}'\]\)"
+    ):
+        load_checkpoint(path)

@@ -166,6 +166,9 @@ class ImageEncoder(nn.Module):
             raise InvalidInputError(
                 f"backbone weights in {path} do not fit EncoderConfig {self.config}: {problems}"
             )
+        bad = nonfinite_entries(state)
+        if bad:
+            raise InvalidInputError(f"backbone weights in {path} hold NaN or infinite values ({bad})")
         self.backbone.load_state_dict(state)
         logger.info("loaded backbone weights from %s", path)
 
@@ -187,3 +190,14 @@ def state_dict_mismatch(expected: Mapping[str, Tensor], given: Mapping[str, obje
     if shapes:
         parts.append(f"wrong shapes {shapes[:5]}")
     return "; ".join(parts)
+
+
+def nonfinite_entries(state: Mapping[str, object]) -> str:
+    """The entries of a state dict holding NaN or infinite values, as a short readable list ('' when none):
+    such weights answer NaN for every input, so loaders refuse them."""
+    bad = sorted(
+        k
+        for k, v in state.items()
+        if isinstance(v, Tensor) and (v.is_floating_point() or v.is_complex()) and not torch.isfinite(v).all()
+    )
+    return f"{bad[:5]}{'...' if len(bad) > 5 else ''}" if bad else ""

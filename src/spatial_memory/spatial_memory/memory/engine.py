@@ -12,7 +12,8 @@ sensor data to model inputs live in one place:
   `MemoryAnswer`.
 - `save(path)` / `load(path)` write and read the memory state: one atomic, versioned file that names the
   backend and the model's identity (a hash of its configs and one of its weights), so a state is never read
-  into a model it does not belong to.
+  into a model it does not belong to, sealed with a SHA-256 of its content (`registry.seal`) so a damaged
+  file is refused, not loaded.
 
 Every bad input (a query before any update, an image of the wrong size or type, a non-rigid or NaN pose,
 a stamp that does not increase, a state file of another model) raises `InvalidInputError` and leaves the
@@ -47,7 +48,14 @@ from spatial_memory.memory.encoder import ImageEncoder
 from spatial_memory.memory.engine_config import RESIZE_POLICIES, EngineConfig, resolve_checkpoint
 from spatial_memory.memory.interface import POSE_DIMS, HistoryState, MemoryModel, count_parameters
 from spatial_memory.memory.poses import odometry_increments, planar_target
-from spatial_memory.memory.registry import MODELS, build_model, load_checkpoint, read_versioned
+from spatial_memory.memory.registry import (
+    MODELS,
+    UNSEALED_VERSION,
+    build_model,
+    load_checkpoint,
+    read_versioned,
+    seal,
+)
 
 __all__ = [
     "DROPPED_LATE",
@@ -64,7 +72,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 STATE_FORMAT = "spatial_memory.memory_state"
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: sealed with a checksum (registry.seal); 1 (unsealed) still loads
 # What `update` did with a frame.
 USED, DROPPED_LATE, RESET_AND_USED = "used", "dropped_late", "reset_and_used"
 # Pose sources of an episode: nothing yet, absolute base poses, or caller-given increments.
@@ -331,7 +339,7 @@ class MemoryEngine:
                 "last_T_world_base": None if self._last_T is None else torch.from_numpy(self._last_T.copy()),
             }
             buffer = io.BytesIO()
-            torch.save(payload, buffer)
+            torch.save(seal(payload), buffer)
             write_file_atomic(Path(path), buffer.getvalue())
         logger.info("saved %s memory state (%d steps) to %s", self.backend, payload["steps"], path)
 
@@ -339,7 +347,9 @@ class MemoryEngine:
         """Replace the memory with the state saved in `path`; refuse (engine unchanged) a state of another
         backend, model config, weights or file version, or one that does not fit the model."""
         path = Path(path)
-        payload = read_versioned(path, STATE_FORMAT, STATE_VERSION, "memory state")
+        payload = read_versioned(
+            path, STATE_FORMAT, STATE_VERSION, "memory state", legacy_versions=(UNSEALED_VERSION,)
+        )
         problems = []
         if payload.get("backend") != self.backend:
             problems.append(f"it is a {payload.get('backend')!r} memory, this engine runs {self.backend!r}")

@@ -5,17 +5,25 @@ the encoder's config as plain dicts, both state dicts, and the caller's `extra` 
 Loading rebuilds the exact model from the stored configs, so a checkpoint is never paired with the wrong
 architecture; a caller that expects a particular model or config says so and anything else is refused.
 Writes are atomic (temp file + rename): a crash mid-save leaves the previous checkpoint intact.
+
+Integrity: torch does not verify its zip's CRCs, so a flipped byte in a tensor loads silently. Every file
+written here (checkpoints, and the engine's memory states through `seal` / `read_versioned`) carries a
+SHA-256 of its whole content (`payload_digest`: every key, number, string and tensor byte), checked at load;
+a mismatch is refused naming the file. Files of the previous version (1, before checksums) still load, with
+a warning that they cannot be verified. Weights that are NaN or infinite are refused at load too.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 
 from spatial_memory.atomic import write_file_atomic
@@ -33,14 +41,16 @@ from spatial_memory.memory.baselines import (
     TruncatedHistoryConfig,
     TruncatedHistoryTransformer,
 )
-from spatial_memory.memory.encoder import EncoderConfig, ImageEncoder, state_dict_mismatch
+from spatial_memory.memory.encoder import EncoderConfig, ImageEncoder, nonfinite_entries, state_dict_mismatch
 from spatial_memory.memory.interface import MemoryConfig, MemoryModel
 from spatial_memory.memory.kinaema import Kinaema, KinaemaConfig
 
 logger = logging.getLogger(__name__)
 
 FORMAT = "spatial_memory.memory_checkpoint"
-VERSION = 1
+VERSION = 2  # 2: sealed with a checksum; 1 (unsealed) still loads
+CHECKSUM_KEY = "checksum"  # the payload's SHA-256 (`payload_digest`), stored inside it
+UNSEALED_VERSION = 1  # checkpoints and memory states written before checksums
 
 MODELS: dict[str, tuple[type[MemoryModel], type[MemoryConfig]]] = {
     "kinaema": (Kinaema, KinaemaConfig),
@@ -129,7 +139,7 @@ def save_checkpoint(
         "encoder_state": encoder.state_dict() if encoder is not None else None,
         "extra": dict(extra or {}),
     }
-    write_file_atomic(Path(path), _serialise(payload))
+    write_file_atomic(Path(path), _serialise(seal(payload)))
     logger.info("saved %s checkpoint to %s", model.name, path)
 
 
@@ -145,7 +155,7 @@ def load_checkpoint(
     `model_overrides` replaces config fields that hold no weights (e.g. Kinaema's `recall_write`) before the
     weights are loaded: the same trained model run under another rule, for ablations. A field that changes
     the weights' shapes fails the load with the usual clear error."""
-    payload = read_versioned(Path(path), FORMAT, VERSION, "checkpoint")
+    payload = read_versioned(Path(path), FORMAT, VERSION, "checkpoint", legacy_versions=(UNSEALED_VERSION,))
     name = payload.get("model")
     if name not in MODELS:
         raise InvalidInputError(f"{path}: unknown memory model {name!r}")
@@ -168,9 +178,12 @@ def load_checkpoint(
     return Checkpoint(model.eval(), encoder, dict(payload.get("extra") or {}))
 
 
-def read_versioned(path: Path, fmt: str, version: int, what: str) -> dict[str, Any]:
-    """The dict torch saved at `path` (weights only), refused unless it says it is `fmt` at `version`;
-    `what` ('checkpoint', 'memory state') names the file in the errors."""
+def read_versioned(
+    path: Path, fmt: str, version: int, what: str, legacy_versions: tuple[int, ...] = ()
+) -> dict[str, Any]:
+    """The dict torch saved at `path` (weights only), refused unless it says it is `fmt` at `version` and its
+    checksum matches its content (`seal`); `what` ('checkpoint', 'memory state') names the file in the
+    errors. `legacy_versions`: older versions written without a checksum, read unverified with a warning."""
     if not path.is_file():
         raise InvalidInputError(f"{what} {path} does not exist")
     try:
@@ -179,11 +192,78 @@ def read_versioned(path: Path, fmt: str, version: int, what: str) -> dict[str, A
         raise InvalidInputError(f"cannot read {what} {path}: {exc}") from exc
     if not isinstance(payload, dict) or payload.get("format") != fmt:
         raise InvalidInputError(f"{path} is not a spatial_memory {what} file")
-    if payload.get("version") != version:
-        raise InvalidInputError(
-            f"{path}: {what} version {payload.get('version')!r}, this code reads {version}"
-        )
+    got = payload.get("version")
+    if got in legacy_versions and not isinstance(got, bool):
+        _warn_unverified(path, what, got)
+        return payload
+    if got != version or isinstance(got, bool):
+        readable = ", ".join(str(v) for v in (version, *legacy_versions))
+        raise InvalidInputError(f"{path}: {what} version {got!r}, this code reads {readable}")
+    _verify(payload, path, what)
     return payload
+
+
+def seal(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """`payload` with its checksum added (`CHECKSUM_KEY`): what `read_versioned` verifies at load."""
+    body = {k: v for k, v in payload.items() if k != CHECKSUM_KEY}
+    return {**body, CHECKSUM_KEY: payload_digest(body)}
+
+
+def payload_digest(payload: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of a payload's content, its checksum entry left out: every key and value, tensors by
+    dtype, shape and bytes, so any change that survives unpickling changes the digest."""
+    digest = hashlib.sha256()
+    _feed(digest, {k: v for k, v in payload.items() if k != CHECKSUM_KEY})
+    return digest.hexdigest()
+
+
+def _feed(digest: Any, value: Any) -> None:
+    """Add `value` to `digest` unambiguously (type tags and lengths; mappings in sorted key order)."""
+    if isinstance(value, Mapping):
+        digest.update(b"{%d:" % len(value))
+        for key in sorted(value, key=repr):
+            _feed(digest, key)
+            _feed(digest, value[key])
+    elif isinstance(value, (list, tuple)):
+        digest.update(b"[%d:" % len(value))
+        for item in value:
+            _feed(digest, item)
+    elif isinstance(value, (torch.Tensor, np.ndarray)):
+        t = torch.as_tensor(value).detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"T{t.dtype}{tuple(value.shape)}:".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    else:  # numbers, strings, None, dtypes and other plain values the weights-only loader allows
+        text = f"{type(value).__name__}={value!r}".encode()
+        digest.update(b"%d:" % len(text) + text)
+
+
+def _verify(payload: dict[str, Any], path: Path, what: str) -> None:
+    """Refuse a payload whose stored checksum is missing or does not match its content."""
+    stored = payload.get(CHECKSUM_KEY)
+    if not isinstance(stored, str):
+        raise InvalidInputError(f"{path}: the {what} has no checksum: the file is damaged; not loading it")
+    if payload_digest(payload) != stored:
+        raise InvalidInputError(
+            f"{path}: the {what}'s checksum does not match its content: the file is damaged (a changed or "
+            "flipped byte), not loading it; use a good copy"
+        )
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_unverified(path: Path, what: str, version: Any) -> None:
+    """Warn (once per file and process) that a pre-checksum file was read without verification."""
+    key = str(Path(path).resolve())
+    if key not in _WARNED:
+        _WARNED.add(key)
+        logger.warning(
+            "%s %s is version %s, written before checksums: its content cannot be verified (save it again "
+            "to add one)",
+            what,
+            path,
+            version,
+        )
 
 
 def _config_dict(payload: Mapping[str, Any], key: str, path: str | Path) -> dict[str, Any]:
@@ -199,6 +279,12 @@ def _load_state(module: torch.nn.Module, state: Any, path: str | Path, what: str
     problems = state_dict_mismatch(module.state_dict(), state)
     if problems:
         raise InvalidInputError(f"{path}: {what} weights do not fit its config: {problems}")
+    bad = nonfinite_entries(state)
+    if bad:
+        raise InvalidInputError(
+            f"{path}: {what} weights hold NaN or infinite values ({bad}): a diverged or damaged checkpoint, "
+            "not loading it"
+        )
     module.load_state_dict(state)
 
 

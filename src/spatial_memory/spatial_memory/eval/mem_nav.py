@@ -1,0 +1,400 @@
+"""Mem-Nav: "go to where this picture was taken", scored in the live simulation.
+
+Each episode runs a world's tour for T memory steps (the live camera, memory_node's feeding: the same loop as
+the live Mem-RPE harness), then hands the robot pictures one after another - of places it saw and of places
+it never saw - and the 1 Hz high-level policy (`policy.ScriptedPolicy`) must take it there through the motion
+layer (`sim.GoalFollower`: A* on the simulator's occupancy grid, as nav2 would with a map). The memory keeps
+running during the trip; the policy asks it about the picture every tick.
+
+Methods, compared on the same worlds, tours and pictures:
+  none       no memory: explore, declare arrival when the current view matches the picture
+  gru        the GRU baseline checkpoint's answers
+  keyframes  keyframe retrieval through the Kinaema checkpoint's encoder
+  kinaema    the Kinaema checkpoint's answers
+  refined    Kinaema's answer verified and made metric against stored RGB-D views (PnP)
+  oracle     the true pose of the pictured camera (the motion layer's ceiling)
+
+Scores per picture: success (a seen picture: the policy declares arrival with the head camera within
+`success_m` of the picture's camera, within the time budget), SPL (Anderson et al. 2018: success x shortest /
+max(travelled, shortest), shortest = the A* path on the occupancy grid from where the robot started to the
+picture's camera, snapped to free space), and for never-seen pictures whether the policy said "not seen".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from spatial_memory.errors import ConfigError, InvalidInputError
+from spatial_memory.eval.live_mem_rpe import LiveMemoryRun, LiveRunConfig
+from spatial_memory.memory.engine import EngineConfig, MemoryAnswer
+from spatial_memory.memory.poses import planar_target
+from spatial_memory.memory.refine import RefineConfig
+from spatial_memory.memory.service import MemoryService
+from spatial_memory.policy.interface import (
+    GOAL_PICTURE,
+    Decision,
+    Frame,
+    MemoryReading,
+    Observation,
+    Pose2D,
+    Status,
+    Task,
+)
+from spatial_memory.policy.scripted import ScriptedPolicy, ScriptedPolicyConfig
+from spatial_memory.sim.goal_follower import GoalFollower, GoalFollowerConfig
+from spatial_memory.sim.live import LiveSimConfig
+from spatial_memory.sim.queries import QuerySample
+
+log = logging.getLogger(__name__)
+
+METHODS = ("none", "gru", "keyframes", "kinaema", "refined", "oracle")
+_SERVICE_BACKEND = {"keyframes": "keyframes", "kinaema": "kinaema", "refined": "refined"}
+
+
+@dataclass(frozen=True)
+class MemNavConfig:
+    """One Mem-Nav episode: world, tour length, pictures, budgets and the memory it runs."""
+
+    preset: str = "house"
+    seed: int = 2000
+    explore_steps: int = 200  # T: memory steps of the tour before the first picture
+    seen_goals: int = 4
+    unseen_goals: int = 1
+    budget_s: float = 90.0  # sim time per picture
+    success_m: float = 1.0
+    min_goal_distance_m: float = 2.0  # pictures taken closer to the robot than this are not drawn
+    policy_rate_hz: float = 1.0
+    update_rate_hz: float = 5.0  # memory_node's
+    recent_frames: int = 8
+    engine: EngineConfig = field(default_factory=EngineConfig)  # the Kinaema checkpoint (and its encoder)
+    gru_checkpoint: str = "models/baselines/gru_house64.pt"
+    refine: RefineConfig = field(default_factory=RefineConfig)
+    sim: LiveSimConfig = field(default_factory=LiveSimConfig)
+    policy: ScriptedPolicyConfig = field(default_factory=ScriptedPolicyConfig)
+    follower: GoalFollowerConfig = field(default_factory=GoalFollowerConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("explore_steps", "recent_frames"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"mem-nav {name} must be a positive integer, got {v!r}")
+        for name in ("seen_goals", "unseen_goals"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ConfigError(f"mem-nav {name} must be a non-negative integer, got {v!r}")
+        if self.seen_goals + self.unseen_goals < 1:
+            raise ConfigError("mem-nav needs at least one picture (seen_goals + unseen_goals >= 1)")
+        for name in ("budget_s", "success_m", "policy_rate_hz", "update_rate_hz"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf:
+                raise ConfigError(f"mem-nav {name} must be a positive finite number, got {v!r}")
+
+
+@dataclass(frozen=True)
+class GoalResult:
+    """How one picture went."""
+
+    method: str
+    preset: str
+    seed: int
+    explore_steps: int
+    goal: int  # index of the picture in the episode
+    seen: bool
+    status: str
+    reason: str
+    success: bool  # seen: arrived within success_m; unseen: said "not seen"
+    spl: float  # seen pictures only (NaN for unseen)
+    final_distance_m: float  # head camera to the picture's camera when the task ended
+    shortest_m: float
+    travelled_m: float
+    time_s: float  # sim time spent on the picture
+    decide_ms: float  # the policy's decision time, median over the picture's ticks
+    ask_ms: float  # the memory's answer time, median
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _planar(T: np.ndarray) -> Pose2D:  # noqa: N803 - the project's pose naming
+    return Pose2D(float(T[0, 3]), float(T[1, 3]), float(math.atan2(T[1, 0], T[0, 0])))
+
+
+def reading_from_answer(answer: MemoryAnswer, stamp_ns: int, odom_base: Pose2D | None) -> MemoryReading:
+    """A policy's view of a memory answer about the goal picture."""
+    return MemoryReading(
+        picture=GOAL_PICTURE,
+        stamp_ns=stamp_ns,
+        pose=Pose2D(answer.x, answer.y, answer.yaw),
+        sigma_m=answer.sigma_m,
+        seen_probability=answer.seen_probability,
+        confidence=answer.confidence,
+        backend=answer.backend,
+        inliers=answer.inliers,
+        odom_base=odom_base,
+    )
+
+
+class MemNavEpisode:
+    """One world, one method: the tour, then the pictures one after another (see the module docstring)."""
+
+    def __init__(self, config: MemNavConfig, method: str) -> None:
+        if method not in METHODS:
+            raise ConfigError(f"unknown mem-nav method {method!r}; known: {list(METHODS)}")
+        self.config = cfg = config
+        self.method = method
+        engine = dataclasses.replace(cfg.engine, threads=cfg.engine.threads or 1)
+        if method == "gru":
+            engine = dataclasses.replace(engine, backend="gru", checkpoint=cfg.gru_checkpoint)
+        service = MemoryService.from_config(
+            engine, serve_keyframes=method == "keyframes", refine=cfg.refine if method == "refined" else None
+        )
+        run_cfg = LiveRunConfig(
+            scenario="tour",
+            preset=cfg.preset,
+            seed=cfg.seed,
+            steps=cfg.explore_steps,
+            update_rate_hz=cfg.update_rate_hz,
+            engine=engine,
+            sim=cfg.sim,
+        )
+        self.run = LiveMemoryRun(run_cfg, service=service)
+        self.sim = self.run.sim
+        self.backend = _SERVICE_BACKEND.get(method, service.backend)
+        policy_cfg = dataclasses.replace(cfg.policy, use_memory=method != "none", budget_s=cfg.budget_s)
+        self.policy = ScriptedPolicy(policy_cfg)
+        self.follower = GoalFollower(self.run.grid, cfg.follower)
+        self._frame_id = 0
+        self._recent: list[Frame] = []
+
+    # ------------------------------------------------------------------------------------------ phases
+    def tour(self) -> list[QuerySample]:
+        """Drive the tour for T memory steps, feeding the memory; then draw the pictures (seeded: every
+        method of a world gets the same ones)."""
+        for tick, frame in self.run.taken_frames():
+            self.run.feed(tick, frame)
+            self.run.sampler.observe(self.run.engine.steps - 1, frame.T_world_cam, frame.depth, frame.K)
+        return self._draw_goals(self.run.engine.steps - 1)
+
+    def _draw_goals(self, step: int) -> list[QuerySample]:
+        cfg = self.config
+        want = {True: cfg.seen_goals, False: cfg.unseen_goals}
+        goals: list[QuerySample] = []
+        T_world_base = self.sim.sim.ground_truth().T_world_base  # noqa: N806
+        for _ in range(40 * (cfg.seen_goals + cfg.unseen_goals)):
+            if not any(want.values()):
+                break
+            sample = self.run.sampler.sample(step, T_world_base)
+            if sample is None or want[sample.query.seen] <= 0:
+                continue
+            if float(np.hypot(*sample.query.T_base_query[:2, 3])) >= cfg.min_goal_distance_m:
+                want[sample.query.seen] -= 1
+                goals.append(sample)
+        if any(want.values()):
+            log.warning("mem-nav seed %d: only %d pictures could be drawn", cfg.seed, len(goals))
+        return goals
+
+    def go_to(self, index: int, goal: QuerySample) -> GoalResult:
+        """Run the policy on one picture until it ends the task or the budget runs out."""
+        cfg, sim = self.config, self.sim
+        self.policy.reset()
+        self.follower.clear()
+        task = Task(goal_image=goal.query.rgb, name=f"picture {index}")
+        start_xy = np.array(sim.sim.pose2d[:2])
+        shortest = self._shortest(start_xy, goal.T_world_query)
+        started_ns = sim.stamp_ns
+        policy_period_ns = round(1e9 / cfg.policy_rate_hz)
+        next_policy_ns = started_ns
+        memory_period_ns = 0.95e9 / cfg.update_rate_hz
+        last_memory_ns: int | None = None
+        travelled, prev_xy = 0.0, start_xy.copy()
+        decision = Decision(stamp_ns=started_ns)
+        decide_ms: list[float] = []
+        ask_ms: list[float] = []
+        head_xy = start_xy
+        deadline_ns = started_ns + round((cfg.budget_s + 5.0) * 1e9)
+        while sim.stamp_ns < deadline_ns:
+            pose = sim.sim.pose2d
+            cmd = self.follower.command(pose, sim.stamp_ns)
+            if cmd.v or cmd.omega:
+                sim.command_velocity(cmd.v, cmd.omega)
+            else:
+                sim.stop()
+            tick = sim.tick()
+            xy = np.array(sim.sim.pose2d[:2])
+            travelled += float(np.linalg.norm(xy - prev_xy))
+            prev_xy = xy
+            frame = tick.camera("camera")
+            if frame is None:
+                continue
+            head_xy = frame.T_world_cam[:2, 3]
+            if self.method != "none" and (
+                last_memory_ns is None or tick.stamp_ns - last_memory_ns >= memory_period_ns
+            ):
+                last_memory_ns = tick.stamp_ns
+                self.run.feed(tick, frame)
+            if tick.stamp_ns < next_policy_ns:
+                continue
+            next_policy_ns = tick.stamp_ns + policy_period_ns
+            decision, d_ms, a_ms = self._policy_tick(tick, frame, task, goal)
+            decide_ms.append(d_ms)
+            if a_ms is not None:
+                ask_ms.append(a_ms)
+            if decision.status.done:
+                break
+            self._act(decision, tick)
+        sim.stop()
+        final = float(np.linalg.norm(head_xy - goal.T_world_query[:2, 3]))
+        seen = goal.query.seen
+        if decision.status is Status.RUNNING:
+            decision = dataclasses.replace(decision, status=Status.GAVE_UP, reason="out of time (harness)")
+        if seen:
+            success = decision.status is Status.ARRIVED and final <= cfg.success_m
+            spl = (
+                float(success) * shortest / max(travelled, shortest) if math.isfinite(shortest) else math.nan
+            )
+        else:
+            success, spl = decision.status is Status.NOT_SEEN, math.nan
+        return GoalResult(
+            method=self.method,
+            preset=cfg.preset,
+            seed=cfg.seed,
+            explore_steps=cfg.explore_steps,
+            goal=index,
+            seen=seen,
+            status=decision.status.value,
+            reason=decision.reason,
+            success=bool(success),
+            spl=spl,
+            final_distance_m=final,
+            shortest_m=shortest,
+            travelled_m=travelled,
+            time_s=(sim.stamp_ns - started_ns) * 1e-9,
+            decide_ms=float(np.median(decide_ms)) if decide_ms else math.nan,
+            ask_ms=float(np.median(ask_ms)) if ask_ms else math.nan,
+        )
+
+    # ------------------------------------------------------------------------------------------ one tick
+    def _policy_tick(
+        self, tick: Any, frame: Any, task: Task, goal: QuerySample
+    ) -> tuple[Decision, float, float | None]:
+        self._frame_id += 1
+        self._recent = (self._recent + [Frame(self._frame_id, tick.stamp_ns, frame.rgb)])[
+            -self.config.recent_frames :
+        ]
+        odom = _planar(tick.odometry.T_odom_base)
+        answers: dict[str, MemoryReading] = {}
+        ask_ms = None
+        if self.method != "none":
+            t0 = time.perf_counter()
+            reading = self._ask(tick, task, goal, odom)
+            ask_ms = (time.perf_counter() - t0) * 1e3
+            if reading is not None:
+                answers[GOAL_PICTURE] = reading
+        obs = Observation(
+            stamp_ns=tick.stamp_ns, task=task, recent=tuple(self._recent), answers=answers, odom_base=odom
+        )
+        t0 = time.perf_counter()
+        decision = self.policy.decide(obs)
+        return decision, (time.perf_counter() - t0) * 1e3, ask_ms
+
+    def _ask(self, tick: Any, task: Task, goal: QuerySample, odom: Pose2D) -> MemoryReading | None:
+        if self.method == "oracle":
+            T_base_query = np.linalg.inv(tick.T_world_base) @ goal.T_world_query  # noqa: N806
+            x, y, yaw = planar_target(T_base_query)
+            seen = goal.query.seen
+            return MemoryReading(
+                GOAL_PICTURE, tick.stamp_ns, Pose2D(x, y, yaw), 0.0, float(seen), 1.0, "oracle"
+            )
+        try:
+            answer = self.run.service.query(task.goal_image, self.backend)
+        except InvalidInputError as exc:  # a picture the memory refuses: no answer this tick
+            log.debug("mem-nav: the memory refused the picture: %s", exc)
+            return None
+        return reading_from_answer(answer, tick.stamp_ns, odom)
+
+    def _act(self, decision: Decision, tick: Any) -> None:
+        """Send the decision's goal to the motion layer (world frame, through the true base pose)."""
+        if decision.goal is None:
+            self.follower.clear()
+            return
+        T_wb = tick.T_world_base  # noqa: N806
+        base = _planar(T_wb)
+        g = base.compose(decision.goal.pose)
+        robot = np.array([base.x, base.y])
+        self.follower.set_goal((g.x, g.y), tick.stamp_ns, robot, explore=decision.explore)
+
+    def _shortest(self, start_xy: np.ndarray, T_world_goal: np.ndarray) -> float:  # noqa: N803
+        """A* path length from the start to the picture's camera (both snapped to reachable free cells)."""
+        path = self.follower.plan(start_xy, T_world_goal[:2, 3])
+        return math.nan if path is None else float(np.sum(np.linalg.norm(np.diff(path, axis=0), axis=1)))
+
+    def close(self) -> None:
+        self.run.close()
+
+
+def run_episode(config: MemNavConfig, method: str) -> list[GoalResult]:
+    """Tour, then every picture in turn; the results per picture."""
+    episode = MemNavEpisode(config, method)
+    try:
+        goals = episode.tour()
+        return [episode.go_to(i, g) for i, g in enumerate(goals)]
+    finally:
+        episode.close()
+
+
+# ---------------------------------------------------------------------------------------------- summary
+def summarise(results: Sequence[GoalResult]) -> dict[str, dict[str, float]]:
+    """Per method: success rate and SPL on seen pictures, "not seen" said on unseen ones, in percent."""
+    out: dict[str, dict[str, float]] = {}
+    for method in dict.fromkeys(r.method for r in results):
+        rs = [r for r in results if r.method == method]
+        seen = [r for r in rs if r.seen]
+        unseen = [r for r in rs if not r.seen]
+        out[method] = {
+            "seen": len(seen),
+            "sr_pct": 100.0 * np.mean([r.success for r in seen]) if seen else math.nan,
+            "spl_pct": 100.0 * np.nanmean([r.spl for r in seen]) if seen else math.nan,
+            "unseen": len(unseen),
+            "not_seen_pct": 100.0 * np.mean([r.success for r in unseen]) if unseen else math.nan,
+            "median_final_m": float(np.median([r.final_distance_m for r in seen])) if seen else math.nan,
+            "decide_ms": float(np.nanmedian([r.decide_ms for r in rs])),
+            "ask_ms": float(np.nanmedian([r.ask_ms for r in rs]))
+            if any(np.isfinite(r.ask_ms) for r in rs)
+            else math.nan,
+        }
+    return out
+
+
+def table(summary: dict[str, dict[str, float]]) -> str:
+    """A markdown table of `summarise`'s output."""
+
+    def f(v: float, fmt: str = "{:.1f}") -> str:
+        return "-" if not math.isfinite(v) else fmt.format(v)
+
+    head = (
+        "| method | seen pictures | SR % | SPL % | median final distance (m) | unseen pictures "
+        "| said not seen % | decide ms | memory ms |"
+    )
+    lines = [head, "|" + "---|" * 9]
+    for method, s in summary.items():
+        cells = [
+            method,
+            str(s["seen"]),
+            f(s["sr_pct"]),
+            f(s["spl_pct"]),
+            f(s["median_final_m"], "{:.2f}"),
+            str(s["unseen"]),
+            f(s["not_seen_pct"]),
+            f(s["decide_ms"], "{:.2f}"),
+            f(s["ask_ms"]),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

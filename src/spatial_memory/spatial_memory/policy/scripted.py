@@ -1,0 +1,271 @@
+"""The default high-level policy: deterministic, no model, built on what the memory answers.
+
+`ScriptedPolicy` does two things each tick:
+
+* Keyframes: it nominates the current frame when it looks new next to the current keyframes
+  (`context.keyframes.NoveltyNominator`), as MemER's policy would nominate a frame worth remembering; the
+  loop feeds the nominations to the one MemER filter (`policy.memer.MemERKeyframes`).
+* Go to a picture: it asks the memory about the goal picture every tick (the answer is relative to the
+  robot now, so the goal is corrected as the robot moves) and
+  - drives to the answer when the memory is confident (sigma <= `max_sigma_m`) and says the place was seen;
+  - explores when the memory says "not seen" or is unsure: exploration goals a few metres away, in the
+    direction that leads furthest from where the robot has been;
+  - declares arrival when the answer is within `arrive_m`, says "not seen" after `not_seen_ticks`
+    consecutive confident "not seen" answers, and gives up when the time budget is spent or the memory
+    stays unreachable.
+  With `use_memory=False` it is the no-memory baseline: it explores and declares arrival when the current
+  view matches the goal picture (SIFT matches verified by a RANSAC fundamental matrix).
+
+Frames: goals are in the base frame at the observation's stamp (x forward, y left); exploration targets and
+the visited trail are kept in the odometry frame, so without odometry the policy explores straight ahead.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from spatial_memory.context.config import KeyframeSelectionConfig
+from spatial_memory.context.keyframes import NoveltyNominator
+from spatial_memory.errors import ConfigError
+from spatial_memory.policy.interface import (
+    GOAL_PICTURE,
+    Decision,
+    Goal,
+    Observation,
+    Pose2D,
+    Status,
+)
+
+log = logging.getLogger(__name__)
+
+_EXPLORE_DIRECTIONS = 8  # candidate headings for the next exploration goal
+
+
+@dataclass(frozen=True)
+class ScriptedPolicyConfig:
+    """Thresholds of the scripted policy. Chosen on validation worlds (house seeds 1000-1003)."""
+
+    use_memory: bool = True  # False: the no-memory baseline (explore, arrive when the view matches)
+    seen_threshold: float = 0.5  # the memory's seen probability at or above which the place counts as seen
+    max_sigma_m: float = 1.5  # answers less certain than this are "unsure": explore instead
+    arrive_m: float = 0.5  # arrival: the goal is this close to the base
+    not_seen_ticks: int = 5  # consecutive "not seen" answers before the policy says so and stops
+    budget_s: float = 120.0  # time for one go-to-picture task
+    max_answer_age_s: float = 3.0  # an older memory answer is not driven to
+    memory_patience_ticks: int = 10  # ticks without a reachable memory before giving up
+    explore_step_m: float = 2.5  # exploration goals lie this far away
+    explore_patience_ticks: int = 12  # a new exploration goal after this many ticks on one...
+    explore_stall_ticks: int = 3  # ...or after this many ticks without getting 0.1 m closer to it
+    visited_spacing_m: float = 0.5  # the trail of visited positions keeps points this far apart
+    match_min_inliers: int = 25  # no-memory arrival: verified SIFT matches with the goal picture
+    match_ratio: float = 0.75  # Lowe's ratio test
+    nominate: bool = True  # nominate keyframes by novelty
+    selection: KeyframeSelectionConfig = field(default_factory=KeyframeSelectionConfig)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("max_sigma_m", "arrive_m", "budget_s", "max_answer_age_s", "explore_step_m"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < math.inf):
+                raise ConfigError(f"policy.{name} must be a positive finite number, got {value!r}")
+        if not 0.0 < self.seen_threshold < 1.0:
+            raise ConfigError(f"policy.seen_threshold must be in (0, 1), got {self.seen_threshold!r}")
+        if not 0.0 < self.match_ratio < 1.0:
+            raise ConfigError(f"policy.match_ratio must be in (0, 1), got {self.match_ratio!r}")
+        for name in (
+            "not_seen_ticks",
+            "memory_patience_ticks",
+            "explore_patience_ticks",
+            "match_min_inliers",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"policy.{name} must be a positive integer, got {value!r}")
+
+
+class ViewMatcher:
+    """Does the current view show the goal picture's place? SIFT + ratio test + RANSAC fundamental matrix."""
+
+    def __init__(self, min_inliers: int = 25, ratio: float = 0.75) -> None:
+        self.min_inliers = min_inliers
+        self.ratio = ratio
+        self._sift = cv2.SIFT_create()
+        self._matcher = cv2.BFMatcher(cv2.NORM_L2)
+        self._goal: tuple[np.ndarray, tuple, np.ndarray | None] | None = None  # (image, keypoints, desc)
+        self.last_inliers = 0
+
+    def _features(self, rgb: np.ndarray) -> tuple[tuple, np.ndarray | None]:
+        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
+        return self._sift.detectAndCompute(gray, None)
+
+    def inliers(self, goal_rgb: np.ndarray, view_rgb: np.ndarray) -> int:
+        """Matches between the two pictures consistent with one epipolar geometry (0 when too few)."""
+        if self._goal is None or self._goal[0] is not goal_rgb:  # holding the array keeps `is` meaningful
+            self._goal = (goal_rgb, *self._features(goal_rgb))
+        _, kp_g, d_g = self._goal
+        kp_v, d_v = self._features(view_rgb)
+        if d_g is None or d_v is None or len(kp_g) < 8 or len(kp_v) < 8:
+            self.last_inliers = 0
+            return 0
+        pairs = self._matcher.knnMatch(d_g, d_v, k=2)
+        good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < self.ratio * p[1].distance]
+        if len(good) < 8:
+            self.last_inliers = 0
+            return 0
+        a = np.float32([kp_g[m.queryIdx].pt for m in good])
+        b = np.float32([kp_v[m.trainIdx].pt for m in good])
+        _, mask = cv2.findFundamentalMat(a, b, cv2.FM_RANSAC, 1.5, 0.99)
+        self.last_inliers = int(mask.sum()) if mask is not None else 0
+        return self.last_inliers
+
+    def matches(self, goal_rgb: np.ndarray, view_rgb: np.ndarray) -> bool:
+        return self.inliers(goal_rgb, view_rgb) >= self.min_inliers
+
+
+class ScriptedPolicy:
+    """The deterministic default policy (see the module docstring)."""
+
+    def __init__(self, config: ScriptedPolicyConfig | None = None) -> None:
+        self.config = cfg = config or ScriptedPolicyConfig()
+        self.name = "scripted" if cfg.use_memory else "scripted-no-memory"
+        self.nominator = NoveltyNominator(cfg.selection)
+        self.matcher = ViewMatcher(cfg.match_min_inliers, cfg.match_ratio)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the task in progress (not the keyframe nominator: keyframes outlive tasks)."""
+        self._started_ns: int | None = None
+        self._not_seen = 0
+        self._no_memory = 0
+        self._explore_target: Pose2D | None = None  # odometry frame
+        self._explore_ticks = 0
+        self._explore_best = math.inf  # closest the robot came to the exploration target
+        self._explore_stall = 0
+        self._visited: list[tuple[float, float]] = []
+        self._rng = np.random.default_rng(self.config.seed)
+
+    # ------------------------------------------------------------------------------------------ the tick
+    def decide(self, observation: Observation) -> Decision:
+        obs, cfg = observation, self.config
+        positions, ids = self._nominate(obs)
+        base = {"stamp_ns": obs.stamp_ns, "keyframe_positions": positions, "nominated_frame_ids": ids}
+        base["source"] = self.name
+        if not obs.task.is_go_to_picture:
+            return Decision(subtask=obs.task.text or "observe", **base)
+        self._remember_position(obs.odom_base)
+        if self._started_ns is None:
+            self._started_ns = obs.stamp_ns
+        elapsed_s = (obs.stamp_ns - self._started_ns) * 1e-9
+        if elapsed_s > cfg.budget_s:
+            return Decision(status=Status.GAVE_UP, reason=f"out of time ({cfg.budget_s:g} s)", **base)
+        if not cfg.use_memory:
+            return self._without_memory(obs, base)
+        return self._with_memory(obs, base)
+
+    def _with_memory(self, obs: Observation, base: dict) -> Decision:
+        cfg = self.config
+        base["ask"] = (GOAL_PICTURE,)
+        if not obs.memory_available:
+            self._no_memory += 1
+            if self._no_memory >= cfg.memory_patience_ticks:
+                return Decision(status=Status.GAVE_UP, reason="the memory is unreachable", **base)
+            return Decision(subtask="wait for the memory", reason="the memory is unreachable", **base)
+        reading = obs.answers.get(GOAL_PICTURE)
+        if reading is None or (obs.stamp_ns - reading.stamp_ns) * 1e-9 > cfg.max_answer_age_s:
+            self._no_memory += 1
+            if self._no_memory >= cfg.memory_patience_ticks:
+                return Decision(status=Status.GAVE_UP, reason="no answer from the memory", **base)
+            return Decision(subtask="ask the memory", reason="waiting for a fresh answer", **base)
+        self._no_memory = 0
+        if reading.seen_probability < cfg.seen_threshold:
+            self._not_seen += 1
+            if self._not_seen >= cfg.not_seen_ticks:
+                reason = f"the memory says not seen ({reading.seen_probability:.2f}, {self._not_seen} ticks)"
+                return Decision(status=Status.NOT_SEEN, reason=reason, **base)
+            return self._explore(obs, base, "the memory has not seen it yet")
+        self._not_seen = 0
+        if reading.sigma_m > cfg.max_sigma_m:
+            return self._explore(obs, base, f"the memory is unsure (sigma {reading.sigma_m:.1f} m)")
+        goal = reading.relative_to(obs.odom_base)
+        self._explore_target = None
+        if goal.distance <= cfg.arrive_m:
+            return Decision(status=Status.ARRIVED, reason=f"the goal is {goal.distance:.2f} m away", **base)
+        return Decision(
+            subtask="go to the pictured place",
+            goal=Goal(goal, f"memory:{reading.backend}", reading.sigma_m),
+            reason=f"{goal.distance:.1f} m away (sigma {reading.sigma_m:.2f} m)",
+            **base,
+        )
+
+    def _without_memory(self, obs: Observation, base: dict) -> Decision:
+        current = obs.current
+        if current is not None and self.matcher.matches(obs.task.goal_image, current.image):
+            reason = f"the view matches the picture ({self.matcher.last_inliers} inliers)"
+            return Decision(status=Status.ARRIVED, reason=reason, **base)
+        return self._explore(obs, base, "looking for the pictured place")
+
+    # ------------------------------------------------------------------------------------------ exploring
+    def _explore(self, obs: Observation, base: dict, why: str) -> Decision:
+        """A goal a few metres away, towards where the robot has not been; a new one when it is reached,
+        when the robot stops getting closer (a wall, a goal the motion layer moved), or after a while."""
+        cfg = self.config
+        odom = obs.odom_base or Pose2D(0.0, 0.0, 0.0)
+        target = self._explore_target
+        self._explore_ticks += 1
+        left = math.inf if target is None else math.hypot(target.x - odom.x, target.y - odom.y)
+        if left < self._explore_best - 0.1:
+            self._explore_best, self._explore_stall = left, 0
+        else:
+            self._explore_stall += 1
+        stalled = self._explore_stall >= cfg.explore_stall_ticks
+        patience_out = self._explore_ticks > cfg.explore_patience_ticks
+        if target is None or left < cfg.arrive_m or stalled or patience_out:
+            target = self._explore_target = self._next_explore_target(odom)
+            self._explore_ticks, self._explore_stall = 0, 0
+            self._explore_best = math.hypot(target.x - odom.x, target.y - odom.y)
+        goal = odom.inverse().compose(target)
+        return Decision(subtask="explore", goal=Goal(goal, "explore"), explore=True, reason=why, **base)
+
+    def _next_explore_target(self, odom: Pose2D) -> Pose2D:
+        """Of `_EXPLORE_DIRECTIONS` headings (seeded offset), the end point furthest from the visited trail;
+        ties (nothing visited yet) go to the one nearest straight ahead."""
+        step = self.config.explore_step_m
+        offset = float(self._rng.uniform(0.0, 2.0 * math.pi / _EXPLORE_DIRECTIONS))
+        best, best_score = None, -math.inf
+        trail = np.asarray(self._visited, dtype=np.float64).reshape(-1, 2)
+        for k in range(_EXPLORE_DIRECTIONS):
+            heading = odom.yaw + offset + 2.0 * math.pi * k / _EXPLORE_DIRECTIONS
+            x, y = odom.x + step * math.cos(heading), odom.y + step * math.sin(heading)
+            far = float(np.min(np.hypot(trail[:, 0] - x, trail[:, 1] - y))) if len(trail) else 0.0
+            ahead = math.cos(heading - odom.yaw)  # tie-break: prefer not turning around
+            score = far + 0.1 * ahead
+            if score > best_score:
+                best, best_score = Pose2D(x, y, math.atan2(y - odom.y, x - odom.x)), score
+        assert best is not None
+        return best
+
+    def _remember_position(self, odom: Pose2D | None) -> None:
+        if odom is None:
+            return
+        if (
+            not self._visited
+            or math.hypot(odom.x - self._visited[-1][0], odom.y - self._visited[-1][1])
+            >= self.config.visited_spacing_m
+        ):
+            self._visited.append((odom.x, odom.y))
+
+    # ------------------------------------------------------------------------------------------ keyframes
+    def _nominate(self, obs: Observation) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """MemER positions (1-indexed in `obs.recent`) and frame ids of this tick's nominations."""
+        current = obs.current
+        if not self.config.nominate or current is None:
+            return (), ()
+        keyframe_ids = [k.frame_id for k in obs.keyframes]
+        if self.nominator.observe(current.frame_id, current.image, keyframe_ids):
+            return (len(obs.recent),), (current.frame_id,)
+        return (), ()

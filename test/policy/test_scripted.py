@@ -1,0 +1,171 @@
+"""ScriptedPolicy: go to a picture on the memory's answers, explore when unsure, say "not seen", give up on
+time or without a memory; the no-memory baseline's view matcher; novelty nominations on MemER's contract."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from spatial_memory.errors import ConfigError
+from spatial_memory.policy.interface import (
+    GOAL_PICTURE,
+    Frame,
+    HighLevelPolicy,
+    MemoryReading,
+    Observation,
+    Pose2D,
+    Status,
+    Task,
+)
+from spatial_memory.policy.scripted import ScriptedPolicy, ScriptedPolicyConfig, ViewMatcher
+
+S = 1_000_000_000  # ns per second
+
+
+def texture(seed: int, size: tuple[int, int] = (120, 160)) -> np.ndarray:
+    """A random blotchy RGB picture with plenty of corners."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (size[0] // 8, size[1] // 8, 3), dtype=np.uint8)
+    img = cv2.resize(small, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
+    return cv2.GaussianBlur(img, (3, 3), 0)
+
+
+GOAL = texture(1)
+TASK = Task(goal_image=GOAL, name="picture")
+
+
+def obs(t_s: float, answer: MemoryReading | None = None, odom: Pose2D | None = None, **kw) -> Observation:
+    frame = Frame(int(t_s), int(t_s * S), kw.pop("image", texture(100 + int(t_s))))
+    answers = {GOAL_PICTURE: answer} if answer is not None else {}
+    return Observation(int(t_s * S), TASK, (frame,), answers=answers, odom_base=odom, **kw)
+
+
+def reading(t_s: float, pose: Pose2D, seen: float = 0.9, sigma: float = 0.3, odom: Pose2D | None = None):
+    return MemoryReading(
+        GOAL_PICTURE, int(t_s * S), pose, sigma, seen, 1 / (1 + sigma), "kinaema", odom_base=odom
+    )
+
+
+def test_it_is_a_high_level_policy():
+    assert isinstance(ScriptedPolicy(), HighLevelPolicy)
+
+
+def test_drives_to_a_confident_seen_answer_moved_to_now_and_asks_every_tick():
+    policy = ScriptedPolicy()
+    odom_then, odom_now = Pose2D(0.0, 0.0, 0.0), Pose2D(1.0, 0.0, 0.0)  # drove 1 m since the answer
+    d = policy.decide(obs(1.0, reading(0.5, Pose2D(3.0, 1.0, 0.0), odom=odom_then), odom=odom_now))
+    assert d.status is Status.RUNNING and d.ask == (GOAL_PICTURE,)
+    assert d.goal is not None and d.goal.source == "memory:kinaema" and not d.explore
+    assert d.goal.pose.x == pytest.approx(2.0) and d.goal.pose.y == pytest.approx(1.0)
+
+
+def test_declares_arrival_within_arrive_m():
+    policy = ScriptedPolicy(ScriptedPolicyConfig(arrive_m=0.5))
+    assert policy.decide(obs(1.0, reading(1.0, Pose2D(0.6, 0.0, 0.0)))).status is Status.RUNNING
+    d = policy.decide(obs(2.0, reading(2.0, Pose2D(0.3, 0.2, 0.0))))
+    assert d.status is Status.ARRIVED and d.goal is None
+
+
+def test_says_not_seen_after_consecutive_not_seen_answers_and_explores_meanwhile():
+    policy = ScriptedPolicy(ScriptedPolicyConfig(not_seen_ticks=3))
+    decisions = [policy.decide(obs(t, reading(t, Pose2D(2.0, 0.0, 0.0), seen=0.1))) for t in (1.0, 2.0, 3.0)]
+    assert [d.status for d in decisions] == [Status.RUNNING, Status.RUNNING, Status.NOT_SEEN]
+    assert decisions[0].explore and decisions[0].goal is not None and decisions[0].goal.source == "explore"
+
+
+def test_a_seen_answer_resets_the_not_seen_count():
+    policy = ScriptedPolicy(ScriptedPolicyConfig(not_seen_ticks=2))
+    policy.decide(obs(1.0, reading(1.0, Pose2D(2.0, 0.0, 0.0), seen=0.1)))
+    policy.decide(obs(2.0, reading(2.0, Pose2D(2.0, 0.0, 0.0), seen=0.9)))
+    d = policy.decide(obs(3.0, reading(3.0, Pose2D(2.0, 0.0, 0.0), seen=0.1)))
+    assert d.status is Status.RUNNING
+
+
+def test_explores_when_the_memory_is_unsure():
+    policy = ScriptedPolicy(ScriptedPolicyConfig(max_sigma_m=1.0))
+    d = policy.decide(obs(1.0, reading(1.0, Pose2D(2.0, 0.0, 0.0), sigma=2.5)))
+    assert d.explore and d.goal is not None and "unsure" in d.reason
+
+
+def test_exploration_heads_away_from_the_trail_and_changes_target_when_stalled():
+    policy = ScriptedPolicy(ScriptedPolicyConfig(explore_stall_ticks=2, explore_step_m=2.0))
+    unsure = Pose2D(2.0, 0.0, 0.0)
+    for x in np.arange(-5.0, 0.01, 0.5):  # the robot came from -x: the trail lies behind it
+        policy._remember_position(Pose2D(float(x), 0.0, 0.0))
+    first = policy.decide(obs(1.0, reading(1.0, unsure, sigma=9.0), odom=Pose2D(0.0, 0.0, 0.0))).goal
+    assert first is not None and first.pose.x > 0.5  # ahead, not back along the trail
+    # the robot does not get closer for two ticks: a new target
+    targets = [
+        policy.decide(obs(t, reading(t, unsure, sigma=9.0), odom=Pose2D(0.0, 0.0, 0.0))).goal.pose
+        for t in (2.0, 3.0, 4.0)
+    ]
+    assert any(abs(math.atan2(p.y, p.x) - math.atan2(first.pose.y, first.pose.x)) > 0.1 for p in targets)
+
+
+def test_gives_up_when_the_memory_stays_unreachable_holding_still_meanwhile():
+    policy = ScriptedPolicy(ScriptedPolicyConfig(memory_patience_ticks=3))
+    ds = [policy.decide(obs(t, memory_available=False)) for t in (1.0, 2.0, 3.0)]
+    assert [d.goal for d in ds[:2]] == [None, None] and not ds[0].explore
+    assert ds[2].status is Status.GAVE_UP and "unreachable" in ds[2].reason
+
+
+def test_a_stale_answer_is_not_driven_to():
+    policy = ScriptedPolicy(ScriptedPolicyConfig(max_answer_age_s=2.0))
+    d = policy.decide(obs(10.0, reading(5.0, Pose2D(3.0, 0.0, 0.0))))
+    assert d.goal is None and d.status is Status.RUNNING
+
+
+def test_gives_up_when_the_budget_is_spent():
+    policy = ScriptedPolicy(ScriptedPolicyConfig(budget_s=10.0))
+    far = Pose2D(5.0, 0.0, 0.0)
+    assert policy.decide(obs(0.0, reading(0.0, far))).status is Status.RUNNING
+    assert policy.decide(obs(11.0, reading(11.0, far))).status is Status.GAVE_UP
+    policy.reset()  # a new task gets a new budget
+    assert policy.decide(obs(12.0, reading(12.0, far))).status is Status.RUNNING
+
+
+def test_without_a_task_it_only_nominates():
+    policy = ScriptedPolicy()
+    d = policy.decide(Observation(S, Task(text="tidy up"), (Frame(7, S, texture(3)),)))
+    assert d.subtask == "tidy up" and d.goal is None and d.ask == ()
+    assert d.keyframe_positions == (1,) and d.nominated_frame_ids == (7,)  # the first frame is new
+    d = policy.decide(Observation(2 * S, Task(), (Frame(7, S, texture(3)), Frame(8, 2 * S, texture(3)))))
+    assert d.keyframe_positions == ()  # the same view again: nothing new
+
+
+def test_view_matcher_tells_the_same_place_from_another():
+    shifted = np.roll(GOAL, (4, 6), axis=(0, 1))  # the same place, the camera moved a little
+    matcher = ViewMatcher()
+    assert matcher.matches(GOAL, shifted)
+    assert not matcher.matches(GOAL, texture(2))
+    assert not matcher.matches(GOAL, np.zeros_like(GOAL))  # nothing to match
+
+
+def test_no_memory_baseline_arrives_when_the_view_matches_and_explores_otherwise():
+    policy = ScriptedPolicy(ScriptedPolicyConfig(use_memory=False))
+    d = policy.decide(obs(1.0, image=texture(5)))
+    assert d.explore and d.ask == () and d.status is Status.RUNNING
+    d = policy.decide(obs(2.0, image=np.roll(GOAL, 3, axis=1)))
+    assert d.status is Status.ARRIVED and "matches" in d.reason
+
+
+def test_same_observations_same_decisions():
+    def run() -> list:
+        policy = ScriptedPolicy(ScriptedPolicyConfig(seed=3))
+        return [
+            policy.decide(obs(t, reading(t, Pose2D(1.0, 2.0, 0.0), sigma=5.0))).goal for t in (1.0, 2.0, 3.0)
+        ]
+
+    assert run() == run()
+
+
+def test_config_is_checked():
+    with pytest.raises(ConfigError):
+        ScriptedPolicyConfig(arrive_m=0.0)
+    with pytest.raises(ConfigError):
+        ScriptedPolicyConfig(not_seen_ticks=0)
+    with pytest.raises(ConfigError):
+        ScriptedPolicyConfig(seen_threshold=1.5)

@@ -50,7 +50,7 @@ setup(
         "evo>=1.28",
     ],
     extras_require={
-        "dev": ["pytest>=8", "ruff>=0.6", "colcon-common-extensions>=0.3", "mcap>=1.1"],
+        "dev": ["pytest>=8", "ruff>=0.6", "colcon-common-extensions>=0.3", "mcap>=1.1", "hypothesis>=6"],
     },
     zip_safe=True,
     entry_points={

@@ -447,6 +447,77 @@ def test_time_jump_threshold_is_checked():
             EngineConfig(time_jump_reset_s=bad)
 
 
+def test_motion_bounds_are_checked():
+    for name in ("max_distance_m", "max_speed_m_s", "step_slack_m"):
+        for bad in (0.0, -1.0, float("inf"), float("nan"), True):
+            with pytest.raises(ConfigError, match=name):
+                EngineConfig(**{name: bad})
+
+
+@pytest.mark.parametrize("backend", ["kinaema", "keyframes"])
+def test_an_absurd_pose_is_refused_and_the_memory_keeps_answering(tmp_path, kinaema_ckpt, backend):
+    """A finite but absurd pose (a 1e30 m jump) used to turn the state NaN for good: every answer NaN, and
+    the next save() overwrote the good state file. Now it is refused and nothing changes."""
+    engine = _engine(kinaema_ckpt, backend=backend)
+    images = _images(6)
+    _walk(engine, images[:4])  # ends at (0.9, 0.3), stamp 0.6 s
+    engine.save(tmp_path / "state.pt")
+    good_file = (tmp_path / "state.pt").read_bytes()
+    before, answer = _snapshot(engine), engine.query(images[1])
+    absurd = {
+        "1e30 m away": (yaw_pose(1e30, 0.0, 0.0), 800 * MS, r"1e\+30 m from the origin of its frame"),
+        "past max_distance_m": (yaw_pose(0.0, 1000.5, 0.0), 800 * MS, "beyond max_distance_m = 1000 m"),
+        "faster than the robot": (yaw_pose(30.0, 0.3, 0.0), 800 * MS, r"moved 29\.1 m in 0\.2 s"),
+    }
+    for T, stamp, match in absurd.values():
+        with pytest.raises(InvalidInputError, match=match):
+            engine.update(images[4], T_world_base=T, stamp_ns=stamp)
+        _assert_unchanged(engine, before)
+    assert engine.query(images[1]) == _eq(answer) and math.isfinite(answer.x)
+    engine.save(tmp_path / "state.pt")
+    assert (tmp_path / "state.pt").read_bytes() == good_file  # the same state saved again
+    # a real jump of the odometry frame is accepted once the time since the last frame used can explain it
+    assert engine.update(images[4], T_world_base=yaw_pose(30.0, 0.3, 0.0), stamp_ns=7 * 10**9) == USED
+
+
+def test_an_absurd_odometry_step_is_refused(kinaema_ckpt):
+    engine = _engine(kinaema_ckpt)
+    images = _images(3)
+    engine.update(images[0], odometry=(1e30, 0.0, 0.0), stamp_ns=0)  # the first increment is not used
+    before = _snapshot(engine)
+    for step in ((1e30, 0.0, 0.0), (0.0, -3.0, 0.0)):  # 3 m in 0.2 s: more than 5 m/s x 0.2 s + 1 m
+        with pytest.raises(InvalidInputError, match="refused as a jump"):
+            engine.update(images[1], odometry=step, stamp_ns=200 * MS)
+        _assert_unchanged(engine, before)
+    assert engine.update(images[1], odometry=(0.0, -1.9, 0.0), stamp_ns=200 * MS) == USED
+    loose = _engine(kinaema_ckpt, max_speed_m_s=50.0)  # a faster robot: the bound is its top speed
+    loose.update(images[0], odometry=(0.0, 0.0, 0.0), stamp_ns=0)
+    assert loose.update(images[1], odometry=(0.0, -3.0, 0.0), stamp_ns=200 * MS) == USED
+
+
+def test_a_state_that_is_not_finite_is_never_answered_or_saved(tmp_path, kinaema_ckpt, monkeypatch):
+    engine = _engine(kinaema_ckpt)
+    images = _images(4)
+    _walk(engine, images[:3])
+    engine.save(tmp_path / "state.pt")
+    good_file = (tmp_path / "state.pt").read_bytes()
+    before = _snapshot(engine)
+    model_update = engine.model.update
+    monkeypatch.setattr(engine.model, "update", lambda *a: torch.full_like(model_update(*a), float("nan")))
+    with pytest.raises(InvalidInputError, match="made the memory state NaN or infinite"):
+        engine.update(images[3], T_world_base=yaw_pose(0.9, 0.3, 0.6), stamp_ns=600 * MS)
+    _assert_unchanged(engine, before)
+    monkeypatch.undo()
+    engine.state.view(-1)[3] = float("inf")  # damaged in memory (the state is read-only by contract)
+    with pytest.raises(InvalidInputError, match="answer is NaN or infinite"):
+        engine.query(images[0])
+    with pytest.raises(InvalidInputError, match=r"NaN or infinite: not saving it, .*state.pt is kept"):
+        engine.save(tmp_path / "state.pt")
+    assert (tmp_path / "state.pt").read_bytes() == good_file
+    engine.load(tmp_path / "state.pt")  # the good state is still there to go back to
+    assert math.isfinite(engine.query(images[0]).x)
+
+
 def test_a_picture_without_information_is_refused_not_answered(kinaema_ckpt):
     engine = _engine(kinaema_ckpt)
     images = _images(5)

@@ -16,8 +16,10 @@ sensor data to model inputs live in one place:
   file is refused, not loaded.
 
 Every bad input (a query before any update, an image of the wrong size or type, a non-rigid or NaN pose,
-a stamp that does not increase, a state file of another model) raises `InvalidInputError` and leaves the
-memory exactly as it was: new state is computed first and assigned only when everything succeeded.
+a physically absurd pose or step (`EngineConfig.max_distance_m`, `max_speed_m_s`), a state file of another
+model or a damaged one) raises `InvalidInputError` and leaves the memory exactly as it was: new state is
+computed first and assigned only when everything succeeded, and only if it is finite. A state that is not
+finite is never answered from nor saved (the file already there is kept).
 
 The engine is a single-robot (batch 1), inference-only object. Its methods hold an internal lock, so a node
 may call them from different executor threads.
@@ -243,7 +245,9 @@ class MemoryEngine:
         by at most `time_jump_reset_s`, arrived out of order (a late burst, a duplicate): it is dropped and
         counted, the memory unchanged (`DROPPED_LATE`). One stamped further back means time jumped (a
         restarted simulation or bag): the memory resets and starts again with it (`RESET_AND_USED`). Bad
-        input raises InvalidInputError and changes nothing, a reset included.
+        input raises InvalidInputError and changes nothing, a reset included: that includes a base pose beyond
+        `max_distance_m` from its frame's origin, a step longer than `max_speed_m_s` x the time since the
+        last frame used + `step_slack_m`, and a frame that would make the state NaN or infinite.
         """
         with self._lock:
             stamp = self._check_stamp(stamp_ns)
@@ -254,11 +258,16 @@ class MemoryEngine:
                 return DROPPED_LATE
             increment, source, T = self._increment(T_world_base, odometry, fresh=jump)
             image = self._image_tensor(image_rgb)
+            self._check_motion(increment, T, stamp, fresh=jump)  # well-formed, now is it plausible
             state = self.model.init_state(1) if jump else self._state
             with torch.no_grad():
                 tokens = self.encoder(image).tokens
                 odom = torch.as_tensor(increment, dtype=tokens.dtype, device=self.device)[None]
                 state = self.model.update(state, tokens, odom)
+            if not _finite_state(state, new_only=True):
+                raise InvalidInputError(
+                    "this frame made the memory state NaN or infinite: refused, the memory kept as it was"
+                )
             if jump:
                 logger.warning(
                     "frame stamped %.3f s before the memory's last: time jumped back, the memory restarts",
@@ -288,6 +297,12 @@ class MemoryEngine:
             with torch.no_grad():
                 out = self.model.query(self._state, self.encoder(image).tokens)
             pose = out.pose[0].detach().to("cpu", torch.float64).numpy()
+            numbers = (out.log_sigma[0], out.confidence[0], out.seen_logit[0])
+            if not (np.isfinite(pose).all() and all(bool(torch.isfinite(v).all()) for v in numbers)):
+                raise InvalidInputError(
+                    "the memory's answer is NaN or infinite (a damaged state or model): not answering; "
+                    "reset() the memory"
+                )
             if pose.shape[-1] == POSE_DIMS["planar"]:
                 x, y, yaw = float(pose[0]), float(pose[1]), math.atan2(pose[2], pose[3])
             else:
@@ -323,8 +338,16 @@ class MemoryEngine:
             }
 
     def save(self, path: str | Path) -> None:
-        """Write the memory state to `path` atomically (temp file + rename), with the model's identity."""
+        """Write the memory state to `path` atomically (temp file + rename), with the model's identity and a
+        checksum. A state that is NaN or infinite anywhere is refused, and the file at `path` kept as is."""
         with self._lock:
+            if not _finite_state(self._state) or (
+                self._last_T is not None and not np.isfinite(self._last_T).all()
+            ):
+                raise InvalidInputError(
+                    f"the memory state is NaN or infinite: not saving it, {path} is kept as it was; reset() "
+                    "the memory"
+                )
             payload = {
                 "format": STATE_FORMAT,
                 "version": STATE_VERSION,
@@ -410,6 +433,28 @@ class MemoryEngine:
         if last_T is None:
             return np.zeros(3), _POSE, T
         return odometry_increments(np.stack([last_T, T]))[1], _POSE, T
+
+    def _check_motion(self, increment: np.ndarray, T: np.ndarray | None, stamp: int, fresh: bool) -> None:
+        """Refuse a physically absurd frame (see EngineConfig): a base pose `T` beyond `max_distance_m` from
+        its frame's origin, or a planar step longer than the top speed allows since the last frame used."""
+        cfg = self.config
+        if T is not None:
+            distance = math.hypot(*T[:3, 3])  # no overflow however far
+            if distance > cfg.max_distance_m:
+                raise InvalidInputError(
+                    f"T_world_base is {distance:.3g} m from the origin of its frame, beyond max_distance_m = "
+                    f"{cfg.max_distance_m:g} m: refused as a corrupt pose"
+                )
+        if fresh or self._last_stamp is None:
+            return  # the first frame of an episode: no step
+        step = math.hypot(float(increment[0]), float(increment[1]))
+        dt = (stamp - self._last_stamp) * 1e-9
+        allowed = cfg.max_speed_m_s * dt + cfg.step_slack_m
+        if step > allowed:
+            raise InvalidInputError(
+                f"the base moved {step:.3g} m in {dt:.3g} s, more than max_speed_m_s x dt + step_slack_m = "
+                f"{allowed:.3g} m: refused as a jump of the odometry"
+            )
 
     def _image_tensor(self, image: Any) -> Tensor:
         """(1, 3, S, S) uint8 tensor of an (H, W, 3) uint8 RGB image, resized per `config.resize`."""
@@ -518,6 +563,19 @@ def _unpack_state(packed: Any) -> Any:
     if packed["kind"] == "history":
         return HistoryState(frames=packed["frames"], poses=packed["poses"], pose=packed["pose"])
     raise KeyError(f"unknown state kind {packed['kind']!r}")
+
+
+def _finite_state(state: Any, new_only: bool = False) -> bool:
+    """Whether a model state holds only finite numbers. `new_only`: for a HistoryState, only the current pose
+    and the newest stored frame (the older ones were checked when they came, so an update costs O(1))."""
+    if isinstance(state, Tensor):
+        return bool(torch.isfinite(state).all())
+    if isinstance(state, HistoryState):
+        frames, poses = (
+            (state.frames[:, -1:], state.poses[:, -1:]) if new_only else (state.frames, state.poses)
+        )
+        return all(bool(torch.isfinite(t).all()) for t in (frames, poses, state.pose))
+    raise InvalidInputError(f"cannot check a memory state of type {type(state).__name__}")
 
 
 def _to_device(state: Any, device: torch.device) -> Any:

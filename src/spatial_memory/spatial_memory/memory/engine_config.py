@@ -34,6 +34,11 @@ class EngineConfig:
     with cv2 INTER_AREA (keeps the aspect ratio: the training cameras are square); 'stretch' resizes the
     whole image (INTER_AREA) to the square; `resize='none'` refuses any other size (InvalidInputError).
     `image_size` > 0 additionally states the size the checkpoint must have (0 = whatever it has).
+
+    Motion bounds: a base pose beyond `max_distance_m` from its frame's origin, or a step between frames
+    longer than `max_speed_m_s` x the time gap + `step_slack_m`, is physically absurd and refused (one such
+    frame turned the whole state NaN for good). The gap counts from the last frame used, so a real jump of
+    the odometry frame is accepted once enough time has passed to explain it.
     """
 
     backend: str = field(
@@ -78,6 +83,23 @@ class EngineConfig:
             "bag): the memory resets; a frame less late is out of order: dropped and counted"
         ),
     )
+    max_distance_m: float = field(
+        default=1000.0,
+        metadata=_help(
+            "a base pose farther than this from the origin of its fixed frame is physically absurd (a "
+            "corrupt pose or unit mix-up): the frame is refused and the memory kept as it was"
+        ),
+    )
+    max_speed_m_s: float = field(
+        default=5.0,
+        metadata=_help(
+            "the robot's top speed: a step between two frames longer than max_speed_m_s x their time gap + "
+            "step_slack_m is refused as a jump (later frames are measured from the last one used)"
+        ),
+    )
+    step_slack_m: float = field(
+        default=1.0, metadata=_help("metres of step allowed on top of max_speed_m_s x the time gap")
+    )
     device: str = field(default="cpu", metadata=_help("torch device of the model ('cpu')"))
     threads: int = field(default=0, metadata=_help("torch intra-op threads; 0 = leave torch's default"))
 
@@ -111,6 +133,10 @@ class EngineConfig:
         jump = self.time_jump_reset_s
         if isinstance(jump, bool) or not isinstance(jump, (int, float)) or not 0.0 <= jump < math.inf:
             raise ConfigError(f"EngineConfig.time_jump_reset_s must be a finite number >= 0, got {jump!r}")
+        for name in ("max_distance_m", "max_speed_m_s", "step_slack_m"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < math.inf:
+                raise ConfigError(f"EngineConfig.{name} must be a finite number > 0, got {value!r}")
         if self.device != "cpu" and not self.device.startswith("cuda"):
             raise ConfigError(f"EngineConfig.device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
 

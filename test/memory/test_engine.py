@@ -171,6 +171,22 @@ def test_resize_policies(kinaema_ckpt):
         for policy in ("crop", "stretch"):
             with pytest.raises(InvalidInputError, match="too small"):
                 _engine(kinaema_ckpt, resize=policy).update(tiny, odometry=(0, 0, 0), stamp_ns=1)
+    # and so is a strip (crop would read a sliver of it, stretch a squashed view), for updates and queries
+    rng = np.random.default_rng(1)
+    for policy in ("crop", "stretch"):
+        engine = _engine(kinaema_ckpt, resize=policy)
+        engine.update(wide, odometry=(0, 0, 0), stamp_ns=1)
+        before = _snapshot(engine)
+        for shape in ((16, 8000, 3), (8000, 16, 3), (40, 161, 3)):
+            strip = rng.integers(0, 256, shape, dtype=np.uint8)
+            with pytest.raises(InvalidInputError, match=rf"image is {shape[1]}x{shape[0]}: a strip"):
+                engine.query(strip)
+            with pytest.raises(InvalidInputError, match="a strip"):
+                engine.update(strip, odometry=(0, 0, 0), stamp_ns=2)
+            _assert_unchanged(engine, before)
+        assert np.isfinite(engine.query(rng.integers(0, 256, (40, 160, 3), dtype=np.uint8)).x)  # 4:1 reads
+    with pytest.raises(InvalidInputError, match="too small"):  # 15 px: below the 16 px floor
+        _engine(kinaema_ckpt).update(np.zeros((15, 20, 3), np.uint8), odometry=(0, 0, 0), stamp_ns=1)
     # crop keeps the centre square: a picture whose borders differ but centre agrees encodes the same
     engine = _engine(kinaema_ckpt, resize="crop")
     other = wide.copy()

@@ -75,6 +75,10 @@ logger = logging.getLogger(__name__)
 
 STATE_FORMAT = "spatial_memory.memory_state"
 STATE_VERSION = 2  # 2: sealed with a checksum (registry.seal); 1 (unsealed) still loads
+# Pictures of another size than the model's are refused below this short side (px; also a quarter of the
+# model's side), and beyond this ratio of long to short side (cameras are 4:3 to 16:9; panoramas 2:1).
+MIN_SIDE_PX = 16
+MAX_ASPECT = 4.0
 # What `update` did with a frame.
 USED, DROPPED_LATE, RESET_AND_USED = "used", "dropped_late", "reset_and_used"
 # Pose sources of an episode: nothing yet, absolute base poses, or caller-given increments.
@@ -466,11 +470,16 @@ class MemoryEngine:
         if h < 1 or w < 1:
             raise InvalidInputError(f"image is empty: {w}x{h}")
         if (h, w) != (size, size):
-            smallest = max(8, size // 4)
+            smallest = max(MIN_SIDE_PX, size // 4)
             if min(h, w) < smallest:
                 raise InvalidInputError(
                     f"image is {w}x{h}: too small to read (the model needs at least {smallest} px on the "
                     f"short side; it reads {size}x{size})"
+                )
+            if max(h, w) > MAX_ASPECT * min(h, w):
+                raise InvalidInputError(
+                    f"image is {w}x{h}: a strip, not a camera picture (sides more than {MAX_ASPECT:g}:1; the "
+                    f"model reads a {size}x{size} square, so it would see a sliver or a squashed view)"
                 )
             if self.config.resize == "none":
                 raise InvalidInputError(

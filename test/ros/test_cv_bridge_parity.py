@@ -27,9 +27,6 @@ import pytest
 from spatial_memory.errors import InvalidInputError
 from spatial_memory.ros import conversions as conv
 
-cv_bridge = pytest.importorskip("cv_bridge")
-sensor_msgs_msg = pytest.importorskip("sensor_msgs.msg")
-
 FACTORY = conv.RclpyFactory()
 ENCODINGS = ["rgb8", "bgr8", "mono8", "16UC1", "32FC1"]
 COLOUR = {"rgb8", "bgr8"}
@@ -38,7 +35,18 @@ NUMPY_2 = int(np.__version__.split(".")[0]) >= 2
 
 
 @pytest.fixture(scope="module")
-def bridge() -> Any:
+def cv_bridge() -> Any:
+    """The cv_bridge module, or the test is skipped.
+
+    In a fixture, not at module level: launch_testing's pytest plugin (active wherever ROS 2 is sourced)
+    imports every test module of the folder outside pytest's skip handling, so a module-level skip
+    would fail the collection of its neighbours.
+    """
+    return pytest.importorskip("cv_bridge")
+
+
+@pytest.fixture(scope="module")
+def bridge(cv_bridge) -> Any:
     """One CvBridge for the module (it builds its type tables once)."""
     return cv_bridge.CvBridge()
 
@@ -71,7 +79,8 @@ def hand_made(
     wire = np.ascontiguousarray(pixels, dtype=pixels.dtype.newbyteorder(">" if bigendian else "<"))
     rows = wire.view(np.uint8).reshape(image.shape[0], -1)
     padded = np.concatenate([rows, np.full((rows.shape[0], pad), junk, np.uint8)], axis=1)
-    return sensor_msgs_msg.Image(
+    return FACTORY.new(
+        "sensor_msgs/msg/Image",
         height=image.shape[0],
         width=image.shape[1],
         encoding=encoding,
@@ -207,7 +216,7 @@ def test_big_endian_arrays_are_published_little_endian_by_ours(bridge, encoding)
 
 
 @pytest.mark.parametrize("encoding", ["nonsense", "", "jpeg", "RGB8"])
-def test_unknown_encodings_are_refused_by_both(bridge, encoding):
+def test_unknown_encodings_are_refused_by_both(cv_bridge, bridge, encoding):
     msg = hand_made(sample("mono8", 2, 3), "mono8")
     msg.encoding = encoding
     with pytest.raises(InvalidInputError, match="unsupported image encoding"):
@@ -249,7 +258,7 @@ def test_encodings_only_cv_bridge_reads_are_refused_by_ours(bridge, encoding, dt
     ],
     ids=["float-as-mono8", "colour-as-mono8", "grey-as-rgb8", "uint16-as-32FC1", "float64-as-32FC1"],
 )
-def test_arrays_that_do_not_fit_the_encoding_are_refused_by_both(bridge, array, encoding):
+def test_arrays_that_do_not_fit_the_encoding_are_refused_by_both(cv_bridge, bridge, array, encoding):
     with pytest.raises(InvalidInputError):
         conv.numpy_to_image(array, encoding, factory=FACTORY)
     with pytest.raises(cv_bridge.CvBridgeError, match="incompatible type"):

@@ -2,8 +2,9 @@
 
 A 640x480 rgb8 camera image and a 640x480 32FC1 depth image, both directions: rclpy `sensor_msgs/Image` ->
 numpy array (what a subscriber does) and array -> message (what a publisher does). Pinned to one CPU core;
-each number is the median over repeats of the mean time per call. Before timing, the outputs of the two
-are compared byte for byte (the parity the tests in test/ros/test_cv_bridge_parity.py check in depth).
+each number is the median over repeats of the mean time per call, the cases taking turns within each
+repeat. Before timing, the outputs of the two are compared byte for byte (the parity that
+test/ros/test_cv_bridge_parity.py checks in depth).
 Needs ROS 2 with cv_bridge; writes `benchmarks/results/cv_bridge_parity.json` and `.md`.
 
     source /work/ros_extra/ENV.sh    # or any ROS 2 environment that has cv_bridge (see the README)
@@ -38,16 +39,22 @@ def images() -> dict[str, np.ndarray]:
     return {"rgb8": rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8), "32FC1": depth}
 
 
-def time_per_call(fn: Callable[[], Any], calls: int, repeats: int) -> dict:
-    """Median (and min/max) over `repeats` runs of the mean microseconds per call of `fn`."""
-    fn()  # warm-up
-    runs = []
+def time_round_robin(fns: list[Callable[[], Any]], calls: int, repeats: int) -> list[dict]:
+    """Per callable: median (and min/max) over `repeats` runs of the mean microseconds per call.
+
+    The callables take turns within each repeat, so a load that comes and goes on the shared machine
+    slows every case alike instead of whichever ran at the time.
+    """
+    for fn in fns:
+        fn()  # warm-up
+    runs: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        runs.append((time.perf_counter() - start) / calls * 1e6)
-    return {"median_us": statistics.median(runs), "min_us": min(runs), "max_us": max(runs)}
+        for k, fn in enumerate(fns):
+            start = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            runs[k].append((time.perf_counter() - start) / calls * 1e6)
+    return [{"median_us": statistics.median(r), "min_us": min(r), "max_us": max(r)} for r in runs]
 
 
 def same_message(a: Any, b: Any) -> bool:
@@ -93,18 +100,21 @@ def cases(bridge: Any, encoding: str, image: np.ndarray) -> tuple[list[tuple], d
 
 
 def run(calls: int, repeats: int) -> dict:
-    """Time every case (ours, then cv_bridge's, per direction) on the same messages and arrays."""
+    """Time every case, taking turns, on the same messages and arrays; check the outputs agree first."""
     import cv2
     import cv_bridge  # imported here so that --help works without ROS
 
     info = machine(numpy=np.__version__, opencv_python=cv2.__version__)  # load average before the runs
     bridge = cv_bridge.CvBridge()
-    results, parity = [], {}
+    rows, parity = [], {}
     for encoding, image in images().items():
-        rows, parity[encoding] = cases(bridge, encoding, image)
-        for case, implementation, fn in rows:
-            timing = time_per_call(fn, calls, repeats)
-            results.append({"case": case, "implementation": implementation, **timing})
+        encoding_rows, parity[encoding] = cases(bridge, encoding, image)
+        rows += encoding_rows
+    timings = time_round_robin([fn for _, _, fn in rows], calls, repeats)
+    results = [
+        {"case": case, "implementation": implementation, **timing}
+        for (case, implementation, _), timing in zip(rows, timings, strict=True)
+    ]
     return {"machine": info, "calls": calls, "repeats": repeats, "parity": parity, "results": results}
 
 
@@ -147,7 +157,8 @@ def markdown(report: dict) -> str:
             "# Image conversions: ours next to cv_bridge",
             "",
             "`source /work/ros_extra/ENV.sh && python3 benchmarks/bench_cv_bridge_parity.py`: one core,",
-            f"median of {report['repeats']} repeats of {report['calls']} calls; microseconds per call.",
+            f"median of {report['repeats']} repeats of {report['calls']} calls (the cases take turns in each",
+            "repeat); microseconds per call.",
             "Messages are rclpy `sensor_msgs/Image` (data an `array.array`, as a subscriber receives it);",
             "cv_bridge decodes with `desired_encoding='passthrough'` (rgb8 is then RGB, as ours returns).",
             "",

@@ -67,6 +67,13 @@ def _arguments() -> list[DeclareLaunchArgument]:
             description="mobile mode: start vo_node to publish odom -> base_link from the camera",
         ),
         DeclareLaunchArgument(
+            "use_policy",
+            default_value="false",
+            choices=["true", "false"],
+            description="start policy_node: the 1 Hz scripted policy and the go_to_picture action; its "
+            "goal_pose is for nav2 (start nav2 yourself)",
+        ),
+        DeclareLaunchArgument(
             "camera_info_topic",
             default_value=topics.CAMERA_INFO,
             description="vo_node and memory_node (refined answers): camera intrinsics",
@@ -186,5 +193,14 @@ def generate_launch_description() -> LaunchDescription:
         parameters=[sim_time],
         condition=IfCondition(LaunchConfiguration("use_rviz")),
     )
+    policy_node = Node(
+        package="spatial_memory",
+        executable="policy_node",
+        name=topics.POLICY_NODE,
+        output="screen",
+        parameters=[params_file, sim_time, {"odom_frame": world_frame, "goal_frame": world_frame}],
+        remappings=[(topics.CAMERA_IMAGE, LaunchConfiguration("image_topic"))],
+        condition=IfCondition(LaunchConfiguration("use_policy")),
+    )
     memory = OpaqueFunction(function=_memory_node)
-    return LaunchDescription([*_arguments(), fk_node, context_node, vo_node, memory, rviz])
+    return LaunchDescription([*_arguments(), fk_node, context_node, vo_node, memory, policy_node, rviz])

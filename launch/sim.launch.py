@@ -6,6 +6,8 @@
 
     ros2 launch spatial_memory sim.launch.py memory_checkpoint:=/path/to/kinaema.pt
     ros2 launch spatial_memory sim.launch.py odometry:=visual
+    ros2 launch spatial_memory sim.launch.py use_policy:=true
+    ros2 run spatial_memory go_to_picture picture.png      # drive there (the go_to_picture action)
 
 sim_node makes /clock (it runs on a wall timer); fk_node, spatial_context_node, memory_node and RViz run
 on sim time.
@@ -19,6 +21,8 @@ memory_node (which answers the /query_pose that spatial_context_node forwards) n
 `use_memory:=auto` (the default) starts it when `memory_checkpoint` (or the parameter file's
 engine.checkpoint) names an existing file and otherwise logs why it did not; `true` always starts it (it
 then stops with a clear error if the checkpoint is missing), `false` never does.
+`use_policy:=true` adds policy_node (the 1 Hz scripted policy: keyframe nominations, the go_to_picture
+action) and goal_follower_node (A* on sim_node's `map`, pure pursuit on `cmd_vel`: nav2's part in simulation).
 Uses only launch APIs present in Humble and Jazzy.
 """
 
@@ -64,6 +68,13 @@ def _arguments() -> list[DeclareLaunchArgument]:
             "memory_checkpoint",
             default_value="",
             description="memory_node's checkpoint file ('' = engine.checkpoint of params_file)",
+        ),
+        DeclareLaunchArgument(
+            "use_policy",
+            default_value="false",
+            choices=["true", "false"],
+            description="start policy_node (1 Hz policy, go_to_picture action) and goal_follower_node "
+            "(drives cmd_vel to goal_pose on the sim's map, as nav2 would)",
         ),
         DeclareLaunchArgument(
             "odometry",
@@ -153,5 +164,26 @@ def generate_launch_description() -> LaunchDescription:
         parameters=[sim_time],
         condition=IfCondition(LaunchConfiguration("use_rviz")),
     )
+    use_policy = IfCondition(LaunchConfiguration("use_policy"))
+    policy_nodes = [
+        Node(
+            package="spatial_memory",
+            executable="policy_node",
+            name=topics.POLICY_NODE,
+            output="screen",
+            parameters=[params_file, sim_time],
+            condition=use_policy,
+        ),
+        Node(
+            package="spatial_memory",
+            executable="goal_follower_node",
+            name=topics.GOAL_FOLLOWER_NODE,
+            output="screen",
+            parameters=[params_file, sim_time],
+            condition=use_policy,
+        ),
+    ]
     memory = OpaqueFunction(function=_memory_node)
-    return LaunchDescription([*_arguments(), sim_node, fk_node, context_node, vo_node, memory, rviz])
+    return LaunchDescription(
+        [*_arguments(), sim_node, fk_node, context_node, vo_node, memory, *policy_nodes, rviz]
+    )

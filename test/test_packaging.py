@@ -25,6 +25,7 @@ from spatial_memory.ros import topics
 from spatial_memory.ros.node_configs import (
     FkNodeConfig,
     MemoryNodeConfig,
+    PolicyNodeConfig,
     SpatialContextNodeConfig,
     VoNodeConfig,
 )
@@ -40,6 +41,7 @@ NODE_CONFIGS = {
     topics.SPATIAL_CONTEXT_NODE: SpatialContextNodeConfig,
     topics.MEMORY_NODE: MemoryNodeConfig,
     topics.VO_NODE: VoNodeConfig,
+    topics.POLICY_NODE: PolicyNodeConfig,
 }
 # Parameters whose robot.yaml value differs from the dataclass default on purpose: name -> reason.
 DELIBERATE: dict[str, dict[str, str]] = {
@@ -47,6 +49,7 @@ DELIBERATE: dict[str, dict[str, str]] = {
     topics.SPATIAL_CONTEXT_NODE: {},
     topics.MEMORY_NODE: {},
     topics.VO_NODE: {},
+    topics.POLICY_NODE: {},
 }
 
 
@@ -141,7 +144,7 @@ def test_launched_executables_are_console_scripts(console_scripts):
     tree = ast.parse(LAUNCH.read_text())
     ours = [c for c in _calls(tree, "Node") if _kwarg(c, "package") == "spatial_memory"]
     executables = {_kwarg(c, "executable") for c in ours}
-    assert executables == {"fk_node", "spatial_context_node", "memory_node", "vo_node"}
+    assert executables == {"fk_node", "spatial_context_node", "memory_node", "vo_node", "policy_node"}
     for exe in executables:
         assert exe in console_scripts, f"launch starts {exe!r}, which setup.py does not install"
         module, func = console_scripts[exe].split(":")

@@ -17,7 +17,9 @@ from spatial_memory.config import from_dict, load_config, unflatten
 from spatial_memory.ros import topics
 from spatial_memory.ros.node_configs import (
     FkNodeConfig,
+    GoalFollowerNodeConfig,
     MemoryNodeConfig,
+    PolicyNodeConfig,
     SimNodeConfig,
     SpatialContextNodeConfig,
     VoNodeConfig,
@@ -35,6 +37,8 @@ NODE_CONFIGS = {
     topics.SPATIAL_CONTEXT_NODE: SpatialContextNodeConfig,
     topics.MEMORY_NODE: MemoryNodeConfig,
     topics.VO_NODE: VoNodeConfig,
+    topics.POLICY_NODE: PolicyNodeConfig,
+    topics.GOAL_FOLLOWER_NODE: GoalFollowerNodeConfig,
 }
 # sim.yaml values that differ from the dataclass defaults on purpose: node -> {parameter: reason}
 DELIBERATE: dict[str, dict[str, str]] = {
@@ -55,6 +59,11 @@ DELIBERATE: dict[str, dict[str, str]] = {
         "tf_timeout_s": "odometry:=visual: vo_node's TF at an image stamp arrives after the image",
     },
     topics.VO_NODE: {"use_wheel_odometry": "the sim's wheel odometry starts the chain and bridges losses"},
+    topics.POLICY_NODE: {
+        "scripted.selection.merge_distance_frames": "as spatial_context_node's in the sim",
+        "scripted.selection.novelty_threshold": "as spatial_context_node's in the sim",
+    },
+    topics.GOAL_FOLLOWER_NODE: {},
 }
 
 
@@ -131,6 +140,7 @@ def test_launch_file_declares_the_arguments_it_uses():
         "use_memory",
         "memory_checkpoint",
         "odometry",
+        "use_policy",
     }
     used = {c.args[0].value for c in _calls(tree, "LaunchConfiguration")}
     assert used <= declared, f"LaunchConfiguration of undeclared arguments: {sorted(used - declared)}"
@@ -141,7 +151,15 @@ def test_launch_starts_our_three_executables_which_setup_py_installs(setup_kwarg
     tree = ast.parse(LAUNCH.read_text())
     ours = [c for c in _calls(tree, "Node") if _kwarg(c, "package") == "spatial_memory"]
     executables = {_kwarg(c, "executable") for c in ours}
-    assert executables == {"sim_node", "fk_node", "spatial_context_node", "memory_node", "vo_node"}
+    assert executables == {
+        "sim_node",
+        "fk_node",
+        "spatial_context_node",
+        "memory_node",
+        "vo_node",
+        "policy_node",
+        "goal_follower_node",
+    }
     scripts = dict(e.replace(" ", "").split("=", 1) for e in setup_kwargs["entry_points"]["console_scripts"])
     for exe in executables:
         module, func = scripts[exe].split(":")

@@ -48,6 +48,7 @@ setup(
         "rosbags>=0.11",
         "torch>=2.4",
         "evo>=1.28",
+        "openai>=1.30",
     ],
     extras_require={
         "dev": ["pytest>=8", "ruff>=0.6", "colcon-common-extensions>=0.3", "mcap>=1.1", "hypothesis>=6"],
@@ -61,6 +62,9 @@ setup(
             "sim_node = spatial_memory.ros.sim_node:main",
             "memory_node = spatial_memory.ros.memory_node:main",
             "vo_node = spatial_memory.ros.vo_node:main",
+            "policy_node = spatial_memory.ros.policy_node:main",
+            "goal_follower_node = spatial_memory.ros.goal_follower_node:main",
+            "go_to_picture = spatial_memory.ros.go_to_picture:main",
         ],
     },
 )

@@ -78,3 +78,15 @@ def test_invalid_construction():
     with pytest.raises(InvalidInputError):
         PoseHistory(capacity=4, max_images=-1)
     assert PoseHistory(capacity=4, max_images=64).max_images == 4
+
+
+def test_frame_at_finds_the_frame_nearest_a_stamp_within_the_tolerance():
+    h = PoseHistory(capacity=4)
+    for k in range(6):  # ids 0..5, stamps 100, 200, ...; ids 0 and 1 age out
+        h.append(np.eye(4), stamp_ns=100 * (k + 1))
+    assert h.frame_at(390, tolerance_ns=50) == 3 and h.frame_at(420, tolerance_ns=50) == 3
+    assert h.frame_at(460, tolerance_ns=50) == 4
+    with pytest.raises(UnknownFrameError):
+        h.frame_at(200, tolerance_ns=50)  # frame 1 aged out
+    with pytest.raises(UnknownFrameError):
+        h.frame_at(350, tolerance_ns=40)  # between frames, too far from both

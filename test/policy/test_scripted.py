@@ -169,3 +169,22 @@ def test_config_is_checked():
         ScriptedPolicyConfig(not_seen_ticks=0)
     with pytest.raises(ConfigError):
         ScriptedPolicyConfig(seen_threshold=1.5)
+
+
+def test_the_goal_is_the_median_place_of_recent_answers():
+    policy = ScriptedPolicy(ScriptedPolicyConfig(answer_window=3))
+    odom = Pose2D(0.0, 0.0, 0.0)
+    places = [Pose2D(3.0, 0.0, 0.0), Pose2D(9.0, 5.0, 0.0), Pose2D(3.2, 0.1, 0.0)]  # one stray answer
+    for t, p in enumerate(places, start=1):
+        d = policy.decide(obs(float(t), reading(float(t), p, odom=odom), odom=odom))
+    assert d.goal.pose.x == pytest.approx(3.2) and d.goal.pose.y == pytest.approx(0.1)
+
+
+def test_with_a_memory_a_matching_view_near_the_goal_is_arrival():
+    policy = ScriptedPolicy(ScriptedPolicyConfig(arrive_m=0.5, match_near_m=2.0))
+    near = reading(1.0, Pose2D(1.5, 0.0, 0.0))
+    assert policy.decide(obs(1.0, near, image=texture(9))).status is Status.RUNNING  # another view
+    d = policy.decide(obs(2.0, reading(2.0, Pose2D(1.5, 0.0, 0.0)), image=np.roll(GOAL, 2, axis=0)))
+    assert d.status is Status.ARRIVED and "matches" in d.reason
+    far = ScriptedPolicy().decide(obs(1.0, reading(1.0, Pose2D(4.0, 0.0, 0.0)), image=GOAL))
+    assert far.status is Status.RUNNING  # the same view 4 m from the memory's goal: a look-alike

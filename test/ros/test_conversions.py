@@ -46,6 +46,10 @@ def _interface_types() -> dict:
         request, response = path.read_text().split("\n---\n")
         types |= get_types_from_msg(request, f"spatial_memory_interfaces/msg/{path.stem}_Request")
         types |= get_types_from_msg(response, f"spatial_memory_interfaces/msg/{path.stem}_Response")
+    for path in sorted((INTERFACES / "action").glob("*.action")):
+        parts = path.read_text().split("\n---\n")
+        for part, text in zip(("Goal", "Result", "Feedback"), parts, strict=True):
+            types |= get_types_from_msg(text, f"spatial_memory_interfaces/msg/{path.stem}_{part}")
     return types
 
 
@@ -477,7 +481,17 @@ def test_interface_files_parse_into_the_expected_fields():
         "matched_keyframe_id",
         "inliers",
     ]
-    assert fields["PromoteKeyframe_Request"] == ["frame_id", "latest"]
+    assert fields["PromoteKeyframe_Request"] == ["frame_id", "latest", "stamp"]
+    assert fields["GoToPicture_Goal"] == ["picture", "backend", "budget_s"]
+    assert fields["GoToPicture_Result"] == ["status", "reason", "elapsed_s"]
+    assert fields["GoToPicture_Feedback"] == [
+        "answer",
+        "confidence",
+        "seen_probability",
+        "distance_m",
+        "subtask",
+        "stale",
+    ]
     assert fields["Keyframe"] == ["header", "frame_id", "number", "pose", "color"]
 
 

@@ -243,6 +243,14 @@ def test_stationary_context_node_maps_promotes_and_answers_queries(graph):
     assert again.success and "already" in again.message
     unknown = call(graph, PromoteKeyframe, topics.PROMOTE_KEYFRAME, PromoteKeyframe.Request(frame_id=123456))
     assert not unknown.success and "never added" in unknown.message
+    captured = conv.stamp_to_ns(promoted.keyframe.header.stamp)  # a policy nominates frames by their stamps
+    by_stamp = PromoteKeyframe.Request(stamp=conv.ns_to_stamp(captured + 30_000_000, FACTORY))
+    nominated = call(graph, PromoteKeyframe, topics.PROMOTE_KEYFRAME, by_stamp)
+    assert nominated.success and nominated.keyframe.frame_id == promoted.keyframe.frame_id, nominated.message
+    assert "already" in nominated.message
+    far = PromoteKeyframe.Request(stamp=conv.ns_to_stamp(captured + 10**12, FACTORY))
+    missed = call(graph, PromoteKeyframe, topics.PROMOTE_KEYFRAME, far)
+    assert not missed.success and "within 0.5 s" in missed.message
 
     def markers_ready() -> bool:
         arrays = graph.received[topics.KEYFRAME_MARKERS]

@@ -393,7 +393,9 @@ def test_sim_launch_file_builds_its_launch_description(repo_root):
         "use_memory",
         "memory_checkpoint",
         "odometry",
+        "use_policy",
     }
     nodes = [e for e in description.entities if isinstance(e, Node)]
-    # sim_node, fk_node, spatial_context_node, vo_node and rviz2 (both conditional); memory_node: opaque
-    assert len(nodes) == 5
+    # sim_node, fk_node, spatial_context_node, vo_node, policy_node, goal_follower_node and rviz2
+    # (the last four conditional); memory_node: opaque
+    assert len(nodes) == 7

@@ -236,6 +236,27 @@ def _add_eval_parsers(sub: argparse._SubParsersAction) -> None:
     live.add_argument("--no-offline", action="store_true", help="live runs only")
     live.add_argument("--out", type=Path, required=True, help="JSON file to write (and the table as .md)")
 
+    nav = ev_sub.add_parser(
+        "mem-nav",
+        help="go to where a picture was taken: tour T steps, then seen and never-seen pictures, per method "
+        "(none, gru, keyframes, kinaema, refined, oracle), in the live simulation",
+    )
+    nav.add_argument("--seeds", nargs="+", required=True, help="world seeds, e.g. 2000-2001 (test worlds)")
+    nav.add_argument("--explore-steps", type=int, default=200, help="memory steps T of the tour (200)")
+    nav.add_argument("--preset", choices=WORLDS[1:], default="house", help="world preset (default house)")
+    nav.add_argument(
+        "--methods", nargs="+", default=["none", "gru", "keyframes", "kinaema", "refined", "oracle"]
+    )
+    nav.add_argument("--goals", type=int, default=4, help="pictures of seen places per world (4)")
+    nav.add_argument("--unseen", type=int, default=1, help="pictures of never-seen places per world (1)")
+    nav.add_argument("--budget", type=float, default=60.0, help="sim seconds per picture (60)")
+    nav.add_argument(
+        "--params", type=Path, default=None, help="parameter file (default the installed config/sim.yaml)"
+    )
+    nav.add_argument("--checkpoint", default="", help="Kinaema checkpoint (default: the params file's)")
+    nav.add_argument("--out", type=Path, required=True, help="JSON file to write (and the table as .md)")
+    nav.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     cal = ev_sub.add_parser(
         "calibrate-sigma",
         help="scale a Kinaema checkpoint's sigma to cover a share of the errors on validation worlds",
@@ -576,6 +597,36 @@ def _run_eval_mem_rpe_live(args: argparse.Namespace) -> None:
     print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
 
 
+def _run_eval_mem_nav(args: argparse.Namespace) -> None:
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    from spatial_memory.config import load_config
+    from spatial_memory.eval.mem_nav import MemNavConfig, run_mem_nav
+    from spatial_memory.memory.data import parse_seeds
+    from spatial_memory.resources import share_path
+    from spatial_memory.ros.node_configs import MemoryNodeConfig, PolicyNodeConfig
+
+    params = args.params or share_path("config/sim.yaml")
+    memory = load_config(MemoryNodeConfig, params, "memory_node")
+    policy = load_config(PolicyNodeConfig, params, "policy_node")
+    engine = memory.engine
+    if args.checkpoint:
+        engine = dataclasses.replace(engine, checkpoint=args.checkpoint)
+    base = MemNavConfig(
+        preset=args.preset,
+        explore_steps=args.explore_steps,
+        seen_goals=args.goals,
+        unseen_goals=args.unseen,
+        budget_s=args.budget,
+        update_rate_hz=memory.update_rate_hz,
+        engine=dataclasses.replace(engine, threads=engine.threads or 1),
+        refine=memory.refine,
+        policy=policy.scripted,
+    )
+    report = run_mem_nav(base, parse_seeds(args.seeds), args.methods, args.out, not args.no_progress)
+    print(report["table"])
+    print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
+
+
 def _run_eval_calibrate_sigma(args: argparse.Namespace) -> None:
     os.environ.setdefault("MUJOCO_GL", "egl")
     from spatial_memory.memory.data import parse_seeds
@@ -661,6 +712,8 @@ def main(argv: list[str] | None = None) -> int:
             _run_eval_calibrate_sigma(args)
         elif args.command == "eval" and args.eval_command == "mem-rpe-live":
             _run_eval_mem_rpe_live(args)
+        elif args.command == "eval" and args.eval_command == "mem-nav":
+            _run_eval_mem_nav(args)
         elif args.command == "vo":
             _run_vo(args)
     except (SpatialMemoryError, FileNotFoundError) as exc:

@@ -96,6 +96,23 @@ class PoseHistory:
         """The image of a held frame, or None if none was given or it was dropped (max_images)."""
         return self._images.get(self.check(frame_id))
 
+    def frame_at(self, stamp_ns: int, tolerance_ns: int) -> int:
+        """Id of the held frame captured nearest `stamp_ns`, at most `tolerance_ns` away; UnknownFrameError
+        when none is (frames without a stamp never match). A scan of at most `capacity` records."""
+        if isinstance(stamp_ns, bool) or not isinstance(stamp_ns, (int, np.integer)):
+            raise InvalidInputError(f"stamp_ns must be an integer number of nanoseconds, got {stamp_ns!r}")
+        target = int(stamp_ns)
+        best, best_gap = None, tolerance_ns
+        for fid in range(self.oldest_id, self._next_id):
+            stamp = self.get(fid).stamp_ns
+            if stamp is not None and abs(stamp - target) <= best_gap:
+                best, best_gap = fid, abs(stamp - target)
+        if best is None:
+            raise UnknownFrameError(
+                f"no frame in the pose history was captured within {tolerance_ns * 1e-9:g} s of {target} ns"
+            )
+        return best
+
     def latest(self) -> FrameRecord | None:
         """The newest record, or None before the first frame."""
         return None if self._next_id == 0 else self.get(self._next_id - 1)

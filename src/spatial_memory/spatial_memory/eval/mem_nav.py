@@ -398,3 +398,66 @@ def table(summary: dict[str, dict[str, float]]) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def run_mem_nav(
+    base: MemNavConfig,
+    seeds: Sequence[int],
+    methods: Sequence[str],
+    out: Any = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Every method on every world seed (same tours, same pictures); the summary table, and JSON + markdown
+    written to `out` (a .json path; the table goes beside it as .md) when given."""
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from spatial_memory.memory.evaluate import machine_info
+
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise ConfigError(f"unknown mem-nav methods {unknown}; known: {list(METHODS)}")
+    results: list[GoalResult] = []
+    started = time.perf_counter()
+    runs = [(seed, method) for seed in seeds for method in methods]
+    for seed, method in tqdm(runs, desc="mem-nav", disable=not progress):
+        results += run_episode(dataclasses.replace(base, seed=seed), method)
+    summary = summarise(results)
+    report = {
+        "preset": base.preset,
+        "explore_steps": base.explore_steps,
+        "seeds": list(seeds),
+        "methods": list(methods),
+        "seen_goals": base.seen_goals,
+        "unseen_goals": base.unseen_goals,
+        "budget_s": base.budget_s,
+        "success_m": base.success_m,
+        "checkpoint": base.engine.checkpoint,
+        "gru_checkpoint": base.gru_checkpoint,
+        "summary": summary,
+        "table": table(summary),
+        "results": [r.to_dict() for r in results],
+        "wall_s": time.perf_counter() - started,
+        "machine": machine_info(),
+    }
+    if out is not None:
+        import json
+
+        path = Path(out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=1, default=float))
+        lines = [
+            f"# Mem-Nav: {base.preset}, T = {base.explore_steps}, world seeds {list(seeds)}",
+            "",
+            f"{base.seen_goals} seen + {base.unseen_goals} never-seen pictures per world, "
+            f"{base.budget_s:g} s each; success = arrival declared within {base.success_m:g} m of the "
+            "picture's camera.",
+            "",
+            report["table"],
+            "",
+            "Machine: " + ", ".join(f"{k} {v}" for k, v in report["machine"].items()),
+            f"Wall time: {report['wall_s']:.0f} s",
+        ]
+        path.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    return report

@@ -18,9 +18,12 @@ from spatial_memory.context.config import ContextConfig
 from spatial_memory.errors import ConfigError
 from spatial_memory.memory.engine_config import EngineConfig, resolve_checkpoint
 from spatial_memory.memory.refine import RefineConfig
+from spatial_memory.policy.scripted import ScriptedPolicyConfig
+from spatial_memory.policy.vlm import VLMConfig
 from spatial_memory.robot.description import CameraMount
 from spatial_memory.ros import topics
 from spatial_memory.sim import mobile_robot
+from spatial_memory.sim.goal_follower import GoalFollowerConfig
 from spatial_memory.sim.live import LiveSimConfig
 from spatial_memory.vo.odometry import VisualOdometryConfig
 
@@ -295,6 +298,74 @@ class VoNodeConfig:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if self.path_length < 0:
             raise ConfigError(f"path_length must be >= 0, got {self.path_length}")
+
+
+POLICIES = ("scripted", "vlm")
+
+
+@dataclass(frozen=True)
+class PolicyNodeConfig:
+    """policy_node: the 1 Hz high-level policy (`policy.ScriptedPolicy`, or `policy.VLMPolicy` with the
+    scripted one as its fallback) reading the map, keyframes and camera, asking the memory, sending goals.
+
+    Goals go out on `goal_pose` in `goal_frame` (nav2 plans in it); the memory's answers are relative to
+    the base, so TF `odom_frame` -> `base_frame` carries them from the answer's stamp to now.
+    """
+
+    rate_hz: float = field(default=1.0, metadata=_help("decisions per second (MemER's high level: ~1 Hz)"))
+    policy: str = field(default="scripted", metadata=_help("'scripted' or 'vlm' (falls back to scripted)"))
+    backend: str = field(
+        default="", metadata=_help("memory backend a go-to-picture goal asks ('' = memory_node's default)")
+    )
+    odom_frame: str = field(default=topics.ODOM_FRAME, metadata=_help("odometry frame (answers move in it)"))
+    base_frame: str = field(default=topics.BASE_LINK_FRAME, metadata=_help("the robot body frame"))
+    goal_frame: str = field(default=topics.ODOM_FRAME, metadata=_help("frame of the published goal_pose"))
+    recent_frames: int = field(default=8, metadata=_help("camera frames kept, one per tick (MemER's window)"))
+    query_timeout_s: float = field(
+        default=3.0, metadata=_help("a /query_pose call older than this is dropped")
+    )
+    tf_timeout_s: float = field(default=0.1, metadata=_help("how long to wait for TF"))
+    promote_keyframes: bool = field(default=True, metadata=_help("call /promote_keyframe for nominations"))
+    scripted: ScriptedPolicyConfig = field(default_factory=ScriptedPolicyConfig)
+    vlm: VLMConfig = field(default_factory=VLMConfig)
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICIES:
+            raise ConfigError(f"policy must be one of {POLICIES}, got {self.policy!r}")
+        for name in ("odom_frame", "base_frame", "goal_frame"):
+            if not getattr(self, name):
+                raise ConfigError(f"{name} must be a non-empty frame name")
+        for name in ("rate_hz", "query_timeout_s", "tf_timeout_s"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0 < value < math.inf):
+                raise ConfigError(f"{name} must be a positive finite number, got {value!r}")
+        if (
+            isinstance(self.recent_frames, bool)
+            or not isinstance(self.recent_frames, int)
+            or self.recent_frames < 1
+        ):
+            raise ConfigError(f"recent_frames must be a positive integer, got {self.recent_frames!r}")
+
+
+@dataclass(frozen=True)
+class GoalFollowerNodeConfig:
+    """goal_follower_node: drives `cmd_vel` to `goal_pose` on the `map` grid (simulation; nav2 on a robot).
+
+    It localises with `ground_truth/base_pose` (the simulator's truth, as nav2 with a good localisation
+    would); goals in another frame are carried into the map's frame through TF.
+    """
+
+    rate_hz: float = field(default=10.0, metadata=_help("velocity commands per second"))
+    robot_radius_m: float = field(default=0.3, metadata=_help("the map is inflated by this"))
+    status_rate_hz: float = field(default=1.0, metadata=_help("rate of goal_follower/status (JSON)"))
+    tf_timeout_s: float = field(default=0.1, metadata=_help("how long to wait for TF"))
+    follower: GoalFollowerConfig = field(default_factory=GoalFollowerConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("rate_hz", "status_rate_hz", "tf_timeout_s", "robot_radius_m"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0 < value < math.inf):
+                raise ConfigError(f"{name} must be a positive finite number, got {value!r}")
 
 
 def configured_memory_checkpoint(params_file: str | Path, override: str = "") -> str:

@@ -16,7 +16,9 @@ stamp when the image arrives):
 | `ground_truth/<cam>_pose` | geometry_msgs/PoseStamped | reliable, depth 10 | optical frame in `world` |
 
 `<cam>` is `camera` (the head camera) or `wrist_camera`, as in recorded bags (`sim.bag`, whose builders
-these are). `/tf_static` (latched) carries `world` -> `odom` and the mounts on the base, once.
+these are). `/tf_static` (latched) carries `world` -> `odom` and the mounts on the base, once; `map`
+(nav_msgs/OccupancyGrid, latched) the world's walls, furniture and floor objects in `world`, once, as a map
+server would for nav2 (not inflated: the planner inflates by its own robot radius).
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ from __future__ import annotations
 from typing import Any
 
 from spatial_memory.ros import conversions as conv
+from spatial_memory.ros import navigation_messages as nm
 from spatial_memory.ros import topics
 from spatial_memory.ros.node_configs import SimNodeConfig
 from spatial_memory.sim import mobile_robot
 from spatial_memory.sim.bag import camera_messages, camera_topics, odometry_message
 from spatial_memory.sim.live import CAMERA_NAMES, LiveSim, LiveTick
+from spatial_memory.sim.planning import OccupancyGrid
 
 # QoS kinds the node maps onto rclpy profiles
 SENSOR, RELIABLE, LATCHED, TF_QOS, CLOCK_QOS = "sensor_data", "reliable", "latched", "tf", "clock"
@@ -40,6 +44,7 @@ IMAGE, CAMERA_INFO, POSE_STAMPED = (
     "geometry_msgs/msg/PoseStamped",
 )
 TF_MESSAGE = "tf2_msgs/msg/TFMessage"
+MAP_RESOLUTION_M = 0.05
 
 
 def published_topics() -> dict[str, tuple[str, str]]:
@@ -51,6 +56,7 @@ def published_topics() -> dict[str, tuple[str, str]]:
         topics.TF_STATIC: (TF_MESSAGE, LATCHED),
         topics.ODOM: ("nav_msgs/msg/Odometry", RELIABLE),
         topics.GT_BASE_POSE: (POSE_STAMPED, RELIABLE),
+        topics.MAP: (nm.OCCUPANCY_GRID, LATCHED),
     }
     for camera in CAMERA_NAMES:
         names = camera_topics(camera)
@@ -67,6 +73,12 @@ def subscribed_topics() -> dict[str, str]:
     """Every topic sim_node subscribes to: topic -> message type (both with sensor-data QoS, which hears
     reliable and best-effort publishers alike)."""
     return {topics.CMD_VEL: TWIST, topics.JOINT_COMMANDS: JOINT_STATE}
+
+
+def map_message(sim: LiveSim, config: SimNodeConfig, stamp_ns: int, *, factory: conv.MessageFactory) -> Any:
+    """`map`: the world's obstacles at 5 cm, not inflated, in `world_frame`."""
+    grid = OccupancyGrid.from_world(sim.world, resolution_m=MAP_RESOLUTION_M, inflate_m=0.0)
+    return nm.occupancy_grid_message(grid, stamp_ns, config.world_frame, factory=factory)
 
 
 def clock_message(stamp_ns: int, *, factory: conv.MessageFactory) -> Any:

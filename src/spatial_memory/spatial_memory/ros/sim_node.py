@@ -14,7 +14,8 @@ Subscribes (sensor-data QoS, which hears reliable and best-effort publishers):
 Publishes: /clock, `joint_states`, /tf (odom -> base_link), /tf_static (world -> odom, base_link -> base,
     base_link -> head camera), `odom`, `ground_truth/base_pose`, and per camera (`camera` = head,
     `wrist_camera`) `<cam>/image`, `<cam>/depth`, `<cam>/camera_info` (sensor-data QoS) at the camera's rate
-    and `ground_truth/<cam>_pose`. See `ros.sim_messages` for types, frames and QoS.
+    and `ground_truth/<cam>_pose`; `map` (nav_msgs/OccupancyGrid, latched, once: the world's obstacles for
+    a planner). See `ros.sim_messages` for types, frames and QoS.
 Rendering: MuJoCo offscreen with MUJOCO_GL (default egl, set here before MuJoCo is imported).
 """
 
@@ -29,6 +30,7 @@ import time  # noqa: E402
 from typing import Any  # noqa: E402
 
 from geometry_msgs.msg import PoseStamped, Twist  # noqa: E402
+from nav_msgs.msg import OccupancyGrid as OccupancyGridMsg  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from rclpy.clock import Clock, ClockType  # noqa: E402
 from rclpy.impl.implementation_singleton import rclpy_implementation  # noqa: E402
@@ -70,6 +72,7 @@ MESSAGES = {
     "nav_msgs/msg/Odometry": Odometry,
     "geometry_msgs/msg/PoseStamped": PoseStamped,
     "geometry_msgs/msg/Twist": Twist,
+    "nav_msgs/msg/OccupancyGrid": OccupancyGridMsg,
 }
 WARN_PERIOD_S = 2.0
 
@@ -91,6 +94,9 @@ class SimNode(Node):
         }
         self._pubs[topics.TF_STATIC].publish(
             sm.static_tf_message(self.sim, cfg, self.sim.stamp_ns, factory=self._factory)
+        )
+        self._pubs[topics.MAP].publish(
+            sm.map_message(self.sim, cfg, self.sim.stamp_ns, factory=self._factory)
         )
         callbacks = {topics.CMD_VEL: self._on_cmd_vel, topics.JOINT_COMMANDS: self._on_joint_command}
         for topic, type_name in sm.subscribed_topics().items():

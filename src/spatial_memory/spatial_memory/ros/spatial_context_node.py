@@ -12,9 +12,11 @@ Publishes (reliable, transient local, depth 1, so a late RViz or policy gets the
     `spatial_context/bev_map` (rgb8 Image, `map_rate_hz`), `spatial_context/keyframes` (MarkerArray:
     DELETEALL, then an arrow + number per keyframe), `spatial_context/keyframe_images` (one rgb8 Image:
     the watermarked keyframes tiled row-major, republished when the keyframe set changes).
-Serves: /promote_keyframe (PromoteKeyframe), /query_pose (QueryPose: a well-formed query is forwarded to
-    memory_node's `memory/query` and its answer returned; without a memory node, or when it does not answer
-    within `memory_query_timeout_s`, success=false and the reason; a malformed image: success=false).
+Serves: /promote_keyframe (PromoteKeyframe: by frame id, the latest frame, or the frame captured nearest a
+    stamp, within 0.5 s: how policy_node nominates the frames it saw), /query_pose (QueryPose: a well-formed
+    query is forwarded to memory_node's `memory/query` and its answer returned; without a memory node, or
+    when it does not answer within `memory_query_timeout_s`, success=false and the reason; a malformed
+    image: success=false).
 Threads: the callbacks that touch `SpatialContext` share the node's default mutually exclusive group (it is
 not thread-safe); /query_pose (which touches only the config) and the memory client each have their own
 group, so a forwarded query waits for its answer without holding up images. main() spins 3 threads: TF,
@@ -56,6 +58,7 @@ LATCHED = QoSProfile(
 NO_BACKEND = f"no memory backend: memory_node is not running (no '{topics.MEMORY_QUERY}' service)"
 RATE_SLACK = 0.95  # accept a frame 5 % early so camera jitter does not halve the frame rate
 WARN_PERIOD_S = 2.0
+PROMOTE_BY_STAMP_TOLERANCE_NS = 500_000_000  # /promote_keyframe by stamp: the nearest frame within 0.5 s
 
 
 class SpatialContextNode(Node):
@@ -211,13 +214,17 @@ class SpatialContextNode(Node):
 
     def _on_promote(self, request: Any, response: Any) -> Any:
         """Promote a frame (or the latest) to a keyframe and answer with the keyframe as it is now drawn."""
+        by_stamp = not request.latest and (request.stamp.sec or request.stamp.nanosec)
         frame_id = self.spatial_context.latest_frame_id if request.latest else int(request.frame_id)
         try:
+            if by_stamp:
+                stamp = conv.stamp_to_ns(request.stamp)
+                frame_id = self.spatial_context.history.frame_at(stamp, PROMOTE_BY_STAMP_TOLERANCE_NS)
             if frame_id is None:
                 raise UnknownFrameError("no frames in the pose history yet")
             already = self.spatial_context.is_keyframe(frame_id)
             self.spatial_context.promote_to_keyframe(frame_id)
-        except UnknownFrameError as exc:
+        except (UnknownFrameError, InvalidInputError) as exc:
             response.success, response.message = False, f"cannot promote: {exc}"
             return response
         keyframes = self.spatial_context.keyframes

@@ -48,6 +48,14 @@ GT_CAMERA_POSE = "ground_truth/camera_pose"  # head camera optical frame in `wor
 GT_WRIST_CAMERA_POSE = "ground_truth/wrist_camera_pose"
 
 # --- services (absolute)
+MAP = "map"  # nav_msgs/OccupancyGrid (latched): sim_node's world, as nav2's map server would publish it
+GOAL_POSE = "goal_pose"  # geometry_msgs/PoseStamped: where the policy wants the base (nav2's topic)
+POLICY_TASK = "policy/task"  # std_msgs/String: a text task for the policy (go-to-picture is the action)
+POLICY_DECISION = "policy/decision"  # std_msgs/String: JSON of each decision
+POLICY_STATUS = "policy/status"  # std_msgs/String: JSON (rate held, decision latency, fallbacks, ...)
+GOAL_FOLLOWER_STATUS = "goal_follower/status"  # std_msgs/String: JSON (goal, state, command)
+GO_TO_PICTURE = "go_to_picture"  # spatial_memory_interfaces/action/GoToPicture
+
 PROMOTE_KEYFRAME = "/promote_keyframe"  # spatial_memory_interfaces/srv/PromoteKeyframe
 QUERY_POSE = "/query_pose"  # spatial_memory_interfaces/srv/QueryPose
 
@@ -68,6 +76,7 @@ SIM_TOPICS: frozenset[str] = frozenset(
         GT_BASE_POSE,
         GT_CAMERA_POSE,
         GT_WRIST_CAMERA_POSE,
+        MAP,
     }
 )
 PUBLISHED_TOPICS: frozenset[str] = (
@@ -87,6 +96,8 @@ SPATIAL_CONTEXT_NODE = "spatial_context_node"
 SIM_NODE = "sim_node"
 MEMORY_NODE = "memory_node"
 VO_NODE = "vo_node"
+POLICY_NODE = "policy_node"
+GOAL_FOLLOWER_NODE = "goal_follower_node"
 
 # --- default frame names (REP-105 / franka_description)
 WORLD_FRAME = "world"  # the simulated world's origin (ground truth is expressed in it)

@@ -35,12 +35,20 @@ STOP = Command(0.0, 0.0)
 class GoalFollowerConfig:
     """How the simulated motion layer follows goals (see the module docstring)."""
 
-    goal_tolerance_m: float = 0.25  # reached: the base is this close to the (snapped) goal
-    replan_m: float = 0.3  # a goal that moved further is planned again
-    snap_m: float = 1.5  # a goal in an obstacle moves to the nearest reachable free cell within this
-    explore_snap_m: float = 4.0  # ... for exploration goals (blind guesses: any reachable cell towards them)
-    stale_s: float = 3.0  # a goal older than this stops the robot
-    stuck_s: float = 4.0  # no progress for this long: plan again
+    goal_tolerance_m: float = field(
+        default=0.25, metadata={"help": "reached: the base is this close to the (snapped) goal"}
+    )
+    replan_m: float = field(default=0.3, metadata={"help": "a goal that moved further is planned again"})
+    snap_m: float = field(
+        default=1.5,
+        metadata={"help": "a goal in an obstacle moves to the nearest reachable free cell within this"},
+    )
+    explore_snap_m: float = field(
+        default=4.0,
+        metadata={"help": "... for exploration goals (blind guesses: any reachable cell towards them)"},
+    )
+    stale_s: float = field(default=3.0, metadata={"help": "a goal older than this stops the robot"})
+    stuck_s: float = field(default=4.0, metadata={"help": "no progress for this long: plan again"})
     pursuit: PurePursuitConfig = field(default_factory=lambda: PurePursuitConfig(speed=0.5))
 
     def __post_init__(self) -> None:

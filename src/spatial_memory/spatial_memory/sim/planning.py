@@ -128,6 +128,16 @@ class OccupancyGrid:
         mark_footprints(occupied, (0.0, 0.0), resolution_m, boxes, discs, inflate)
         return cls(occupied, (0.0, 0.0), float(resolution_m), inflate)
 
+    def inflated(self, radius_m: float) -> OccupancyGrid:
+        """This grid with every cell within `radius_m` of an occupied cell centre occupied too (a map of
+        obstacles, e.g. from nav_msgs/OccupancyGrid, made safe for a robot of that radius)."""
+        if not (math.isfinite(radius_m) and radius_m >= 0):
+            raise InvalidInputError(f"radius_m must be a non-negative number, got {radius_m!r}")
+        if radius_m == 0 or not self.occupied.any():
+            return self
+        dist = ndimage.distance_transform_edt(~self.occupied) * self.resolution_m
+        return OccupancyGrid(dist <= radius_m + 1e-9, self.origin, self.resolution_m, self.inflate_m + radius_m)
+
     # ------------------------------------------------------------------ geometry
     @property
     def shape(self) -> tuple[int, int]:

@@ -9,9 +9,10 @@ parameter names (`map.size_px`).
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -54,6 +55,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):  # `.inf` / `.nan` in YAML: no setting means "infinitely often"
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -64,6 +67,18 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a string, got {value!r}")
         return value
     return value
+
+
+def check_finite(config: Any, names: Collection[str], minimum: float = 0.0, inclusive: bool = False) -> None:
+    """ConfigError unless each named field of `config` is a finite number above `minimum` (at or above it
+    when `inclusive`). For rates and timeouts: a bare `value > 0` lets `.inf` through, and an infinite
+    rate or wait is never what was meant."""
+    for name in names:
+        value = getattr(config, name)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not (ok and (value >= minimum if inclusive else value > minimum)):
+            bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
+            raise ConfigError(f"{name} must be a finite number {bound}, got {value!r}")
 
 
 def from_dict(cls: type[C], data: Mapping[str, Any], where: str = "") -> C:
@@ -115,12 +130,66 @@ def unflatten(data: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_node_params(path: str | Path, node_name: str) -> dict[str, Any]:
-    """Parameters of one node from a ROS 2 parameter file (`/**` entries first, the node's own on top)."""
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses a key given twice in one mapping (PyYAML keeps the last silently,
+    so a second `update_rate_hz:` further down a long file would quietly override the first)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, typing.Hashable) and key in seen:
+                raise ConfigError(
+                    f"{key_node.start_mark.name}:{line}: key {key!r} given twice (first on line {seen[key]})"
+                )
+            if isinstance(key, typing.Hashable):
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """The YAML document in `path`, with duplicate keys refused; ConfigError naming the file otherwise."""
     try:
-        doc = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
+        with open(path, encoding="utf-8") as f:
+            return yaml.load(f, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read parameter file {path}: {exc}") from exc
+
+
+def node_names() -> tuple[str, ...]:
+    """The node names a parameter file of this package may hold sections for (`ros.topics.*_NODE`)."""
+    from spatial_memory.ros import topics  # pure module; imported here to keep config.py dependency-free
+
+    return tuple(sorted(v for k, v in vars(topics).items() if k.endswith("_NODE") and isinstance(v, str)))
+
+
+def _section_node(key: str) -> str:
+    """The node a section key addresses: 'memory_node', '/memory_node' and '/ns/memory_node' alike."""
+    return key.rstrip("/").rsplit("/", 1)[-1]
+
+
+def load_node_params(
+    path: str | Path, node_name: str, known_nodes: Collection[str] | None = None
+) -> dict[str, Any]:
+    """Parameters of one node from a ROS 2 parameter file (`/**` entries first, the node's own on top).
+
+    The file must be a non-empty mapping of node sections, and every section must address `/**`, a
+    wildcard, or one of `known_nodes` (default: this package's nodes): a misspelt section would otherwise
+    be skipped and every default used without a word.
+    """
+    doc = read_yaml(path)
+    if doc is None:
+        raise ConfigError(f"parameter file {path} is empty; expected node sections such as '{node_name}:'")
+    if not isinstance(doc, Mapping):
+        raise ConfigError(
+            f"parameter file {path} holds a {type(doc).__name__} at the top level; expected a mapping of "
+            f"node sections such as '{node_name}: {{ros__parameters: ...}}'"
+        )
+    known = set(node_names() if known_nodes is None else known_nodes) | {node_name}
+    for key in doc:
+        if not isinstance(key, str) or ("*" not in key and _section_node(key) not in known):
+            raise ConfigError(f"{path}: unknown node section {key!r}; known node names: {sorted(known)}")
     params: dict[str, Any] = {}
     for key in ("/**", node_name, "/" + node_name):
         section = doc.get(key)
@@ -128,7 +197,10 @@ def load_node_params(path: str | Path, node_name: str) -> dict[str, Any]:
             continue
         if not isinstance(section, Mapping) or "ros__parameters" not in section:
             raise ConfigError(f"{path}: section {key!r} must hold a 'ros__parameters' mapping")
-        params.update(unflatten(section["ros__parameters"] or {}))
+        values = section["ros__parameters"] or {}
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{path}: {key}.ros__parameters must be a mapping, got {type(values).__name__}")
+        params.update(unflatten(values))
     params.pop("use_sim_time", None)  # a ROS-wide parameter, not a component setting
     return params
 

@@ -148,6 +148,14 @@ class KeyframeSelectionConfig:
             )
 
 
+# The pose history allocates its ring of `history_capacity` slots up front (8 bytes each, plus about 1 kB
+# per record once filled): a million frames is 15 h at 15 Hz and about 1 GB, and anything beyond it is a
+# typo that would otherwise die later with a bare MemoryError. Images are kept by reference, 0.9 MB each
+# at 640x480: 4096 of them is about 3.8 GB.
+MAX_HISTORY_CAPACITY = 1_000_000
+MAX_IMAGES = 4096
+
+
 @dataclass(frozen=True)
 class ContextConfig:
     """The spatial context: pose history, image retention, the camera frame FK is asked for, the map.
@@ -170,11 +178,15 @@ class ContextConfig:
     def __post_init__(self) -> None:
         if not self.camera_frame:
             raise ConfigError("camera_frame must be a non-empty frame name")
-        if self.history_capacity < 1:
-            raise ConfigError(f"history_capacity must be >= 1, got {self.history_capacity}")
-        if self.max_images < 0:
+        if not 1 <= self.history_capacity <= MAX_HISTORY_CAPACITY:
             raise ConfigError(
-                f"max_images must be >= 0 (at most history_capacity are kept), got {self.max_images}"
+                f"history_capacity must be within 1..{MAX_HISTORY_CAPACITY} frames, "
+                f"got {self.history_capacity}"
+            )
+        if not 0 <= self.max_images <= MAX_IMAGES:
+            raise ConfigError(
+                f"max_images must be within 0..{MAX_IMAGES} (at most history_capacity are kept), "
+                f"got {self.max_images}"
             )
         limit = self.max_pose_distance_m
         if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not 0.0 < limit < float("inf"):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from spatial_memory.config import check_finite
 from spatial_memory.context.config import ContextConfig
 from spatial_memory.errors import ConfigError
 from spatial_memory.memory.engine_config import EngineConfig, resolve_checkpoint
@@ -133,17 +134,10 @@ class SpatialContextNodeConfig:
         for name in ("world_frame", "base_frame"):
             if not getattr(self, name):
                 raise ConfigError(f"{name} must be a non-empty frame name")
-        for name in (
-            "frame_rate_hz",
-            "map_rate_hz",
-            "tf_timeout_s",
-            "marker_scale",
-            "memory_query_timeout_s",
-        ):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        if self.max_joint_state_age_s < 0:
-            raise ConfigError(f"max_joint_state_age_s must be >= 0, got {self.max_joint_state_age_s}")
+        check_finite(
+            self, ("frame_rate_hz", "map_rate_hz", "tf_timeout_s", "marker_scale", "memory_query_timeout_s")
+        )
+        check_finite(self, ("max_joint_state_age_s",), inclusive=True)
         if not 16 <= self.keyframe_tile_height <= 2048:
             raise ConfigError(f"keyframe_tile_height must be in 16..2048, got {self.keyframe_tile_height}")
         if self.keyframe_tile_columns < 1:
@@ -229,9 +223,7 @@ class MemoryNodeConfig:
                 raise ConfigError(f"{name} must be a non-empty frame name")
         if self.world_frame == self.base_frame:
             raise ConfigError(f"world_frame and base_frame must differ, got {self.world_frame!r} twice")
-        for name in ("update_rate_hz", "status_rate_hz", "tf_timeout_s", "depth_sync_s"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        check_finite(self, ("update_rate_hz", "status_rate_hz", "tf_timeout_s", "depth_sync_s"))
 
 
 @dataclass(frozen=True)
@@ -284,18 +276,9 @@ class VoNodeConfig:
                 raise ConfigError(f"{name} must be a non-empty frame name")
         if self.odom_frame == self.base_frame:
             raise ConfigError(f"odom_frame and base_frame must differ, got {self.odom_frame!r} twice")
-        for name in (
-            "depth_max_dt_s",
-            "depth_wait_s",
-            "joint_state_max_dt_s",
-            "wheel_max_dt_s",
-            "tf_timeout_s",
-        ):
-            if not getattr(self, name) >= 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        for name in ("path_rate_hz", "status_rate_hz"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        waits = ("depth_max_dt_s", "depth_wait_s", "joint_state_max_dt_s", "wheel_max_dt_s", "tf_timeout_s")
+        check_finite(self, waits, inclusive=True)
+        check_finite(self, ("path_rate_hz", "status_rate_hz"))
         if self.path_length < 0:
             raise ConfigError(f"path_length must be >= 0, got {self.path_length}")
 

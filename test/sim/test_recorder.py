@@ -58,6 +58,30 @@ def test_a_failing_scene_leaves_no_episode(tmp_path):
         record_episode(ListScene(1), tmp_path, 1, formats=("hdf5",))
 
 
+def test_outputs_are_checked_first_and_a_killed_recordings_partials_removed(tmp_path):
+    """Issue 14: a file where the folder should be is one clear error before any step; the hidden staging
+    folders a recording killed with -9 left behind (its process gone) are removed by the next one."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "taken").write_text("not a folder")
+    for out in (tmp_path / "taken", tmp_path / "taken" / "below"):
+        with pytest.raises(InvalidInputError, match="recording folder"):
+            record_episode(ListScene(2, fail_at=0), out, 2, progress=False)  # no step is taken
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    out = tmp_path / "episode"
+    leftovers = [out / f".{name}.partial-{child.pid}-a1b2c3" for name in ("bag", "compact")]
+    for partial in leftovers:
+        (partial / "sub").mkdir(parents=True)
+        (partial / "sub" / "data.npy").write_bytes(b"0" * 1024)
+        for p in (partial, partial / "sub", partial / "sub" / "data.npy"):
+            os.utime(p, (1e9, 1e9))  # 2001: long quiet
+    record_episode(ListScene(2), out, 2, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["bag", "compact"]
+
+
 # ----------------------------------------------------------------------------------------------------
 # The tabletop scene
 # ----------------------------------------------------------------------------------------------------
@@ -148,11 +172,14 @@ def test_cli_view_writes_a_png_and_says_where(recording, tmp_path, capsys):
         (["sim", "record", "--steps", "2", "--resolution", "64by48"], "--resolution must look like"),
         (["sim", "record", "--steps", "0"], "steps must be a positive int"),
         (["sim", "view"], "no episode at"),
+        (["sim", "record", "--steps", "2", "--world", "room"], "is a file, not a folder"),
     ],
-    ids=["exists", "resolution", "steps", "no-episode"],
+    ids=["exists", "resolution", "steps", "no-episode", "out-is-a-file"],
 )
 def test_cli_errors_are_one_line_and_exit_1(recording, tmp_path, caplog, args, message):
     target = recording if args[1] == "record" and args[-1] == "npz" else tmp_path / "new"
+    if args[-1] == "room":
+        target.write_text("a file where the recording folder should be")
     argv = [*args, "--out", str(target)] if args[1] == "record" else [*args, str(tmp_path)]
     with caplog.at_level(logging.ERROR):
         assert main(argv) == 1

@@ -20,6 +20,7 @@ from typing import Protocol
 import numpy as np
 from tqdm import tqdm
 
+from spatial_memory.atomic import check_output_dir, remove_stale_partials
 from spatial_memory.errors import ConfigError, InvalidInputError
 from spatial_memory.geometry import invert
 from spatial_memory.robot.description import CameraMount
@@ -248,16 +249,19 @@ class RecordResult:
 
 
 def check_targets(out_dir: Path, formats: tuple[str, ...], depth_dtype: str) -> dict[str, Path]:
-    """Episode folder per format, checked before any simulation runs (never overwrite an episode)."""
+    """Episode folder per format, checked before any simulation runs (never overwrite an episode); stale
+    partial folders of a killed recording into the same targets are removed."""
     unknown = sorted(set(formats) - set(OUTPUT_NAMES))
     if unknown or not formats:
         raise InvalidInputError(f"formats must be some of {sorted(OUTPUT_NAMES)}, got {list(formats)}")
     if depth_dtype not in DEPTH_DTYPES:
         raise InvalidInputError(f"depth_dtype must be one of {DEPTH_DTYPES}, got {depth_dtype!r}")
+    check_output_dir(out_dir, "recording folder")  # a file in the way or a read-only place: say so now
     targets = {fmt: out_dir / OUTPUT_NAMES[fmt] for fmt in dict.fromkeys(formats)}
     for path in targets.values():
-        if path.exists():
+        if path.exists() or path.is_symlink():
             raise InvalidInputError(f"{path} exists already; choose another --out or remove it")
+        remove_stale_partials(path)  # a recording killed mid-way (kill -9) left its hidden staging folder
     return targets
 
 

@@ -188,3 +188,12 @@ def test_with_a_memory_a_matching_view_near_the_goal_is_arrival():
     assert d.status is Status.ARRIVED and "matches" in d.reason
     far = ScriptedPolicy().decide(obs(1.0, reading(1.0, Pose2D(4.0, 0.0, 0.0)), image=GOAL))
     assert far.status is Status.RUNNING  # the same view 4 m from the memory's goal: a look-alike
+
+
+def test_arrival_needs_the_pictured_heading_too():
+    policy = ScriptedPolicy(ScriptedPolicyConfig(arrive_m=0.5, arrive_yaw_deg=45.0))
+    d = policy.decide(obs(1.0, reading(1.0, Pose2D(0.2, 0.0, math.radians(120)))))
+    assert d.status is Status.RUNNING and d.goal is not None  # there, facing away: turn first
+    assert d.goal.pose.yaw == pytest.approx(math.radians(120))
+    policy = ScriptedPolicy(ScriptedPolicyConfig(arrive_m=0.5, arrive_yaw_deg=45.0))
+    assert policy.decide(obs(2.0, reading(2.0, Pose2D(0.2, 0.0, math.radians(30))))).status is Status.ARRIVED

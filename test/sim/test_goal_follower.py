@@ -120,3 +120,20 @@ def test_plan_reports_the_path_it_would_drive():
     assert follower.plan(np.array([1.0, 1.0]), np.array([5.0, 1.0])) is None  # the closed box
     outside = GoalFollower(room_with_wall()).plan(np.array([1.0, 1.0]), np.array([5.0, 1.0]))
     assert outside is not None and np.linalg.norm(outside[-1] - [5.0, 1.0]) <= 1.5  # snapped beside it
+
+
+def test_with_a_heading_it_turns_to_it_on_arrival():
+    follower = GoalFollower(room_with_wall())
+    pose = [1.0, 1.0, 0.0]
+    t_ns = 0
+    follower.set_goal((2.0, 1.0), t_ns, np.array(pose[:2]), yaw=math.pi / 2)
+    for _ in range(400):
+        cmd = follower.command(tuple(pose), t_ns)
+        pose[2] += cmd.omega * 0.05
+        pose[0] += cmd.v * math.cos(pose[2]) * 0.05
+        pose[1] += cmd.v * math.sin(pose[2]) * 0.05
+        t_ns += 50_000_000
+        if t_ns % S == 0:
+            follower.set_goal((2.0, 1.0), t_ns, np.array(pose[:2]), yaw=math.pi / 2)
+    assert follower.status == "reached"
+    assert abs(pose[2] - math.pi / 2) <= follower.config.align_rad + 0.02

@@ -1,8 +1,9 @@
 """Mem-Nav: "go to where this picture was taken", scored in the live simulation.
 
 Each episode runs a world's tour for T memory steps (the live camera, memory_node's feeding: the same loop as
-the live Mem-RPE harness), then hands the robot pictures one after another - of places it saw and of places
-it never saw - and the 1 Hz high-level policy (`policy.ScriptedPolicy`) must take it there through the motion
+the live Mem-RPE harness), then hands the robot pictures - of places it saw and of places it never saw -
+each from where the tour ended (the robot carried back, its odometry and the memory restored between
+pictures), and the 1 Hz high-level policy (`policy.ScriptedPolicy`) must take it there through the motion
 layer (`sim.GoalFollower`: A* on the simulator's occupancy grid, as nav2 would with a map). The memory keeps
 running during the trip; the policy asks it about the picture every tick.
 
@@ -22,11 +23,12 @@ picture's camera, snapped to free space), and for never-seen pictures whether th
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,7 +125,8 @@ class GoalResult:
         return dataclasses.asdict(self)
 
 
-def _planar(T: np.ndarray) -> Pose2D:  # noqa: N803 - the project's pose naming
+def planar_pose(T: np.ndarray) -> Pose2D:  # noqa: N803 - the project's pose naming
+    """(x, y, yaw) of a 4x4 pose: its position and the heading of its x axis."""
     return Pose2D(float(T[0, 3]), float(T[1, 3]), float(math.atan2(T[1, 0], T[0, 0])))
 
 
@@ -173,6 +176,13 @@ class MemNavEpisode:
         self.follower = GoalFollower(self.run.grid, cfg.follower)
         self._frame_id = 0
         self._recent: list[Frame] = []
+        self._start: tuple[Any, Any, Any] | None = None  # where the tour ended (see back_to_start)
+        self.reading: MemoryReading | None = None  # the memory's latest answer about the current picture
+        self.decision: Decision | None = None  # the policy's latest decision
+        # Hooks for a caller that watches (the demo draws frames): every frame the memory takes on the
+        # tour, and every one it takes while going to a picture.
+        self.on_tour_frame: Callable[[Any, Any], None] | None = None
+        self.on_goal_frame: Callable[[Any, Any, QuerySample], None] | None = None
 
     # ------------------------------------------------------------------------------------------ phases
     def tour(self) -> list[QuerySample]:
@@ -181,7 +191,19 @@ class MemNavEpisode:
         for tick, frame in self.run.taken_frames():
             self.run.feed(tick, frame)
             self.run.sampler.observe(self.run.engine.steps - 1, frame.T_world_cam, frame.depth, frame.K)
+            if self.on_tour_frame is not None:
+                self.on_tour_frame(tick, frame)
+        self._start = (self.sim.sim.pose2d, copy.deepcopy(self.sim.odometry), self.run.service.snapshot())
         return self._draw_goals(self.run.engine.steps - 1)
+
+    def back_to_start(self) -> None:
+        """Put the robot and the memory back where the tour ended: every picture starts from there (the
+        robot carried back, its odometry and every memory backend restored), so every method gets the
+        same trials."""
+        (x, y, yaw), odometry, memory = self._start
+        self.sim.teleport(x, y, yaw)
+        self.sim.odometry = copy.deepcopy(odometry)
+        self.run.service.restore(memory)
 
     def _draw_goals(self, step: int) -> list[QuerySample]:
         cfg = self.config
@@ -202,10 +224,14 @@ class MemNavEpisode:
         return goals
 
     def go_to(self, index: int, goal: QuerySample) -> GoalResult:
-        """Run the policy on one picture until it ends the task or the budget runs out."""
+        """Run the policy on one picture until it ends the task or the budget runs out, starting where the
+        tour ended."""
         cfg, sim = self.config, self.sim
+        if index > 0:
+            self.back_to_start()
         self.policy.reset()
         self.follower.clear()
+        self.reading, self.decision = None, None
         task = Task(goal_image=goal.query.rgb, name=f"picture {index}")
         start_xy = np.array(sim.sim.pose2d[:2])
         shortest = self._shortest(start_xy, goal.T_world_query)
@@ -235,11 +261,12 @@ class MemNavEpisode:
             if frame is None:
                 continue
             head_xy = frame.T_world_cam[:2, 3]
-            if self.method != "none" and (
-                last_memory_ns is None or tick.stamp_ns - last_memory_ns >= memory_period_ns
-            ):
+            if last_memory_ns is None or tick.stamp_ns - last_memory_ns >= memory_period_ns:
                 last_memory_ns = tick.stamp_ns
-                self.run.feed(tick, frame)
+                if self.method != "none":
+                    self.run.feed(tick, frame)
+                if self.on_goal_frame is not None:
+                    self.on_goal_frame(tick, frame, goal)
             if tick.stamp_ns < next_policy_ns:
                 continue
             next_policy_ns = tick.stamp_ns + policy_period_ns
@@ -289,7 +316,7 @@ class MemNavEpisode:
         self._recent = (self._recent + [Frame(self._frame_id, tick.stamp_ns, frame.rgb)])[
             -self.config.recent_frames :
         ]
-        odom = _planar(tick.odometry.T_odom_base)
+        odom = planar_pose(tick.odometry.T_odom_base)
         answers: dict[str, MemoryReading] = {}
         ask_ms = None
         if self.method != "none":
@@ -298,11 +325,12 @@ class MemNavEpisode:
             ask_ms = (time.perf_counter() - t0) * 1e3
             if reading is not None:
                 answers[GOAL_PICTURE] = reading
+                self.reading = reading
         obs = Observation(
             stamp_ns=tick.stamp_ns, task=task, recent=tuple(self._recent), answers=answers, odom_base=odom
         )
         t0 = time.perf_counter()
-        decision = self.policy.decide(obs)
+        decision = self.decision = self.policy.decide(obs)
         return decision, (time.perf_counter() - t0) * 1e3, ask_ms
 
     def _ask(self, tick: Any, task: Task, goal: QuerySample, odom: Pose2D) -> MemoryReading | None:
@@ -326,10 +354,11 @@ class MemNavEpisode:
             self.follower.clear()
             return
         T_wb = tick.T_world_base  # noqa: N806
-        base = _planar(T_wb)
+        base = planar_pose(T_wb)
         g = base.compose(decision.goal.pose)
         robot = np.array([base.x, base.y])
-        self.follower.set_goal((g.x, g.y), tick.stamp_ns, robot, explore=decision.explore)
+        yaw = None if decision.explore else g.yaw  # face the pictured heading on arrival
+        self.follower.set_goal((g.x, g.y), tick.stamp_ns, robot, explore=decision.explore, yaw=yaw)
 
     def _shortest(self, start_xy: np.ndarray, T_world_goal: np.ndarray) -> float:  # noqa: N803
         """A* path length from the start to the picture's camera (both snapped to reachable free cells)."""

@@ -27,6 +27,7 @@ may call them from different executor threads.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import io
@@ -225,6 +226,27 @@ class MemoryEngine:
             self._last_stamp: int | None = None
             self._last_T: np.ndarray | None = None
             self._source = _NO_SOURCE
+
+    def snapshot(self) -> dict[str, Any]:
+        """The episode's state in memory (a copy): `restore` brings the memory back to this moment. For
+        evaluations that start several trials from one point (Mem-Nav's pictures); `save` is for files."""
+        with self._lock:
+            return copy.deepcopy(
+                {
+                    "state": self._state,
+                    "steps": self._steps,
+                    "last_stamp": self._last_stamp,
+                    "last_T": self._last_T,
+                    "source": self._source,
+                }
+            )
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """Go back to a `snapshot` of this engine (the snapshot stays usable for another restore)."""
+        snap = copy.deepcopy(snapshot)
+        with self._lock:
+            self._state, self._steps = snap["state"], snap["steps"]
+            self._last_stamp, self._last_T, self._source = snap["last_stamp"], snap["last_T"], snap["source"]
 
     @property
     def counters(self) -> dict[str, int]:

@@ -230,6 +230,15 @@ class ViewStore:
 
     # -- writing ------------------------------------------------------------------------------------
 
+    def snapshot(self) -> tuple:
+        """The stored views now (views are immutable: a shallow copy suffices); see `restore`."""
+        return (list(self._views), self._next_id, self._K, self._size)
+
+    def restore(self, snapshot: tuple) -> None:
+        """Go back to a `snapshot` of this store."""
+        views, self._next_id, self._K, self._size = snapshot
+        self._views, self._db = list(views), None
+
     def is_novel(self, T_world_cam: np.ndarray) -> bool:
         """True when no stored view is within `new_view_move_m` and `new_view_turn_deg` of this camera."""
         if not self._views:

@@ -107,6 +107,27 @@ class MemoryService:
                 self.views.reset()
             self._T_world_base = None
 
+    def snapshot(self) -> dict[str, Any]:
+        """Every backend's state now, copied; `restore` goes back to it (trials from one starting point)."""
+        with self._lock:
+            return {
+                "engine": self.engine.snapshot(),
+                "keyframes": None if self.keyframes is None else self.keyframes.snapshot(),
+                "views": None if self.views is None else self.views.snapshot(),
+                "T_world_base": None if self._T_world_base is None else self._T_world_base.copy(),
+            }
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """Go back to a `snapshot` of this service."""
+        with self._lock:
+            self.engine.restore(snapshot["engine"])
+            if self.keyframes is not None:
+                self.keyframes.restore(snapshot["keyframes"])
+            if self.views is not None:
+                self.views.restore(snapshot["views"])
+            T = snapshot["T_world_base"]  # noqa: N806
+            self._T_world_base = None if T is None else T.copy()
+
     def update(
         self,
         image_rgb: np.ndarray,

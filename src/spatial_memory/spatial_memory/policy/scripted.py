@@ -71,7 +71,13 @@ class ScriptedPolicyConfig:
     max_sigma_m: float = field(
         default=1.5, metadata=_help("answers less certain than this are 'unsure': explore instead")
     )
-    arrive_m: float = field(default=0.5, metadata=_help("arrival: the goal is this close to the base"))
+    arrive_m: float = field(default=0.5, metadata=_help("arrival: the goal is this close to the base..."))
+    arrive_yaw_deg: float = field(
+        default=45.0, metadata=_help("...and the robot faces the pictured heading this closely (180: any)...")
+    )
+    turn_patience_ticks: int = field(
+        default=5, metadata=_help("...or it has been at the goal this many ticks (it could not turn)")
+    )
     not_seen_ticks: int = field(
         default=5, metadata=_help("consecutive 'not seen' answers before the policy says so and stops")
     )
@@ -117,6 +123,8 @@ class ScriptedPolicyConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < math.inf):
                 raise ConfigError(f"policy.{name} must be a positive finite number, got {value!r}")
+        if not 0.0 < self.arrive_yaw_deg <= 180.0:
+            raise ConfigError(f"policy.arrive_yaw_deg must be in (0, 180], got {self.arrive_yaw_deg!r}")
         if not 0.0 < self.seen_threshold < 1.0:
             raise ConfigError(f"policy.seen_threshold must be in (0, 1), got {self.seen_threshold!r}")
         if not 0.0 < self.match_ratio < 1.0:
@@ -127,6 +135,7 @@ class ScriptedPolicyConfig:
             "explore_patience_ticks",
             "match_min_inliers",
             "answer_window",
+            "turn_patience_ticks",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -192,6 +201,7 @@ class ScriptedPolicy:
         self._explore_best = math.inf  # closest the robot came to the exploration target
         self._explore_stall = 0
         self._visited: list[tuple[float, float]] = []
+        self._at_goal = 0  # consecutive ticks within arrive_m of the goal
         self._places: deque[Pose2D] = deque(maxlen=self.config.answer_window)  # odometry frame
         self._last_reading_ns: int | None = None
         self._rng = np.random.default_rng(self.config.seed)
@@ -240,8 +250,12 @@ class ScriptedPolicy:
             return self._explore(obs, base, f"the memory is unsure (sigma {reading.sigma_m:.1f} m)")
         goal = self._fused_goal(reading, obs.odom_base)
         self._explore_target = None
-        if goal.distance <= cfg.arrive_m:
-            return Decision(status=Status.ARRIVED, reason=f"the goal is {goal.distance:.2f} m away", **base)
+        turn = abs(math.degrees(goal.yaw))
+        self._at_goal = self._at_goal + 1 if goal.distance <= cfg.arrive_m else 0
+        facing = turn <= cfg.arrive_yaw_deg or self._at_goal > cfg.turn_patience_ticks
+        if goal.distance <= cfg.arrive_m and facing:
+            reason = f"the goal is {goal.distance:.2f} m away, {turn:.0f} deg off"
+            return Decision(status=Status.ARRIVED, reason=reason, **base)
         current = obs.current
         near = goal.distance <= cfg.match_near_m and current is not None
         if near and self.matcher.matches(obs.task.goal_image, current.image):

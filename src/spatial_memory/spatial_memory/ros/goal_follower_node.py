@@ -97,7 +97,8 @@ class GoalFollowerNode(Node):
             self._problem(f"goal ignored: {exc}")
             return
         stamp = self.get_clock().now().nanoseconds
-        self.follower.set_goal(T_goal[:2, 3], stamp, np.array(self._pose[:2]))
+        yaw = float(np.arctan2(T_goal[1, 0], T_goal[0, 0]))  # the goal's heading, turned to on arrival
+        self.follower.set_goal(T_goal[:2, 3], stamp, np.array(self._pose[:2]), yaw=yaw)
 
     def _on_timer(self) -> None:
         if self.follower is None or self._pose is None:

@@ -23,6 +23,7 @@ import numpy as np
 from scipy import ndimage
 
 from spatial_memory.errors import ConfigError, InvalidInputError
+from spatial_memory.geometry import wrap_angle
 from spatial_memory.sim.exploration import Command, FollowPath, PurePursuitConfig
 from spatial_memory.sim.planning import OccupancyGrid, plan_path
 
@@ -48,11 +49,22 @@ class GoalFollowerConfig:
         metadata={"help": "... for exploration goals (blind guesses: any reachable cell towards them)"},
     )
     stale_s: float = field(default=3.0, metadata={"help": "a goal older than this stops the robot"})
+    align_rad: float = field(
+        default=0.15, metadata={"help": "at the goal, turn until the heading is this close"}
+    )
     stuck_s: float = field(default=4.0, metadata={"help": "no progress for this long: plan again"})
     pursuit: PurePursuitConfig = field(default_factory=lambda: PurePursuitConfig(speed=0.5))
 
     def __post_init__(self) -> None:
-        for name in ("goal_tolerance_m", "replan_m", "snap_m", "explore_snap_m", "stale_s", "stuck_s"):
+        for name in (
+            "goal_tolerance_m",
+            "replan_m",
+            "snap_m",
+            "explore_snap_m",
+            "stale_s",
+            "stuck_s",
+            "align_rad",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
                 raise ConfigError(f"goal follower {name} must be a positive finite number, got {value!r}")
@@ -72,21 +84,30 @@ class GoalFollower:
         self.goal: np.ndarray | None = None  # the snapped goal (x, y), world frame
         self.requested: np.ndarray | None = None
         self.goal_stamp_ns: int | None = None
+        self.goal_yaw: float | None = None
         self.status = status
         self._path: FollowPath | None = None
         self._progress_ns: int | None = None
         self._best_left = math.inf
+        self._best_error = math.inf
         self._snap_m = self.config.snap_m
 
     def set_goal(
-        self, xy: tuple[float, float] | np.ndarray, stamp_ns: int, robot_xy: np.ndarray, explore: bool = False
+        self,
+        xy: tuple[float, float] | np.ndarray,
+        stamp_ns: int,
+        robot_xy: np.ndarray,
+        explore: bool = False,
+        yaw: float | None = None,
     ) -> None:
         """A new goal (world frame) at time `stamp_ns`; replans only when it moved by more than `replan_m`.
-        `explore`: a blind exploration goal, snapped within `explore_snap_m` rather than `snap_m`."""
+        `explore`: a blind exploration goal, snapped within `explore_snap_m` rather than `snap_m`. `yaw`:
+        the heading to turn to on arrival (as nav2 does with a goal's orientation); None: any."""
         goal = np.asarray(xy, dtype=np.float64).reshape(2)
-        if not np.isfinite(goal).all():
-            raise InvalidInputError(f"goal must be finite (x, y), got {goal.tolist()}")
+        if not np.isfinite(goal).all() or (yaw is not None and not math.isfinite(yaw)):
+            raise InvalidInputError(f"goal must be finite (x, y[, yaw]), got {goal.tolist()}, {yaw}")
         self.goal_stamp_ns = int(stamp_ns)
+        self.goal_yaw = yaw
         self._snap_m = self.config.explore_snap_m if explore else self.config.snap_m
         same = self.requested is not None and np.linalg.norm(goal - self.requested) <= self.config.replan_m
         if same and self.status != "unreachable":
@@ -102,9 +123,8 @@ class GoalFollower:
             self.clear("stale")
             return STOP
         left = math.hypot(self.goal[0] - pose[0], self.goal[1] - pose[1])
-        if left <= self.config.goal_tolerance_m:
-            self.status = "reached"
-            return STOP
+        if left <= self.config.goal_tolerance_m or self.status == "aligning":
+            return self._align(pose, now_ns)
         if left < self._best_left - 0.05:
             self._best_left, self._progress_ns = left, now_ns
         elif self._progress_ns is not None and (now_ns - self._progress_ns) * 1e-9 > self.config.stuck_s:
@@ -114,10 +134,25 @@ class GoalFollower:
                 return STOP
         cmd = self._path.command(pose, now_ns * 1e-9)
         if cmd is None:
-            self.status = "reached"
-            return STOP
+            return self._align(pose, now_ns)
         self.status = "driving"
         return cmd
+
+    def _align(self, pose: tuple[float, float, float], now_ns: int) -> Command:
+        """At the goal: turn on the spot to the goal's heading, if it has one; then reached. A turn that
+        makes no progress for `stuck_s` (the base is wedged against something) ends as reached too."""
+        error = 0.0 if self.goal_yaw is None else wrap_angle(self.goal_yaw - pose[2])
+        if self.status != "aligning" or abs(error) < self._best_error - 0.05:
+            self._best_error, self._progress_ns = abs(error), now_ns
+        stuck = self._progress_ns is not None and (now_ns - self._progress_ns) * 1e-9 > self.config.stuck_s
+        if abs(error) <= self.config.align_rad or stuck:
+            if stuck:
+                log.debug("goal follower: cannot turn to the goal's heading (%.2f rad off)", error)
+            self.status = "reached"
+            return STOP
+        self.status = "aligning"
+        limit = self.config.pursuit.max_angular_speed
+        return Command(0.0, float(np.clip(2.0 * error, -limit, limit)))
 
     # ------------------------------------------------------------------------------------------ planning
     def plan(self, start_xy: np.ndarray, goal_xy: np.ndarray) -> np.ndarray | None:

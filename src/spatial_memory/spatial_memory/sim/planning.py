@@ -136,7 +136,8 @@ class OccupancyGrid:
         if radius_m == 0 or not self.occupied.any():
             return self
         dist = ndimage.distance_transform_edt(~self.occupied) * self.resolution_m
-        return OccupancyGrid(dist <= radius_m + 1e-9, self.origin, self.resolution_m, self.inflate_m + radius_m)
+        occupied = dist <= radius_m + 1e-9  # the epsilon keeps cells exactly radius_m away (float noise)
+        return OccupancyGrid(occupied, self.origin, self.resolution_m, self.inflate_m + radius_m)
 
     # ------------------------------------------------------------------ geometry
     @property

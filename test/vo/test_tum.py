@@ -11,8 +11,11 @@ from scipy.spatial.transform import Rotation
 
 from spatial_memory.errors import InvalidInputError
 from spatial_memory.vo.tum import (
+    TUM_INTRINSICS,
+    check_images,
     load_depth,
     load_rgb,
+    parse_intrinsics,
     read_tum,
     read_tum_trajectory,
     scaled_K,
@@ -136,13 +139,59 @@ def test_bad_inputs(tmp_path: Path, tiny: Path) -> None:
     with pytest.raises(InvalidInputError, match="rgb.txt not found"):
         read_tum(tiny)
     unnamed = make_tum(tmp_path / "my_sequence")
-    with pytest.raises(InvalidInputError, match="pass intrinsics"):
+    with pytest.raises(InvalidInputError, match="--intrinsics fx,fy,cx,cy .* intrinsics=K"):
         read_tum(unnamed)
     assert read_tum(unnamed, intrinsics=2 * np.eye(3)).K[0, 0] == 2.0
     with pytest.raises(InvalidInputError, match="3x3"):
         read_tum(unnamed, intrinsics=np.eye(2))
     with pytest.raises(InvalidInputError, match="finite"):
         write_tum(tmp_path / "t.txt", np.array([0.0]), np.full((1, 4, 4), np.nan))
+
+
+def test_a_list_with_bytes_that_are_not_utf8_names_file_line_and_column(tiny: Path) -> None:
+    """Issue 14: a UnicodeDecodeError traceback before."""
+    (tiny / "rgb.txt").write_bytes(b"# timestamp filename\n100.0 rgb/a.png\n100.1 rgb/\xff\xfeb.png\n")
+    with pytest.raises(InvalidInputError, match=r"rgb.txt:3: byte 0xff at column 11 is not UTF-8"):
+        read_tum(tiny)
+
+
+def test_every_listed_image_is_checked_before_any_work(tiny: Path) -> None:
+    """Issue 14: a missing image at frame 50 stopped a run only when it got there (23 s in)."""
+    seq = read_tum(tiny)
+    seq.frames[4].rgb.unlink()
+    seq.frames[1].depth.unlink()
+    with pytest.raises(InvalidInputError, match=r"1 of the 6 colour images listed in .*rgb.txt are missing"):
+        read_tum(tiny)
+    assert len(read_tum(tiny, max_frames=4)) == 4  # frames not asked for are not checked
+    seq = read_tum(tiny, max_frames=3)
+    with pytest.raises(InvalidInputError, match=r"1 of the 3 depth images listed in .*depth.txt are missing"):
+        check_images(seq, tiny / "depth.txt", depth=True)
+    check_images(seq.frames[:1], tiny / "depth.txt", depth=True)
+
+
+def test_intrinsics_from_the_command_line(tmp_path: Path) -> None:
+    np.testing.assert_allclose(parse_intrinsics("535.4, 539.2,320.1,247.6"), K_FR3)
+    np.testing.assert_allclose(parse_intrinsics("535.4 539.2 320.1 247.6"), K_FR3)
+    np.testing.assert_allclose(parse_intrinsics("Freiburg3"), K_FR3)
+    assert parse_intrinsics("freiburg1")[0, 0] == TUM_INTRINSICS["freiburg1"][0]
+    text = tmp_path / "camera.txt"
+    text.write_text("# fx fy cx cy d0 d1 d2 d3 d4\n535.4 539.2 320.1 247.6 0 0 0 0 0\n")
+    np.testing.assert_allclose(parse_intrinsics(str(text)), K_FR3)
+    info = tmp_path / "camera_info.yaml"
+    data = "[535.4, 0, 320.1, 0, 539.2, 247.6, 0, 0, 1]"
+    info.write_text(f"image_width: 640\ncamera_matrix:\n  rows: 3\n  cols: 3\n  data: {data}\n")
+    np.testing.assert_allclose(parse_intrinsics(str(info)), K_FR3)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("camera_matrix: {data: [1, 2]}\n")
+    for value, match in [
+        ("1,2,3", "--intrinsics takes fx,fy,cx,cy"),
+        ("freiburg4", "--intrinsics takes"),
+        ("0,500,320,240", "positive fx, fy"),
+        ("nan,500,320,240", "finite"),
+        (str(bad), "no 9-value camera_matrix"),
+    ]:
+        with pytest.raises(InvalidInputError, match=match):
+            parse_intrinsics(value)
 
 
 def test_real_clip(tum_teddy: Path) -> None:

@@ -1,7 +1,8 @@
 """`spatial-memory` command line: wiring only; the work is done by the library.
 
-Known errors (the `SpatialMemoryError` family and missing files) are reported in one line with exit
-code 1; anything else is a bug and shows its traceback.
+Known errors (the `SpatialMemoryError` family, missing files, and a path that is a file, a folder or not
+writable) are reported in one line with exit code 1 (`-v` adds the traceback); anything else is a bug and
+shows its traceback. Outputs and inputs are checked before the work starts, so a mistake costs no work.
 """
 
 from __future__ import annotations
@@ -366,11 +367,28 @@ def _resolution(text: str) -> tuple[int, int]:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError as exc:
         raise SpatialMemoryError(f"--resolution must look like 320x240, got {text!r}") from exc
+    if w < 1 or h < 1:
+        raise SpatialMemoryError(f"--resolution needs positive sizes, got {text!r}")
     return w, h
+
+
+def _check_demo_args(args: argparse.Namespace) -> None:
+    """The demo's output folder and numbers, before any scene is built (a traceback came after the work)."""
+    import math
+
+    from spatial_memory.atomic import check_output_dir
+
+    check_output_dir(args.out, "--out")
+    if not (math.isfinite(args.duration) and args.duration > 0):
+        raise SpatialMemoryError(f"--duration must be a positive number of seconds, got {args.duration}")
+    if args.steps < 1:
+        raise SpatialMemoryError(f"--steps must be at least 1, got {args.steps}")
+    _resolution(args.resolution)
 
 
 def _run_demo(args: argparse.Namespace) -> None:
     os.environ.setdefault("MUJOCO_GL", "egl")
+    _check_demo_args(args)
     if args.task == "go-to-picture":
         _run_go_to_picture_demo(args)
         return
@@ -576,6 +594,7 @@ def _run_dataset_build(args: argparse.Namespace) -> None:
 
 def _run_eval_mem_rpe(args: argparse.Namespace) -> None:
     os.environ.setdefault("MUJOCO_GL", "egl")
+    from spatial_memory.atomic import check_output_file
     from spatial_memory.memory.data import parse_seeds
     from spatial_memory.memory.evaluate import (
         control_table,
@@ -590,6 +609,8 @@ def _run_eval_mem_rpe(args: argparse.Namespace) -> None:
     if width != height:
         raise SpatialMemoryError(f"the encoder reads square images, got --resolution {args.resolution}")
     seeds = parse_seeds(args.seeds)
+    check_output_file(args.out, "--out")
+    _check_checkpoints(args.models, args.encoder)  # before recording episodes, which takes minutes
     progress = not args.no_progress
     episodes = episodes_for(seeds, args.length, args.preset, (width, height), args.data, args.cache, progress)
     models, origin = load_models(args.models, width, head_camera_offset(episodes[0]), args.encoder)
@@ -601,6 +622,20 @@ def _run_eval_mem_rpe(args: argparse.Namespace) -> None:
     print("picture control (each query also asked with another query's picture):")
     print(control_table(report))
     print(f"wrote {out} and {out.with_suffix('.md')}")
+
+
+def _check_checkpoints(models: list[str], encoder: Path | None) -> None:
+    """Each checkpoint named by `--models` and `--encoder` exists and loads (checksum, finite weights)."""
+    from spatial_memory.memory.evaluate import HERE, KEYFRAMES
+    from spatial_memory.memory.registry import load_checkpoint
+
+    named = [(f"--models {m!r}", m) for m in models if m not in (HERE, KEYFRAMES)]
+    for option, source in [*named, *([("--encoder", encoder)] if encoder is not None else [])]:
+        if not Path(source).is_file():
+            raise SpatialMemoryError(
+                f"{option}: no checkpoint file {source} (models: checkpoint files, {KEYFRAMES!r}, {HERE!r})"
+            )
+        load_checkpoint(source)
 
 
 def _run_eval_mem_rpe_live(args: argparse.Namespace) -> None:
@@ -709,6 +744,13 @@ def _add_vo_parser(sub: argparse._SubParsersAction) -> None:
     vo.add_argument("--stride", type=int, default=1, help="use every Nth colour frame (2: 30 Hz -> 15 Hz)")
     vo.add_argument("--resolution", default=None, help="work at WxH (images resized, intrinsics scaled)")
     vo.add_argument(
+        "--intrinsics",
+        default=None,
+        metavar="FX,FY,CX,CY|freiburg1|freiburg2|freiburg3|FILE",
+        help="the camera (pixels at the images' own size), a TUM sensor, or a calibration file (ROS "
+        "camera_info YAML, or a 'fx fy cx cy' line); default: the freiburg1/2/3 named in the folder's name",
+    )
+    vo.add_argument(
         "--out", type=Path, required=True, help="trajectory file (timestamp tx ty tz qx qy qz qw)"
     )
     vo.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -717,10 +759,25 @@ def _add_vo_parser(sub: argparse._SubParsersAction) -> None:
 def _run_vo(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
+    from spatial_memory.atomic import check_output_file
     from spatial_memory.vo.patch_vo import PatchVO
-    from spatial_memory.vo.tum import load_depth, load_rgb, read_tum, scaled_K, write_tum
+    from spatial_memory.vo.tum import (
+        check_images,
+        load_depth,
+        load_rgb,
+        parse_intrinsics,
+        read_tum,
+        scaled_K,
+        write_tum,
+    )
 
-    seq = read_tum(args.tum, stride=args.stride)
+    check_output_file(args.out, "--out")  # before the work: a folder or read-only place lost it all
+    if args.stride < 1:
+        raise SpatialMemoryError(f"--stride must be at least 1, got {args.stride}")
+    K = parse_intrinsics(args.intrinsics) if args.intrinsics is not None else None
+    seq = read_tum(args.tum, stride=args.stride, intrinsics=K)  # every listed colour image is there
+    if args.depth:
+        check_images(seq, args.tum / "depth.txt", depth=True)
     size = _resolution(args.resolution) if args.resolution else (seq.width, seq.height)
     vo = PatchVO(scaled_K(seq.K, (seq.width, seq.height), size), *size)
     lost = 0
@@ -731,6 +788,18 @@ def _run_vo(args: argparse.Namespace) -> None:
     write_tum(args.out, stamps, poses)
     mode = "RGB-D (metric)" if args.depth else "monocular (scale-free)"
     print(f"{len(stamps)} frames, {mode}, {lost} with tracking lost; wrote {args.out}")
+
+
+# Mistakes a user can make (bad values, paths, permissions), reported in one line; the OS errors are a
+# last resort behind the checks each command makes before its work.
+_USER_ERRORS = (
+    SpatialMemoryError,
+    FileNotFoundError,
+    PermissionError,
+    IsADirectoryError,
+    NotADirectoryError,
+    FileExistsError,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -762,8 +831,10 @@ def main(argv: list[str] | None = None) -> int:
             _run_eval_mem_nav(args)
         elif args.command == "vo":
             _run_vo(args)
-    except (SpatialMemoryError, FileNotFoundError) as exc:
-        log.error("%s", exc)
+    except _USER_ERRORS as exc:
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        more = " (-v for the details)" if len(lines) > 1 and not args.verbose else ""
+        log.error("%s%s", str(exc).strip() if args.verbose else lines[0], more, exc_info=args.verbose)
         return 1
     return 0
 

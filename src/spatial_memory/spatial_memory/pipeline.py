@@ -17,6 +17,7 @@ import dataclasses
 import json
 import logging
 import math
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +27,8 @@ import imageio.v2 as imageio
 import numpy as np
 from tqdm import tqdm
 
+from spatial_memory.atomic import check_output_dir
+from spatial_memory.config import check_finite
 from spatial_memory.context import ContextConfig, KeyframeSelector, NoveltyNominator, SpatialContext, bev
 from spatial_memory.context.watermark import tile_images
 from spatial_memory.errors import ConfigError
@@ -51,8 +54,7 @@ class StationaryDemoConfig:
     context: ContextConfig = field(default_factory=ContextConfig)
 
     def __post_init__(self) -> None:
-        if self.duration_s <= 0 or self.frame_rate_hz <= 0 or self.policy_rate_hz <= 0:
-            raise ConfigError("duration and rates must be positive")
+        check_finite(self, ("duration_s", "frame_rate_hz", "policy_rate_hz"))  # nan slipped past `<= 0`
         if self.policy_rate_hz > self.frame_rate_hz:
             raise ConfigError("the policy cannot run faster than the camera")
 
@@ -69,6 +71,27 @@ class DemoResult:
     timings_ms: dict[str, float]
     wall_time_s: float
     files: dict[str, str]
+
+
+def prepare_out_dir(out_dir: Path, own: tuple[str, ...]) -> Path:
+    """The demo's output folder, checked (a file in the way, read-only) and cleared of the outputs of an
+    earlier run of the same demo: `own` are the names the demo writes (file names, or folder names whose
+    whole content it writes, such as `maps`). Anything else in the folder is left alone.
+
+    Why clear rather than refuse a non-empty folder: the demo is rerun into its default folder, and a
+    user expects the folder to show the run just made; the old run's per-tick maps left beside the new
+    ones read as one run (5 maps, the summary says 2). Only the demo's own names are removed, so an
+    `--out` pointed at a folder holding other things never loses them.
+    """
+    out_dir = check_output_dir(Path(out_dir), "demo output folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in own:
+        path = out_dir / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+    return out_dir
 
 
 def _side_by_side(images: list[np.ndarray], height: int) -> np.ndarray:
@@ -95,6 +118,17 @@ def _keyframe_sheet(images: list[np.ndarray], map_image: np.ndarray, height: int
 class StationaryPipeline:
     """Runs the stationary loop on the tabletop scene and writes what a person wants to look at."""
 
+    # everything run() writes into its output folder (cleared at the start of a run, `prepare_out_dir`)
+    OUTPUTS = (
+        "maps",
+        "map_final.png",
+        "keyframes_and_map.png",
+        "demo.gif",
+        "views_and_map.png",
+        "summary.json",
+        "summary.md",
+    )
+
     def __init__(self, config: StationaryDemoConfig = StationaryDemoConfig()) -> None:
         self.config = config
         self.scene = TabletopScene(config.scene, config.camera)
@@ -105,8 +139,8 @@ class StationaryPipeline:
     def run(self, out_dir: Path, progress: bool = True) -> DemoResult:
         """Run the whole episode; returns the files written and the measured timings."""
         cfg = self.config
-        out_dir = Path(out_dir)
-        (out_dir / "maps").mkdir(parents=True, exist_ok=True)
+        out_dir = prepare_out_dir(out_dir, self.OUTPUTS)
+        (out_dir / "maps").mkdir()
         n_frames = int(round(cfg.duration_s * cfg.frame_rate_hz))
         tick_every = int(round(cfg.frame_rate_hz / cfg.policy_rate_hz))
         joints = tour(np.arange(n_frames) / cfg.frame_rate_hz, cfg.tour)
@@ -281,6 +315,15 @@ class _Picture:
 class MobilePipeline:
     """Tours a house with the mobile FR3, feeding the memory and the spatial context, then queries it."""
 
+    # everything run() writes into its output folder (cleared at the start of a run, `prepare_out_dir`)
+    OUTPUTS = (
+        "memory_answers.png",
+        "keyframe_map.png",
+        "mobile_demo.gif",
+        "mobile_summary.json",
+        "mobile_summary.md",
+    )
+
     def __init__(self, config: MobileDemoConfig = MobileDemoConfig()) -> None:
         from spatial_memory.memory.engine import MemoryEngine  # torch: only for this pipeline
         from spatial_memory.sim.presets import world_preset
@@ -308,8 +351,7 @@ class MobilePipeline:
     def run(self, out_dir: Path, progress: bool = True) -> MobileDemoResult:
         """Run the tour, ask the memory at the end, and write the map with its answers."""
         cfg = self.config
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        out_dir = prepare_out_dir(out_dir, self.OUTPUTS)
         timings: dict[str, list[float]] = {"sim_and_render": [], "memory_update": [], "context": []}
         pictures: list[_Picture] = []
         tick_frames: list[int] = []

@@ -9,6 +9,7 @@ camera's optical centre. Poses here are 4x4 float64 T_world_cam matrices through
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,12 +68,26 @@ class TumSequence:
 # list files
 
 
+def _read_text(path: Path) -> str:
+    """The UTF-8 text of `path`; a byte that is not UTF-8 is one error naming the file, line and column."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_start = raw.rfind(b"\n", 0, exc.start) + 1
+        number, column = raw.count(b"\n", 0, exc.start) + 1, exc.start - line_start + 1
+        raise InvalidInputError(
+            f"{path}:{number}: byte 0x{raw[exc.start]:02x} at column {column} is not UTF-8 text "
+            "(a TUM list holds 'timestamp path' lines)"
+        ) from None
+
+
 def _data_lines(path: Path) -> list[tuple[int, list[str]]]:
     """(line number, fields) of every non-empty, non-comment line of a TUM text file."""
     if not path.is_file():
         raise InvalidInputError(f"{path} not found (a TUM folder holds rgb.txt, depth.txt, groundtruth.txt)")
     rows = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(_read_text(path).splitlines(), start=1):
         text = line.strip()
         if text and not text.startswith("#"):
             rows.append((number, text.split()))
@@ -170,7 +185,71 @@ def default_intrinsics(root: Path) -> np.ndarray:
         if key in name:
             return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
     raise InvalidInputError(
-        f"cannot tell the camera of {root} from its name (no freiburg1/2/3 in it): pass intrinsics=K (3x3)"
+        f"cannot tell the camera of {root} from its name (no freiburg1/2/3 in it): give it with "
+        f"--intrinsics fx,fy,cx,cy (or freiburg1/2/3, or a calibration file); in Python, intrinsics=K (3x3)"
+    )
+
+
+def _K(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
+    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+
+
+def _calibration_file(path: Path) -> np.ndarray:
+    """K from a calibration file: a ROS camera_info YAML (`camera_matrix: {data: [9 values]}` or `k:`/`K:`
+    with 9 values) or a text file whose first data line starts with `fx fy cx cy` (TUM's camera
+    parameter listing; distortion values after them are ignored)."""
+    import yaml
+
+    text = _read_text(path)
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError:
+        doc = None
+    if isinstance(doc, dict):
+        matrix = doc.get("camera_matrix")
+        values = matrix.get("data") if isinstance(matrix, dict) else doc.get("k", doc.get("K"))
+        if isinstance(values, list) and len(values) == 9:
+            try:
+                return np.array(values, dtype=np.float64).reshape(3, 3)
+            except (TypeError, ValueError):
+                pass
+        raise InvalidInputError(f"{path}: no 9-value camera_matrix.data (or k) in this camera_info file")
+    for number, line in enumerate(text.splitlines(), start=1):
+        fields = line.replace(",", " ").split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        try:
+            if len(fields) >= 4:
+                return _K(*(float(v) for v in fields[:4]))
+        except ValueError:
+            pass
+        raise InvalidInputError(f"{path}:{number}: expected 'fx fy cx cy ...', got {line.strip()!r}")
+    raise InvalidInputError(f"{path}: no 'fx fy cx cy' line in it")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_intrinsics(text: str) -> np.ndarray:
+    """K (3x3) from a command-line value: 'fx,fy,cx,cy' (pixels at the images' native size), a TUM sensor
+    name (freiburg1/2/3), or the path of a calibration file (`_calibration_file`)."""
+    value = text.strip()
+    if value.lower() in TUM_INTRINSICS:
+        return _K(*TUM_INTRINSICS[value.lower()])
+    fields = value.replace(",", " ").split()
+    if len(fields) == 4 and all(_is_number(v) for v in fields):  # else maybe a file name with spaces
+        return _check_K(_K(*(float(v) for v in fields)))
+    path = Path(value).expanduser()
+    if path.is_file():
+        return _check_K(_calibration_file(path))
+    raise InvalidInputError(
+        f"--intrinsics takes fx,fy,cx,cy (four numbers, pixels), one of {sorted(TUM_INTRINSICS)} or a "
+        f"calibration file; got {text!r}"
     )
 
 
@@ -220,12 +299,28 @@ def read_tum(
     ][start::stride][:max_frames]
     if not frames:
         raise InvalidInputError(f"{root}: no colour frames left (start={start}, stride={stride})")
+    check_images(frames, root / "rgb.txt", depth=False)
     gt_stamps = gt_poses = None
     if (root / "groundtruth.txt").is_file():
         gt_stamps, gt_poses = read_tum_trajectory(root / "groundtruth.txt")
     width, height = _image_size(frames[0].rgb)
     log.debug("%s: %d frames, %d with depth", root, len(frames), sum(f.depth is not None for f in frames))
     return TumSequence(root, tuple(frames), K, width, height, DEPTH_SCALE, gt_stamps, gt_poses)
+
+
+def check_images(frames: Sequence[TumFrame] | TumSequence, listed_in: Path, depth: bool = False) -> None:
+    """Every colour image (and depth image, with `depth`) of `frames` exists, checked before any work: a
+    missing file at frame 50 used to stop a run only when it got there (23 s in)."""
+    frames = frames.frames if isinstance(frames, TumSequence) else frames
+    paths = [f.depth if depth else f.rgb for f in frames]
+    missing = [p for p in paths if p is not None and not p.is_file()]
+    if missing:
+        kind = "depth" if depth else "colour"
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise InvalidInputError(
+            f"{len(missing)} of the {len(paths)} {kind} images listed in {listed_in} are missing: "
+            f"{missing[0]}{more}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------

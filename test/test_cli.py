@@ -1,0 +1,187 @@
+"""`spatial-memory` against a careless user (issue 14): every ordinary mistake is one line, exit code 1,
+and is found before the work starts (the work is never lost to a bad output path)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from spatial_memory.cli import main
+
+
+def _tum(root: Path, n: int = 6) -> Path:
+    """A tiny TUM folder of textured 64x48 frames (rgb.txt, depth.txt)."""
+    (root / "rgb").mkdir(parents=True)
+    (root / "depth").mkdir()
+    rng = np.random.default_rng(0)
+    texture = rng.integers(0, 255, (48, 96, 3), dtype=np.uint8)
+    rgb, depth = ["# timestamp filename"], ["# timestamp filename"]
+    for i in range(n):
+        stamp = f"{100 + 0.1 * i:.6f}"
+        cv2.imwrite(str(root / "rgb" / f"{stamp}.png"), texture[:, i : i + 64])
+        cv2.imwrite(str(root / "depth" / f"{stamp}.png"), np.full((48, 64), 10000, np.uint16))
+        rgb.append(f"{stamp} rgb/{stamp}.png")
+        depth.append(f"{stamp} depth/{stamp}.png")
+    (root / "rgb.txt").write_text("\n".join(rgb) + "\n")
+    (root / "depth.txt").write_text("\n".join(depth) + "\n")
+    return root
+
+
+def _one_error(caplog: pytest.LogCaptureFixture, argv: list[str]) -> str:
+    """Run the CLI, expect exit code 1 and exactly one one-line error; return its text."""
+    caplog.clear()
+    with caplog.at_level(logging.ERROR):
+        assert main(argv) == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "\n" not in errors[0], errors
+    return errors[0]
+
+
+@pytest.fixture
+def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any start of the real work fails the test: errors must come before it."""
+
+    def work(*args, **kwargs):
+        pytest.fail("the work started before the arguments were checked")
+
+    import spatial_memory.memory.evaluate as evaluate
+    import spatial_memory.pipeline as pipeline
+    import spatial_memory.vo.patch_vo as patch_vo
+
+    monkeypatch.setattr(patch_vo, "PatchVO", work)
+    monkeypatch.setattr(pipeline, "StationaryPipeline", work)
+    monkeypatch.setattr(pipeline, "MobilePipeline", work)
+    monkeypatch.setattr(evaluate, "episodes_for", work)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# vo
+
+
+def test_vo_checks_its_output_before_the_work(tmp_path, caplog, no_work):
+    tum = _tum(tmp_path / "rgbd_dataset_freiburg3_tiny")
+    (tmp_path / "file").write_text("x")
+    for out, match in [
+        (tmp_path, "is a folder; give a file name"),
+        (tmp_path / "file" / "t.txt", "is a file, not a folder"),
+    ]:
+        assert match in _one_error(caplog, ["vo", "--tum", str(tum), "--no-progress", "--out", str(out)])
+
+
+def test_vo_refuses_a_read_only_output_folder_before_the_work(tmp_path, caplog, no_work, monkeypatch):
+    tum = _tum(tmp_path / "rgbd_dataset_freiburg3_tiny")
+    monkeypatch.setattr(os, "access", lambda *args, **kwargs: False)  # root writes anyway: injected
+    message = _one_error(caplog, ["vo", "--tum", str(tum), "--out", str(tmp_path / "ro" / "t.txt")])
+    assert "cannot write to" in message and "read-only" in message
+
+
+def test_vo_input_mistakes_are_one_line_naming_the_file(tmp_path, caplog, no_work):
+    tum = _tum(tmp_path / "rgbd_dataset_freiburg3_tiny")
+    out = ["--no-progress", "--out", str(tmp_path / "t.txt")]
+    text = (tum / "rgb.txt").read_bytes()
+    (tum / "rgb.txt").write_bytes(text.replace(b"rgb/100.200000", b"rgb/\xe9100.200000"))
+    message = _one_error(caplog, ["vo", "--tum", str(tum), *out])
+    assert "rgb.txt:4: byte 0xe9" in message and "not UTF-8" in message
+    (tum / "rgb.txt").write_bytes(text)
+    next(iter(sorted((tum / "rgb").iterdir()))).unlink()
+    message = _one_error(caplog, ["vo", "--tum", str(tum), *out])
+    assert "1 of the 6 colour images listed in" in message and "missing" in message
+    assert not (tmp_path / "t.txt").exists()
+
+
+def test_vo_checks_depth_images_when_it_reads_depth(tmp_path, caplog, no_work):
+    tum = _tum(tmp_path / "rgbd_dataset_freiburg3_tiny")
+    sorted((tum / "depth").iterdir())[-1].unlink()
+    message = _one_error(caplog, ["vo", "--tum", str(tum), "--depth", "--out", str(tmp_path / "t.txt")])
+    assert "1 of the 6 depth images listed in" in message
+
+
+def test_vo_on_a_folder_without_a_sensor_name_takes_intrinsics(tmp_path, caplog, capsys):
+    tum = _tum(tmp_path / "my_sequence")
+    out = tmp_path / "t.txt"
+    args = ["vo", "--tum", str(tum), "--depth", "--no-progress", "--out", str(out)]
+    assert "--intrinsics fx,fy,cx,cy" in _one_error(caplog, args)
+    assert "--intrinsics takes" in _one_error(caplog, [*args, "--intrinsics", "500,500"])
+    assert main([*args, "--intrinsics", "80,80,31.5,23.5"]) == 0
+    assert "6 frames, RGB-D (metric)" in capsys.readouterr().out
+    assert len(out.read_text().splitlines()) == 7  # a header and 6 poses
+    assert main([*args, "--intrinsics", "freiburg1"]) == 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# demo
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        (["--duration", "nan"], "--duration must be a positive number"),
+        (["--duration", "-3"], "--duration must be a positive number"),
+        (["--steps", "0", "--world", "house"], "--steps must be at least 1"),
+        (["--resolution", "0x48"], "--resolution needs positive sizes"),
+    ],
+)
+def test_demo_refuses_bad_values_before_building_a_scene(tmp_path, caplog, no_work, extra, match):
+    assert match in _one_error(caplog, ["demo", "--out", str(tmp_path / "demo"), *extra])
+
+
+def test_demo_refuses_an_output_that_is_a_file_or_read_only(tmp_path, caplog, no_work, monkeypatch):
+    (tmp_path / "file").write_text("x")
+    for out in (tmp_path / "file", tmp_path / "file" / "demo"):
+        assert "is a file, not a folder" in _one_error(caplog, ["demo", "--out", str(out)])
+    monkeypatch.setattr(os, "access", lambda *args, **kwargs: False)
+    assert "read-only" in _one_error(caplog, ["demo", "--out", str(tmp_path / "demo")])
+    assert (tmp_path / "file").read_text() == "x"
+
+
+def test_a_demo_rerun_replaces_its_own_outputs_and_nothing_else(tmp_path, capsys):
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "notes.txt").write_text("the user's own file")
+    args = ["demo", "--resolution", "64x48", "--out", str(out)]
+    assert main([*args, "--duration", "5"]) == 0
+    assert len(list((out / "maps").iterdir())) == 5
+    assert main([*args, "--duration", "2"]) == 0
+    assert sorted(p.name for p in (out / "maps").iterdir()) == ["map_0000.png", "map_0001.png"]
+    assert (out / "notes.txt").read_text() == "the user's own file"
+    assert '"policy_ticks": 2' in (out / "summary.json").read_text()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# sim record, eval mem-rpe, the error contract
+
+
+def test_sim_record_refuses_a_read_only_folder_before_the_scene(tmp_path, caplog, monkeypatch):
+    import spatial_memory.sim.recorder as recorder
+
+    monkeypatch.setattr(recorder, "TabletopEpisodeScene", lambda *a, **k: pytest.fail("scene built"))
+    monkeypatch.setattr(os, "access", lambda *args, **kwargs: False)
+    message = _one_error(caplog, ["sim", "record", "--steps", "2", "--out", str(tmp_path / "rec")])
+    assert "recording folder" in message and "read-only" in message
+
+
+def test_eval_mem_rpe_checks_checkpoints_before_recording_episodes(tmp_path, caplog, no_work):
+    argv = ["eval", "mem-rpe", "--seeds", "1000", "--length", "5", "--cache", str(tmp_path / "cache")]
+    argv += ["--out", str(tmp_path / "rpe.json")]
+    message = _one_error(caplog, [*argv, "--models", "keyframes", str(tmp_path / "missing.pt")])
+    assert "--models" in message and "missing.pt" in message
+    message = _one_error(caplog, [*argv, "--models", "keyframes", "--encoder", str(tmp_path / "enc.pt")])
+    assert "--encoder" in message and "enc.pt" in message
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint")
+    assert "broken.pt" in _one_error(caplog, [*argv, "--models", str(broken)])
+    assert not (tmp_path / "cache").exists()
+
+
+def test_verbose_adds_the_traceback_to_the_one_line(tmp_path, caplog, no_work):
+    argv = ["demo", "--duration", "nan", "--out", str(tmp_path)]
+    with caplog.at_level(logging.ERROR):
+        assert main(argv) == 1
+        assert not caplog.records[-1].exc_info
+        assert main(["-v", *argv]) == 1
+        assert caplog.records[-1].exc_info

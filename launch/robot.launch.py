@@ -1,6 +1,6 @@
 """Bring up the spatial_memory graph: fk_node (TF + robot_description), spatial_context_node, optionally RViz.
 
-    ros2 launch spatial_memory robot.launch.py mode:=stationary use_rviz:=true
+    ros2 launch spatial_memory robot.launch.py mode:=stationary use_rviz:=true   # RViz if rviz2 is installed
     ros2 launch spatial_memory robot.launch.py mode:=mobile image_topic:=/camera/color/image_raw
     ros2 launch spatial_memory robot.launch.py mode:=mobile use_vo:=true \
         image_topic:=/camera/color/image_raw camera_info_topic:=/camera/color/camera_info \
@@ -25,7 +25,7 @@ from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 from spatial_memory.ros import topics
-from spatial_memory.ros.node_configs import memory_node_launch
+from spatial_memory.ros.node_configs import memory_node_launch, missing_ros_package
 
 
 def _arguments() -> list[DeclareLaunchArgument]:
@@ -42,7 +42,11 @@ def _arguments() -> list[DeclareLaunchArgument]:
         DeclareLaunchArgument(
             "use_sim_time", default_value="false", description="use /clock (simulation, bags)"
         ),
-        DeclareLaunchArgument("use_rviz", default_value="true", description="start RViz with our config"),
+        DeclareLaunchArgument(
+            "use_rviz",
+            default_value="false",
+            description="start RViz with our config (if rviz2 is installed; a robot is often headless)",
+        ),
         DeclareLaunchArgument(
             "params_file",
             default_value=PathJoinSubstitution([share, "config", "robot.yaml"]),
@@ -138,6 +142,23 @@ def _memory_node(context, *args, **kwargs) -> list:
     ]
 
 
+def _rviz(context, share, world_frame, sim_time) -> list:
+    """RViz under `use_rviz:=true` when rviz2 is installed, else one line saying so: a missing rviz2 failed
+    the launch after fk_node and spatial_context_node had started, and left them running."""
+    missing = missing_ros_package("rviz2")
+    if missing:
+        return [LogInfo(msg=f"use_rviz:=true: {missing}")]
+    config = PathJoinSubstitution([share, "config", "spatial_memory.rviz"])
+    rviz = Node(
+        package="rviz2",
+        executable="rviz2",
+        name="rviz2",
+        arguments=["-d", config, "-f", world_frame],
+        parameters=[sim_time],
+    )
+    return [rviz]
+
+
 def generate_launch_description() -> LaunchDescription:
     """fk_node + spatial_context_node with the parameter file, and RViz under `use_rviz`."""
     share = FindPackageShare("spatial_memory")
@@ -185,12 +206,9 @@ def generate_launch_description() -> LaunchDescription:
             )
         ),
     )
-    rviz = Node(
-        package="rviz2",
-        executable="rviz2",
-        name="rviz2",
-        arguments=["-d", PathJoinSubstitution([share, "config", "spatial_memory.rviz"]), "-f", world_frame],
-        parameters=[sim_time],
+    rviz = OpaqueFunction(
+        function=_rviz,
+        args=[share, world_frame, sim_time],
         condition=IfCondition(LaunchConfiguration("use_rviz")),
     )
     policy_node = Node(

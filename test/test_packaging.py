@@ -140,6 +140,47 @@ def test_launch_file_parses_and_declares_its_arguments():
     assert _calls(tree, "IfCondition"), "rviz must start under IfCondition(use_rviz)"
 
 
+def test_rviz_is_off_by_default_and_checked_before_it_starts():
+    """Issue 13/14: `use_rviz:=true` by default failed on a machine without rviz2, after fk_node and
+    spatial_context_node had started (left running as orphans). Off by default (a robot is often
+    headless, as in sim.launch.py); when asked for, an OpaqueFunction starts it only if rviz2 is
+    installed and otherwise logs one line."""
+    tree = ast.parse(LAUNCH.read_text())
+    declared = {c.args[0].value: c for c in _calls(tree, "DeclareLaunchArgument")}
+    assert _kwarg(declared["use_rviz"], "default_value") == "false"
+    functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+    rviz = [c for c in _calls(tree, "Node") if _kwarg(c, "package") == "rviz2"]
+    assert len(rviz) == 1 and rviz[0] in list(ast.walk(functions["_rviz"])), "rviz2 starts inside _rviz"
+    assert _calls(functions["_rviz"], "missing_ros_package") and _calls(functions["_rviz"], "LogInfo")
+    keywords = [{k.arg: k.value for k in c.keywords} for c in _calls(tree, "OpaqueFunction")]
+    opaque = [k for k in keywords if isinstance(k.get("function"), ast.Name) and k["function"].id == "_rviz"]
+    assert len(opaque) == 1 and _call_name(opaque[0]["condition"]) == "IfCondition"
+
+
+def test_missing_ros_package_names_what_to_install(monkeypatch):
+    import sys
+    import types
+
+    from spatial_memory.ros.node_configs import missing_ros_package
+
+    class PackageNotFoundError(KeyError):
+        pass
+
+    def get_package_prefix(name: str) -> str:
+        if name != "rviz2":
+            raise PackageNotFoundError(name)
+        return "/opt/ros/jazzy"
+
+    fake = types.ModuleType("ament_index_python.packages")
+    fake.PackageNotFoundError, fake.get_package_prefix = PackageNotFoundError, get_package_prefix
+    monkeypatch.setitem(sys.modules, "ament_index_python", types.ModuleType("ament_index_python"))
+    monkeypatch.setitem(sys.modules, "ament_index_python.packages", fake)
+    assert missing_ros_package("rviz2") == ""
+    assert "sudo apt install ros-$ROS_DISTRO-nav2-bringup" in missing_ros_package("nav2_bringup")
+    monkeypatch.setitem(sys.modules, "ament_index_python.packages", None)  # import fails: no ROS sourced
+    assert "is ROS 2 sourced?" in missing_ros_package("rviz2")
+
+
 def test_launched_executables_are_console_scripts(console_scripts):
     tree = ast.parse(LAUNCH.read_text())
     ours = [c for c in _calls(tree, "Node") if _kwarg(c, "package") == "spatial_memory"]

@@ -385,3 +385,21 @@ def memory_node_launch(use: str, params_file: str | Path, override: str = "") ->
         f"memory_node not started: {why}; /query_pose will answer success=false. "
         "Start it with memory_checkpoint:=/path/to/model.pt"
     )
+
+
+def missing_ros_package(package: str, apt_name: str = "") -> str:
+    """'' when ROS package `package` is installed (ament index), else one line saying what to install.
+
+    Launch files call it before starting an optional tool (RViz): a missing package used to fail the
+    launch after our nodes had started, leaving them running as orphans.
+    """
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+    except ImportError:
+        return f"{package} not found: ament_index_python is missing (is ROS 2 sourced?)"
+    try:
+        get_package_prefix(package)
+    except PackageNotFoundError:
+        apt = apt_name or f"ros-$ROS_DISTRO-{package.replace('_', '-')}"
+        return f"{package} is not installed (sudo apt install {apt}); not starting it"
+    return ""

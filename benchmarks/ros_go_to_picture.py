@@ -57,10 +57,14 @@ class Trial(Node):
         self.base: tuple[int, np.ndarray] | None = None
         self.cameras: list[tuple[int, np.ndarray]] = []  # (stamp, T_world_cam) of head frames
         self.memory_steps = 0
+        self.policy_status: list[dict] = []  # policy/status while goals run: rate held, decision latency
         group = ReentrantCallbackGroup()
         self.create_subscription(PoseStamped, topics.GT_BASE_POSE, self._on_base, 10, callback_group=group)
         self.create_subscription(PoseStamped, topics.GT_CAMERA_POSE, self._on_cam, 100, callback_group=group)
         self.create_subscription(String, topics.MEMORY_STATUS, self._on_status, 10, callback_group=group)
+        self.create_subscription(
+            String, topics.POLICY_STATUS, self._on_policy_status, 10, callback_group=group
+        )
         self.cmd = self.create_publisher(Twist, topics.CMD_VEL, 10)
 
     def _on_base(self, msg: PoseStamped) -> None:
@@ -73,6 +77,10 @@ class Trial(Node):
 
     def _on_status(self, msg: String) -> None:
         self.memory_steps = int(json.loads(msg.data).get("steps", 0))
+
+    def _on_policy_status(self, msg: String) -> None:
+        with self.lock:
+            self.policy_status.append(json.loads(msg.data))
 
     def tour(self, steps: int, timeout_s: float) -> None:
         start, v, last = time.monotonic(), 0.0, None
@@ -173,9 +181,22 @@ def main() -> None:
         }
         outcomes.append(outcome)
         print(json.dumps({k: v for k, v in outcome.items() if k != "output"}), flush=True)
+    with node.lock:
+        rates = [s["rate_hz_measured"] for s in node.policy_status if s.get("rate_hz_measured")]
+        latency = [s["decision_ms_max"] for s in node.policy_status if s.get("decision_ms_max") is not None]
+    policy = {
+        "rate_hz_min": min(rates, default=float("nan")),
+        "rate_hz_median": float(np.median(rates)) if rates else float("nan"),
+        "rate_hz_max": max(rates, default=float("nan")),
+        "decision_ms_max": max(latency, default=float("nan")),
+        "status_messages": len(rates),
+    }
+    wins = sum(o["success"] for o in outcomes)
+    print(f"{wins} of {len(outcomes)} pictures reached; policy_node {json.dumps(policy)}", flush=True)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"seed": args.seed, "steps": args.steps, "goals": outcomes}, indent=1))
+        report = {"seed": args.seed, "steps": args.steps, "backend": args.backend, "goals": outcomes}
+        args.out.write_text(json.dumps({**report, "policy_node": policy}, indent=1))
     executor.shutdown()
     node.world_sim.close()
     node.destroy_node()

@@ -145,16 +145,22 @@ class ScriptedPolicyConfig:
 class ViewMatcher:
     """Does the current view show the goal picture's place? SIFT + ratio test + RANSAC fundamental matrix."""
 
-    def __init__(self, min_inliers: int = 25, ratio: float = 0.75) -> None:
+    def __init__(
+        self, min_inliers: int = 25, ratio: float = 0.75, max_side_px: int = 256, max_features: int = 500
+    ) -> None:
         self.min_inliers = min_inliers
         self.ratio = ratio
-        self._sift = cv2.SIFT_create()
+        self.max_side_px = max_side_px  # larger pictures are shrunk first: the 1 Hz tick stays cheap
+        self._sift = cv2.SIFT_create(nfeatures=max_features)
         self._matcher = cv2.BFMatcher(cv2.NORM_L2)
         self._goal: tuple[np.ndarray, tuple, np.ndarray | None] | None = None  # (image, keypoints, desc)
         self.last_inliers = 0
 
     def _features(self, rgb: np.ndarray) -> tuple[tuple, np.ndarray | None]:
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
+        scale = self.max_side_px / max(gray.shape)
+        if scale < 1.0:
+            gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         return self._sift.detectAndCompute(gray, None)
 
     def inliers(self, goal_rgb: np.ndarray, view_rgb: np.ndarray) -> int:

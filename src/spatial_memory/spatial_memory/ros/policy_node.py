@@ -132,8 +132,8 @@ class PolicyNode(Node):
         self._reading: MemoryReading | None = None
         self._query_in_flight: tuple[Any, float] | None = None  # (future, wall time sent)
         self._memory_failures = 0
-        self._last_tick_wall: float | None = None
-        self._periods: deque[float] = deque(maxlen=60)
+        self._last_tick_wall: tuple[float, float] | None = None  # (wall s, node clock s) of the last tick
+        self._periods: deque[tuple[float, float]] = deque(maxlen=60)  # (node clock, wall) between ticks
         self._latencies: deque[float] = deque(maxlen=60)
         self._counts = {"ticks": 0, "queries": 0, "query_failures": 0, "query_timeouts": 0}
         self._counts |= {"promotions": 0, "promotion_failures": 0, "goals_sent": 0, "holds_sent": 0}
@@ -264,10 +264,10 @@ class PolicyNode(Node):
     # -- the tick -----------------------------------------------------------------------------------
 
     def _tick(self) -> None:
-        wall = time.perf_counter()
+        wall, clock = time.perf_counter(), self.get_clock().now().nanoseconds * 1e-9
         if self._last_tick_wall is not None:
-            self._periods.append(wall - self._last_tick_wall)
-        self._last_tick_wall = wall
+            self._periods.append((clock - self._last_tick_wall[1], wall - self._last_tick_wall[0]))
+        self._last_tick_wall = (wall, clock)
         self._counts["ticks"] += 1
         self._collect_answer()
         obs = self._observe()
@@ -490,13 +490,15 @@ class PolicyNode(Node):
     def _publish_status(self) -> None:
         import json
 
-        periods = np.array(self._periods) if self._periods else np.array([math.nan])
+        periods = np.array(self._periods).reshape(-1, 2) if self._periods else np.full((1, 2), math.nan)
         lat = np.array(self._latencies) if self._latencies else np.array([math.nan])
+        rates = 1.0 / periods.mean(axis=0)  # over the last 60 ticks: on the node's clock (sim time), wall
         stats = getattr(self.policy, "stats", None)
         status = {
             "policy": self.policy.name,
             "rate_hz_target": self.config.rate_hz,
-            "rate_hz_measured": float(1.0 / np.mean(periods)) if np.isfinite(periods).all() else None,
+            "rate_hz_measured": float(rates[0]) if np.isfinite(rates[0]) else None,
+            "rate_hz_wall": float(rates[1]) if np.isfinite(rates[1]) else None,
             "decision_ms_p50": float(np.median(lat) * 1e3) if np.isfinite(lat).all() else None,
             "decision_ms_max": float(np.max(lat) * 1e3) if np.isfinite(lat).all() else None,
             "task_active": self._task is not None,

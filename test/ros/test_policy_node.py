@@ -280,3 +280,21 @@ def test_goal_follower_drives_to_a_goal_on_the_map_and_stops_when_it_goes_stale(
     assert len(cmds) == n
     statuses = graph.received[topics.GOAL_FOLLOWER_STATUS]
     assert graph.wait(lambda: statuses and json.loads(statuses[-1].data)["state"] == "stale", timeout=3.0)
+
+
+def test_goal_follower_without_a_map_ignores_goals_and_never_drives(graph):
+    from spatial_memory.ros.goal_follower_node import GoalFollowerNode
+
+    probe = graph.probe
+    pose_pub = probe.create_publisher(PoseStamped, topics.GT_BASE_POSE, 10)
+    goal_pub = probe.create_publisher(PoseStamped, topics.GOAL_POSE, 10)
+    graph.listen(Twist, topics.CMD_VEL)
+    graph.listen(String, topics.GOAL_FOLLOWER_STATUS)
+    node = graph.add(GoalFollowerNode())
+    now = probe.get_clock().now().nanoseconds
+    pose_pub.publish(conv.matrix_to_pose_stamped(yaw_pose(1.0, 1.0, 0.0), now, "world", factory=FACTORY))
+    goal_pub.publish(conv.matrix_to_pose_stamped(yaw_pose(3.0, 1.0, 0.0), now, "world", factory=FACTORY))
+    statuses = graph.received[topics.GOAL_FOLLOWER_STATUS]
+    assert graph.wait(lambda: statuses and json.loads(statuses[-1].data)["state"] == "no map", timeout=5.0)
+    assert graph.wait(lambda: "no map" in node._last_problem, timeout=3.0)
+    assert graph.received[topics.CMD_VEL] == []  # nothing drives without a map

@@ -137,3 +137,14 @@ def test_with_a_heading_it_turns_to_it_on_arrival():
             follower.set_goal((2.0, 1.0), t_ns, np.array(pose[:2]), yaw=math.pi / 2)
     assert follower.status == "reached"
     assert abs(pose[2] - math.pi / 2) <= follower.config.align_rad + 0.02
+
+
+def test_a_wedged_base_backs_up_then_plans_again():
+    follower = GoalFollower(room_with_wall(), GoalFollowerConfig(stuck_s=1.0, backup_s=0.5))
+    follower.set_goal((2.5, 1.0), 0, np.array([1.0, 1.0]))
+    assert follower.command((1.0, 1.0, 0.0), 0).v > 0  # drives off
+    wedged = [follower.command((1.0, 1.0, 0.0), k * 100_000_000) for k in range(1, 14)]  # it never moves
+    backing = [c for c in wedged if c.v < 0]
+    assert backing and follower.status in ("recovering", "driving")
+    assert all(c.omega == 0 for c in backing)  # straight back
+    assert follower.command((0.9, 1.0, 0.0), 20 * 100_000_000).v > 0  # then it plans again and drives

@@ -26,6 +26,7 @@ from spatial_memory.ros import topics
 from spatial_memory.sim import mobile_robot
 from spatial_memory.sim.goal_follower import GoalFollowerConfig
 from spatial_memory.sim.live import LiveSimConfig
+from spatial_memory.sim.presets import PLANNING_RADIUS_M
 from spatial_memory.vo.odometry import VisualOdometryConfig
 
 
@@ -339,7 +340,10 @@ class GoalFollowerNodeConfig:
     """
 
     rate_hz: float = field(default=10.0, metadata=_help("velocity commands per second"))
-    robot_radius_m: float = field(default=0.3, metadata=_help("the map is inflated by this"))
+    robot_radius_m: float = field(
+        default=PLANNING_RADIUS_M,
+        metadata=_help("the map is inflated by this: the base (0.3 m), the arm's reach, a controller margin"),
+    )
     status_rate_hz: float = field(default=1.0, metadata=_help("rate of goal_follower/status (JSON)"))
     tf_timeout_s: float = field(default=0.1, metadata=_help("how long to wait for TF"))
     follower: GoalFollowerConfig = field(default_factory=GoalFollowerConfig)

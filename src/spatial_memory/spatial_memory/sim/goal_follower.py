@@ -4,7 +4,8 @@ On a robot, nav2 takes the policy's `goal_pose` and plans on its map. In simulat
 part with the simulator's own occupancy grid: the memory says where, the planner says how. It plans with A*
 (`sim.planning.plan_path`) from the robot to the goal and follows the path with pure pursuit
 (`sim.exploration.FollowPath`); it replans when the goal moves by more than `replan_m`, and when the robot has
-made no progress for `stuck_s`.
+made no progress for `stuck_s`, after backing up for `backup_s` (a base wedged against furniture frees
+itself, as nav2's recovery behaviours do).
 
 A goal inside an obstacle or outside the map (memory answers are not exact; exploration goals are blind) is
 moved to the nearest free cell the robot can reach, within `snap_m`; further away it is unreachable. Without a
@@ -53,6 +54,8 @@ class GoalFollowerConfig:
         default=0.15, metadata={"help": "at the goal, turn until the heading is this close"}
     )
     stuck_s: float = field(default=4.0, metadata={"help": "no progress for this long: plan again"})
+    backup_s: float = field(default=1.5, metadata={"help": "stuck: back up this long, then plan again"})
+    backup_speed: float = field(default=0.15, metadata={"help": "... at this speed (m/s)"})
     pursuit: PurePursuitConfig = field(default_factory=lambda: PurePursuitConfig(speed=0.5))
 
     def __post_init__(self) -> None:
@@ -64,6 +67,8 @@ class GoalFollowerConfig:
             "stale_s",
             "stuck_s",
             "align_rad",
+            "backup_s",
+            "backup_speed",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
@@ -90,6 +95,7 @@ class GoalFollower:
         self._progress_ns: int | None = None
         self._best_left = math.inf
         self._best_error = math.inf
+        self._backup_until_ns: int | None = None
         self._snap_m = self.config.snap_m
 
     def set_goal(
@@ -125,13 +131,24 @@ class GoalFollower:
         left = math.hypot(self.goal[0] - pose[0], self.goal[1] - pose[1])
         if left <= self.config.goal_tolerance_m or self.status == "aligning":
             return self._align(pose, now_ns)
-        if left < self._best_left - 0.05:
-            self._best_left, self._progress_ns = left, now_ns
-        elif self._progress_ns is not None and (now_ns - self._progress_ns) * 1e-9 > self.config.stuck_s:
-            log.debug("goal follower: no progress for %.1f s, planning again", self.config.stuck_s)
+        if self._backup_until_ns is not None:  # recovering: back up a little, then plan again
+            if now_ns < self._backup_until_ns:
+                self.status = "recovering"
+                return Command(-self.config.backup_speed, 0.0)
+            self._backup_until_ns = None
             self._plan(np.array(pose[:2]), now_ns)
             if self._path is None:
                 return STOP
+        if left < self._best_left - 0.05:
+            self._best_left, self._progress_ns = left, now_ns
+        elif self._progress_ns is not None and (now_ns - self._progress_ns) * 1e-9 > self.config.stuck_s:
+            log.debug(
+                "goal follower: no progress for %.1f s: backing up, then planning again", self.config.stuck_s
+            )
+            self._backup_until_ns = now_ns + round(self.config.backup_s * 1e9)
+            self._progress_ns = self._backup_until_ns
+            self.status = "recovering"
+            return Command(-self.config.backup_speed, 0.0)
         cmd = self._path.command(pose, now_ns * 1e-9)
         if cmd is None:
             return self._align(pose, now_ns)

@@ -39,7 +39,7 @@ def config(**kw) -> MemNavConfig:
 @pytest.fixture(scope="module")
 def oracle_run():
     torch.set_num_threads(1)
-    episode = MemNavEpisode(config(), "oracle")
+    episode = MemNavEpisode(config(), ("oracle", "none"))  # one tour serves both methods
     try:
         goals = episode.tour()
         starts, results = [], []
@@ -48,6 +48,10 @@ def oracle_run():
                 episode.back_to_start()
             starts.append((episode.sim.sim.pose2d, episode.sim.odometry.T_odom_base.copy()))
             results.append(episode.go_to(i, goal))  # restores the start again for i > 0: same spot
+        episode.back_to_start()
+        starts.append((episode.sim.sim.pose2d, episode.sim.odometry.T_odom_base.copy()))
+        other = episode.go_to(0, goals[0], "none")  # another method, the same trial
+        assert other.method == "none" and other.shortest_m == pytest.approx(results[0].shortest_m)
         return goals, starts, results
     finally:
         episode.close()

@@ -146,19 +146,28 @@ def reading_from_answer(answer: MemoryAnswer, stamp_ns: int, odom_base: Pose2D |
 
 
 class MemNavEpisode:
-    """One world, one method: the tour, then the pictures one after another (see the module docstring)."""
+    """One world: the tour (one for every method), then each method's trials, each from where the tour
+    ended (see the module docstring). Every memory the methods need runs through the tour together:
+    memory_node's service (Kinaema, with keyframe retrieval and refinement when asked for) and the GRU's."""
 
-    def __init__(self, config: MemNavConfig, method: str) -> None:
-        if method not in METHODS:
-            raise ConfigError(f"unknown mem-nav method {method!r}; known: {list(METHODS)}")
+    def __init__(self, config: MemNavConfig, methods: str | Sequence[str]) -> None:
+        methods = (methods,) if isinstance(methods, str) else tuple(methods)
+        unknown = sorted(set(methods) - set(METHODS))
+        if unknown or not methods:
+            raise ConfigError(f"unknown mem-nav methods {unknown or methods}; known: {list(METHODS)}")
         self.config = cfg = config
-        self.method = method
+        self.methods = methods
+        self.method = methods[0]  # the one `go_to` runs unless told otherwise
         engine = dataclasses.replace(cfg.engine, threads=cfg.engine.threads or 1)
-        if method == "gru":
-            engine = dataclasses.replace(engine, backend="gru", checkpoint=cfg.gru_checkpoint)
         service = MemoryService.from_config(
-            engine, serve_keyframes=method == "keyframes", refine=cfg.refine if method == "refined" else None
+            engine,
+            serve_keyframes="keyframes" in methods,
+            refine=cfg.refine if "refined" in methods else None,
         )
+        self.gru: MemoryService | None = None
+        if "gru" in methods:
+            gru = dataclasses.replace(engine, backend="gru", checkpoint=cfg.gru_checkpoint)
+            self.gru = MemoryService.from_config(gru)
         run_cfg = LiveRunConfig(
             scenario="tour",
             preset=cfg.preset,
@@ -170,13 +179,14 @@ class MemNavEpisode:
         )
         self.run = LiveMemoryRun(run_cfg, service=service)
         self.sim = self.run.sim
-        self.backend = _SERVICE_BACKEND.get(method, service.backend)
-        policy_cfg = dataclasses.replace(cfg.policy, use_memory=method != "none", budget_s=cfg.budget_s)
-        self.policy = ScriptedPolicy(policy_cfg)
         self.follower = GoalFollower(self.run.grid, cfg.follower)
         self._frame_id = 0
         self._recent: list[Frame] = []
         self._start: tuple[Any, Any, Any] | None = None  # where the tour ended (see back_to_start)
+        self._trials = 0
+        self.memory: MemoryService = self.run.service  # the memory of the method in `go_to`
+        self.backend = ""
+        self.policy = ScriptedPolicy(cfg.policy)
         self.reading: MemoryReading | None = None  # the memory's latest answer about the current picture
         self.decision: Decision | None = None  # the policy's latest decision
         # Hooks for a caller that watches (the demo draws frames): every frame the memory takes on the
@@ -190,20 +200,25 @@ class MemNavEpisode:
         method of a world gets the same ones)."""
         for tick, frame in self.run.taken_frames():
             self.run.feed(tick, frame)
+            if self.gru is not None:
+                self.gru.update(frame.rgb, T_world_base=tick.odometry.T_odom_base, stamp_ns=tick.stamp_ns)
             self.run.sampler.observe(self.run.engine.steps - 1, frame.T_world_cam, frame.depth, frame.K)
             if self.on_tour_frame is not None:
                 self.on_tour_frame(tick, frame)
-        self._start = (self.sim.sim.pose2d, copy.deepcopy(self.sim.odometry), self.run.service.snapshot())
+        memories = (self.run.service.snapshot(), None if self.gru is None else self.gru.snapshot())
+        self._start = (self.sim.sim.pose2d, copy.deepcopy(self.sim.odometry), memories)
         return self._draw_goals(self.run.engine.steps - 1)
 
     def back_to_start(self) -> None:
         """Put the robot and the memory back where the tour ended: every picture starts from there (the
         robot carried back, its odometry and every memory backend restored), so every method gets the
         same trials."""
-        (x, y, yaw), odometry, memory = self._start
+        (x, y, yaw), odometry, (memory, gru) = self._start
         self.sim.teleport(x, y, yaw)
         self.sim.odometry = copy.deepcopy(odometry)
         self.run.service.restore(memory)
+        if self.gru is not None:
+            self.gru.restore(gru)
 
     def _draw_goals(self, step: int) -> list[QuerySample]:
         cfg = self.config
@@ -223,13 +238,22 @@ class MemNavEpisode:
             log.warning("mem-nav seed %d: only %d pictures could be drawn", cfg.seed, len(goals))
         return goals
 
-    def go_to(self, index: int, goal: QuerySample) -> GoalResult:
-        """Run the policy on one picture until it ends the task or the budget runs out, starting where the
-        tour ended."""
+    def go_to(self, index: int, goal: QuerySample, method: str | None = None) -> GoalResult:
+        """Run `method`'s policy (default: the first method) on one picture until it ends the task or the
+        budget runs out, starting where the tour ended (the first trial after the tour starts there)."""
         cfg, sim = self.config, self.sim
-        if index > 0:
+        self.method = method or self.methods[0]
+        if self.method not in self.methods:
+            raise ConfigError(f"method {self.method!r} was not prepared: this episode runs {self.methods}")
+        if self._trials > 0:
             self.back_to_start()
-        self.policy.reset()
+        self._trials += 1
+        self.memory = self.gru if self.method == "gru" else self.run.service
+        self.backend = _SERVICE_BACKEND.get(self.method, self.memory.backend)
+        use_memory = self.method != "none"
+        self.policy = ScriptedPolicy(
+            dataclasses.replace(cfg.policy, use_memory=use_memory, budget_s=cfg.budget_s)
+        )
         self.follower.clear()
         self.reading, self.decision = None, None
         task = Task(goal_image=goal.query.rgb, name=f"picture {index}")
@@ -263,7 +287,11 @@ class MemNavEpisode:
             head_xy = frame.T_world_cam[:2, 3]
             if last_memory_ns is None or tick.stamp_ns - last_memory_ns >= memory_period_ns:
                 last_memory_ns = tick.stamp_ns
-                if self.method != "none":
+                if self.method == "gru":
+                    self.memory.update(
+                        frame.rgb, T_world_base=tick.odometry.T_odom_base, stamp_ns=tick.stamp_ns
+                    )
+                elif self.method != "none":
                     self.run.feed(tick, frame)
                 if self.on_goal_frame is not None:
                     self.on_goal_frame(tick, frame, goal)
@@ -342,7 +370,7 @@ class MemNavEpisode:
                 GOAL_PICTURE, tick.stamp_ns, Pose2D(x, y, yaw), 0.0, float(seen), 1.0, "oracle"
             )
         try:
-            answer = self.run.service.query(task.goal_image, self.backend)
+            answer = self.memory.query(task.goal_image, self.backend)
         except InvalidInputError as exc:  # a picture the memory refuses: no answer this tick
             log.debug("mem-nav: the memory refused the picture: %s", exc)
             return None
@@ -369,12 +397,12 @@ class MemNavEpisode:
         self.run.close()
 
 
-def run_episode(config: MemNavConfig, method: str) -> list[GoalResult]:
-    """Tour, then every picture in turn; the results per picture."""
-    episode = MemNavEpisode(config, method)
+def run_episode(config: MemNavConfig, methods: str | Sequence[str]) -> list[GoalResult]:
+    """One tour, then every method on every picture, each from where the tour ended; results per trial."""
+    episode = MemNavEpisode(config, methods)
     try:
         goals = episode.tour()
-        return [episode.go_to(i, g) for i, g in enumerate(goals)]
+        return [episode.go_to(i, g, m) for m in episode.methods for i, g in enumerate(goals)]
     finally:
         episode.close()
 
@@ -449,9 +477,8 @@ def run_mem_nav(
         raise ConfigError(f"unknown mem-nav methods {unknown}; known: {list(METHODS)}")
     results: list[GoalResult] = []
     started = time.perf_counter()
-    runs = [(seed, method) for seed in seeds for method in methods]
-    for seed, method in tqdm(runs, desc="mem-nav", disable=not progress):
-        results += run_episode(dataclasses.replace(base, seed=seed), method)
+    for seed in tqdm(seeds, desc="mem-nav worlds", disable=not progress):
+        results += run_episode(dataclasses.replace(base, seed=seed), methods)
     summary = summarise(results)
     report = {
         "preset": base.preset,

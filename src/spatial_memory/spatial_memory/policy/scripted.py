@@ -101,7 +101,7 @@ class ScriptedPolicyConfig:
     )
     match_ratio: float = field(default=0.75, metadata=_help("Lowe's ratio test"))
     match_near_m: float = field(
-        default=2.0,
+        default=1.0,
         metadata=_help("with a memory: the view matching the picture this near the goal is arrival"),
     )
     answer_window: int = field(

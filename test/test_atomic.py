@@ -1,5 +1,6 @@
 """Atomic output (issue 14): partials left by a killed writer are removed by the next write of the same
-target, never those of a live writer; output paths are checked before any work."""
+target, never those of a live writer; output paths are checked before any work; an output folder is
+replaced whole only when asked, and a failed run puts the old one back."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from spatial_memory import atomic
 from spatial_memory.atomic import (
     check_output_dir,
     check_output_file,
+    check_replaceable_dir,
     remove_stale_partials,
+    replaced_dir,
     staging_dir,
     write_file_atomic,
 )
@@ -126,3 +129,98 @@ def test_a_read_only_folder_is_refused(tmp_path: Path) -> None:
             check_output_dir(folder / "out")
     finally:
         folder.chmod(0o755)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# output folders replaced whole
+
+
+def _old_run(folder: Path) -> Path:
+    (folder / "maps").mkdir(parents=True)
+    (folder / "maps" / "map_0004.png").write_bytes(b"old")
+    (folder / "summary.md").write_text("the old run")
+    return folder
+
+
+def _tree(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def test_a_non_empty_folder_is_refused_unless_overwrite(tmp_path: Path) -> None:
+    out = _old_run(tmp_path / "out")
+    assert check_replaceable_dir(tmp_path / "new") == tmp_path / "new"
+    (tmp_path / "empty").mkdir()
+    assert check_replaceable_dir(tmp_path / "empty") == tmp_path / "empty"
+    with pytest.raises(InvalidInputError, match=r"out is not empty \(maps, summary.md\); pass --overwrite"):
+        check_replaceable_dir(out)
+    with pytest.raises(InvalidInputError, match="pass --replace"):
+        check_replaceable_dir(out, flag="--replace")
+    assert check_replaceable_dir(out, overwrite=True) == out
+    assert _tree(out) == ["maps", "maps/map_0004.png", "summary.md"]  # checked, not touched
+
+
+def test_overwrite_replaces_the_folder_whole_once_the_run_succeeded(tmp_path: Path) -> None:
+    out = _old_run(tmp_path / "out")
+    with replaced_dir(out, overwrite=True) as folder:
+        assert folder == out and list(out.iterdir()) == []  # the run starts in an empty folder
+        (out / "summary.md").write_text("the new run")
+    assert _tree(out) == ["summary.md"] and (out / "summary.md").read_text() == "the new run"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # the old one is gone, no partial left
+
+
+@pytest.mark.parametrize("failure", [RuntimeError, KeyboardInterrupt])
+def test_a_failed_run_puts_the_old_folder_back(tmp_path: Path, failure: type[BaseException]) -> None:
+    out = _old_run(tmp_path / "out")
+    with pytest.raises(failure), replaced_dir(out, overwrite=True):
+        (out / "maps").mkdir()
+        (out / "maps" / "map_0000.png").write_bytes(b"new")
+        raise failure()
+    assert _tree(out) == ["maps", "maps/map_0004.png", "summary.md"]
+    assert (out / "maps" / "map_0004.png").read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_failed_run_leaves_no_folder_it_created_and_empties_an_empty_one(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError), replaced_dir(tmp_path / "a" / "new") as folder:
+        (folder / "half.png").write_bytes(b"x")
+        raise RuntimeError
+    assert not (tmp_path / "a" / "new").exists()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RuntimeError), replaced_dir(tmp_path / "empty") as folder:
+        (folder / "maps").mkdir()
+        raise RuntimeError
+    assert (tmp_path / "empty").is_dir() and list((tmp_path / "empty").iterdir()) == []
+
+
+def test_a_symbolic_link_or_a_repository_is_never_replaced(tmp_path: Path) -> None:
+    target = _old_run(tmp_path / "target")
+    (tmp_path / "link").symlink_to(target)
+    with pytest.raises(InvalidInputError, match="is a symbolic link"):
+        check_replaceable_dir(tmp_path / "link", overwrite=True)
+    (target / ".git").mkdir()
+    with pytest.raises(InvalidInputError, match=r"never replaced: it holds a \.git"):
+        check_replaceable_dir(target, overwrite=True)
+    assert (target / "summary.md").read_text() == "the old run"
+
+
+def test_kill_9_mid_overwrite_leaves_the_old_folder_hidden_for_the_next_run_to_remove(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A real kill -9 while a run writes into a replaced folder: the old content waits, hidden, beside it."""
+    out = _old_run(tmp_path / "out")
+    code = (
+        "import sys, time; from pathlib import Path; from spatial_memory.atomic import replaced_dir\n"
+        "with replaced_dir(Path(sys.argv[1]), overwrite=True) as out:\n"
+        "    (out / 'half.png').write_bytes(b'new'); print('writing', flush=True); time.sleep(60)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "writing"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    child.stdout.close()
+    hidden = [p for p in tmp_path.iterdir() if p.name.startswith(f".out.partial-{child.pid}-")]
+    assert len(hidden) == 1 and _tree(hidden[0]) == ["maps", "maps/map_0004.png", "summary.md"]
+    monkeypatch.setattr(atomic, "STALE_GRACE_S", 0.0)
+    with replaced_dir(out, overwrite=True):
+        (out / "summary.md").write_text("the next run")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and _tree(out) == ["summary.md"]

@@ -1,5 +1,6 @@
-"""`spatial-memory` against a careless user (issue 14): every ordinary mistake is one line, exit code 1,
-and is found before the work starts (the work is never lost to a bad output path)."""
+"""`spatial-memory` against a careless user (issue 14): every ordinary mistake is one line, exit code 2,
+and is found before the work starts (the work is never lost to a bad output path); an output folder that
+is not empty is refused unless --overwrite, which replaces it whole."""
 
 from __future__ import annotations
 
@@ -33,10 +34,10 @@ def _tum(root: Path, n: int = 6) -> Path:
 
 
 def _one_error(caplog: pytest.LogCaptureFixture, argv: list[str]) -> str:
-    """Run the CLI, expect exit code 1 and exactly one one-line error; return its text."""
+    """Run the CLI, expect exit code 2 and exactly one one-line error; return its text."""
     caplog.clear()
     with caplog.at_level(logging.ERROR):
-        assert main(argv) == 1
+        assert main(argv) == 2
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and "\n" not in errors[0], errors
     return errors[0]
@@ -139,17 +140,50 @@ def test_demo_refuses_an_output_that_is_a_file_or_read_only(tmp_path, caplog, no
     assert (tmp_path / "file").read_text() == "x"
 
 
-def test_a_demo_rerun_replaces_its_own_outputs_and_nothing_else(tmp_path, capsys):
+def test_demo_refuses_a_non_empty_folder_without_overwrite(tmp_path, caplog, no_work):
     out = tmp_path / "demo"
     out.mkdir()
     (out / "notes.txt").write_text("the user's own file")
+    for extra in ([], ["--world", "house"], ["--task", "go-to-picture"]):
+        message = _one_error(caplog, ["demo", "--out", str(out), *extra])
+        assert "is not empty (notes.txt)" in message and "--overwrite" in message
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_demo_with_overwrite_replaces_the_folder_whole(tmp_path, capsys):
+    out = tmp_path / "demo"
     args = ["demo", "--resolution", "64x48", "--out", str(out)]
     assert main([*args, "--duration", "5"]) == 0
     assert len(list((out / "maps").iterdir())) == 5
-    assert main([*args, "--duration", "2"]) == 0
+    (out / "notes.txt").write_text("left from before")
+    assert main([*args, "--duration", "2"]) == 2  # a rerun without --overwrite: refused, nothing touched
+    assert len(list((out / "maps").iterdir())) == 5
+    assert main([*args, "--duration", "2", "--overwrite"]) == 0
     assert sorted(p.name for p in (out / "maps").iterdir()) == ["map_0000.png", "map_0001.png"]
-    assert (out / "notes.txt").read_text() == "the user's own file"
+    assert not (out / "notes.txt").exists()
     assert '"policy_ticks": 2' in (out / "summary.json").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]  # no hidden old folder left
+
+
+@pytest.mark.parametrize("place", ["repository", "home", "working folder", "above home", "root"])
+def test_overwrite_never_replaces_a_folder_a_user_cannot_mean(tmp_path, caplog, no_work, monkeypatch, place):
+    home = tmp_path / "home" / "me"
+    (home / "work").mkdir(parents=True)
+    (home / "work" / "thesis.tex").write_text("years of work")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(home / "work")
+    (tmp_path / "repo" / ".git").mkdir(parents=True)
+    out = {
+        "repository": tmp_path / "repo",
+        "home": home,
+        "working folder": Path("."),
+        "above home": tmp_path / "home",
+        "root": Path("/"),
+    }[place]
+    message = _one_error(caplog, ["demo", "--overwrite", "--out", str(out)])
+    assert "is never replaced" in message
+    assert (home / "work" / "thesis.tex").read_text() == "years of work"
+    assert (tmp_path / "repo" / ".git").is_dir()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -163,6 +197,17 @@ def test_sim_record_refuses_a_read_only_folder_before_the_scene(tmp_path, caplog
     monkeypatch.setattr(os, "access", lambda *args, **kwargs: False)
     message = _one_error(caplog, ["sim", "record", "--steps", "2", "--out", str(tmp_path / "rec")])
     assert "recording folder" in message and "read-only" in message
+
+
+def test_sim_record_refuses_a_non_empty_folder_and_overwrite_replaces_it(tmp_path, caplog):
+    out = tmp_path / "rec"
+    out.mkdir()
+    (out / "old.txt").write_text("an earlier run")
+    args = ["sim", "record", "--steps", "2", "--resolution", "32x24", "--format", "npz", "--out", str(out)]
+    assert "--overwrite" in _one_error(caplog, args)
+    assert main([*args, "--overwrite"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["compact"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rec"]
 
 
 def test_eval_mem_rpe_checks_checkpoints_before_recording_episodes(tmp_path, caplog, no_work):
@@ -181,7 +226,7 @@ def test_eval_mem_rpe_checks_checkpoints_before_recording_episodes(tmp_path, cap
 def test_verbose_adds_the_traceback_to_the_one_line(tmp_path, caplog, no_work):
     argv = ["demo", "--duration", "nan", "--out", str(tmp_path)]
     with caplog.at_level(logging.ERROR):
-        assert main(argv) == 1
+        assert main(argv) == 2
         assert not caplog.records[-1].exc_info
-        assert main(["-v", *argv]) == 1
+        assert main(["-v", *argv]) == 2
         assert caplog.records[-1].exc_info

@@ -39,7 +39,7 @@ def test_short_stationary_run_writes_maps_keyframes_and_summary(tmp_path):
 
 
 def test_cli_reports_bad_arguments_in_one_line(capsys, tmp_path):
-    assert main(["demo", "--resolution", "big", "--out", str(tmp_path)]) == 1
+    assert main(["demo", "--resolution", "big", "--out", str(tmp_path)]) == 2
 
 
 @pytest.mark.slow

@@ -201,4 +201,4 @@ def test_cli_prints_and_writes_the_live_table(tmp_path, capsys):
     assert report["length"] == 25 and list(report["rows"]) == ["live tour kinaema"]
     assert out.with_suffix(".md").is_file()
     assert main(["eval", "mem-rpe-live", "--seeds", "1000", "--length", "5", "--scenarios", "moonwalk",
-                 "--no-offline", "--out", str(out)]) == 1  # fmt: skip
+                 "--no-offline", "--out", str(out)]) == 2  # fmt: skip

@@ -130,7 +130,7 @@ def test_cli_build_is_a_no_op_on_a_finished_dataset(dataset, monkeypatch, capsys
     assert cli.main(argv) == 0
     assert "train: 1 episodes" in capsys.readouterr().out
     bad = ["dataset", "build", "--train-seeds", "0-2", "--val-seeds", "2", "--out", str(dataset)]
-    assert cli.main(bad) == 1
+    assert cli.main(bad) == 2
 
 
 # ---------------------------------------------------------------------------------------------- reading

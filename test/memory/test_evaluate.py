@@ -181,7 +181,7 @@ def test_cli_end_to_end(cache, tmp_path, capsys):
     other = ["--data", data, "--models", "keyframes", "--out", str(tmp_path / "b.json")]
     assert cli.main([*argv[:-2], *other]) == 0
     assert json.loads((tmp_path / "b.json").read_text())["queries"]["total"] == doc["queries"]["total"]
-    assert cli.main([*argv, "--models", "no_such_model"]) == 1
+    assert cli.main([*argv, "--models", "no_such_model"]) == 2
 
 
 def test_calibrate_sigma_fits_the_quantile_of_error_over_sigma(episodes):

@@ -182,4 +182,4 @@ def test_cli_train(dataset, tmp_path, capsys):
     assert "trained to step 1" in capsys.readouterr().out
     ckpt = load_checkpoint(tmp_path / "cli" / "last.pt")
     assert ckpt.extra["train_config"]["model_overrides"] == {"hidden": 64, "context_dim": 32}
-    assert main([*args[:-2], "--set", "encoder.heads=4"]) == 1  # another config: refused, one-line error
+    assert main([*args[:-2], "--set", "encoder.heads=4"]) == 2  # another config: refused, one-line error

@@ -168,7 +168,7 @@ def test_cli_view_writes_a_png_and_says_where(recording, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["sim", "record", "--steps", "2", "--format", "npz"], "exists already"),
+        (["sim", "record", "--steps", "2", "--format", "npz"], "pass --overwrite"),
         (["sim", "record", "--steps", "2", "--resolution", "64by48"], "--resolution must look like"),
         (["sim", "record", "--steps", "0"], "steps must be a positive int"),
         (["sim", "view"], "no episode at"),
@@ -176,12 +176,12 @@ def test_cli_view_writes_a_png_and_says_where(recording, tmp_path, capsys):
     ],
     ids=["exists", "resolution", "steps", "no-episode", "out-is-a-file"],
 )
-def test_cli_errors_are_one_line_and_exit_1(recording, tmp_path, caplog, args, message):
+def test_cli_errors_are_one_line_and_exit_2(recording, tmp_path, caplog, args, message):
     target = recording if args[1] == "record" and args[-1] == "npz" else tmp_path / "new"
     if args[-1] == "room":
         target.write_text("a file where the recording folder should be")
     argv = [*args, "--out", str(target)] if args[1] == "record" else [*args, str(tmp_path)]
     with caplog.at_level(logging.ERROR):
-        assert main(argv) == 1
+        assert main(argv) == 2
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and message in errors[0].getMessage() and "\n" not in errors[0].getMessage()

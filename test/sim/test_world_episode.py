@@ -222,8 +222,8 @@ def test_bad_input_gives_clear_errors(tmp_path, caplog):
     with pytest.raises(SystemExit):  # argparse: unknown --world choice
         main(["sim", "record", "--world", "castle", "--out", str(tmp_path / "y")])
     with caplog.at_level(logging.ERROR):
-        assert main(["sim", "record", "--world", "room", "--steps", "0", "--out", str(tmp_path / "z")]) == 1
-        assert main(["sim", "world", "--out", str(tmp_path / "w.txt")]) == 1
+        assert main(["sim", "record", "--world", "room", "--steps", "0", "--out", str(tmp_path / "z")]) == 2
+        assert main(["sim", "world", "--out", str(tmp_path / "w.txt")]) == 2
     messages = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert any("steps must be a positive int" in m for m in messages) and any(
         ".json or .png" in m for m in messages

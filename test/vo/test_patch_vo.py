@@ -206,7 +206,7 @@ def test_cli_writes_a_tum_trajectory_that_evo_reads(tum_teddy, tmp_path, capsys)
 def test_cli_reports_a_missing_folder_in_one_line(tmp_path):
     from spatial_memory.cli import main
 
-    assert main(["vo", "--tum", str(tmp_path / "nope"), "--out", str(tmp_path / "t.txt")]) == 1
+    assert main(["vo", "--tum", str(tmp_path / "nope"), "--out", str(tmp_path / "t.txt")]) == 2
     assert not (tmp_path / "t.txt").exists()
 
 

@@ -3,17 +3,21 @@
 A crash or an error while writing leaves no half-written episode or state behind, and an existing
 target is never overwritten. Partials are named `.<target>.partial-<pid>-<random>`; one left by a run
 that was killed (kill -9, power loss) is removed by the next write of the same target, once its owning
-process is gone (`remove_stale_partials`).
+process is gone (`remove_stale_partials`). A run's output folder is replaced whole (`replaced_dir`):
+a non-empty one only when asked to, never the root, home, working folder or a repository.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+import secrets
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from spatial_memory.errors import InvalidInputError
@@ -167,3 +171,99 @@ def write_file_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _never_replaced(path: Path) -> str | None:
+    """Why `path` must never be replaced whole (None when it may be): the file system root, the home
+    folder, the working folder, this package's folder or a folder above one of them, or a folder holding
+    `.git` (a repository root). A mistyped `--out` with `--overwrite` must not delete a life's work."""
+    import spatial_memory
+
+    resolved = path.resolve()
+    if resolved == resolved.parent:
+        return "it is the file system root"
+    if (resolved / ".git").exists():
+        return "it holds a .git (a repository)"
+    protected = {
+        "your home folder": Path.home().resolve(),
+        "the working folder": Path.cwd().resolve(),
+        "this package's folder": Path(spatial_memory.__file__).resolve().parent,
+    }
+    for name, folder in protected.items():
+        if resolved == folder or resolved in folder.parents:
+            return f"it is {name}" if resolved == folder else f"it holds {name}"
+    return None
+
+
+def _entries(path: Path) -> list[str]:
+    """Names in folder `path` ([] when there is no folder)."""
+    return sorted(os.listdir(path)) if path.is_dir() else []
+
+
+def check_replaceable_dir(
+    path: Path, overwrite: bool = False, what: str = "output folder", flag: str = "--overwrite"
+) -> Path:
+    """`path` as an output folder a run may write whole, checked before any work and creating nothing:
+    missing or empty is fine; a non-empty one is refused unless `overwrite` (the CLI's `flag`), and is
+    never replaced when it is (or holds) the root, the home or working folder, this package, a repository,
+    or is a symbolic link. Why refuse: a run's outputs mixed with an earlier run's read as one run."""
+    path = check_output_dir(path, what)
+    entries = _entries(path)
+    if not entries:
+        return path
+    why = "it is a symbolic link; name the folder itself" if path.is_symlink() else _never_replaced(path)
+    if why is not None:
+        raise InvalidInputError(
+            f"{what} {path} is not empty and is never replaced: {why}; choose a new folder"
+        )
+    if not overwrite:
+        shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+        raise InvalidInputError(
+            f"{what} {path} is not empty ({shown}); pass {flag} to replace it whole, or choose a new folder"
+        )
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise InvalidInputError(f"cannot replace {what} {path}: {path.parent} is read-only or not ours")
+    return path
+
+
+def _clear(folder: Path) -> None:
+    """Remove what a failed run wrote into `folder` (a folder that was empty before it)."""
+    for entry in folder.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def replaced_dir(
+    path: Path, overwrite: bool = False, what: str = "output folder", flag: str = "--overwrite"
+) -> Iterator[Path]:
+    """An empty folder at `path` for a run to write into; the run's outputs replace the folder whole.
+
+    A non-empty folder is refused unless `overwrite` (`check_replaceable_dir`); with it, the old folder is
+    renamed to a hidden partial beside it (`.NAME.partial-PID-*`), deleted once the run succeeded and
+    renamed back if the run fails (an exception or Ctrl-C), so a failed run loses nothing and leaves
+    nothing: a folder the run created is removed, one that was empty is emptied again. After a kill -9
+    the hidden old folder is removed by the next run into `path` once its process is gone.
+    """
+    path = check_replaceable_dir(path, overwrite, what, flag)
+    remove_stale_partials(path)
+    aside = None
+    if _entries(path):
+        aside = path.parent / f"{_partial_prefix(path)}{os.getpid()}-old-{secrets.token_hex(4)}"
+        os.rename(path, aside)
+    created = not path.exists()
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        yield path
+    except BaseException:
+        if created:
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            _clear(path)
+        if aside is not None:
+            os.rename(aside, path)
+        raise
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)

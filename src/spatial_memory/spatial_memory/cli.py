@@ -1,8 +1,10 @@
 """`spatial-memory` command line: wiring only; the work is done by the library.
 
 Known errors (the `SpatialMemoryError` family, missing files, and a path that is a file, a folder or not
-writable) are reported in one line with exit code 1 (`-v` adds the traceback); anything else is a bug and
-shows its traceback. Outputs and inputs are checked before the work starts, so a mistake costs no work.
+writable) are reported in one line with exit code 2, as argparse reports a usage error (`-v` adds the
+traceback); anything else is a bug and shows its traceback (exit code 1). Outputs and inputs are checked
+before the work starts, so a mistake costs no work. An output folder that is not empty is refused unless
+`--overwrite`, and is then replaced whole (`atomic.replaced_dir`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from spatial_memory.errors import SpatialMemoryError
 
 log = logging.getLogger("spatial_memory.cli")
 
+USER_ERROR_EXIT = 2  # an ordinary mistake: the same code as argparse's usage errors
+OVERWRITE_HELP = "replace a non-empty --out whole (its old content goes once the run succeeded)"
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spatial-memory", description=__doc__.splitlines()[0])
@@ -28,7 +33,8 @@ def _parser() -> argparse.ArgumentParser:
         help="run the stationary FR3 demo in the MuJoCo kitchen, or with --world the mobile FR3 touring a "
         "house with the memory (no ROS needed)",
     )
-    demo.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output folder")
+    demo.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output folder (new or empty)")
+    demo.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     demo.add_argument("--duration", type=float, default=60.0, help="simulated seconds (default 60)")
     demo.add_argument("--seed", type=int, default=None, help="scene / world seed (default 0; mobile: 1000)")
     demo.add_argument(
@@ -80,8 +86,9 @@ def _add_sim_parsers(sub: argparse._SubParsersAction) -> None:
         "ROS 2 bag (MCAP) and/or compact training arrays",
     )
     record.add_argument(
-        "--out", type=Path, required=True, help="recording folder (gets bag/ and/or compact/)"
+        "--out", type=Path, required=True, help="recording folder, new or empty (gets bag/ and/or compact/)"
     )
+    record.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     record.add_argument(
         "--world",
         choices=WORLDS,
@@ -376,9 +383,9 @@ def _check_demo_args(args: argparse.Namespace) -> None:
     """The demo's output folder and numbers, before any scene is built (a traceback came after the work)."""
     import math
 
-    from spatial_memory.atomic import check_output_dir
+    from spatial_memory.atomic import check_replaceable_dir
 
-    check_output_dir(args.out, "--out")
+    check_replaceable_dir(args.out, args.overwrite, "--out")
     if not (math.isfinite(args.duration) and args.duration > 0):
         raise SpatialMemoryError(f"--duration must be a positive number of seconds, got {args.duration}")
     if args.steps < 1:
@@ -387,14 +394,21 @@ def _check_demo_args(args: argparse.Namespace) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> None:
+    """The demo chosen by --task / --world, writing into a new, empty or (--overwrite) replaced --out."""
+    from spatial_memory.atomic import replaced_dir
+
     os.environ.setdefault("MUJOCO_GL", "egl")
     _check_demo_args(args)
-    if args.task == "go-to-picture":
-        _run_go_to_picture_demo(args)
-        return
-    if args.world is not None:
-        _run_mobile_demo(args)
-        return
+    with replaced_dir(args.out, args.overwrite, "--out"):
+        if args.task == "go-to-picture":
+            _run_go_to_picture_demo(args)
+        elif args.world is not None:
+            _run_mobile_demo(args)
+        else:
+            _run_stationary_demo(args)
+
+
+def _run_stationary_demo(args: argparse.Namespace) -> None:
     from spatial_memory.config import load_config
     from spatial_memory.pipeline import StationaryDemoConfig, StationaryPipeline
     from spatial_memory.resources import share_path
@@ -504,22 +518,25 @@ def _run_mobile_demo(args: argparse.Namespace) -> None:
 
 def _run_sim_record(args: argparse.Namespace) -> None:
     os.environ.setdefault("MUJOCO_GL", "egl")
+    from spatial_memory.atomic import check_replaceable_dir, replaced_dir
     from spatial_memory.sim.recorder import FORMATS, record_tabletop_episode
     from spatial_memory.sim.world_episode import record_world_episode
 
+    check_replaceable_dir(args.out, args.overwrite, "recording folder")  # before any scene is built
     tabletop = args.world == "tabletop"
     width, height = _resolution(args.resolution or ("128x96" if tabletop else "128x128"))
     common = {"seed": args.seed, "width": width, "height": height, "formats": FORMATS[args.format]}
     common |= {"depth_dtype": args.depth_dtype}
-    if tabletop:
-        every = 10 if args.query_every is None else args.query_every
-        rate = 15.0 if args.rate is None else args.rate
-        result = record_tabletop_episode(args.out, args.steps, rate_hz=rate, query_every=every, **common)
-    else:
-        rate = 5.0 if args.rate is None else args.rate
-        result = record_world_episode(
-            args.out, args.steps, world=args.world, rate_hz=rate, queries_every=args.query_every, **common
-        )
+    with replaced_dir(args.out, args.overwrite, "recording folder"):
+        if tabletop:
+            every = 10 if args.query_every is None else args.query_every
+            rate = 15.0 if args.rate is None else args.rate
+            result = record_tabletop_episode(args.out, args.steps, rate_hz=rate, query_every=every, **common)
+        else:
+            rate = 5.0 if args.rate is None else args.rate
+            result = record_world_episode(
+                args.out, args.steps, world=args.world, rate_hz=rate, queries_every=args.query_every, **common
+            )
     print(f"recorded {result.steps} steps ({result.queries} queries) in {result.wall_time_s:.1f} s")
     for fmt, path in result.files.items():
         print(f"  {fmt:8s} {path}")
@@ -835,7 +852,7 @@ def main(argv: list[str] | None = None) -> int:
         lines = str(exc).strip().splitlines() or [type(exc).__name__]
         more = " (-v for the details)" if len(lines) > 1 and not args.verbose else ""
         log.error("%s%s", str(exc).strip() if args.verbose else lines[0], more, exc_info=args.verbose)
-        return 1
+        return USER_ERROR_EXIT
     return 0
 
 

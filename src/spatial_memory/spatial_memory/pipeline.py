@@ -78,10 +78,10 @@ def prepare_out_dir(out_dir: Path, own: tuple[str, ...]) -> Path:
     earlier run of the same demo: `own` are the names the demo writes (file names, or folder names whose
     whole content it writes, such as `maps`). Anything else in the folder is left alone.
 
-    Why clear rather than refuse a non-empty folder: the demo is rerun into its default folder, and a
-    user expects the folder to show the run just made; the old run's per-tick maps left beside the new
-    ones read as one run (5 maps, the summary says 2). Only the demo's own names are removed, so an
-    `--out` pointed at a folder holding other things never loses them.
+    The CLI hands the demos a new or empty folder (a non-empty `--out` is refused unless `--overwrite`,
+    which replaces it whole: `atomic.replaced_dir`); this clearing is for library callers that run twice
+    into one folder: the old run's per-tick maps left beside the new ones read as one run (5 maps, the
+    summary says 2). Only the demo's own names are removed, so a folder holding other things keeps them.
     """
     out_dir = check_output_dir(Path(out_dir), "demo output folder")
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@
 What a user would do, scripted and scored:
 
 1. tour: this node drives the base through `cmd_vel` with the dataset's seeded world tour (the same driver
-   as the live Mem-RPE harnesses) until memory_node has taken `--steps` frames (memory/status);
+   as the live Mem-RPE harnesses) until memory_node has taken `--steps` frames more (memory/status);
 2. pictures: for each goal it takes a head-camera pose the robot passed at least `--min-age` seconds ago
    and at least `--min-distance` m from where the robot stands, renders the place from there with the robot
    hidden (its own copy of the world: same preset and seed as sim_node's, never stepped) and writes a PNG;
@@ -82,22 +82,31 @@ class Trial(Node):
         with self.lock:
             self.policy_status.append(json.loads(msg.data))
 
-    def tour(self, steps: int, timeout_s: float) -> None:
-        start, v, last = time.monotonic(), 0.0, None
-        while self.memory_steps < steps and time.monotonic() - start < timeout_s:
+    def tour(self, steps: int, timeout_s: float) -> int:
+        """Drive the seeded world tour through cmd_vel until memory_node has taken `steps` more frames (it
+        takes frames from its start, standing still too); returns the steps it had before."""
+        start, v, history = time.monotonic(), 0.0, []
+        while self.memory_steps == 0 and time.monotonic() - start < 30.0:
+            time.sleep(0.1)  # memory/status comes at 1 Hz
+        before = self.memory_steps
+        while self.memory_steps < before + steps and time.monotonic() - start < timeout_s:
             with self.lock:
                 base = self.base
             if base is not None:
                 stamp, T = base
-                stuck = last is not None and abs(v) > 0.05 and np.hypot(*(T[:2, 3] - last[:2, 3])) < 1e-3
+                history = [(s, P) for s, P in history if stamp - s <= 1e9] + [(stamp, T)]
+                earlier = next((P for s, P in history if stamp - s >= 5e8), None)
+                # the graph does not say when the base is blocked: driving without moving for 0.5 s is a bump
+                moved = np.hypot(*(T[:2, 3] - earlier[:2, 3])) if earlier is not None else 1.0
+                stuck = abs(v) > 0.05 and moved < 0.01
                 yaw = float(np.arctan2(T[1, 0], T[0, 0]))
                 v, omega = self.driver.command(stamp * 1e-9, (float(T[0, 3]), float(T[1, 3]), yaw), stuck)
                 cmd = Twist()
                 cmd.linear.x, cmd.angular.z = float(v), float(omega)
                 self.cmd.publish(cmd)
-                last = T
             time.sleep(1.0 / 30.0)
         self.cmd.publish(Twist())
+        return before
 
     def goal_pose(
         self, rng: np.random.Generator, min_age_s: float, min_distance_m: float
@@ -110,6 +119,19 @@ class Trial(Node):
             pool = [T for s, T in self.cameras if (now - s) * 1e-9 >= min_age_s]
         pool = [T for T in pool if np.hypot(*(T[:2, 3] - T_base[:2, 3])) >= min_distance_m]
         return pool[int(rng.integers(len(pool)))] if pool else None
+
+    def describe_views(self, min_age_s: float) -> str:
+        """Why no view qualified: how many there are, how many old enough, the farthest from the robot."""
+        with self.lock:
+            if self.base is None:
+                return "no ground-truth base pose received"
+            now, T_base = self.base  # noqa: N806
+            old = [T for s, T in self.cameras if (now - s) * 1e-9 >= min_age_s]
+        far = max((float(np.hypot(*(T[:2, 3] - T_base[:2, 3]))) for T in old), default=float("nan"))
+        n = len(self.cameras)
+        return (
+            f"{n} head-camera poses, {len(old)} at least {min_age_s:g} s old, the farthest {far:.2f} m away"
+        )
 
     def head_camera(self) -> np.ndarray | None:
         with self.lock:
@@ -145,14 +167,15 @@ def main() -> None:
     executor.add_node(node)
     threading.Thread(target=executor.spin, daemon=True).start()
     started = time.monotonic()
-    node.tour(args.steps, args.timeout)
-    print(f"tour: {node.memory_steps} memory steps in {time.monotonic() - started:.0f} s", flush=True)
+    before = node.tour(args.steps, args.timeout)
+    took = node.memory_steps - before
+    print(f"tour: {took} memory steps ({before} before it) in {time.monotonic() - started:.0f} s", flush=True)
     rng = np.random.default_rng(args.seed)
     outcomes = []
     for k in range(args.goals):
         T_goal = node.goal_pose(rng, args.min_age, args.min_distance)  # noqa: N806
         if T_goal is None:
-            print("no picture could be drawn (tour too short?)")
+            print(f"no picture could be drawn: {node.describe_views(args.min_age)}")
             break
         rgb, _ = node.world_sim.sim.render_view(T_goal)
         path = args.pictures / f"seed{args.seed}_goal{k}.png"

@@ -21,6 +21,7 @@ import yaml
 from spatial_memory.errors import ConfigError
 
 C = TypeVar("C")
+INT64 = (-(2**63), 2**63 - 1)  # the range of a ROS 2 integer parameter
 
 
 def _is_dataclass_type(tp: Any) -> bool:
@@ -55,12 +56,18 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
-        if not math.isfinite(value):  # `.inf` / `.nan` in YAML: no setting means "infinitely often"
+        try:
+            number = float(value)  # an int of 309+ digits (YAML reads any digits as an int) overflows
+        except OverflowError:
+            raise ConfigError(f"{where}: an integer of {value.bit_length()} bits is too large") from None
+        if not math.isfinite(number):  # `.inf` / `.nan` in YAML: no setting means "infinitely often"
             raise ConfigError(f"{where}: expected a finite number, got {value!r}")
-        return float(value)
+        return number
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        if not INT64[0] <= value <= INT64[1]:  # YAML reads any run of digits as an int
+            raise ConfigError(f"{where}: an integer of {value.bit_length()} bits does not fit int64 (ROS)")
         return value
     if tp is str:
         if not isinstance(value, str):
@@ -92,7 +99,7 @@ def from_dict(cls: type[C], data: Mapping[str, Any], where: str = "") -> C:
     kwargs = {k: _coerce(v, hints[k], f"{where + '.' if where else ''}{k}") for k, v in data.items()}
     try:
         return cls(**kwargs)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: a value too large for a float
         if isinstance(exc, ConfigError):
             raise
         raise ConfigError(f"{where or cls.__name__}: {exc}") from exc
@@ -124,7 +131,12 @@ def unflatten(data: Mapping[str, Any]) -> dict[str, Any]:
             if not isinstance(node, dict):
                 raise ConfigError(f"parameter {key!r} clashes with a non-nested value")
         if isinstance(value, Mapping):
-            node.setdefault(leaf, {}).update(unflatten(value))
+            nested = node.setdefault(leaf, {})
+            if not isinstance(nested, dict):
+                raise ConfigError(f"parameter {key!r} is given both as a value and as a mapping")
+            nested.update(unflatten(value))
+        elif isinstance(node.get(leaf), dict):
+            raise ConfigError(f"parameter {key!r} is given both as a mapping and as a value")
         else:
             node[leaf] = value
     return out
@@ -154,6 +166,8 @@ def read_yaml(path: str | Path) -> Any:
         with open(path, encoding="utf-8") as f:
             return yaml.load(f, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read parameter file {path}: {exc}") from exc
+    except ValueError as exc:  # an int of 4301+ digits: Python refuses to parse it (CVE-2020-10735)
         raise ConfigError(f"cannot read parameter file {path}: {exc}") from exc
 
 

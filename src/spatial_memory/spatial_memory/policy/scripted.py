@@ -208,7 +208,7 @@ class ScriptedPolicy:
         self._explore_stall = 0
         self._visited: list[tuple[float, float]] = []
         self._at_goal = 0  # consecutive ticks within arrive_m of the goal
-        self._places: deque[Pose2D] = deque(maxlen=self.config.answer_window)  # odometry frame
+        self._places: deque[tuple[Pose2D, float]] = deque(maxlen=self.config.answer_window)  # odom, sigma
         self._last_reading_ns: int | None = None
         self._rng = np.random.default_rng(self.config.seed)
 
@@ -279,17 +279,19 @@ class ScriptedPolicy:
 
     def _fused_goal(self, reading: MemoryReading, odom: Pose2D | None) -> Pose2D:
         """The goal in the base frame now: the median place of the last `answer_window` answers, each moved
-        into the odometry frame (one place seen from several spots; a stray answer does not yank the goal).
-        Without odometry, the latest answer alone."""
+        into the odometry frame (one place seen from several spots; a stray answer does not yank the goal),
+        counting only the answers about as certain as the most certain of them (sigma within 1.5x: a
+        verified, refined answer outvotes the model's coarse fallbacks). Without odometry, the latest
+        answer alone."""
         if odom is None:
             return reading.pose
         if reading.stamp_ns != self._last_reading_ns:
             self._last_reading_ns = reading.stamp_ns
-            self._places.append(odom.compose(reading.relative_to(odom)))
-        xs, ys = np.median([p.x for p in self._places]), np.median([p.y for p in self._places])
-        yaw = math.atan2(
-            sum(math.sin(p.yaw) for p in self._places), sum(math.cos(p.yaw) for p in self._places)
-        )
+            self._places.append((odom.compose(reading.relative_to(odom)), reading.sigma_m))
+        best = min(sigma for _, sigma in self._places)
+        places = [p for p, sigma in self._places if sigma <= 1.5 * best or not math.isfinite(best)]
+        xs, ys = np.median([p.x for p in places]), np.median([p.y for p in places])
+        yaw = math.atan2(sum(math.sin(p.yaw) for p in places), sum(math.cos(p.yaw) for p in places))
         return odom.inverse().compose(Pose2D(float(xs), float(ys), yaw))
 
     def _without_memory(self, obs: Observation, base: dict) -> Decision:

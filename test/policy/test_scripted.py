@@ -202,7 +202,8 @@ def test_arrival_needs_the_pictured_heading_too():
 def test_certain_answers_outvote_uncertain_ones():
     policy = ScriptedPolicy(ScriptedPolicyConfig(answer_window=5, max_sigma_m=1.5))
     odom = Pose2D(0.0, 0.0, 0.0)
-    answers = [(Pose2D(3.0, 0.0, 0.0), 0.2)] * 2 + [(Pose2D(0.7, 0.2, 0.0), 0.9)] * 3  # refined, then fallbacks
+    refined, fallback = (Pose2D(3.0, 0.0, 0.0), 0.2), (Pose2D(0.7, 0.2, 0.0), 0.9)
+    answers = [refined] * 2 + [fallback] * 3
     for t, (p, sigma) in enumerate(answers, start=1):
         d = policy.decide(obs(float(t), reading(float(t), p, sigma=sigma, odom=odom), odom=odom))
     assert d.status is Status.RUNNING and d.goal.pose.x == pytest.approx(3.0)

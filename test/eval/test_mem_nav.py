@@ -46,10 +46,12 @@ def oracle_run():
         for i, goal in enumerate(goals):
             if i > 0:
                 episode.back_to_start()
-            starts.append((episode.sim.sim.pose2d, episode.sim.odometry.T_odom_base.copy()))
+            starts.append(
+                (episode.sim.sim.pose2d, episode.sim.odometry.T_odom_base.copy(), episode.sim.stamp_ns)
+            )
             results.append(episode.go_to(i, goal))  # restores the start again for i > 0: same spot
         episode.back_to_start()
-        starts.append((episode.sim.sim.pose2d, episode.sim.odometry.T_odom_base.copy()))
+        starts.append((episode.sim.sim.pose2d, episode.sim.odometry.T_odom_base.copy(), episode.sim.stamp_ns))
         other = episode.go_to(0, goals[0], "none")  # another method, the same trial
         assert other.method == "none" and other.shortest_m == pytest.approx(results[0].shortest_m)
         return goals, starts, results
@@ -60,9 +62,9 @@ def oracle_run():
 def test_every_picture_starts_where_the_tour_ended(oracle_run):
     goals, starts, _ = oracle_run
     assert len(goals) == 3 and sum(g.query.seen for g in goals) == 2
-    (p0, odom0), *rest = starts
-    for p, odom in rest:
-        assert np.allclose(p, p0, atol=1e-6) and np.allclose(odom, odom0, atol=1e-9)
+    (p0, odom0, t0), *rest = starts
+    for p, odom, t in rest:  # the same place, odometry and clock: views are as old for every trial
+        assert np.allclose(p, p0, atol=1e-6) and np.allclose(odom, odom0, atol=1e-9) and t == t0
 
 
 def test_the_oracle_reaches_seen_pictures_and_says_not_seen_for_the_others(oracle_run):

@@ -2,10 +2,10 @@
 
 Each episode runs a world's tour for T memory steps (the live camera, memory_node's feeding: the same loop as
 the live Mem-RPE harness), then hands the robot pictures - of places it saw and of places it never saw -
-each from where the tour ended (the robot carried back, its odometry and the memory restored between
-pictures), and the 1 Hz high-level policy (`policy.ScriptedPolicy`) must take it there through the motion
-layer (`sim.GoalFollower`: A* on the simulator's occupancy grid, as nav2 would with a map). The memory keeps
-running during the trip; the policy asks it about the picture every tick.
+each from where the tour ended (the robot carried back, sim time, its odometry and the memory restored
+between pictures), and the 1 Hz high-level policy (`policy.ScriptedPolicy`) must take it there through the
+motion layer (`sim.GoalFollower`: A* on the simulator's occupancy grid, as nav2 would with a map). The
+memory keeps running during the trip; the policy asks it about the picture every tick.
 
 Methods, compared on the same worlds, tours and pictures:
   none       no memory: explore, declare arrival when the current view matches the picture
@@ -206,15 +206,18 @@ class MemNavEpisode:
             if self.on_tour_frame is not None:
                 self.on_tour_frame(tick, frame)
         memories = (self.run.service.snapshot(), None if self.gru is None else self.gru.snapshot())
-        self._start = (self.sim.sim.pose2d, copy.deepcopy(self.sim.odometry), memories)
+        self._start = (self.sim.sim.pose2d, self.sim.stamp_ns, copy.deepcopy(self.sim.odometry), memories)
         return self._draw_goals(self.run.engine.steps - 1)
 
     def back_to_start(self) -> None:
-        """Put the robot and the memory back where the tour ended: every picture starts from there (the
-        robot carried back, its odometry and every memory backend restored), so every method gets the
-        same trials."""
-        (x, y, yaw), odometry, (memory, gru) = self._start
-        self.sim.teleport(x, y, yaw)
+        """Put the robot, the clock and the memory back where the tour ended: every picture starts from
+        there (the robot carried back, sim time, odometry and every memory backend restored), so every
+        method gets the same trials."""
+        (x, y, yaw), stamp_ns, odometry, (memory, gru) = self._start
+        # the clock goes back too: the memory's answers age with time (a refined answer's sigma grows with
+        # its view's age), so a later trial must not see the tour's views as older than the first did
+        self.sim.sim.reset(x, y, yaw, q=self.sim.sim.q, stamp_ns=stamp_ns)
+        self.sim.stop()
         self.sim.odometry = copy.deepcopy(odometry)
         self.run.service.restore(memory)
         if self.gru is not None:

@@ -1,4 +1,4 @@
-"""Image conversion speed: our `ros/conversions.py` next to cv_bridge's `CvBridge`, on the same messages.
+"""Image conversion speed: our `msgs/conversions.py` next to cv_bridge's `CvBridge`, on the same messages.
 
 A 640x480 rgb8 camera image and a 640x480 32FC1 depth image, both directions: rclpy `sensor_msgs/Image` ->
 numpy array (what a subscriber does) and array -> message (what a publisher does). Pinned to one CPU core;
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from machine import machine
 
-from spatial_memory.ros import conversions as conv
+from spatial_memory.msgs import conversions as conv
 
 RESULTS = Path(__file__).resolve().parent / "results"
 HEIGHT, WIDTH = 480, 640

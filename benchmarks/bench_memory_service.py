@@ -28,8 +28,8 @@ from machine import machine
 from spatial_memory.config import load_config
 from spatial_memory.eval.live_mem_rpe import LiveMemoryRun, LiveRunConfig, odom_camera_pose
 from spatial_memory.memory.service import MemoryService
+from spatial_memory.node_configs import MemoryNodeConfig
 from spatial_memory.resources import share_path
-from spatial_memory.ros.node_configs import MemoryNodeConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

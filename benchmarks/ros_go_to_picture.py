@@ -37,10 +37,10 @@ from std_msgs.msg import String
 
 from spatial_memory.config import load_config
 from spatial_memory.eval.live_mem_rpe import SCENARIOS
+from spatial_memory.msgs import conversions as conv
+from spatial_memory.msgs import topics
+from spatial_memory.node_configs import SimNodeConfig
 from spatial_memory.resources import share_path
-from spatial_memory.ros import conversions as conv
-from spatial_memory.ros import topics
-from spatial_memory.ros.node_configs import SimNodeConfig
 from spatial_memory.sim.live import LiveSim
 
 

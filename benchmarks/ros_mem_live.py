@@ -51,11 +51,11 @@ from std_msgs.msg import String
 from spatial_memory.config import load_config
 from spatial_memory.eval.live_mem_rpe import SCENARIOS, LiveAnswers, Reply, ask_query, live_table, score
 from spatial_memory.geometry import invert
+from spatial_memory.msgs import conversions as conv
+from spatial_memory.msgs import topics
+from spatial_memory.node_configs import SimNodeConfig
 from spatial_memory.resources import share_path
-from spatial_memory.ros import conversions as conv
 from spatial_memory.ros import memory_messages as mm
-from spatial_memory.ros import topics
-from spatial_memory.ros.node_configs import SimNodeConfig
 from spatial_memory.sim.live import LiveSim
 from spatial_memory.sim.queries import QueryConfig, QuerySampler
 from spatial_memory.sim.world_tour import WorldTour

@@ -29,8 +29,8 @@ from rclpy.node import Node
 from std_msgs.msg import String
 
 from spatial_memory.geometry import invert
-from spatial_memory.ros import conversions as conv
-from spatial_memory.ros import topics
+from spatial_memory.msgs import conversions as conv
+from spatial_memory.msgs import topics
 
 
 class Recorder(Node):

@@ -34,8 +34,8 @@ from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
-from spatial_memory.ros import topics
-from spatial_memory.ros.node_configs import memory_node_launch
+from spatial_memory.msgs import topics
+from spatial_memory.node_configs import memory_node_launch
 from spatial_memory.sim.presets import WORLD_PRESETS
 
 

@@ -12,12 +12,12 @@ import pytest
 from spatial_memory.config import check_finite, load_config, load_node_params
 from spatial_memory.context.config import MAX_HISTORY_CAPACITY, ContextConfig
 from spatial_memory.errors import ConfigError
-from spatial_memory.resources import share_path
-from spatial_memory.ros.node_configs import (
+from spatial_memory.node_configs import (
     MemoryNodeConfig,
     SpatialContextNodeConfig,
     VoNodeConfig,
 )
+from spatial_memory.resources import share_path
 
 
 def _write(tmp_path: Path, text: str) -> Path:

@@ -13,9 +13,9 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from spatial_memory import node_configs
 from spatial_memory.config import flatten, load_config
 from spatial_memory.errors import ConfigError
-from spatial_memory.ros import node_configs
 
 NODES = {
     "fk_node": node_configs.FkNodeConfig,

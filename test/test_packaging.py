@@ -21,8 +21,8 @@ import setuptools
 import yaml
 
 from spatial_memory.config import flatten, from_dict, unflatten
-from spatial_memory.ros import topics
-from spatial_memory.ros.node_configs import (
+from spatial_memory.msgs import topics
+from spatial_memory.node_configs import (
     FkNodeConfig,
     MemoryNodeConfig,
     PolicyNodeConfig,
@@ -161,7 +161,7 @@ def test_missing_ros_package_names_what_to_install(monkeypatch):
     import sys
     import types
 
-    from spatial_memory.ros.node_configs import missing_ros_package
+    from spatial_memory.node_configs import missing_ros_package
 
     class PackageNotFoundError(KeyError):
         pass

@@ -14,8 +14,8 @@ import setuptools
 import yaml
 
 from spatial_memory.config import from_dict, load_config, unflatten
-from spatial_memory.ros import topics
-from spatial_memory.ros.node_configs import (
+from spatial_memory.msgs import topics
+from spatial_memory.node_configs import (
     FkNodeConfig,
     GoalFollowerNodeConfig,
     MemoryNodeConfig,

@@ -1,4 +1,4 @@
-"""Parity of our image conversions (`ros/conversions.py`) with cv_bridge's `CvBridge`, where ROS 2 has it.
+"""Parity of our image conversions (`msgs/conversions.py`) with cv_bridge's `CvBridge`, where ROS 2 has it.
 
 A ROS user whose other nodes use cv_bridge needs the two to agree on the wire. These tests build
 `sensor_msgs/Image` messages (rclpy's classes, as a node receives them) and compare, pixel for pixel and byte
@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from spatial_memory.errors import InvalidInputError
-from spatial_memory.ros import conversions as conv
+from spatial_memory.msgs import conversions as conv
 
 FACTORY = conv.RclpyFactory()
 ENCODINGS = ["rgb8", "bgr8", "mono8", "16UC1", "32FC1"]

@@ -21,10 +21,10 @@ from spatial_memory.geometry import invert, yaw_pose
 from spatial_memory.memory.encoder import EncoderConfig, ImageEncoder
 from spatial_memory.memory.engine import EngineConfig, MemoryAnswer, MemoryEngine, level_camera_pose
 from spatial_memory.memory.registry import build_model, save_checkpoint
-from spatial_memory.ros import conversions as conv
+from spatial_memory.msgs import conversions as conv
+from spatial_memory.msgs import topics
+from spatial_memory.node_configs import configured_memory_checkpoint, memory_node_launch
 from spatial_memory.ros import memory_messages as mm
-from spatial_memory.ros import topics
-from spatial_memory.ros.node_configs import configured_memory_checkpoint, memory_node_launch
 
 REPO = Path(__file__).resolve().parents[2]
 SRV = REPO / "src" / "spatial_memory_interfaces" / "srv" / "QueryPose.srv"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from spatial_memory.errors import InvalidInputError
-from spatial_memory.ros import conversions as conv
+from spatial_memory.msgs import conversions as conv
 from spatial_memory.ros import navigation_messages as nm
 from spatial_memory.sim.bag import jazzy_typestore
 from spatial_memory.sim.planning import OccupancyGrid

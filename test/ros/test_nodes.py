@@ -29,9 +29,9 @@ from visualization_msgs.msg import MarkerArray  # noqa: E402
 
 from spatial_memory.errors import SpatialMemoryError  # noqa: E402
 from spatial_memory.geometry import invert, pose_from_xyz_rpy  # noqa: E402
+from spatial_memory.msgs import conversions as conv  # noqa: E402
+from spatial_memory.msgs import topics  # noqa: E402
 from spatial_memory.robot.kinematics import FR3Kinematics  # noqa: E402
-from spatial_memory.ros import conversions as conv  # noqa: E402
-from spatial_memory.ros import topics  # noqa: E402
 
 pytestmark = pytest.mark.ros
 

@@ -27,10 +27,10 @@ from tf2_ros import TransformBroadcaster  # noqa: E402
 
 from spatial_memory.geometry import yaw_pose  # noqa: E402
 from spatial_memory.memory.engine import MemoryAnswer, level_camera_pose  # noqa: E402
-from spatial_memory.ros import conversions as conv  # noqa: E402
+from spatial_memory.msgs import conversions as conv  # noqa: E402
+from spatial_memory.msgs import topics  # noqa: E402
 from spatial_memory.ros import memory_messages as mm  # noqa: E402
 from spatial_memory.ros import navigation_messages as nm  # noqa: E402
-from spatial_memory.ros import topics  # noqa: E402
 from spatial_memory.sim.planning import OccupancyGrid  # noqa: E402
 
 pytestmark = pytest.mark.ros

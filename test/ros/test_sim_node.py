@@ -16,10 +16,10 @@ import pytest
 from spatial_memory.config import flatten
 from spatial_memory.errors import ConfigError, InvalidInputError
 from spatial_memory.geometry import invert
-from spatial_memory.ros import conversions as conv
+from spatial_memory.msgs import conversions as conv
+from spatial_memory.msgs import topics
+from spatial_memory.node_configs import SimNodeConfig
 from spatial_memory.ros import sim_messages as sm
-from spatial_memory.ros import topics
-from spatial_memory.ros.node_configs import SimNodeConfig
 from spatial_memory.ros.params import parameter_specs
 from spatial_memory.sim import mobile_robot as mr
 from spatial_memory.sim.bag import camera_topics, jazzy_typestore

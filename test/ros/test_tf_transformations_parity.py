@@ -4,7 +4,7 @@ ROS 2 nodes written in Python often use `tf_transformations` (transforms3d under
 matrices and Euler angles; ours go through scipy. On random inputs (hypothesis) the two must agree to
 `TOL` in every conversion a node meets: quaternion -> matrix -> quaternion, fixed-axis roll/pitch/yaw
 (tf's default 'sxyz', our URDF rpy) -> matrix or quaternion and back, composition and inverse, and the
-Pose/Transform messages of `ros/conversions.py`. Skipped where tf_transformations is not importable.
+Pose/Transform messages of `msgs/conversions.py`. Skipped where tf_transformations is not importable.
 
 Differences, asserted below so that a change on either side shows up:
 - a quaternion and its negative are the same rotation; both sides return w >= 0, so they agree in sign
@@ -36,7 +36,7 @@ from spatial_memory.geometry import (
     quat_xyzw_to_matrix,
     yaw_pose,
 )
-from spatial_memory.ros import conversions as conv
+from spatial_memory.msgs import conversions as conv
 
 TOL = 1e-12  # both in float64: rotations differ by <= 1.1e-15, 100 m poses by <= 1.3e-13 m (README)
 W_AMBIGUOUS = 1e-9  # |w| below this: the quaternion's sign is not defined by "w >= 0"

@@ -16,8 +16,8 @@ from rosbags.typesys import Stores, get_typestore
 
 from spatial_memory.errors import InvalidInputError
 from spatial_memory.geometry import make_pose, yaw_pose
-from spatial_memory.ros import conversions as conv
-from spatial_memory.ros import topics
+from spatial_memory.msgs import conversions as conv
+from spatial_memory.msgs import topics
 from spatial_memory.ros import vo_messages as vm
 from spatial_memory.vo.odometry import OdometryStep
 

@@ -16,7 +16,7 @@ from mcap.reader import make_reader
 from rosbags.rosbag2 import Reader
 
 from spatial_memory.errors import InvalidInputError
-from spatial_memory.ros import conversions as conv
+from spatial_memory.msgs import conversions as conv
 from spatial_memory.sim import dataset as ds
 from spatial_memory.sim.episode import (
     HEAD_CAMERA,

@@ -14,7 +14,7 @@ from rosbags.rosbag2 import Reader
 from spatial_memory.cli import main
 from spatial_memory.errors import ConfigError, InvalidInputError
 from spatial_memory.geometry import invert
-from spatial_memory.ros.conversions import msg_to_matrix
+from spatial_memory.msgs.conversions import msg_to_matrix
 from spatial_memory.sim.bag import jazzy_typestore, read_bag_metadata
 from spatial_memory.sim.dataset import BagReader, CompactEpisode, open_episode
 from spatial_memory.sim.episode import HEAD_CAMERA, WRIST_CAMERA, step_differences

@@ -410,9 +410,9 @@ def _run_demo(args: argparse.Namespace) -> None:
 
 def _run_stationary_demo(args: argparse.Namespace) -> None:
     from spatial_memory.config import load_config
+    from spatial_memory.node_configs import SpatialContextNodeConfig
     from spatial_memory.pipeline import StationaryDemoConfig, StationaryPipeline
     from spatial_memory.resources import share_path
-    from spatial_memory.ros.node_configs import SpatialContextNodeConfig
 
     width, height = _resolution(args.resolution)
     # The same parameter file as the ROS graph: the spatial context and the camera mount come from it.
@@ -444,8 +444,8 @@ def _run_stationary_demo(args: argparse.Namespace) -> None:
 def _run_go_to_picture_demo(args: argparse.Namespace) -> None:
     from spatial_memory.config import load_config
     from spatial_memory.go_to_picture_demo import GoToPictureDemo, GoToPictureDemoConfig
+    from spatial_memory.node_configs import MemoryNodeConfig, PolicyNodeConfig, SpatialContextNodeConfig
     from spatial_memory.resources import share_path
-    from spatial_memory.ros.node_configs import MemoryNodeConfig, PolicyNodeConfig, SpatialContextNodeConfig
 
     params = args.params or share_path("config/sim.yaml")
     memory = load_config(MemoryNodeConfig, params, "memory_node")
@@ -479,9 +479,9 @@ def _run_go_to_picture_demo(args: argparse.Namespace) -> None:
 
 def _run_mobile_demo(args: argparse.Namespace) -> None:
     from spatial_memory.config import load_config
+    from spatial_memory.node_configs import MemoryNodeConfig, SpatialContextNodeConfig
     from spatial_memory.pipeline import MobileDemoConfig, MobilePipeline
     from spatial_memory.resources import share_path
-    from spatial_memory.ros.node_configs import MemoryNodeConfig, SpatialContextNodeConfig
 
     # The simulation's parameter file, as for the ROS graph: spatial context and memory engine settings.
     params = args.params or share_path("config/sim.yaml")
@@ -662,8 +662,8 @@ def _run_eval_mem_rpe_live(args: argparse.Namespace) -> None:
     from spatial_memory.config import load_config
     from spatial_memory.eval.live_mem_rpe import compare_offline_live
     from spatial_memory.memory.data import parse_seeds
+    from spatial_memory.node_configs import MemoryNodeConfig
     from spatial_memory.resources import share_path
-    from spatial_memory.ros.node_configs import MemoryNodeConfig
 
     params = args.params or share_path("config/sim.yaml")
     node = load_config(MemoryNodeConfig, params, "memory_node")
@@ -700,8 +700,8 @@ def _run_eval_mem_nav(args: argparse.Namespace) -> None:
     from spatial_memory.config import load_config
     from spatial_memory.eval.mem_nav import MemNavConfig, run_mem_nav
     from spatial_memory.memory.data import parse_seeds
+    from spatial_memory.node_configs import MemoryNodeConfig, PolicyNodeConfig
     from spatial_memory.resources import share_path
-    from spatial_memory.ros.node_configs import MemoryNodeConfig, PolicyNodeConfig
 
     params = args.params or share_path("config/sim.yaml")
     memory = load_config(MemoryNodeConfig, params, "memory_node")

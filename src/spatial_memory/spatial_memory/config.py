@@ -173,7 +173,7 @@ def read_yaml(path: str | Path) -> Any:
 
 def node_names() -> tuple[str, ...]:
     """The node names a parameter file of this package may hold sections for (`ros.topics.*_NODE`)."""
-    from spatial_memory.ros import topics  # pure module; imported here to keep config.py dependency-free
+    from spatial_memory.msgs import topics  # pure module; imported here to keep config.py dependency-free
 
     return tuple(sorted(v for k, v in vars(topics).items() if k.endswith("_NODE") and isinstance(v, str)))
 

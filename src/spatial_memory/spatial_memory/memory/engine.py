@@ -59,6 +59,7 @@ from spatial_memory.memory.registry import (
     read_versioned,
     seal,
 )
+from spatial_memory.stamps import JUMPED_BACK, LATE, stamp_order
 
 __all__ = [
     "DROPPED_LATE",
@@ -277,9 +278,9 @@ class MemoryEngine:
         """
         with self._lock:
             stamp = self._check_stamp(stamp_ns)
-            late = self._last_stamp is not None and stamp <= self._last_stamp
-            jump = late and self._last_stamp - stamp > self.config.time_jump_reset_s * 1e9
-            if late and not jump:
+            order = stamp_order(stamp, self._last_stamp, self.config.time_jump_reset_s)
+            jump = order == JUMPED_BACK
+            if order == LATE:
                 self._counters["frames_dropped_late"] += 1
                 return DROPPED_LATE
             increment, source, T = self._increment(T_world_base, odometry, fresh=jump)

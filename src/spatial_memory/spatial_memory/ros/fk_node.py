@@ -23,11 +23,11 @@ from tf2_ros import StaticTransformBroadcaster, TransformBroadcaster
 
 from spatial_memory.errors import InvalidInputError, SpatialMemoryError
 from spatial_memory.geometry import pose_from_xyz_rpy
+from spatial_memory.msgs import conversions as conv
+from spatial_memory.msgs import topics
+from spatial_memory.node_configs import FkNodeConfig
 from spatial_memory.robot.description import ROOT_LINK, TfEdge, load_urdf, urdf_tf_edges
 from spatial_memory.robot.kinematics import FR3Kinematics
-from spatial_memory.ros import conversions as conv
-from spatial_memory.ros import topics
-from spatial_memory.ros.node_configs import FkNodeConfig
 from spatial_memory.ros.params import declare_config
 from spatial_memory.ros.spin import spin_node
 

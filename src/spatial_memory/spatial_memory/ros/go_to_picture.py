@@ -22,8 +22,8 @@ import rclpy
 from rclpy.action import ActionClient
 from rclpy.node import Node
 
-from spatial_memory.ros import conversions as conv
-from spatial_memory.ros import topics
+from spatial_memory.msgs import conversions as conv
+from spatial_memory.msgs import topics
 from spatial_memory_interfaces.action import GoToPicture
 
 RESULTS = {1: "arrived", 2: "not seen", 3: "gave up", 4: "cancelled"}

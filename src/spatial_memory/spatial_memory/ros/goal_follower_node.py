@@ -28,10 +28,10 @@ from std_msgs.msg import String
 from tf2_ros import Buffer, TransformException, TransformListener
 
 from spatial_memory.errors import InvalidInputError
-from spatial_memory.ros import conversions as conv
+from spatial_memory.msgs import conversions as conv
+from spatial_memory.msgs import topics
+from spatial_memory.node_configs import GoalFollowerNodeConfig
 from spatial_memory.ros import navigation_messages as nm
-from spatial_memory.ros import topics
-from spatial_memory.ros.node_configs import GoalFollowerNodeConfig
 from spatial_memory.ros.params import declare_config
 from spatial_memory.ros.policy_messages import planar
 from spatial_memory.ros.spin import spin_node

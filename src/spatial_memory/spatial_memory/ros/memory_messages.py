@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from spatial_memory.errors import InvalidInputError
-from spatial_memory.ros import conversions as conv
+from spatial_memory.msgs import conversions as conv
 
 if TYPE_CHECKING:  # annotations only: importing the engine would load torch
     from spatial_memory.memory.engine import MemoryAnswer

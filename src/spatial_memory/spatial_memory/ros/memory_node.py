@@ -44,14 +44,14 @@ from tf2_ros import Buffer, TransformException, TransformListener
 from spatial_memory.errors import InvalidInputError
 from spatial_memory.memory.engine import DROPPED_LATE, RESET_AND_USED, MemoryEngine
 from spatial_memory.memory.service import MemoryService
-from spatial_memory.ros import conversions as conv
+from spatial_memory.msgs import conversions as conv
+from spatial_memory.msgs import topics
+from spatial_memory.node_configs import MemoryNodeConfig
 from spatial_memory.ros import memory_messages as mm
-from spatial_memory.ros import topics
 from spatial_memory.ros import vo_messages as vm
-from spatial_memory.ros.buffers import StampedBuffer
-from spatial_memory.ros.node_configs import MemoryNodeConfig
 from spatial_memory.ros.params import declare_config
 from spatial_memory.ros.spin import spin_node
+from spatial_memory.stamps import StampedBuffer
 from spatial_memory_interfaces.srv import QueryPose
 
 RATE_SLACK = 0.95  # accept a frame 5 % early so camera jitter does not halve the update rate

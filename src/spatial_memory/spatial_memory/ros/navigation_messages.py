@@ -14,7 +14,7 @@ import numpy as np
 
 from spatial_memory.errors import InvalidInputError
 from spatial_memory.geometry import yaw_pose
-from spatial_memory.ros import conversions as conv
+from spatial_memory.msgs import conversions as conv
 from spatial_memory.sim.planning import OccupancyGrid
 
 OCCUPANCY_GRID = "nav_msgs/msg/OccupancyGrid"

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from spatial_memory.memory.poses import planar_target
+from spatial_memory.msgs import conversions as conv
 from spatial_memory.policy.interface import Decision, MemoryReading, Pose2D
-from spatial_memory.ros import conversions as conv
 from spatial_memory.ros import memory_messages as mm
 
 KEYFRAME_ARROWS = "keyframe_arrows"  # the namespace of conversions.keyframe_markers' arrows (id = number)

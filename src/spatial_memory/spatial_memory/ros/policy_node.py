@@ -54,6 +54,9 @@ from spatial_memory.context.palette import KeyframeStyle
 from spatial_memory.context.watermark import watermark_images
 from spatial_memory.errors import InvalidInputError, SpatialMemoryError
 from spatial_memory.geometry import invert, yaw_pose
+from spatial_memory.msgs import conversions as conv
+from spatial_memory.msgs import topics
+from spatial_memory.node_configs import PolicyNodeConfig
 from spatial_memory.policy.interface import (
     GOAL_PICTURE,
     Decision,
@@ -67,11 +70,8 @@ from spatial_memory.policy.interface import (
     Task,
 )
 from spatial_memory.policy.scripted import ScriptedPolicy
-from spatial_memory.ros import conversions as conv
 from spatial_memory.ros import memory_messages as mm
 from spatial_memory.ros import policy_messages as pm
-from spatial_memory.ros import topics
-from spatial_memory.ros.node_configs import PolicyNodeConfig
 from spatial_memory.ros.params import declare_config
 from spatial_memory.ros.spin import spin_node
 from spatial_memory_interfaces.action import GoToPicture

@@ -25,10 +25,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from spatial_memory.ros import conversions as conv
+from spatial_memory.msgs import conversions as conv
+from spatial_memory.msgs import topics
+from spatial_memory.node_configs import SimNodeConfig
 from spatial_memory.ros import navigation_messages as nm
-from spatial_memory.ros import topics
-from spatial_memory.ros.node_configs import SimNodeConfig
 from spatial_memory.sim import mobile_robot
 from spatial_memory.sim.bag import camera_messages, camera_topics, odometry_message
 from spatial_memory.sim.live import CAMERA_NAMES, LiveSim, LiveTick

@@ -46,10 +46,10 @@ from sensor_msgs.msg import CameraInfo, Image, JointState  # noqa: E402
 from tf2_msgs.msg import TFMessage  # noqa: E402
 
 from spatial_memory.errors import InvalidInputError  # noqa: E402
-from spatial_memory.ros import conversions as conv  # noqa: E402
+from spatial_memory.msgs import conversions as conv  # noqa: E402
+from spatial_memory.msgs import topics  # noqa: E402
+from spatial_memory.node_configs import SimNodeConfig  # noqa: E402
 from spatial_memory.ros import sim_messages as sm  # noqa: E402
-from spatial_memory.ros import topics  # noqa: E402
-from spatial_memory.ros.node_configs import SimNodeConfig  # noqa: E402
 from spatial_memory.ros.params import declare_config  # noqa: E402
 from spatial_memory.ros.spin import spin_node  # noqa: E402
 from spatial_memory.sim.live import LiveSim, LiveTick, Pacer  # noqa: E402

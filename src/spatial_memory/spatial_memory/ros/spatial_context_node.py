@@ -43,11 +43,11 @@ from visualization_msgs.msg import MarkerArray
 from spatial_memory.context.spatial_context import SpatialContext
 from spatial_memory.context.watermark import tile_images
 from spatial_memory.errors import InvalidInputError, SpatialMemoryError, UnknownFrameError
+from spatial_memory.msgs import conversions as conv
+from spatial_memory.msgs import topics
+from spatial_memory.node_configs import SpatialContextNodeConfig
 from spatial_memory.robot.kinematics import FR3Kinematics
-from spatial_memory.ros import conversions as conv
 from spatial_memory.ros import memory_messages as mm
-from spatial_memory.ros import topics
-from spatial_memory.ros.node_configs import SpatialContextNodeConfig
 from spatial_memory.ros.params import declare_config
 from spatial_memory.ros.spin import spin_node
 from spatial_memory_interfaces.srv import PromoteKeyframe, QueryPose

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from spatial_memory.errors import InvalidInputError
-from spatial_memory.ros import conversions as conv
+from spatial_memory.msgs import conversions as conv
 from spatial_memory.vo.odometry import OdometryStep
 
 IMAGE_ENCODINGS = ("rgb8", "bgr8", "mono8")

@@ -39,23 +39,21 @@ from std_msgs.msg import String
 from tf2_ros import Buffer, TransformBroadcaster, TransformException, TransformListener
 
 from spatial_memory.errors import InvalidInputError
+from spatial_memory.msgs import conversions as conv
+from spatial_memory.msgs import topics
+from spatial_memory.node_configs import VoNodeConfig
 from spatial_memory.resources import share_path
 from spatial_memory.robot.kinematics import FR3Kinematics
 from spatial_memory.robot.silhouette import ArmSilhouette, urdf_primitives
-from spatial_memory.ros import conversions as conv
-from spatial_memory.ros import topics
 from spatial_memory.ros import vo_messages as vm
-from spatial_memory.ros.buffers import LatestSlot, StampedBuffer
-from spatial_memory.ros.node_configs import VoNodeConfig
 from spatial_memory.ros.params import declare_config
 from spatial_memory.ros.spin import spin_node
+from spatial_memory.stamps import JUMPED_BACK, LatestSlot, StampedBuffer, stamp_order
 from spatial_memory.vo.odometry import VisualOdometry
 
 WARN_PERIOD_S = 2.0
 SIDE_BUFFER = 30  # depth images / joint states / wheel poses kept for pairing
 RATE_WINDOW = 30  # frames the reported rates average over
-TIME_JUMP_NS = 1_000_000_000  # an image this much older than the last one: the clock restarted (a bag
-# played again, a simulation reset), so the odometry starts afresh; a smaller step back is refused
 
 
 class VoNode(Node):
@@ -162,7 +160,7 @@ class VoNode(Node):
         start = time.perf_counter()
         stamp = self._stamp(msg.header)
         last = self.odometry.last if self.odometry is not None else None
-        if last is not None and stamp < last.stamp_ns - TIME_JUMP_NS:
+        if stamp_order(stamp, last.stamp_ns if last else None) == JUMPED_BACK:
             self._restart(
                 f"image stamp {stamp} ns is {(last.stamp_ns - stamp) * 1e-9:.1f} s before the last: the "
                 "clock went back"

@@ -44,8 +44,8 @@ from rosbags.typesys import Stores, get_typestore
 
 from spatial_memory.atomic import check_new_target, publish_dir, staging_dir
 from spatial_memory.errors import InvalidInputError
-from spatial_memory.ros import conversions as conv
-from spatial_memory.ros import topics
+from spatial_memory.msgs import conversions as conv
+from spatial_memory.msgs import topics
 from spatial_memory.sim.episode import (
     CameraFrame,
     EpisodeMetadata,

@@ -21,7 +21,7 @@ from scipy.spatial.transform import Rotation
 
 from spatial_memory.errors import InvalidInputError
 from spatial_memory.geometry import check_pose, invert
-from spatial_memory.ros.conversions import check_intrinsics
+from spatial_memory.msgs.conversions import check_intrinsics
 
 EPISODE_FORMAT_VERSION = 1
 HEAD_CAMERA = "camera"  # the head (mobile robot) or exocentric (tabletop) camera

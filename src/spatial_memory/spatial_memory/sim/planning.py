@@ -16,15 +16,24 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 from scipy import ndimage
 
 from spatial_memory.errors import InvalidInputError
 
-if TYPE_CHECKING:  # worlds imports this module; a runtime import would be circular
-    from spatial_memory.sim.worlds import World
+
+class WorldLike(Protocol):
+    """What planning reads of a world (`sim.worlds.World` is one). Typed here, not imported: worlds builds
+    on this module, so planning stays the lower of the two."""
+
+    config: Any  # .width_m, .depth_m, .robot_radius_m
+    rooms: Sequence[Any]  # each with .center (x, y)
+    doors: Sequence[Any]  # each with .x, .y
+
+    def obstacle_footprints(self) -> tuple[Any, Any]: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +122,7 @@ class OccupancyGrid:
 
     @classmethod
     def from_world(
-        cls, world: World, resolution_m: float = 0.05, inflate_m: float | None = None
+        cls, world: WorldLike, resolution_m: float = 0.05, inflate_m: float | None = None
     ) -> OccupancyGrid:
         """Rasterise a world's walls, furniture and floor objects, inflated by the robot radius by default."""
         if not (isinstance(resolution_m, (int, float)) and 0.005 <= resolution_m <= 1.0):
@@ -398,11 +407,11 @@ def sample_free_point(
     return grid.cell_to_world(np.array([ix[k], iy[k]]) + jitter)
 
 
-def room_centres(world: World) -> np.ndarray:
+def room_centres(world: WorldLike) -> np.ndarray:
     """Centres (R, 2) of the rooms, corridor included; the generator keeps them free for tours."""
     return np.array([room.center for room in world.rooms], float).reshape(-1, 2)
 
 
-def door_centres(world: World) -> np.ndarray:
+def door_centres(world: WorldLike) -> np.ndarray:
     """Centres (D, 2) of the doorways, on the wall centre lines; free for a robot of the world's radius."""
     return np.array([(d.x, d.y) for d in world.doors], float).reshape(-1, 2)

@@ -61,7 +61,7 @@ import numpy as np
 
 from spatial_memory.errors import ConfigError, InvalidInputError
 from spatial_memory.geometry import check_pose, invert, make_pose
-from spatial_memory.ros.conversions import check_intrinsics
+from spatial_memory.msgs.conversions import check_intrinsics
 from spatial_memory.sim.episode import Query
 from spatial_memory.sim.mobile_robot import BASE_LINK, CAMERAS, HEAD_CAMERA, MobileFR3Sim
 from spatial_memory.sim.planning import OccupancyGrid, sample_free_point

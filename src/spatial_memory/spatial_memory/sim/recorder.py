@@ -23,8 +23,8 @@ from tqdm import tqdm
 from spatial_memory.atomic import check_output_dir, remove_stale_partials
 from spatial_memory.errors import ConfigError, InvalidInputError
 from spatial_memory.geometry import invert
+from spatial_memory.msgs import topics
 from spatial_memory.robot.description import CameraMount
-from spatial_memory.ros import topics
 from spatial_memory.sim.arm_motion import TourConfig, tour
 from spatial_memory.sim.bag import BagWriter
 from spatial_memory.sim.compact import DEPTH_DTYPES, CompactWriter

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from spatial_memory.errors import ConfigError
-from spatial_memory.ros.buffers import LatestSlot, StampedBuffer
+from spatial_memory.stamps import LatestSlot, StampedBuffer
 
 
 def test_the_slot_keeps_the_newest_item_and_counts_what_it_dropped():

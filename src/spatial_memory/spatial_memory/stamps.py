@@ -1,4 +1,9 @@
-"""Thread-safe buffers between ROS callbacks and a node's worker; pure (no rclpy), so tested without ROS.
+"""Time order of stamped streams: the restart policy for clocks that jump back, and thread-safe buffers
+between ROS callbacks and a node's worker. Pure (no rclpy), so tested without ROS; nodes only wire them.
+
+`stamp_order` says whether a stamp is new, late (out of order: drop it and count it) or so far back that the
+clock restarted (a bag played again, a simulation reset: start afresh). The memory engine and the visual
+odometry node both decide with it, so one rule holds across the graph.
 
 `LatestSlot` holds the newest unprocessed item: a producer that outruns the worker replaces the waiting
 item (dropped and counted) instead of queueing, so a node that falls behind works on the newest frame.
@@ -18,6 +23,17 @@ from typing import Generic, TypeVar
 from spatial_memory.errors import ConfigError
 
 T = TypeVar("T")
+
+NEW, LATE, JUMPED_BACK = "new", "late", "jumped_back"
+DEFAULT_TIME_JUMP_S = 1.0  # a stamp this far before the last: the clock restarted, not a late frame
+
+
+def stamp_order(stamp_ns: int, last_ns: int | None, jump_back_s: float = DEFAULT_TIME_JUMP_S) -> str:
+    """`NEW` after `last_ns` (or nothing yet); `LATE` at or before it by at most `jump_back_s` (a late burst,
+    a duplicate); `JUMPED_BACK` further back than that (time restarted)."""
+    if last_ns is None or stamp_ns > last_ns:
+        return NEW
+    return JUMPED_BACK if last_ns - stamp_ns > jump_back_s * 1e9 else LATE
 
 
 class LatestSlot(Generic[T]):

@@ -12,7 +12,7 @@ from rosbags.typesys import Stores, get_typestore
 
 from spatial_memory.errors import InvalidInputError
 from spatial_memory.geometry import pose_from_xyz_rpy
-from spatial_memory.ros import conversions as conv
+from spatial_memory.msgs import conversions as conv
 
 STORE = get_typestore(Stores.ROS2_HUMBLE)  # module level: hypothesis runs many examples per test function
 FACTORY = conv.RosbagsFactory(STORE)

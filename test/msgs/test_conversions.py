@@ -16,8 +16,8 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from spatial_memory.errors import InvalidInputError
 from spatial_memory.geometry import pose_from_xyz_rpy
+from spatial_memory.msgs import conversions as conv
 from spatial_memory.robot.description import TfEdge, urdf_tf_edges
-from spatial_memory.ros import conversions as conv
 
 REPO = Path(__file__).resolve().parents[2]
 INTERFACES = REPO / "src" / "spatial_memory_interfaces"
@@ -518,7 +518,7 @@ def test_rosbags_factory_rejects_unknown_fields(factory):
 
 
 def test_importing_the_conversions_does_not_import_rclpy():
-    code = "import sys, spatial_memory.ros.conversions; sys.exit('rclpy' in sys.modules)"
+    code = "import sys, spatial_memory.msgs.conversions; sys.exit('rclpy' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 

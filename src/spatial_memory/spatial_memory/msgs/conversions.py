@@ -19,15 +19,12 @@ import importlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from spatial_memory.errors import InvalidInputError
 from spatial_memory.geometry import check_pose, invert, make_pose, pose_from_xyz_quat, pose_to_xyz_quat
-
-if TYPE_CHECKING:  # only for annotations: importing the robot model would pull in MuJoCo
-    from spatial_memory.robot.description import TfEdge
 
 QUAT_NORM_TOL = 1e-3  # a received quaternion farther than this from unit length is a bug upstream
 _INT32 = (-(2**31), 2**31 - 1)
@@ -713,9 +710,17 @@ def keyframe_to_msg(
 # ----------------------------------------------------------------------------------------------------
 
 
+class TfEdgeLike(Protocol):
+    """What `fk_transforms` reads of an edge (`robot.description.TfEdge` is one); typed here so this
+    layer stays below the robot model."""
+
+    parent: str
+    child: str
+
+
 def fk_transforms(
     T_root: Mapping[str, np.ndarray],
-    edges: Sequence[TfEdge],
+    edges: Sequence[TfEdgeLike],
     stamp_ns: int,
     *,
     factory: MessageFactory,

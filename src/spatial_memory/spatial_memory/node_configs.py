@@ -19,10 +19,10 @@ from spatial_memory.context.config import ContextConfig
 from spatial_memory.errors import ConfigError
 from spatial_memory.memory.engine_config import EngineConfig, resolve_checkpoint
 from spatial_memory.memory.refine import RefineConfig
+from spatial_memory.msgs import topics
 from spatial_memory.policy.scripted import ScriptedPolicyConfig
 from spatial_memory.policy.vlm import VLMConfig
 from spatial_memory.robot.description import CameraMount
-from spatial_memory.ros import topics
 from spatial_memory.sim import mobile_robot
 from spatial_memory.sim.goal_follower import GoalFollowerConfig
 from spatial_memory.sim.live import LiveSimConfig

@@ -581,3 +581,37 @@ def test_tf_message_round_trip(store, factory):
     back = cdr_round_trip(store, conv.make_tf_message(edges, factory=factory))
     assert [t.child_frame_id for t in back.transforms] == ["f0", "f1", "f2"]
     np.testing.assert_allclose(conv.msg_to_matrix(back.transforms[2]), POSES[2], atol=1e-12)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Diagnostics
+# ----------------------------------------------------------------------------------------------------
+
+
+def test_diagnostic_array_serialises_as_the_real_message(store, factory):
+    status = conv.diagnostic_status(
+        "vo_node: status",
+        1,
+        "frames_refused +2",
+        [("rate_hz", "14.9"), ("restarts", "0")],
+        "vo_node",
+        factory=factory,
+    )
+    msg = conv.diagnostic_array([status], 1_500_000_000, factory=factory)
+    raw = store.serialize_cdr(msg, "diagnostic_msgs/msg/DiagnosticArray")
+    back = store.deserialize_cdr(raw, "diagnostic_msgs/msg/DiagnosticArray")
+    (got,) = back.status
+    assert (got.level, got.name, got.message, got.hardware_id) == (
+        1,
+        "vo_node: status",
+        "frames_refused +2",
+        "vo_node",
+    )
+    assert [(kv.key, kv.value) for kv in got.values] == [("rate_hz", "14.9"), ("restarts", "0")]
+    assert conv.stamp_to_ns(back.header.stamp) == 1_500_000_000
+
+
+@pytest.mark.parametrize("level", [-1, 4, 1.0, None])
+def test_diagnostic_status_refuses_a_level_ros_does_not_have(factory, level):
+    with pytest.raises(InvalidInputError, match="diagnostic level"):
+        conv.diagnostic_status("n", level, "", [], "", factory=factory)

@@ -597,6 +597,43 @@ def make_tf_message(transforms: Sequence[Any], *, factory: MessageFactory) -> An
 
 
 # ----------------------------------------------------------------------------------------------------
+# Diagnostics
+# ----------------------------------------------------------------------------------------------------
+
+
+def diagnostic_status(
+    name: str,
+    level: int,
+    message: str,
+    values: Iterable[tuple[str, str]],
+    hardware_id: str,
+    *,
+    factory: MessageFactory,
+) -> Any:
+    """diagnostic_msgs/DiagnosticStatus; `level` 0..3 (OK, WARN, ERROR, STALE), values as (key, value)."""
+    if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or level not in (0, 1, 2, 3):
+        raise InvalidInputError(f"diagnostic level must be 0, 1, 2 or 3, got {level!r}")
+    pairs = [factory.new("diagnostic_msgs/msg/KeyValue", key=str(k), value=str(v)) for k, v in values]
+    return factory.new(
+        "diagnostic_msgs/msg/DiagnosticStatus",
+        level=bytes([int(level)]) if isinstance(factory, RclpyFactory) else int(level),  # rclpy: bytes
+        name=name,
+        message=message,
+        hardware_id=hardware_id,
+        values=pairs,
+    )
+
+
+def diagnostic_array(statuses: Sequence[Any], stamp_ns: int, *, factory: MessageFactory) -> Any:
+    """diagnostic_msgs/DiagnosticArray (what /diagnostics carries) of DiagnosticStatus messages."""
+    return factory.new(
+        "diagnostic_msgs/msg/DiagnosticArray",
+        header=make_header(stamp_ns, "", factory),
+        status=list(statuses),
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
 # Keyframes: markers and interface messages
 # ----------------------------------------------------------------------------------------------------
 

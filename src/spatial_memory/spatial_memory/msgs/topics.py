@@ -79,10 +79,12 @@ SIM_TOPICS: frozenset[str] = frozenset(
         MAP,
     }
 )
+DIAGNOSTICS = "/diagnostics"  # diagnostic_msgs/DiagnosticArray: every node's health at 1 Hz (absolute)
+
 PUBLISHED_TOPICS: frozenset[str] = (
     frozenset(
         {EE_POSE, ROBOT_DESCRIPTION, TF, TF_STATIC, BEV_MAP, KEYFRAME_MARKERS, KEYFRAME_IMAGES, MEMORY_STATUS}
-        | {VO_ODOMETRY, VO_PATH, VO_STATUS}
+        | {VO_ODOMETRY, VO_PATH, VO_STATUS, DIAGNOSTICS}
     )
     | SIM_TOPICS
 )

@@ -28,10 +28,12 @@ from std_msgs.msg import String
 from tf2_ros import Buffer, TransformException, TransformListener
 
 from spatial_memory.errors import InvalidInputError
+from spatial_memory.health import HealthChecks
 from spatial_memory.msgs import conversions as conv
 from spatial_memory.msgs import topics
 from spatial_memory.node_configs import GoalFollowerNodeConfig
 from spatial_memory.ros import navigation_messages as nm
+from spatial_memory.ros.diagnostics import attach_diagnostics
 from spatial_memory.ros.params import declare_config
 from spatial_memory.ros.policy_messages import planar
 from spatial_memory.ros.spin import spin_node
@@ -63,6 +65,7 @@ class GoalFollowerNode(Node):
         self.create_subscription(PoseStamped, topics.GOAL_POSE, self._on_goal, 10)
         self.create_timer(1.0 / self.config.rate_hz, self._on_timer)
         self.create_timer(1.0 / self.config.status_rate_hz, self._publish_status)
+        self.diagnostics = attach_diagnostics(self, self.status, HealthChecks(warn_flags=("no_map",)))
         self.get_logger().info(
             f"following '{topics.GOAL_POSE}' on '{topics.MAP}' "
             f"(robot radius {self.config.robot_radius_m:g} m)"
@@ -121,15 +124,19 @@ class GoalFollowerNode(Node):
         self._last_problem = text
         self.get_logger().warning(text, throttle_duration_sec=WARN_PERIOD_S)
 
-    def _publish_status(self) -> None:
+    def status(self) -> dict[str, Any]:
+        """What the follower is doing: its state, goal, whether it drives, the last problem."""
         f = self.follower
-        status = {
+        return {
             "state": "no map" if f is None else f.status,
             "goal": None if f is None or f.goal is None else [round(float(v), 3) for v in f.goal],
             "driving": self._driving,
+            "no_map": f is None,
             "last_problem": self._last_problem,
         }
-        self._status_pub.publish(String(data=json.dumps(status, sort_keys=True)))
+
+    def _publish_status(self) -> None:
+        self._status_pub.publish(String(data=json.dumps(self.status(), sort_keys=True)))
 
 
 def main(args: list[str] | None = None) -> int:

@@ -27,6 +27,7 @@ callback is a coroutine that awaits the task's end, so no thread waits on it; ma
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import threading
@@ -54,6 +55,7 @@ from spatial_memory.context.palette import KeyframeStyle
 from spatial_memory.context.watermark import watermark_images
 from spatial_memory.errors import InvalidInputError, SpatialMemoryError
 from spatial_memory.geometry import invert, yaw_pose
+from spatial_memory.health import HealthChecks
 from spatial_memory.msgs import conversions as conv
 from spatial_memory.msgs import topics
 from spatial_memory.node_configs import PolicyNodeConfig
@@ -72,6 +74,7 @@ from spatial_memory.policy.interface import (
 from spatial_memory.policy.scripted import ScriptedPolicy
 from spatial_memory.ros import memory_messages as mm
 from spatial_memory.ros import policy_messages as pm
+from spatial_memory.ros.diagnostics import attach_diagnostics
 from spatial_memory.ros.params import declare_config
 from spatial_memory.ros.spin import spin_node
 from spatial_memory_interfaces.action import GoToPicture
@@ -161,6 +164,7 @@ class PolicyNode(Node):
             callback_group=calls,
         )
         self.create_timer(1.0 / cfg.rate_hz, self._tick, callback_group=data)
+        self.diagnostics = attach_diagnostics(self, self.status, policy_health_checks(cfg.rate_hz))
         self.get_logger().info(
             f"{self.policy.name} policy at {cfg.rate_hz:g} Hz; goals on '{topics.GOAL_POSE}' in "
             f"{cfg.goal_frame}; action '{topics.GO_TO_PICTURE}'"
@@ -487,14 +491,13 @@ class PolicyNode(Node):
         self._last_problem = text
         self.get_logger().warning(text, throttle_duration_sec=WARN_PERIOD_S)
 
-    def _publish_status(self) -> None:
-        import json
-
+    def status(self) -> dict[str, Any]:
+        """Rate held, decision latency, the memory's availability, counters, the last problem."""
         periods = np.array(self._periods).reshape(-1, 2) if self._periods else np.full((1, 2), math.nan)
         lat = np.array(self._latencies) if self._latencies else np.array([math.nan])
         rates = 1.0 / periods.mean(axis=0)  # over the last 60 ticks: on the node's clock (sim time), wall
         stats = getattr(self.policy, "stats", None)
-        status = {
+        return {
             "policy": self.policy.name,
             "rate_hz_target": self.config.rate_hz,
             "rate_hz_measured": float(rates[0]) if np.isfinite(rates[0]) else None,
@@ -508,13 +511,26 @@ class PolicyNode(Node):
             "policy_stats": stats() if callable(stats) else {},
             "last_problem": self._last_problem,
         }
-        self._status_pub.publish(String(data=json.dumps(status, sort_keys=True, default=str)))
+
+    def _publish_status(self) -> None:
+        self._status_pub.publish(String(data=json.dumps(self.status(), sort_keys=True, default=str)))
 
     def destroy_node(self) -> None:
         close = getattr(self.policy, "close", None)
         if callable(close):
             close()
         super().destroy_node()
+
+
+def policy_health_checks(rate_hz: float) -> HealthChecks:
+    """Healthy: the tick rate within 20 % of its target on the node's clock, no
+    query failures or timeouts, no VLM fallbacks, timeouts or failures since the last report."""
+    vlm = ("timeouts", "http_errors", "connection_errors", "malformed", "failures", "stale_decisions")
+    return HealthChecks(
+        min_rates={"rate_hz_measured": 0.8 * rate_hz},
+        bad_counters=("query_failures", "query_timeouts", "promotion_failures")
+        + tuple(f"policy_stats.{key}" for key in vlm),
+    )
 
 
 def main(args: list[str] | None = None) -> int:

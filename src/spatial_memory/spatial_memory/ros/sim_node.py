@@ -46,10 +46,12 @@ from sensor_msgs.msg import CameraInfo, Image, JointState  # noqa: E402
 from tf2_msgs.msg import TFMessage  # noqa: E402
 
 from spatial_memory.errors import InvalidInputError  # noqa: E402
+from spatial_memory.health import HealthChecks  # noqa: E402
 from spatial_memory.msgs import conversions as conv  # noqa: E402
 from spatial_memory.msgs import topics  # noqa: E402
 from spatial_memory.node_configs import SimNodeConfig  # noqa: E402
 from spatial_memory.ros import sim_messages as sm  # noqa: E402
+from spatial_memory.ros.diagnostics import attach_diagnostics  # noqa: E402
 from spatial_memory.ros.params import declare_config  # noqa: E402
 from spatial_memory.ros.spin import spin_node  # noqa: E402
 from spatial_memory.sim.live import LiveSim, LiveTick, Pacer  # noqa: E402
@@ -88,6 +90,7 @@ class SimNode(Node):
         self.sim = LiveSim(cfg.sim)
         self._pacer = Pacer(cfg.sim.dt_ns, cfg.real_time_factor)
         self._reported_lag_ns = 0
+        self._counts = {"collisions": 0, "arm_refusals": 0, "cmd_vel_timeouts": 0, "commands_refused": 0}
         self._pubs = {
             topic: self.create_publisher(MESSAGES[type_name], topic, QOS[qos])
             for topic, (type_name, qos) in sm.published_topics().items()
@@ -101,6 +104,8 @@ class SimNode(Node):
         callbacks = {topics.CMD_VEL: self._on_cmd_vel, topics.JOINT_COMMANDS: self._on_joint_command}
         for topic, type_name in sm.subscribed_topics().items():
             self.create_subscription(MESSAGES[type_name], topic, callbacks[topic], qos_profile_sensor_data)
+        bad = ("sim_time_dropped_s", "collisions", "commands_refused")
+        self.diagnostics = attach_diagnostics(self, self.status, HealthChecks(bad_counters=bad))
         # A steady wall clock: this node makes /clock, so a sim-time timer would wait for itself.
         self._timer = self.create_timer(
             self._pacer.period_s, self._on_timer, clock=Clock(clock_type=ClockType.STEADY_TIME)
@@ -120,12 +125,14 @@ class SimNode(Node):
         try:
             self.sim.command_velocity(*sm.twist_command(msg))
         except InvalidInputError as exc:
+            self._counts["commands_refused"] += 1
             self.get_logger().warning(f"ignoring cmd_vel: {exc}", throttle_duration_sec=WARN_PERIOD_S)
 
     def _on_joint_command(self, msg: Any) -> None:
         try:
             q = self.sim.command_joints(*sm.joint_command(msg))
         except InvalidInputError as exc:
+            self._counts["commands_refused"] += 1
             self.get_logger().warning(f"ignoring joint command: {exc}", throttle_duration_sec=WARN_PERIOD_S)
             return
         self.get_logger().debug(f"arm target {q.round(3).tolist()}")
@@ -157,16 +164,28 @@ class SimNode(Node):
                 raise
             return False
         if tick.stopped_by_timeout:
+            self._counts["cmd_vel_timeouts"] += 1
             self.get_logger().info(
                 f"no {topics.CMD_VEL} for {self.config.sim.cmd_vel_timeout_s:g} s: base stopped"
             )
         if tick.collided:
+            self._counts["collisions"] += 1
             self.get_logger().warning("base blocked by an obstacle", throttle_duration_sec=WARN_PERIOD_S)
         if tick.arm_blocked:
+            self._counts["arm_refusals"] += 1
             self.get_logger().warning(
                 "arm motion refused: it would hit the world", throttle_duration_sec=WARN_PERIOD_S
             )
         return True
+
+    def status(self) -> dict[str, Any]:
+        """Sim time, steps and what went wrong so far (on /diagnostics)."""
+        return {
+            "sim_time_s": self.sim.stamp_ns * 1e-9,
+            "real_time_factor_target": self.config.real_time_factor,
+            "sim_time_dropped_s": self._pacer.lag_ns * 1e-9,
+            **self._counts,
+        }
 
     def destroy_node(self) -> None:
         self.sim.close()

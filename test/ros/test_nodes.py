@@ -188,6 +188,98 @@ def test_fk_node_refuses_bad_parameters(ros, name, value, match):
         FkNode(parameter_overrides=[Parameter(name, value=value)])
 
 
+def _stream(graph, pub, qs, stamps) -> None:
+    """Publish joint states one by one, spinning in between (stamps say 1 kHz; the wall rate is the
+    executor's), so fk_node sees the stream in order; a reader keeping only the newest may still drop."""
+    for q, stamp in zip(qs, stamps, strict=True):
+        pub.publish(joint_state(q, int(stamp)))
+        for timeout in (0.005, 0.0, 0.0):  # fk_node's callback, then the probe's TF and ee pose
+            graph.executor.spin_once(timeout_sec=timeout)
+    quiet, end = 0, time.monotonic() + 10.0
+    while quiet < 5 and time.monotonic() < end:  # until the last TF and ee poses are in
+        before = sum(len(v) for v in graph.received.values())
+        graph.executor.spin_once(timeout_sec=0.02)
+        quiet = quiet + 1 if sum(len(v) for v in graph.received.values()) == before else 0
+
+
+def _tf_per_stamp(messages: list[TFMessage]) -> dict[int, dict[str, tuple[str, np.ndarray]]]:
+    out: dict[int, dict[str, tuple[str, np.ndarray]]] = defaultdict(dict)
+    for m in messages:
+        for t in m.transforms:
+            out[conv.stamp_to_ns(t.header.stamp)][t.child_frame_id] = (
+                t.header.frame_id,
+                conv.msg_to_matrix(t),
+            )
+    return out
+
+
+@pytest.mark.parametrize("tf_rate_hz", [0.0, 50.0])
+def test_fk_node_at_1khz_publishes_fk_of_the_newest_joints_at_the_rate_and_rests_quietly(graph, tf_rate_hz):
+    """A moving arm at 1 kHz of stamps: every TF equals FK of the joint vector at its stamp, at most one
+    per 20 ms (50 Hz) or one per message (0 = the unthrottled baseline); then the arm rests: the newest TF
+    is FK of the final vector, re-stamped at 20 Hz instead of 1 kHz, and a consumer's lookup at an image
+    stamp of the resting arm succeeds once the next keep-alive is in."""
+    from tf2_ros import Buffer, TransformListener
+
+    from spatial_memory.ros.fk_node import FkNode
+
+    node = graph.add(FkNode(parameter_overrides=[Parameter("tf_rate_hz", value=tf_rate_hz)]))
+    graph.listen(TFMessage, topics.TF, 1000)
+    graph.listen(PoseStamped, topics.EE_POSE, 1000)
+    buffer = Buffer()
+    TransformListener(buffer, graph.probe)
+    pub = graph.probe.create_publisher(JointState, topics.JOINT_STATES, 10)
+    kin = FR3Kinematics()
+    moving = 300
+    stamps = T0 + np.arange(moving) * 1_000_000
+    qs = [Q + 0.3 * np.sin(np.arange(7) + i / 50) for i in range(moving)]
+    q_at = dict(zip(stamps.tolist(), qs, strict=True))
+    _stream(graph, pub, qs, stamps)
+
+    moved = _tf_per_stamp(graph.received[topics.TF])
+    counts = node.status()
+    assert counts["received"] > moving // 2 and counts["rejected"] == 0
+    assert len(moved) == counts["published"] == counts["computed"]
+    if tf_rate_hz == 0:
+        assert counts["published"] == counts["received"] and counts["skipped"] == 0
+    else:
+        assert counts["published"] <= moving // 20 + 1 and counts["skipped"] > 0
+        assert len({s // 20_000_000 for s in moved}) == len(moved)  # one per 20 ms of stamps
+        assert stamps[-1] - max(moved) < 20_000_000  # the newest TF is at most one period behind
+    for stamp, edges in moved.items():
+        assert set(edges) == {f"fr3_link{i}" for i in range(1, 8)}
+        np.testing.assert_allclose(
+            _chain(edges, "fr3_link0", "fr3_link7"), kin.forward(q_at[stamp], "fr3_link7"), atol=1e-9
+        )
+    ee = {conv.stamp_to_ns(m.header.stamp): conv.msg_to_matrix(m) for m in graph.received[topics.EE_POSE]}
+    assert set(ee) <= set(moved) and max(ee) == max(moved)  # with each TF (a lagging reader may miss some)
+    for stamp, T in ee.items():
+        np.testing.assert_allclose(T, kin.forward(q_at[stamp], "fr3_hand_tcp"), atol=1e-9)
+
+    # The arm rests at its last vector for 300 ms more (1 kHz of stamps, tiny encoder noise).
+    graph.received[topics.TF].clear()
+    rest = stamps[-1] + np.arange(1, 301) * 1_000_000
+    noise = np.random.default_rng(0).uniform(-2e-5, 2e-5, (len(rest), 7))
+    _stream(graph, pub, qs[-1] + noise, rest)
+    rested = _tf_per_stamp(graph.received[topics.TF])
+    newest = max(rested)
+    assert rest[-1] - newest < 50_000_000  # the keep-alive period
+    q_tf = node.throttle.computed_q  # the vector the newest TF was computed from: the newest within tolerance
+    assert np.max(np.abs(q_tf - (qs[-1] + noise[-1]))) <= 1e-4
+    np.testing.assert_allclose(
+        _chain(rested[newest], "fr3_link0", "fr3_link7"), kin.forward(q_tf, "fr3_link7"), atol=1e-9
+    )
+    if tf_rate_hz == 0:
+        assert len(rested) == node.status()["received"] - counts["received"]  # every message
+    else:
+        assert len(rested) <= 300 // 50 + 1  # 20 Hz keep-alive, not 1 kHz
+    image_stamp = int(rest[200])  # a camera frame of the resting arm, looked up at its stamp
+    when = rclpy.time.Time(nanoseconds=image_stamp)
+    assert buffer.can_transform("base", "wrist_camera_optical_frame", when)
+    T_cam = conv.msg_to_matrix(buffer.lookup_transform("base", "wrist_camera_optical_frame", when))
+    np.testing.assert_allclose(T_cam, kin.camera_pose(qs[-1]), atol=5e-4)  # within the encoder noise
+
+
 # ----------------------------------------------------------------------------------------------------
 # spatial_context_node
 # ----------------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from spatial_memory.msgs import topics
 from spatial_memory.policy.scripted import ScriptedPolicyConfig
 from spatial_memory.policy.vlm import VLMConfig
 from spatial_memory.robot.description import CameraMount
+from spatial_memory.robot.fk_publisher import TfThrottle
 from spatial_memory.sim import mobile_robot
 from spatial_memory.sim.goal_follower import GoalFollowerConfig
 from spatial_memory.sim.live import LiveSimConfig
@@ -67,6 +68,25 @@ class FkNodeConfig:
     publish_robot_description: bool = field(
         default=True, metadata=_help("publish the URDF on robot_description (TRANSIENT_LOCAL) for RViz")
     )
+    tf_rate_hz: float = field(
+        default=50.0,
+        metadata=_help(
+            "most /tf (and fk/ee_pose) publications per second of joint_states stamps while the arm moves; "
+            "0 = every joint state (no throttling)"
+        ),
+    )
+    keepalive_rate_hz: float = field(
+        default=20.0,
+        metadata=_help(
+            "an arm at rest is re-published (same transforms, new stamp, no FK) this often; TF lookups at "
+            "image stamps need a sample at or after the stamp, so keep 1/keepalive_rate_hz <= the "
+            "consumers' tf_timeout_s; in (0, tf_rate_hz]"
+        ),
+    )
+    move_tolerance_rad: float = field(
+        default=1e-4,
+        metadata=_help("the arm moved when any joint changed more than this (rad) since the last FK"),
+    )
     camera: CameraMount = field(default_factory=CameraMount)
 
     def __post_init__(self) -> None:
@@ -78,6 +98,7 @@ class FkNodeConfig:
             raise ConfigError(
                 f"base_parent_frame cannot be the arm's own root frame {topics.ARM_ROOT_FRAME!r}"
             )
+        TfThrottle(self.tf_rate_hz, self.keepalive_rate_hz, self.move_tolerance_rad)  # ConfigError if bad
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,21 @@ class FR3Kinematics:
                 )
         raise AssertionError("unreachable: check_joints found no bad joint")  # pragma: no cover
 
+    def body_id(self, frame: str) -> int:
+        """MuJoCo body id of a frame (its row in `data.xpos` / `xquat` / `xmat`); InvalidInputError if not."""
+        return self._body(frame)
+
+    def set_joints(self, q: np.ndarray, clamp: bool = False) -> np.ndarray:
+        """Run FK in place for `q` (checked as in `check_joints`) and return the checked vector.
+
+        The poses are then in `data.xpos` / `data.xquat` (w, x, y, z) / `data.xmat`, row `body_id(frame)`,
+        in `base`: for callers that read a few frames without building 4x4 matrices (fk_node's TF).
+        """
+        q = self.check_joints(q, clamp)
+        self._qpos[:] = q
+        mujoco.mj_kinematics(self.model, self.data)
+        return q
+
     def _body(self, frame: str) -> int:
         """MuJoCo body id of a frame name, or InvalidInputError listing the valid names."""
         body = self._body_id.get(frame)

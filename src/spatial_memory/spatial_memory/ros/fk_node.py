@@ -5,35 +5,51 @@ frames, and `base_parent_frame` -> `base`) go once on /tf_static, the seven revo
 every JointState. The TF tree is the URDF's, rooted at `base`. Do not run robot_state_publisher on the
 same description next to it (one transform, one publisher).
 
-Subscribes: `joint_states` (sensor_msgs/JointState, sensor-data QoS).
-Publishes:  /tf, /tf_static, `fk/ee_pose` (geometry_msgs/PoseStamped in `base`, reliable depth 10),
-            `robot_description` (std_msgs/String, reliable + transient local depth 1).
+When to publish is `robot.fk_publisher.TfThrottle`'s decision: a moved arm at most `tf_rate_hz` times per
+second of stamps, an arm at rest re-stamped at `keepalive_rate_hz` (no FK), `tf_rate_hz` 0 = every
+message. The subscription keeps only the newest joint state (keep-last 1), so a 1 kHz stream never
+queues. The TF and ee-pose messages are built once; each publication only writes floats into them.
+
+Subscribes: `joint_states` (sensor_msgs/JointState, best effort, keep last 1).
+Publishes:  /tf, /tf_static, `fk/ee_pose` (geometry_msgs/PoseStamped in `base`, reliable depth 10, with
+            every /tf publication), `robot_description` (std_msgs/String, reliable + transient local
+            depth 1), /diagnostics (the `status()` counters, 1 Hz).
 """
 
 from __future__ import annotations
 
 import sys
+from typing import Any
 
-from geometry_msgs.msg import PoseStamped
+from geometry_msgs.msg import PoseStamped, TransformStamped
 from rclpy.node import Node
-from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
-from tf2_ros import StaticTransformBroadcaster, TransformBroadcaster
+from tf2_msgs.msg import TFMessage
+from tf2_ros import StaticTransformBroadcaster
 
 from spatial_memory.errors import InvalidInputError, SpatialMemoryError
 from spatial_memory.geometry import pose_from_xyz_rpy
+from spatial_memory.health import HealthChecks
 from spatial_memory.msgs import conversions as conv
 from spatial_memory.msgs import topics
 from spatial_memory.node_configs import FkNodeConfig
 from spatial_memory.robot.description import ROOT_LINK, TfEdge, load_urdf, urdf_tf_edges
+from spatial_memory.robot.fk_publisher import COMPUTE, SKIP, FkEdges, TfThrottle
 from spatial_memory.robot.kinematics import FR3Kinematics
+from spatial_memory.ros.diagnostics import attach_diagnostics
 from spatial_memory.ros.params import declare_config
 from spatial_memory.ros.spin import spin_node
 
 LATCHED = QoSProfile(
     depth=1, reliability=QoSReliabilityPolicy.RELIABLE, durability=QoSDurabilityPolicy.TRANSIENT_LOCAL
 )
+# Only the newest joint state matters: a reader that falls behind drops older ones instead of queueing.
+NEWEST_JOINT_STATE = QoSProfile(
+    depth=1, history=QoSHistoryPolicy.KEEP_LAST, reliability=QoSReliabilityPolicy.BEST_EFFORT
+)
+TF_QOS = QoSProfile(depth=100)  # what tf2_ros.TransformBroadcaster uses
 WARN_PERIOD_S = 2.0  # throttle for repeated bad-input warnings
 
 
@@ -49,16 +65,27 @@ class FkNode(Node):
         edges = urdf_tf_edges(urdf)
         self._moving = [e for e in edges if not e.fixed]
         self._check_frames(edges)
+        cfg = self.config
+        self.throttle = TfThrottle(cfg.tf_rate_hz, cfg.keepalive_rate_hz, cfg.move_tolerance_rad)
+        self._edges = FkEdges(self._kinematics, self._moving, cfg.ee_frame)
+        self._rejected = 0
+        self._last_problem = ""
+        self._tf_msg = TFMessage(transforms=[TransformStamped(child_frame_id=e.child) for e in self._moving])
+        for t, e in zip(self._tf_msg.transforms, self._moving, strict=True):
+            t.header.frame_id = e.parent
+        self._ee_msg = PoseStamped()
+        self._ee_msg.header.frame_id = ROOT_LINK
 
-        self._tf = TransformBroadcaster(self)
+        self._tf_pub = self.create_publisher(TFMessage, topics.TF, TF_QOS)
         self._tf_static = StaticTransformBroadcaster(self)
         self._tf_static.sendTransform(self._static_transforms([e for e in edges if e.fixed]))
         self._ee_pub = self.create_publisher(PoseStamped, topics.EE_POSE, 10)
         if self.config.publish_robot_description:
             self._description_pub = self.create_publisher(String, topics.ROBOT_DESCRIPTION, LATCHED)
             self._description_pub.publish(String(data=urdf))
-        self.create_subscription(
-            JointState, topics.JOINT_STATES, self._on_joint_state, qos_profile_sensor_data
+        self.create_subscription(JointState, topics.JOINT_STATES, self._on_joint_state, NEWEST_JOINT_STATE)
+        self.diagnostics = attach_diagnostics(
+            self, self.status, HealthChecks(bad_counters=("rejected", "late", "restarts"))
         )
         self.get_logger().info(
             f"FK for {len(edges)} URDF joints ({len(self._moving)} moving), root '{ROOT_LINK}' attached to "
@@ -92,18 +119,52 @@ class FkNode(Node):
         return out
 
     def _on_joint_state(self, msg: JointState) -> None:
-        """JointState -> FK -> TF of the moving joints and the ee pose, stamped with the message stamp."""
+        """JointState -> (throttle) -> FK -> TF of the moving joints and the ee pose, at the message stamp."""
         try:
-            q = conv.joint_positions(msg, self._kinematics.joint_names)
-            poses = self._kinematics.forward_all(q, clamp=self.config.clamp_joints)
+            q = self._kinematics.check_joints(
+                conv.joint_positions(msg, self._kinematics.joint_names), self.config.clamp_joints
+            )
+            stamp = conv.stamp_to_ns(msg.header.stamp) or self.get_clock().now().nanoseconds
         except InvalidInputError as exc:
-            self.get_logger().warning(f"ignoring joint state: {exc}", throttle_duration_sec=WARN_PERIOD_S)
+            self._rejected += 1
+            self._last_problem = f"ignoring joint state: {exc}"
+            self.get_logger().warning(self._last_problem, throttle_duration_sec=WARN_PERIOD_S)
             return
-        stamp = conv.stamp_to_ns(msg.header.stamp) or self.get_clock().now().nanoseconds
-        self._tf.sendTransform(conv.fk_transforms(poses, self._moving, stamp, factory=self._factory))
-        self._ee_pub.publish(
-            conv.matrix_to_pose_stamped(poses[self.config.ee_frame], stamp, ROOT_LINK, factory=self._factory)
-        )
+        decision = self.throttle.offer(stamp, q)
+        if decision == SKIP:
+            return
+        if decision == COMPUTE:
+            self._fill(*self._edges.compute(q))
+        self._stamp(stamp)
+        self._tf_pub.publish(self._tf_msg)
+        self._ee_pub.publish(self._ee_msg)
+
+    def _fill(self, xyz: Any, quat: Any, ee_xyz: Any, ee_quat: Any) -> None:
+        """Write FK arrays into the messages built once (floats only: no message construction)."""
+        for t, p, r in zip(self._tf_msg.transforms, xyz.tolist(), quat.tolist(), strict=True):
+            tr, rot = t.transform.translation, t.transform.rotation
+            tr.x, tr.y, tr.z = p
+            rot.x, rot.y, rot.z, rot.w = r
+        pose = self._ee_msg.pose
+        pose.position.x, pose.position.y, pose.position.z = ee_xyz.tolist()
+        pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = ee_quat.tolist()
+
+    def _stamp(self, stamp_ns: int) -> None:
+        sec, nanosec = divmod(stamp_ns, 1_000_000_000)
+        for t in self._tf_msg.transforms:
+            t.header.stamp.sec, t.header.stamp.nanosec = sec, nanosec
+        self._ee_msg.header.stamp.sec, self._ee_msg.header.stamp.nanosec = sec, nanosec
+
+    def status(self) -> dict[str, Any]:
+        """Joint states received / computed / re-stamped / skipped / late / rejected; rates (/diagnostics)."""
+        cfg = self.config
+        return self.throttle.counts | {
+            "published": self.throttle.counts["computed"] + self.throttle.counts["restamped"],
+            "rejected": self._rejected,
+            "tf_rate_hz": cfg.tf_rate_hz,
+            "keepalive_rate_hz": cfg.keepalive_rate_hz,
+            "last_problem": self._last_problem,
+        }
 
 
 def main(args: list[str] | None = None) -> int:

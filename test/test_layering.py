@@ -1,6 +1,7 @@
 """The package's layers point one way, read from the source (every import, TYPE_CHECKING and local ones too).
 
-    base      errors, atomic, geometry, resources, provenance, config, stamps, health, msgs/topics
+    base      errors, atomic, geometry, resources, provenance, config, stamps, health, saved_state,
+              msgs/topics
     msgs/     ROS-free message conversions and topic names: base only
     core      robot, vo, memory, context, policy, sim, eval: base, msgs and each other, never ros/
     app       node_configs, pipeline, cli, *_demo: anything but ros/
@@ -23,7 +24,9 @@ ROS_ONLY = {
     "std_msgs", "std_srvs", "visualization_msgs", "tf2_msgs", "rosgraph_msgs", "builtin_interfaces",
     "diagnostic_msgs", "action_msgs", "rcl_interfaces",
 }  # fmt: skip
-BASE = {"errors", "atomic", "geometry", "resources", "provenance", "config", "stamps", "health"}
+BASE = {
+    "errors", "atomic", "geometry", "resources", "provenance", "config", "stamps", "health", "saved_state"
+}  # fmt: skip
 CORE = {"robot", "vo", "memory", "context", "policy", "sim", "eval"}
 
 

@@ -159,3 +159,42 @@ class PoseHistory:
         ):
             self._images.pop(self._image_order.popleft(), None)
         return fid
+
+    # -- saving -------------------------------------------------------------------------------------
+
+    def records(self) -> list[FrameRecord]:
+        """Every held record, oldest first."""
+        return [self.get(fid) for fid in range(self.oldest_id, self._next_id)]
+
+    def images(self) -> dict[int, np.ndarray]:
+        """The held images by frame id (references, not copies)."""
+        return dict(self._images)
+
+    @classmethod
+    def restored(
+        cls,
+        capacity: int,
+        max_images: int,
+        records: list[FrameRecord],
+        images: dict[int, np.ndarray],
+        next_id: int,
+        last_stamp_ns: int | None,
+    ) -> PoseHistory:
+        """A history holding `records` (consecutive frame ids ending at `next_id - 1`, oldest first), the
+        newest `capacity` of them and the newest `max_images` of their images: a saved history read back."""
+        history = cls(capacity, max_images)
+        ids = [r.frame_id for r in records]
+        if ids and (ids != list(range(ids[0], ids[0] + len(ids))) or ids[-1] != next_id - 1 or ids[0] < 0):
+            raise InvalidInputError("saved frame ids are not consecutive up to the next id")
+        if next_id < len(ids):
+            raise InvalidInputError(f"next frame id {next_id} is below the {len(ids)} frames saved")
+        kept = records[-capacity:]
+        for record in kept:
+            history._slots[record.frame_id % capacity] = record
+        history._next_id = next_id
+        history._last_stamp = last_stamp_ns
+        if history.max_images:
+            for fid in [r.frame_id for r in kept if r.frame_id in images][-history.max_images :]:
+                history._images[fid] = images[fid]
+                history._image_order.append(fid)
+        return history

@@ -10,6 +10,13 @@ Typical loop (the high-level policy, about 1 Hz)::
     marked = ctx.watermark_keyframes(ctx.keyframe_images(), styles)
     ctx.promote_to_keyframe(fid)                            # now, or later while fid is in the history
 
+Saving: `save(path, robot)` writes the pose history, the keyframes and their images to one sealed file
+(atomic, checksummed: `saved_state`), `load(path, robot, resume)` reads it back, refusing a file of another
+robot (its frames) or a damaged one and changing nothing, and `reset()` forgets everything. The map needs
+nothing else: it is drawn from the keyframes and the newest frame. A context loaded with `resume` (an
+earlier session: a new odometry frame, maybe a new clock) moves every saved pose and stamp into this session
+at the next `add_frame` (by default: the robot stands where it was saved; see `saved_state.Resume`).
+
 Memory: poses are small, but images are kept by reference (not copied) for the newest
 `ContextConfig.max_images` frames and for every keyframe, so do not modify an array after passing it in,
 and pass images only as often as frames may be promoted (e.g. at the policy rate, not the camera rate).
@@ -20,6 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -31,6 +39,18 @@ from spatial_memory.context.palette import KeyframeStyle
 from spatial_memory.context.watermark import watermark_images
 from spatial_memory.errors import InvalidInputError, SpatialMemoryError, UnknownFrameError
 from spatial_memory.geometry import check_pose
+from spatial_memory.saved_state import (
+    Continuation,
+    Resume,
+    continuation,
+    identity_differences,
+    read_sealed_arrays,
+    utc_now,
+    write_sealed_arrays,
+)
+
+CONTEXT_STATE_FORMAT = "spatial_memory.spatial_context_state"
+CONTEXT_STATE_VERSION = 1
 
 
 @runtime_checkable
@@ -85,6 +105,8 @@ class SpatialContext:
         self.kinematics = kinematics
         self._history = PoseHistory(self.config.history_capacity, self.config.max_images)
         self._keyframes: dict[int, tuple[FrameRecord, np.ndarray | None]] = {}  # frame id -> record, image
+        self._resume: Resume | None = None  # set by load(resume=...): how the next frame continues
+        self.last_continuation: Continuation | None = None  # what the last resumed frame did
 
     # -- frames -------------------------------------------------------------------------------------
 
@@ -115,8 +137,11 @@ class SpatialContext:
             cam = _frozen_pose(T_world_cam, "T_world_cam")
         for name, T in (("T_world_base", base), ("T_world_cam", cam)):
             self._check_distance(T, name)
-        self._history.check_stamp(stamp_ns)
+        if self._resume is None:
+            self._history.check_stamp(stamp_ns)
         img = None if image is None else _check_image(image)
+        if self._resume is not None:
+            return self._append_resumed(cam, base, stamp_ns, img)
         return self._history.append(cam, base, stamp_ns, img)
 
     def _check_distance(self, T: np.ndarray | None, name: str) -> None:
@@ -172,6 +197,123 @@ class SpatialContext:
     @property
     def history(self) -> PoseHistory:
         return self._history
+
+    # -- files --------------------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget every frame and keyframe (frame ids start again at 0)."""
+        self._history = PoseHistory(self.config.history_capacity, self.config.max_images)
+        self._keyframes = {}
+        self._resume = None
+
+    @property
+    def resume_pending(self) -> bool:
+        """Whether a loaded context waits for its first frame to resume (`load`)."""
+        return self._resume is not None
+
+    def identity(self, robot: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The robot identity a saved file must match: the caller's (mode, frames) and the camera frame."""
+        return {**(robot or {}), "camera_frame": self.config.camera_frame}
+
+    def save(self, path: str | Path, robot: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Write the pose history (with its images) and the keyframes (with theirs) to `path` atomically,
+        sealed, under a header naming the robot (`identity`) and the save time; returns the header."""
+        records = self._history.records()
+        images = self._history.images()
+        arrays = _pack_records("", records)
+        arrays.update({f"image_{fid}": img for fid, img in images.items()})
+        kf_records = [rec for rec, _ in self._keyframes.values()]
+        arrays.update(_pack_records("kf_", kf_records))
+        for rec, img in self._keyframes.values():
+            if img is not None and img is not images.get(rec.frame_id):
+                arrays[f"kf_image_{rec.frame_id}"] = img
+        last = self._history.last_stamp_ns
+        header = {
+            "format": CONTEXT_STATE_FORMAT,
+            "version": CONTEXT_STATE_VERSION,
+            "saved_at": utc_now(),
+            "robot": self.identity(robot),
+            "frames": len(records),
+            "keyframes": len(kf_records),
+            "next_frame_id": self._history.next_id,
+            "last_stamp_ns": -1 if last is None else last,
+        }
+        write_sealed_arrays(path, header, arrays)
+        return header
+
+    def load(
+        self, path: str | Path, robot: dict[str, Any] | None = None, resume: Resume | None = None
+    ) -> dict[str, Any]:
+        """Replace the pose history and keyframes with those saved in `path`; returns the file's header.
+
+        Refused (InvalidInputError, one message, nothing changed): a missing, damaged (checksum) or foreign
+        file, one of another robot (`identity`: every difference named) or malformed content. A smaller
+        `history_capacity` or `max_images` than the saver's keeps the newest frames and images. `resume`:
+        the file comes from an earlier session, the next `add_frame` ties its poses and stamps to this one
+        (`saved_state`); None: the same frame and clock as when saved."""
+        header, arrays = read_sealed_arrays(
+            path, CONTEXT_STATE_FORMAT, CONTEXT_STATE_VERSION, "spatial context"
+        )
+        problems = identity_differences("robot", header.get("robot"), self.identity(robot))
+        if problems:
+            raise InvalidInputError(
+                f"cannot load spatial context {path}: it was saved by another robot: {'; '.join(problems)}. "
+                "Nothing was changed"
+            )
+        where = f"spatial context {path}"
+        try:
+            next_id, last = int(header["next_frame_id"]), int(header["last_stamp_ns"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInputError(f"{where}: the header lacks next_frame_id / last_stamp_ns") from exc
+        records = _unpack_records(arrays, "", where)
+        images = {r.frame_id: _saved_image(arrays, f"image_{r.frame_id}", where) for r in records}
+        history = PoseHistory.restored(
+            self.config.history_capacity,
+            self.config.max_images,
+            records,
+            {fid: img for fid, img in images.items() if img is not None},
+            next_id,
+            None if last < 0 else last,
+        )
+        keyframes = {}
+        for rec in _unpack_records(arrays, "kf_", where):
+            img = _saved_image(arrays, f"kf_image_{rec.frame_id}", where)
+            keyframes[rec.frame_id] = (rec, img if img is not None else images.get(rec.frame_id))
+        self._history, self._keyframes, self._resume = history, dict(sorted(keyframes.items())), resume
+        return header
+
+    def _append_resumed(
+        self, cam: np.ndarray, base: np.ndarray | None, stamp_ns: int | None, image: np.ndarray | None
+    ) -> int:
+        """The first frame after a load with `resume`: move every saved pose and stamp into this session
+        (`saved_state.continuation` from the saved newest base pose to this frame's), then add the frame.
+        All or nothing: a refused frame leaves the loaded context as it was, still waiting to resume."""
+        latest = self._history.latest()
+        last = self._history.last_stamp_ns
+        stamp = int(stamp_ns) if stamp_ns is not None else (last or 0) + 1
+        cont = continuation(self._resume, None if latest is None else latest.T_world_base, last, base, stamp)
+
+        def moved(rec: FrameRecord) -> FrameRecord:
+            cam_now = _frozen_pose(cont.pose(rec.T_world_cam), "T_world_cam")
+            base_now = None if rec.T_world_base is None else _frozen_pose(cont.pose(rec.T_world_base), "base")
+            self._check_distance(cam_now, f"frame {rec.frame_id}'s camera moved into this session")
+            stamp_now = None if rec.stamp_ns is None else cont.stamp(rec.stamp_ns)
+            return FrameRecord(rec.frame_id, cam_now, base_now, stamp_now)
+
+        history = PoseHistory.restored(
+            self._history.capacity,
+            self._history.max_images,
+            [moved(r) for r in self._history.records()],
+            self._history.images(),
+            self._history.next_id,
+            None if last is None else cont.stamp(last),
+        )
+        keyframes = {fid: (moved(rec), img) for fid, (rec, img) in self._keyframes.items()}
+        history.check_stamp(stamp_ns)
+        fid = history.append(cam, base, stamp_ns, image)
+        self._history, self._keyframes, self._resume = history, keyframes, None
+        self.last_continuation = cont
+        return fid
 
     # -- keyframes ----------------------------------------------------------------------------------
 
@@ -270,3 +412,53 @@ class SpatialContext:
         """New RGB images: `images[i]` with a square in `colors[i]`'s colour and number (inputs untouched).
         Grayscale and RGBA inputs are converted to RGB."""
         return watermark_images(images, colors, self.config.map)
+
+
+def _pack_records(prefix: str, records: Sequence[FrameRecord]) -> dict[str, np.ndarray]:
+    """Frame records as arrays named `prefix` + ids, camera and base poses, stamps (and which are set)."""
+    return {
+        f"{prefix}frame_ids": np.array([r.frame_id for r in records], np.int64),
+        f"{prefix}T_world_cam": np.array([r.T_world_cam for r in records], np.float64).reshape(-1, 4, 4),
+        f"{prefix}T_world_base": np.array(
+            [np.eye(4) if r.T_world_base is None else r.T_world_base for r in records], np.float64
+        ).reshape(-1, 4, 4),
+        f"{prefix}has_base": np.array([r.T_world_base is not None for r in records], bool),
+        f"{prefix}stamps": np.array([-1 if r.stamp_ns is None else r.stamp_ns for r in records], np.int64),
+    }
+
+
+def _unpack_records(arrays: dict[str, np.ndarray], prefix: str, where: str) -> list[FrameRecord]:
+    """`_pack_records`' arrays back as checked, frozen frame records; InvalidInputError when malformed."""
+    try:
+        ids, cams = arrays[f"{prefix}frame_ids"], arrays[f"{prefix}T_world_cam"]
+        bases, has_base = arrays[f"{prefix}T_world_base"], arrays[f"{prefix}has_base"]
+        stamps = arrays[f"{prefix}stamps"]
+    except KeyError as exc:
+        raise InvalidInputError(f"{where}: {exc.args[0]} is missing") from exc
+    n = len(ids)
+    shapes = (ids.shape, cams.shape, bases.shape, has_base.shape, stamps.shape)
+    if (
+        shapes != ((n,), (n, 4, 4), (n, 4, 4), (n,), (n,))
+        or ids.dtype.kind != "i"
+        or stamps.dtype.kind != "i"
+    ):
+        raise InvalidInputError(f"{where}: the saved {prefix or 'history '}frames are malformed")
+    return [
+        FrameRecord(
+            int(ids[i]),
+            _frozen_pose(cams[i], f"{where}: frame {int(ids[i])}'s camera pose"),
+            _frozen_pose(bases[i], f"{where}: frame {int(ids[i])}'s base pose") if has_base[i] else None,
+            None if stamps[i] < 0 else int(stamps[i]),
+        )
+        for i in range(n)
+    ]
+
+
+def _saved_image(arrays: dict[str, np.ndarray], name: str, where: str) -> np.ndarray | None:
+    """A saved image (checked as `add_frame` checks images), None when there is none by that name."""
+    if name not in arrays:
+        return None
+    try:
+        return _check_image(arrays[name])
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"{where}: {name}: {exc}") from exc

@@ -13,7 +13,11 @@ sensor data to model inputs live in one place:
 - `save(path)` / `load(path)` write and read the memory state: one atomic, versioned file that names the
   backend and the model's identity (a hash of its configs and one of its weights), so a state is never read
   into a model it does not belong to, sealed with a SHA-256 of its content (`registry.seal`) so a damaged
-  file is refused, not loaded.
+  file is refused, not loaded. `load(path, resume=Resume())` continues a memory saved in an earlier session
+  (the robot restarted: a new odometry frame and maybe a new clock): the next update is its first frame and
+  ties the saved poses to the new frame (`saved_state.Resume`: by default the robot stands where it was
+  saved), whatever its stamp, and returns `RESUMED`. Without `resume` the state is restored as it was (the
+  same session: its frame and clock).
 
 Every bad input (a query before any update, an image of the wrong size or type, a non-rigid or NaN pose,
 a physically absurd pose or step (`EngineConfig.max_distance_m`, `max_speed_m_s`), a state file of another
@@ -59,12 +63,14 @@ from spatial_memory.memory.registry import (
     read_versioned,
     seal,
 )
-from spatial_memory.stamps import JUMPED_BACK, LATE, stamp_order
+from spatial_memory.saved_state import SAVED_POSE, Continuation, Resume, continuation
+from spatial_memory.stamps import JUMPED_BACK, LATE, NEW, stamp_order
 
 __all__ = [
     "DROPPED_LATE",
     "RESET_AND_USED",
     "RESIZE_POLICIES",
+    "RESUMED",
     "STATE_FORMAT",
     "STATE_VERSION",
     "USED",
@@ -81,8 +87,8 @@ STATE_VERSION = 2  # 2: sealed with a checksum (registry.seal); 1 (unsealed) sti
 # model's side), and beyond this ratio of long to short side (cameras are 4:3 to 16:9; panoramas 2:1).
 MIN_SIDE_PX = 16
 MAX_ASPECT = 4.0
-# What `update` did with a frame.
-USED, DROPPED_LATE, RESET_AND_USED = "used", "dropped_late", "reset_and_used"
+# What `update` did with a frame (RESUMED: the first frame after `load(..., resume=...)`, used).
+USED, DROPPED_LATE, RESET_AND_USED, RESUMED = "used", "dropped_late", "reset_and_used", "resumed"
 # Pose sources of an episode: nothing yet, absolute base poses, or caller-given increments.
 _NO_SOURCE, _POSE, _ODOMETRY = "none", "pose", "odometry"
 
@@ -227,6 +233,8 @@ class MemoryEngine:
             self._last_stamp: int | None = None
             self._last_T: np.ndarray | None = None
             self._source = _NO_SOURCE
+            self._resume: Resume | None = None  # set by load(resume=...): how the next update continues
+            self.last_continuation: Continuation | None = None  # what the last RESUMED update did
 
     def snapshot(self) -> dict[str, Any]:
         """The episode's state in memory (a copy): `restore` brings the memory back to this moment. For
@@ -239,6 +247,7 @@ class MemoryEngine:
                     "last_stamp": self._last_stamp,
                     "last_T": self._last_T,
                     "source": self._source,
+                    "resume": self._resume,
                 }
             )
 
@@ -248,6 +257,12 @@ class MemoryEngine:
         with self._lock:
             self._state, self._steps = snap["state"], snap["steps"]
             self._last_stamp, self._last_T, self._source = snap["last_stamp"], snap["last_T"], snap["source"]
+            self._resume = snap.get("resume")
+
+    @property
+    def resume_pending(self) -> bool:
+        """Whether the memory was loaded to resume and waits for its first frame (`load`)."""
+        return self._resume is not None
 
     @property
     def counters(self) -> dict[str, int]:
@@ -271,21 +286,29 @@ class MemoryEngine:
         Time: a frame stamped after the last one is used (returns `USED`). One stamped at or before the last,
         by at most `time_jump_reset_s`, arrived out of order (a late burst, a duplicate): it is dropped and
         counted, the memory unchanged (`DROPPED_LATE`). One stamped further back means time jumped (a
-        restarted simulation or bag): the memory resets and starts again with it (`RESET_AND_USED`). Bad
+        restarted simulation or bag): the memory resets and starts again with it (`RESET_AND_USED`). The
+        first frame after `load(..., resume=...)` is used whatever its stamp and continues the saved memory
+        from where `resume` puts the robot in the saved frame, with no speed check (`RESUMED`). Bad
         input raises InvalidInputError and changes nothing, a reset included: that includes a base pose beyond
         `max_distance_m` from its frame's origin, a step longer than `max_speed_m_s` x the time since the
         last frame used + `step_slack_m`, and a frame that would make the state NaN or infinite.
         """
         with self._lock:
             stamp = self._check_stamp(stamp_ns)
-            order = stamp_order(stamp, self._last_stamp, self.config.time_jump_reset_s)
+            resume = self._resume
+            order = NEW if resume else stamp_order(stamp, self._last_stamp, self.config.time_jump_reset_s)
             jump = order == JUMPED_BACK
             if order == LATE:
                 self._counters["frames_dropped_late"] += 1
                 return DROPPED_LATE
-            increment, source, T = self._increment(T_world_base, odometry, fresh=jump)
+            if resume is not None:
+                increment, source, T, cont = self._resumed_increment(T_world_base, odometry, resume, stamp)
+            else:
+                increment, source, T = self._increment(T_world_base, odometry, fresh=jump)
             image = self._image_tensor(image_rgb)
-            self._check_motion(increment, T, stamp, fresh=jump)  # well-formed, now is it plausible
+            self._check_distance(T)
+            if resume is None:
+                self._check_motion(increment, stamp, fresh=jump)  # well-formed, now is it plausible
             state = self.model.init_state(1) if jump else self._state
             with torch.no_grad():
                 tokens = self.encoder(image).tokens
@@ -305,6 +328,10 @@ class MemoryEngine:
             self._state, self._steps, self._last_stamp = state, self._steps + 1, stamp
             self._source, self._last_T = source, T
             self._counters["frames_used"] += 1
+            if resume is not None:
+                self._resume, self.last_continuation = None, cont
+                logger.info("the loaded memory resumed at stamp %d (%s)", stamp, resume.mode)
+                return RESUMED
             return RESET_AND_USED if jump else USED
 
     def query(self, image_rgb: np.ndarray) -> MemoryAnswer:
@@ -364,20 +391,15 @@ class MemoryEngine:
                 "config_hash": self.config_hash[:12],
             }
 
-    def save(self, path: str | Path) -> None:
-        """Write the memory state to `path` atomically (temp file + rename), with the model's identity and a
-        checksum. A state that is NaN or infinite anywhere is refused, and the file at `path` kept as is."""
+    def state_payload(self) -> dict[str, Any]:
+        """The memory state as plain data and CPU tensors, with the model's identity (what `save` writes and
+        `MemoryService` embeds); InvalidInputError for a state that is NaN or infinite anywhere."""
         with self._lock:
             if not _finite_state(self._state) or (
                 self._last_T is not None and not np.isfinite(self._last_T).all()
             ):
-                raise InvalidInputError(
-                    f"the memory state is NaN or infinite: not saving it, {path} is kept as it was; reset() "
-                    "the memory"
-                )
-            payload = {
-                "format": STATE_FORMAT,
-                "version": STATE_VERSION,
+                raise InvalidInputError("the memory state is NaN or infinite: not saving it, reset() the memory")
+            return {
                 "backend": self.backend,
                 "config_hash": self.config_hash,
                 "weights_hash": self.weights_hash,
@@ -388,18 +410,36 @@ class MemoryEngine:
                 "pose_source": self._source,
                 "last_T_world_base": None if self._last_T is None else torch.from_numpy(self._last_T.copy()),
             }
+
+    def save(self, path: str | Path) -> None:
+        """Write the memory state to `path` atomically (temp file + rename), with the model's identity and a
+        checksum. A state that is NaN or infinite anywhere is refused, and the file at `path` kept as is."""
+        with self._lock:
+            try:
+                payload = {"format": STATE_FORMAT, "version": STATE_VERSION, **self.state_payload()}
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"{exc}; {path} is kept as it was") from exc
             buffer = io.BytesIO()
             torch.save(seal(payload), buffer)
             write_file_atomic(Path(path), buffer.getvalue())
         logger.info("saved %s memory state (%d steps) to %s", self.backend, payload["steps"], path)
 
-    def load(self, path: str | Path) -> None:
+    def load(self, path: str | Path, resume: Resume | None = None) -> None:
         """Replace the memory with the state saved in `path`; refuse (engine unchanged) a state of another
-        backend, model config, weights or file version, or one that does not fit the model."""
+        backend, model config, weights or file version, or one that does not fit the model. `resume`: the
+        state comes from an earlier session and the next update continues it (see the module docstring)."""
         path = Path(path)
         payload = read_versioned(
             path, STATE_FORMAT, STATE_VERSION, "memory state", legacy_versions=(UNSEALED_VERSION,)
         )
+        self.apply_payload(self.check_payload(payload, path), resume)
+        logger.info("loaded %s memory state (%d steps) from %s", self.backend, self._steps, path)
+
+    def check_payload(self, payload: Any, path: str | Path) -> dict[str, Any]:
+        """A saved state (`state_payload`) checked against this model, ready for `apply_payload`; refused
+        (InvalidInputError naming `path`) when it is another backend's or model's, or malformed."""
+        if not isinstance(payload, dict):
+            raise InvalidInputError(f"{path}: the memory state is missing or malformed")
         problems = []
         if payload.get("backend") != self.backend:
             problems.append(f"it is a {payload.get('backend')!r} memory, this engine runs {self.backend!r}")
@@ -411,7 +451,7 @@ class MemoryEngine:
             problems.append("it was written by a model with other weights (another checkpoint)")
         if problems:
             raise InvalidInputError(f"cannot load memory state {path}: {'; '.join(problems)}")
-        state = self._unpack_checked(payload.get("state"), path)
+        state = self._unpack_checked(payload.get("state"), Path(path))
         steps, stamp = payload.get("steps"), payload.get("last_stamp_ns")
         source, last_T = payload.get("pose_source"), payload.get("last_T_world_base")
         if not isinstance(steps, int) or steps < 0 or not isinstance(stamp, int):
@@ -419,11 +459,15 @@ class MemoryEngine:
         if source not in (_NO_SOURCE, _POSE, _ODOMETRY) or (source == _POSE) != isinstance(last_T, Tensor):
             raise InvalidInputError(f"{path}: pose_source / last_T_world_base are missing or inconsistent")
         T = check_pose(last_T.numpy(), f"{path}: last_T_world_base") if isinstance(last_T, Tensor) else None
+        stamp = None if stamp < 0 else stamp
+        return {"state": state, "steps": steps, "stamp": stamp, "source": source, "T": T}
+
+    def apply_payload(self, checked: dict[str, Any], resume: Resume | None = None) -> None:
+        """Make a `check_payload` result the memory (with `resume`: continued at the next update)."""
         with self._lock:
-            self._state, self._steps = state, steps
-            self._last_stamp = None if stamp < 0 else stamp
-            self._source, self._last_T = source, T
-        logger.info("loaded %s memory state (%d steps) from %s", self.backend, steps, path)
+            self._state, self._steps = checked["state"], checked["steps"]
+            self._last_stamp, self._source, self._last_T = checked["stamp"], checked["source"], checked["T"]
+            self._resume, self.last_continuation = resume, None
 
     # -- input checks -------------------------------------------------------------------------------
 
@@ -461,17 +505,46 @@ class MemoryEngine:
             return np.zeros(3), _POSE, T
         return odometry_increments(np.stack([last_T, T]))[1], _POSE, T
 
-    def _check_motion(self, increment: np.ndarray, T: np.ndarray | None, stamp: int, fresh: bool) -> None:
-        """Refuse a physically absurd frame (see EngineConfig): a base pose `T` beyond `max_distance_m` from
-        its frame's origin, or a planar step longer than the top speed allows since the last frame used."""
-        cfg = self.config
+    def _resumed_increment(
+        self,
+        T_world_base: np.ndarray | None,  # noqa: N803 - the project's pose naming
+        odometry: np.ndarray | None,
+        resume: Resume,
+        stamp: int,
+    ) -> tuple[np.ndarray, str, np.ndarray | None, Continuation]:
+        """The first update after a load: the step from the saved last base pose to where `resume` puts the
+        base now in the saved frame (zero when it stands where it was saved), and the continuation."""
+        if (T_world_base is None) == (odometry is None):
+            raise InvalidInputError("give exactly one of T_world_base or odometry")
+        wanted = _POSE if odometry is None else _ODOMETRY
+        if self._source not in (_NO_SOURCE, wanted):
+            raise InvalidInputError(
+                f"the loaded memory was fed {self._source} updates; keep to one kind, or reset() the memory"
+            )
+        if odometry is not None and resume.mode != SAVED_POSE:
+            raise InvalidInputError(
+                "a memory fed odometry increments keeps no frame: it can resume only where it was saved"
+            )
+        T = None if T_world_base is None else check_pose(T_world_base, "T_world_base").copy()
+        cont = continuation(resume, self._last_T, self._last_stamp, T, stamp)
+        if T is None or self._last_T is None or cont.T_saved_base is None:
+            return np.zeros(3), wanted, T, cont
+        return odometry_increments(np.stack([self._last_T, cont.T_saved_base]))[1], wanted, T, cont
+
+    def _check_distance(self, T: np.ndarray | None) -> None:
+        """Refuse a base pose `T` beyond `max_distance_m` from its frame's origin (see EngineConfig)."""
         if T is not None:
             distance = math.hypot(*T[:3, 3])  # no overflow however far
-            if distance > cfg.max_distance_m:
+            if distance > self.config.max_distance_m:
                 raise InvalidInputError(
                     f"T_world_base is {distance:.3g} m from the origin of its frame, beyond max_distance_m = "
-                    f"{cfg.max_distance_m:g} m: refused as a corrupt pose"
+                    f"{self.config.max_distance_m:g} m: refused as a corrupt pose"
                 )
+
+    def _check_motion(self, increment: np.ndarray, stamp: int, fresh: bool) -> None:
+        """Refuse a physically absurd step (see EngineConfig): a planar step longer than the top speed allows
+        since the last frame used."""
+        cfg = self.config
         if fresh or self._last_stamp is None:
             return  # the first frame of an episode: no step
         step = math.hypot(float(increment[0]), float(increment[1]))

@@ -29,6 +29,7 @@ store is independent of the model that gives the coarse answer.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Sequence
@@ -299,6 +300,88 @@ class ViewStore:
         np.fill_diagonal(gap, np.inf)
         i, j = np.unravel_index(int(np.argmin(gap)), gap.shape)
         del self._views[min(i, j)]  # views are in insertion order: the lower index is the older
+
+    # -- saving -------------------------------------------------------------------------------------
+
+    def pack(self) -> dict[str, np.ndarray]:
+        """The stored views as arrays (what `MemoryService.save` writes; `unpack` reads it back)."""
+        views = self._views
+        return {
+            "view_ids": np.array([v.view_id for v in views], np.int64),
+            "stamps": np.array([v.stamp_ns for v in views], np.int64),
+            "T_world_cam": np.array([v.T_world_cam for v in views], np.float64).reshape(-1, 4, 4),
+            "counts": np.array([len(v.uv) for v in views], np.int64),
+            "uv": np.concatenate([v.uv for v in views]) if views else np.zeros((0, 2), np.float32),
+            "xyz": np.concatenate([v.xyz for v in views]) if views else np.zeros((0, 3), np.float32),
+            "descriptors": (
+                np.concatenate([v.descriptors for v in views]) if views else np.zeros((0, 128), np.uint8)
+            ),
+            "next_id": np.array([self._next_id], np.int64),
+            "K": np.zeros((0, 3)) if self._K is None else np.asarray(self._K, np.float64),
+            "size": np.zeros(0, np.int64) if self._size is None else np.array(self._size, np.int64),
+        }
+
+    @property
+    def camera(self) -> tuple[tuple[int, int], list[list[float]]] | None:
+        """((height, width), K as lists) of the stored views' camera, None before the first view."""
+        if self._size is None or self._K is None:
+            return None
+        return (int(self._size[0]), int(self._size[1])), np.asarray(self._K).tolist()
+
+    @staticmethod
+    def unpack(packed: dict[str, np.ndarray], where: str) -> tuple:
+        """`pack`'s arrays checked and turned into a `restore` snapshot; InvalidInputError naming `where`
+        when anything is missing, of the wrong shape or not finite."""
+        try:
+            ids, stamps = np.asarray(packed["view_ids"]), np.asarray(packed["stamps"])
+            poses, counts = np.asarray(packed["T_world_cam"], np.float64), np.asarray(packed["counts"])
+            uv, xyz = np.asarray(packed["uv"]), np.asarray(packed["xyz"])
+            desc, (next_id,) = np.asarray(packed["descriptors"]), np.asarray(packed["next_id"]).tolist()
+            K, size = np.asarray(packed["K"], np.float64), np.asarray(packed["size"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInputError(f"{where}: the stored views are missing or malformed ({exc})") from exc
+        n = len(ids)
+        shapes_ok = (
+            isinstance(next_id, int)
+            and stamps.shape == (n,)
+            and counts.shape == (n,)
+            and poses.shape == (n, 4, 4)
+            and uv.shape == (int(counts.sum()), 2)
+            and xyz.shape == (len(uv), 3)
+            and desc.shape == (len(uv), 128)
+            and desc.dtype == np.uint8
+            and bool(np.all(counts >= 0))
+            and ((K.shape == (3, 3) and size.shape == (2,)) or (n == 0 and K.size == 0 and size.size == 0))
+        )
+        if not shapes_ok or not all(np.isfinite(a).all() for a in (poses, uv, xyz, K)):
+            raise InvalidInputError(f"{where}: the stored views are malformed or not finite")
+        views, start = [], 0
+        for i in range(n):
+            end = start + int(counts[i])
+            T = check_pose(poses[i], f"{where}: view {int(ids[i])}'s pose")
+            views.append(
+                StoredView(
+                    int(ids[i]),
+                    int(stamps[i]),
+                    T,
+                    uv[start:end].astype(np.float32),
+                    xyz[start:end].astype(np.float32),
+                    desc[start:end].copy(),
+                )
+            )
+            start = end
+        camera = (None, None) if K.size == 0 else (_check_K(K), (int(size[0]), int(size[1])))
+        return (views, next_id, *camera)
+
+    def rebase(self, T_now_saved: np.ndarray, stamp_offset_ns: int) -> None:  # noqa: N803
+        """Move every view into another fixed frame (`T_now_saved @ T_world_cam`) and clock (stamps +
+        offset): a loaded memory continued in a new session (`saved_state.Continuation`)."""
+        T = check_pose(T_now_saved, "T_now_saved")
+        self._views = [
+            dataclasses.replace(v, T_world_cam=T @ v.T_world_cam, stamp_ns=v.stamp_ns + int(stamp_offset_ns))
+            for v in self._views
+        ]
+        self._db = None
 
     # -- reading ------------------------------------------------------------------------------------
 

@@ -13,34 +13,53 @@ Frames arrive as in a ROS graph: `update(image, T_world_base=..., stamp_ns=...)`
 takes, and `add_view(rgb, depth, K, T_world_cam, stamp_ns)` when the frame's depth (and the camera's pose)
 is known - with ROS they come on different topics, so the view may follow its image. The refined answer is
 relative to the base at the newest frame, like every other answer.
+
+`save(path, robot)` writes every backend's state and the stored views to one file, atomically (temp file +
+rename) and sealed with a SHA-256 (`registry.seal`), under a header naming the model (backends, hashes of
+the configs and weights, the checkpoint) and the robot (`robot`: the caller's frames; the camera's height
+and mount the answers use, the camera image size, the stored views' intrinsics) and the save time.
+`load(path, robot, resume)` refuses, with one message naming every difference and changing nothing, a file
+of another model or robot, a damaged one or one of another format; `resume` says how the next frame
+continues the saved poses in the current session (`saved_state`: by default the robot stands where it was
+saved). A loaded memory whose camera size is not known yet (nothing seen since the start) checks the next
+image's size instead, and refuses images of another size until it is reset.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import logging
 import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from spatial_memory.atomic import write_file_atomic
 from spatial_memory.errors import ConfigError, InvalidInputError
 from spatial_memory.geometry import check_pose, invert
 from spatial_memory.memory.engine import (
     DROPPED_LATE,
     RESET_AND_USED,
+    RESUMED,
     EngineConfig,
     MemoryAnswer,
     MemoryEngine,
 )
 from spatial_memory.memory.poses import planar_target
 from spatial_memory.memory.refine import RefineConfig, ViewStore, verified_sigmas
+from spatial_memory.memory.registry import read_versioned, seal
+from spatial_memory.saved_state import Resume, identity_differences, utc_now
 
-__all__ = ["KEYFRAMES", "REFINED", "MemoryService"]
+__all__ = ["KEYFRAMES", "REFINED", "SERVICE_STATE_FORMAT", "SERVICE_STATE_VERSION", "MemoryService"]
 
 logger = logging.getLogger(__name__)
 
 KEYFRAMES, REFINED = "keyframes", "refined"
+SERVICE_STATE_FORMAT = "spatial_memory.memory_service_state"
+SERVICE_STATE_VERSION = 1
 
 
 class MemoryService:
@@ -55,6 +74,8 @@ class MemoryService:
         self.engine, self.keyframes, self.views = engine, keyframes, views
         self._lock = threading.RLock()
         self._T_world_base: np.ndarray | None = None  # base pose of the newest frame
+        self._image_shape: tuple[int, int] | None = None  # (height, width) of the camera images fed
+        self._expect_shape: tuple[int, int] | None = None  # a loaded memory's camera, before any image
         self._counts = {"views_stored": 0, "views_skipped": 0, "refined": 0, "refine_fallbacks": 0}
 
     @classmethod
@@ -106,6 +127,12 @@ class MemoryService:
             if self.views is not None:
                 self.views.reset()
             self._T_world_base = None
+            self._expect_shape = None
+
+    @property
+    def resume_pending(self) -> bool:
+        """Whether a loaded memory waits for its first frame to resume (`load`)."""
+        return self.engine.resume_pending
 
     def snapshot(self) -> dict[str, Any]:
         """Every backend's state now, copied; `restore` goes back to it (trials from one starting point)."""
@@ -139,10 +166,22 @@ class MemoryService:
         """Fold one frame into every backend; returns the engine's verdict (`MemoryEngine.update`). The
         engine checks the input first: bad input raises InvalidInputError and changes no backend."""
         with self._lock:
+            expected = self._expect_shape
+            shape = getattr(image_rgb, "shape", (0, 0))[:2]
+            if expected is not None and tuple(shape) != expected:
+                raise InvalidInputError(
+                    f"the loaded memory was saved from a {expected[1]}x{expected[0]} camera, this image is "
+                    f"{shape[1]}x{shape[0]}: another camera; reset the memory or load one saved with this "
+                    "camera"
+                )
             pose = {"T_world_base": T_world_base, "odometry": odometry, "stamp_ns": stamp_ns}
             verdict = self.engine.update(image_rgb, **pose)
+            self._image_shape, self._expect_shape = (int(shape[0]), int(shape[1])), None
             if verdict == DROPPED_LATE:
                 return verdict
+            cont = self.engine.last_continuation
+            if verdict == RESUMED and self.views is not None and cont is not None:
+                self.views.rebase(cont.T_now_saved, cont.stamp_offset_ns)  # into the new frame and clock
             if verdict == RESET_AND_USED:
                 if self.keyframes is not None:
                     self.keyframes.reset()
@@ -174,6 +213,119 @@ class MemoryService:
             stored = self.views.add(rgb, depth_m, K, T_world_cam, stamp_ns)
             self._counts["views_stored" if stored else "views_skipped"] += 1
             return stored
+
+    # -- files --------------------------------------------------------------------------------------
+
+    def identity(self, robot: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(model, robot) identities a saved file must match: the backends and the models' hashes; the
+        caller's `robot` (frames) with the camera height and mount the answers use, the camera image size
+        and the stored views' intrinsics (None where not known yet: not compared)."""
+        cfg = self.engine.config
+        model = {
+            "backends": list(self.backends),
+            "config_hash": self.engine.config_hash,
+            "weights_hash": self.engine.weights_hash,
+        }
+        camera = self.views.camera if self.views is not None else None
+        shape = self._image_shape
+        robot = {
+            **(robot or {}),
+            "camera_height_m": cfg.camera_height_m,
+            "keyframe_camera_offset": list(cfg.keyframe_camera_offset),
+            "image_size": None if shape is None else [shape[1], shape[0]],
+            "view_intrinsics": None if camera is None else camera[1],
+        }
+        return model, robot
+
+    def save(self, path: str | Path, robot: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Write every backend's state and the stored views to `path` (see the module docstring); returns the
+        header. A state that is NaN or infinite is refused and the file at `path` kept as it was."""
+        path = Path(path)
+        with self._lock:
+            model, robot = self.identity(robot)
+            header = {
+                "saved_at": utc_now(),
+                "model": model,
+                "robot": robot,
+                "checkpoint": self.engine.config.checkpoint,
+                "steps": self.engine.steps,
+                "views": 0 if self.views is None else len(self.views),
+            }
+            base = None if self._T_world_base is None else torch.from_numpy(self._T_world_base.copy())
+            try:
+                payload = {
+                    "format": SERVICE_STATE_FORMAT,
+                    "version": SERVICE_STATE_VERSION,
+                    "header": header,
+                    "engine": self.engine.state_payload(),
+                    "keyframes": None if self.keyframes is None else self.keyframes.state_payload(),
+                    "views": None if self.views is None else _tensors(self.views.pack()),
+                    "T_world_base": base,
+                }
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"{exc}; {path} is kept as it was") from exc
+            buffer = io.BytesIO()
+            torch.save(seal(payload), buffer)
+            write_file_atomic(path, buffer.getvalue())
+        logger.info("saved the memory (%d steps, %d views) to %s", header["steps"], header["views"], path)
+        return header
+
+    def load(
+        self, path: str | Path, robot: dict[str, Any] | None = None, resume: Resume | None = None
+    ) -> dict[str, Any]:
+        """Replace every backend's state and the stored views with those saved in `path`; returns the file's
+        header. Refused (InvalidInputError, one message, nothing changed): a missing, damaged or foreign file,
+        or one of another model or robot (`identity`). `resume`: continue the saved memory in this session at
+        the next frame (`saved_state.Resume`); None: restore it as it was (same frame and clock)."""
+        path = Path(path)
+        payload = read_versioned(path, SERVICE_STATE_FORMAT, SERVICE_STATE_VERSION, "memory state")
+        header = payload.get("header")
+        if not isinstance(header, dict):
+            raise InvalidInputError(f"{path}: the memory state has no header")
+        with self._lock:
+            model, ours = self.identity(robot)
+            saved_model, saved_robot = header.get("model"), header.get("robot")
+            problems = identity_differences("model", saved_model, model)
+            problems += identity_differences("robot", saved_robot, ours)
+            if problems:
+                what = "another model" if any(p.startswith("model") for p in problems) else "another robot"
+                raise InvalidInputError(
+                    f"cannot load memory state {path}: it was saved by {what}: {'; '.join(problems)}. "
+                    "Nothing was changed"
+                )
+            engine = self.engine.check_payload(payload.get("engine"), path)
+            keyframes = (
+                None
+                if self.keyframes is None
+                else self.keyframes.check_payload(payload.get("keyframes"), path)
+            )
+            views = None
+            if self.views is not None:
+                packed = payload.get("views")
+                if not isinstance(packed, dict):
+                    raise InvalidInputError(f"{path}: the stored views are missing")
+                views = ViewStore.unpack({k: _array(v) for k, v in packed.items()}, str(path))
+            T = payload.get("T_world_base")
+            T = None if T is None else check_pose(_array(T), f"{path}: T_world_base")
+            size = saved_robot.get("image_size") if isinstance(saved_robot, dict) else None
+            # all checked: now change
+            self.engine.apply_payload(engine, resume)
+            if keyframes is not None:
+                self.keyframes.apply_payload(keyframes, resume)
+            if views is not None:
+                self.views.restore(views)
+            self._T_world_base = T
+            if self._image_shape is None and isinstance(size, list) and len(size) == 2:
+                self._expect_shape = (int(size[1]), int(size[0]))
+        logger.info(
+            "loaded the memory saved at %s (%d steps, %d views) from %s%s",
+            header.get("saved_at"),
+            self.engine.steps,
+            0 if self.views is None else len(self.views),
+            path,
+            f"; it resumes at the next frame ({resume.mode})" if resume is not None else "",
+        )
+        return header
 
     # -- answers ------------------------------------------------------------------------------------
 
@@ -237,3 +389,15 @@ class MemoryService:
             if self.keyframes is not None:
                 status["keyframes_state_bytes"] = self.keyframes.status()["state_bytes"]
             return status
+
+
+def _tensors(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """numpy arrays as CPU tensors (what torch's weights-only loader reads back)."""
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+
+
+def _array(value: Any) -> np.ndarray:
+    """A saved tensor as a numpy array; InvalidInputError for anything else."""
+    if not isinstance(value, torch.Tensor):
+        raise InvalidInputError(f"expected a tensor in the memory state, got {type(value).__name__}")
+    return value.numpy()

@@ -76,11 +76,11 @@ class FkNodeConfig:
         ),
     )
     keepalive_rate_hz: float = field(
-        default=20.0,
+        default=25.0,
         metadata=_help(
             "an arm at rest is re-published (same transforms, new stamp, no FK) this often; TF lookups at "
             "image stamps need a sample at or after the stamp, so keep 1/keepalive_rate_hz <= the "
-            "consumers' tf_timeout_s; in (0, tf_rate_hz]"
+            "consumers' tf_timeout_s (minus transport); in (0, tf_rate_hz]"
         ),
     )
     move_tolerance_rad: float = field(

@@ -9,15 +9,17 @@ rest was re-sent unchanged with every message. `TfThrottle` decides per joint ve
   current 1/`rate_hz` slot of the stamp timeline has no publication yet: run FK and publish. A moved arm is
   thus published within one rate period (plus one input interval), never later.
 - `RESTAMP`: the arm has not moved, but the newest publication is in an earlier 1/`keepalive_hz` slot:
-  publish the cached transforms again with the new stamp (no FK). TF consumers (memory_node,
-  spatial_context_node, policy_node) look frames up at image stamps with a short timeout, and tf2 never
-  extrapolates past the newest sample of a frame, so a resting arm needs samples at least as new as each
-  image within that timeout: the keep-alive period must not exceed the consumers' `tf_timeout_s`
-  (0.05-0.1 s in config/*.yaml), hence the 20 Hz default instead of a 1 Hz heartbeat. A re-stamp is cheap
-  (no FK, no rotation conversions): the saving of "only on change" is the FK and message building.
+  publish the cached transforms again with the new stamp (no FK). TF consumers look camera frames up at
+  image stamps with a short timeout (memory_node: `tf_timeout_s` 0.05 s in config/robot.yaml, through the
+  arm for the wrist camera), and tf2 never extrapolates past a frame's newest sample, so a resting arm
+  needs a sample at or after each image stamp within that timeout: keep-alive period + transport <=
+  timeout + image latency. A 1 Hz heartbeat would fail most lookups (benchmarks/ros_fk_cpu.py measures
+  it); the 25 Hz default (40 ms) leaves 10 ms for transport even for an image that arrives the instant it
+  is stamped. A re-stamp is cheap (no FK, no conversions): "only on change" saves the FK and message
+  building, and TF consumers (every node with a tf2 listener) decode fewer messages.
 - `SKIP`: everything else (this slot already published, an unmoved arm within its keep-alive, a stamp
-  older than the newest seen). At most one message per rate slot is published, so /tf carries at most
-  `rate_hz` (+1) messages per second of stamps whatever the input rate.
+  older than the newest seen). At most one message per 1/`rate_hz` slot of stamps is published, so /tf
+  carries about `rate_hz` messages per second (never more than `rate_hz` + 2) whatever the input rate.
 
 Coalescing: the decision needs only the newest message, so the node subscribes keep-last 1 and a burst
 at 1 kHz never queues. `rate_hz` 0 turns the throttle off: every message is computed and published

@@ -102,6 +102,35 @@ class FkNodeConfig:
 
 
 @dataclass(frozen=True)
+class StateFileConfig:
+    """Where a node keeps its saved state (its `save` / `load` / `reset` services use `path` when a request
+    names no file) and whether it loads it at startup and saves it at shutdown. A state loaded at startup
+    continues where the robot stands: it assumes the robot is where the state was saved (see README,
+    "Saving and loading the memory")."""
+
+    path: str = field(
+        default="",
+        metadata=_help("state file for save/load requests that name none ('~' expands); '' = none"),
+    )
+    load_on_start: bool = field(
+        default=False,
+        metadata=_help("load `path` at startup, the robot where it was saved (no file yet: start empty)"),
+    )
+    save_on_shutdown: bool = field(
+        default=False, metadata=_help("save to `path` when the node shuts down (Ctrl-C, the launch stopping)")
+    )
+
+    def __post_init__(self) -> None:
+        if (self.load_on_start or self.save_on_shutdown) and not self.path:
+            raise ConfigError("state.load_on_start and state.save_on_shutdown need a state.path")
+
+    @property
+    def file(self) -> str:
+        """`path` with '~' expanded ('' when none)."""
+        return str(Path(self.path).expanduser()) if self.path else ""
+
+
+@dataclass(frozen=True)
 class SpatialContextNodeConfig:
     """spatial_context_node: adds camera frames with their poses to a SpatialContext and publishes the map.
 
@@ -144,6 +173,9 @@ class SpatialContextNodeConfig:
     )
     camera: CameraMount = field(default_factory=CameraMount)
     context: ContextConfig = field(default_factory=ContextConfig)
+    state: StateFileConfig = field(
+        default_factory=lambda: StateFileConfig(path="~/.ros/spatial_memory/spatial_context.state")
+    )
 
     @property
     def map_frame(self) -> str:
@@ -238,6 +270,9 @@ class MemoryNodeConfig:
     )
     engine: EngineConfig = field(default_factory=EngineConfig)
     refine: RefineConfig = field(default_factory=RefineConfig)
+    state: StateFileConfig = field(
+        default_factory=lambda: StateFileConfig(path="~/.ros/spatial_memory/memory.pt")
+    )
 
     def __post_init__(self) -> None:
         for name in ("world_frame", "base_frame"):

@@ -25,6 +25,15 @@ KEYFRAME_IMAGES = "spatial_context/keyframe_images"  # sensor_msgs/Image rgb8: a
 # --- memory_node
 MEMORY_QUERY = "memory/query"  # spatial_memory_interfaces/srv/QueryPose, internal: /query_pose forwards here
 MEMORY_STATUS = "memory/status"  # std_msgs/String: a JSON summary of the memory (backend, steps, ...)
+MEMORY_SAVE = "memory/save"  # spatial_memory_interfaces/srv/SaveState: the memory to a file
+MEMORY_LOAD = "memory/load"  # spatial_memory_interfaces/srv/LoadState: a saved memory back
+MEMORY_RESET = "memory/reset"  # std_srvs/srv/Trigger: forget everything
+
+# --- spatial_context_node state (the pose history, keyframes and their images)
+CONTEXT_STATUS = "spatial_context/status"  # std_msgs/String: JSON (frames, keyframes, images used / dropped)
+CONTEXT_SAVE = "spatial_context/save"  # spatial_memory_interfaces/srv/SaveState
+CONTEXT_LOAD = "spatial_context/load"  # spatial_memory_interfaces/srv/LoadState
+CONTEXT_RESET = "spatial_context/reset"  # std_srvs/srv/Trigger
 
 # --- vo_node (inputs: camera/image, camera/camera_info, camera/depth, joint_states, odom = wheel odometry)
 VO_ODOMETRY = "vo/odometry"  # nav_msgs/Odometry: base_link in odom, with covariance
@@ -84,6 +93,7 @@ DIAGNOSTICS = "/diagnostics"  # diagnostic_msgs/DiagnosticArray: every node's he
 PUBLISHED_TOPICS: frozenset[str] = (
     frozenset(
         {EE_POSE, ROBOT_DESCRIPTION, TF, TF_STATIC, BEV_MAP, KEYFRAME_MARKERS, KEYFRAME_IMAGES, MEMORY_STATUS}
+        | {CONTEXT_STATUS}
         | {VO_ODOMETRY, VO_PATH, VO_STATUS, DIAGNOSTICS}
     )
     | SIM_TOPICS

@@ -17,8 +17,15 @@ Serves: `memory/query` (spatial_memory_interfaces/srv/QueryPose; internal, spati
     with its inlier count; the model's answer, saying why, when verification fails). The pose's header
     stamp is the time of the memory's newest frame: the answer is relative to the base as it was then
     (look the base up in TF at that stamp to use it later).
+    `memory/save`, `memory/load`, `memory/reset` (SaveState, LoadState, std_srvs/Trigger; see
+    `ros.state_services`): the memory (every backend's state and the stored RGB-D views) to a file and
+    back, atomically, refusing a file of another model or robot; `state.load_on_start` and
+    `state.save_on_shutdown` do the same at startup and shutdown. A loaded memory continues at the next
+    camera frame: its poses were in the odometry frame of the session that saved it, so by default it
+    assumes the robot stands where it was saved (LoadState `resume` says otherwise: the same frame, or the
+    robot's pose in the saved frame); until that frame, answers are relative to the base as saved.
 Publishes: `memory/status` (std_msgs/String, JSON: backend, steps, last stamp, state bytes, parameters,
-    images used/skipped and the last problem) at `status_rate_hz`.
+    images used/skipped, the last problem and the state file's) at `status_rate_hz`.
 Threads: our callbacks share the node's default mutually exclusive group (one engine call at a time);
     main() spins two threads so the TF listener keeps filling the buffer while an image waits for TF.
 
@@ -51,6 +58,7 @@ from spatial_memory.ros import memory_messages as mm
 from spatial_memory.ros import vo_messages as vm
 from spatial_memory.ros.params import declare_config
 from spatial_memory.ros.spin import spin_node
+from spatial_memory.ros.state_services import NodeState
 from spatial_memory.stamps import StampedBuffer
 from spatial_memory_interfaces.srv import QueryPose
 
@@ -93,6 +101,16 @@ class MemoryNode(Node):
             self.create_subscription(Image, topics.CAMERA_DEPTH, self._on_depth, sensor)
             self.create_subscription(CameraInfo, topics.CAMERA_INFO, self._on_info, sensor)
         self.create_service(QueryPose, topics.MEMORY_QUERY, self._on_query)
+        self.state = NodeState(
+            self,
+            "memory",
+            cfg.state,
+            save=lambda path: self.memory.save(path, self._robot()),
+            load=lambda path, resume: self.memory.load(path, self._robot(), resume),
+            reset=self._reset,
+            counts=lambda: (self.memory.steps, 0 if self.memory.views is None else len(self.memory.views)),
+        )
+        self.state.load_on_start()
         self.create_timer(1.0 / self.config.status_rate_hz, self.publish_status)
         self.get_logger().info(
             f"{self.engine.backend} memory from '{cfg.engine.checkpoint or 'an injected engine'}': "
@@ -188,6 +206,21 @@ class MemoryNode(Node):
         self._last_problem = text
         self.get_logger().warning(text, throttle_duration_sec=WARN_PERIOD_S)
 
+    # -- state --------------------------------------------------------------------------------------
+
+    def _robot(self) -> dict[str, str]:
+        """What a saved memory must agree on with this node besides the model and camera: its frames."""
+        return {"world_frame": self.config.world_frame, "base_frame": self.config.base_frame}
+
+    def _reset(self) -> None:
+        self.memory.reset()
+        self._pending_view = None
+
+    def destroy_node(self) -> None:
+        """Save the memory first when `state.save_on_shutdown` (spin_node destroys the node on Ctrl-C)."""
+        self.state.save_on_shutdown()
+        super().destroy_node()
+
     # -- outputs ------------------------------------------------------------------------------------
 
     def _on_query(self, request: Any, response: Any) -> Any:
@@ -205,10 +238,19 @@ class MemoryNode(Node):
             return mm.fill_query_failure(response, f"no answer: {exc}", **where)
         return mm.fill_query_response(response, answer, **where)
 
+    def status(self) -> dict[str, Any]:
+        """The engine's status, the node's counters, the last problem and the state file's."""
+        return {
+            **self.memory.status(),
+            **self._counts,
+            "last_problem": self._last_problem,
+            "resume_pending": self.memory.resume_pending,
+            **self.state.status,
+        }
+
     def publish_status(self) -> None:
-        """memory/status: the engine's status, the node's counters and the last problem, as JSON."""
-        status = {**self.memory.status(), **self._counts, "last_problem": self._last_problem}
-        self._status_pub.publish(String(data=mm.status_json(status)))
+        """memory/status: `status()` as JSON."""
+        self._status_pub.publish(String(data=mm.status_json(self.status())))
 
 
 def main(args: list[str] | None = None) -> int:

@@ -12,11 +12,18 @@ Publishes (reliable, transient local, depth 1, so a late RViz or policy gets the
     `spatial_context/bev_map` (rgb8 Image, `map_rate_hz`), `spatial_context/keyframes` (MarkerArray:
     DELETEALL, then an arrow + number per keyframe), `spatial_context/keyframe_images` (one rgb8 Image:
     the watermarked keyframes tiled row-major, republished when the keyframe set changes).
+    `spatial_context/status` (std_msgs/String JSON at `map_rate_hz`: frames, keyframes, images received,
+    used and dropped by reason, the last problem, the state file's).
 Serves: /promote_keyframe (PromoteKeyframe: by frame id, the latest frame, or the frame captured nearest a
     stamp, within 0.5 s: how policy_node nominates the frames it saw), /query_pose (QueryPose: a well-formed
     query is forwarded to memory_node's `memory/query` and its answer returned; without a memory node, or
     when it does not answer within `memory_query_timeout_s`, success=false and the reason; a malformed
-    image: success=false).
+    image: success=false). `spatial_context/save`, `/load`, `/reset` (SaveState, LoadState, std_srvs/Trigger;
+    see `ros.state_services`): the pose history, keyframes and their images to a file and back, atomically,
+    refusing a file of another robot (mode, frames, camera frame); `state.load_on_start` and
+    `state.save_on_shutdown` do the same at startup and shutdown. A loaded context continues at the next
+    camera frame: by default it assumes the robot stands where it was saved and moves every saved pose
+    into the current odometry frame (LoadState `resume`: the same frame, or the robot's saved-frame pose).
 Threads: the callbacks that touch `SpatialContext` share the node's default mutually exclusive group (it is
 not thread-safe); /query_pose (which touches only the config) and the memory client each have their own
 group, so a forwarded query waits for its answer without holding up images. main() spins 3 threads: TF,
@@ -37,6 +44,7 @@ from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import String
 from tf2_ros import Buffer, TransformException, TransformListener
 from visualization_msgs.msg import MarkerArray
 
@@ -50,6 +58,7 @@ from spatial_memory.robot.kinematics import FR3Kinematics
 from spatial_memory.ros import memory_messages as mm
 from spatial_memory.ros.params import declare_config
 from spatial_memory.ros.spin import spin_node
+from spatial_memory.ros.state_services import NodeState
 from spatial_memory_interfaces.srv import PromoteKeyframe, QueryPose
 
 LATCHED = QoSProfile(
@@ -82,6 +91,9 @@ class SpatialContextNode(Node):
         self._map_pub = self.create_publisher(Image, topics.BEV_MAP, LATCHED)
         self._marker_pub = self.create_publisher(MarkerArray, topics.KEYFRAME_MARKERS, LATCHED)
         self._keyframe_pub = self.create_publisher(Image, topics.KEYFRAME_IMAGES, LATCHED)
+        self._status_pub = self.create_publisher(String, topics.CONTEXT_STATUS, 10)
+        self._counts = {"images_received": 0, "images_used": 0, "images_skipped_rate": 0}
+        self._last_problem = ""
         self.create_subscription(Image, topics.CAMERA_IMAGE, self._on_image, qos_profile_sensor_data)
         if self._stationary:
             self.create_subscription(
@@ -99,6 +111,16 @@ class SpatialContextNode(Node):
         self.create_service(
             QueryPose, topics.QUERY_POSE, self._on_query_pose, callback_group=MutuallyExclusiveCallbackGroup()
         )
+        self.state = NodeState(
+            self,
+            "spatial_context",
+            cfg.state,
+            save=lambda path: self.spatial_context.save(path, self._robot()),
+            load=self._load,
+            reset=self._reset,
+            counts=lambda: (len(self.spatial_context), len(self.spatial_context.keyframes)),
+        )
+        self.state.load_on_start()
         self.create_timer(1.0 / cfg.map_rate_hz, self.publish_outputs)
         self.get_logger().info(
             f"{cfg.mode} mode: poses in '{cfg.world_frame}' "
@@ -130,14 +152,18 @@ class SpatialContextNode(Node):
     def _on_image(self, msg: Image) -> None:
         """Add the image with its pose to the context (at most `frame_rate_hz`); bad input is logged."""
         stamp = self._stamp_ns(msg.header)
+        self._counts["images_received"] += 1
         if not self._due(stamp):
+            self._counts["images_skipped_rate"] += 1
             return
         try:
             pose = self._fk_pose(stamp) if self._stationary else self._tf_pose(stamp)
             frame_id = self.spatial_context.add_frame(**pose, stamp_ns=stamp, image=conv.image_to_numpy(msg))
         except (InvalidInputError, TransformException) as exc:
-            self.get_logger().warning(f"image not added: {exc}", throttle_duration_sec=WARN_PERIOD_S)
+            self._last_problem = f"image not added: {exc}"
+            self.get_logger().warning(self._last_problem, throttle_duration_sec=WARN_PERIOD_S)
             return
+        self._counts["images_used"] += 1
         self._last_added_ns = stamp
         self.get_logger().debug(f"added frame {frame_id} at {stamp} ns")
 
@@ -163,11 +189,47 @@ class SpatialContextNode(Node):
         base = self._tf_buffer.lookup_transform(cfg.world_frame, cfg.base_frame, when, timeout)
         return {"T_world_cam": conv.msg_to_matrix(cam), "T_world_base": conv.msg_to_matrix(base)}
 
+    # -- state --------------------------------------------------------------------------------------
+
+    def _robot(self) -> dict[str, str]:
+        """What a saved context must agree on with this node besides the camera frame: mode and frames."""
+        cfg = self.config
+        return {"mode": cfg.mode, "world_frame": cfg.world_frame, "base_frame": cfg.base_frame}
+
+    def _load(self, path: str, resume: Any) -> dict[str, Any]:
+        header = self.spatial_context.load(path, self._robot(), resume)
+        self._last_added_ns, self._shown_keyframes = None, None  # the clock may have restarted
+        return header
+
+    def _reset(self) -> None:
+        self.spatial_context.reset()
+        self._last_added_ns, self._shown_keyframes = None, None
+        self.publish_outputs()
+
+    def destroy_node(self) -> None:
+        """Save the context first when `state.save_on_shutdown` (spin_node destroys the node on Ctrl-C)."""
+        self.state.save_on_shutdown()
+        super().destroy_node()
+
+    def status(self) -> dict[str, Any]:
+        """Frames and keyframes held, images received / used / dropped, the last problem, the state file's."""
+        ctx = self.spatial_context
+        return {
+            "frames": len(ctx),
+            "latest_frame_id": ctx.latest_frame_id,
+            "keyframes": len(ctx.keyframes),
+            **self._counts,
+            "resume_pending": ctx.resume_pending,
+            "last_problem": self._last_problem,
+            **self.state.status,
+        }
+
     # -- outputs ------------------------------------------------------------------------------------
 
     def publish_outputs(self) -> None:
-        """Publish the BEV map and the keyframe markers; the keyframe images when the set changed."""
+        """Publish the BEV map and the keyframe markers; the keyframe images when the set changed; status."""
         now = self.get_clock().now().nanoseconds
+        self._status_pub.publish(String(data=mm.status_json(self.status())))
         try:
             map_rgb, styles = self.spatial_context.generate_map()
             self._map_pub.publish(

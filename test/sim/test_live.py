@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -73,11 +74,27 @@ def ticks(sim: LiveSim, n: int) -> list:
         (lambda: small_config(cmd_vel_timeout_s=0.0), "cmd_vel_timeout_s"),
         (lambda: small_config(cmd_vel_timeout_s=math.nan), "cmd_vel_timeout_s"),
         (lambda: LiveSimConfig(world=LiveWorldConfig(preset="room", start_room=2)), "start_room"),
+        (lambda: LiveWorldConfig(start_xy=(1.0,)), "start_xy must be two numbers"),
+        (lambda: LiveWorldConfig(start_xy=(1.0, math.nan)), "start_xy"),
     ],
 )
 def test_bad_configs_are_refused_with_a_clear_error(make, match):
     with pytest.raises(ConfigError, match=match):
         make()
+
+
+def test_the_robot_starts_at_a_given_place_or_refuses_one_in_collision():
+    """start_at_xy: where a saved memory left the robot (a restart), with its heading."""
+    room = LiveWorldConfig(preset="room", texture_px=16)
+    with LiveSim(small_config(world=room)) as sim:
+        cx, cy = sim.world.rooms[0].center
+    there = dataclasses.replace(room, start_at_xy=True, start_xy=(cx + 0.1, cy - 0.1), start_yaw=1.0)
+    with LiveSim(small_config(world=there)) as sim:
+        np.testing.assert_allclose(sim.sim.pose2d, (cx + 0.1, cy - 0.1, 1.0), atol=1e-9)
+        np.testing.assert_allclose(sim.T_world_odom, sim.tick().T_world_base, atol=1e-9)  # odom starts there
+    wall = dataclasses.replace(room, start_at_xy=True, start_xy=(cx + 0.4, cy - 0.3))  # furniture there
+    with pytest.raises(ConfigError, match=r"cannot start at \("):
+        LiveSim(small_config(world=wall))
 
 
 def test_config_builds_from_a_nested_dict_like_ros_parameters():

@@ -77,6 +77,8 @@ class LiveWorldConfig:
     ceiling: bool = True  # close the rooms: the head camera sees a ceiling, not the sky
     start_room: int = 0  # the robot starts in the centre of this room...
     start_yaw: float = 0.0  # ...facing this way (rad, world frame)
+    start_at_xy: bool = False  # True: it starts at `start_xy` (world, m) instead of a room's centre...
+    start_xy: tuple[float, ...] = (0.0, 0.0)  # ...e.g. where a saved memory left it (a restart)
 
     def __post_init__(self) -> None:
         if self.preset not in WORLD_PRESETS:
@@ -93,6 +95,12 @@ class LiveWorldConfig:
         if not isinstance(self.ceiling, bool):
             raise ConfigError(f"world ceiling must be true or false, got {self.ceiling!r}")
         object.__setattr__(self, "start_yaw", _number(self.start_yaw, "world start_yaw", -10.0, 10.0))
+        if not isinstance(self.start_at_xy, bool):
+            raise ConfigError(f"world start_at_xy must be true or false, got {self.start_at_xy!r}")
+        xy = tuple(self.start_xy)
+        if len(xy) != 2:
+            raise ConfigError(f"world start_xy must be two numbers (x, y), got {self.start_xy!r}")
+        object.__setattr__(self, "start_xy", tuple(_number(v, "world start_xy", -1e3, 1e3) for v in xy))
         self.world_config()  # the world must be possible (LiveSimConfig checks again with its robot's radius)
 
     def world_config(self, robot_radius_m: float = 0.0) -> WorldConfig:
@@ -196,11 +204,12 @@ class LiveSim:
         spec = build_world_spec(self.world, texture_px=wcfg.texture_px, ceiling=wcfg.ceiling)
         self.sim = mr.MobileFR3Sim(spec, config.robot)  # MuJoCo contacts keep the robot out of the walls
         try:
-            cx, cy = self.world.rooms[wcfg.start_room].center
+            cx, cy = wcfg.start_xy if wcfg.start_at_xy else self.world.rooms[wcfg.start_room].center
             self.sim.reset(cx, cy, wcfg.start_yaw)
         except InvalidInputError as exc:
             self.sim.close()
-            raise ConfigError(f"cannot start in room {wcfg.start_room}: {exc}") from exc
+            where = f"at {wcfg.start_xy}" if wcfg.start_at_xy else f"in room {wcfg.start_room}"
+            raise ConfigError(f"cannot start {where}: {exc}") from exc
         self.odometry = WheelOdometry(config.odometry)
         start = self.sim.ground_truth()
         self.odometry.update(start.T_world_base, start.stamp_ns)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 rclpy = pytest.importorskip("rclpy")
-from geometry_msgs.msg import PoseStamped, TransformStamped, Twist  # noqa: E402
+from geometry_msgs.msg import PoseStamped, PoseWithCovarianceStamped, TransformStamped, Twist  # noqa: E402
 from rclpy.action import ActionClient  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
@@ -129,6 +129,7 @@ def policy_node(graph, **params):
     values = {"rate_hz": 5.0, "scripted.memory_patience_ticks": 4, "scripted.not_seen_ticks": 3, **params}
     node = graph.add(PolicyNode(parameter_overrides=[Parameter(k, value=v) for k, v in values.items()]))
     graph.listen(PoseStamped, topics.GOAL_POSE)
+    graph.listen(PoseWithCovarianceStamped, topics.POLICY_GOAL)
     graph.listen(String, topics.POLICY_STATUS)
     graph.listen(String, topics.POLICY_DECISION)
     return node
@@ -168,6 +169,11 @@ def test_go_to_picture_drives_to_the_memory_answer_and_arrives(graph):
     assert (g.pose.position.x, g.pose.position.y) == pytest.approx((3.0, 1.0), abs=0.05)
     assert feedback and feedback[-1].distance_m == pytest.approx(math.hypot(3.0, 1.0), abs=0.1)
     assert feedback[-1].confidence == pytest.approx(1 / 1.3, abs=1e-3)
+    shown_goals = graph.received[topics.POLICY_GOAL]  # RViz's copy, with the memory's sigma
+    assert graph.wait(lambda: any(g.pose.pose.position.x > 1 for g in shown_goals))
+    shown = next(g for g in shown_goals if g.pose.pose.position.x > 1)
+    assert (shown.pose.pose.position.x, shown.pose.pose.position.y) == pytest.approx((3.0, 1.0), abs=0.05)
+    assert shown.pose.covariance[0] == shown.pose.covariance[7] == pytest.approx(0.3**2, rel=0.05)
     graph.state.base = [2.8, 0.9, 0.3]  # the robot drove there (TF follows)
     result = result_of(graph, handle)
     assert result.status == GoToPicture.Result.ARRIVED, result.reason

@@ -59,6 +59,7 @@ GT_WRIST_CAMERA_POSE = "ground_truth/wrist_camera_pose"
 # --- services (absolute)
 MAP = "map"  # nav_msgs/OccupancyGrid (latched): sim_node's world, as nav2's map server would publish it
 GOAL_POSE = "goal_pose"  # geometry_msgs/PoseStamped: where the policy wants the base (nav2's topic)
+POLICY_GOAL = "policy/goal"  # geometry_msgs/PoseWithCovarianceStamped: the same goal with its 1-sigma (RViz)
 POLICY_TASK = "policy/task"  # std_msgs/String: a text task for the policy (go-to-picture is the action)
 POLICY_DECISION = "policy/decision"  # std_msgs/String: JSON of each decision
 POLICY_STATUS = "policy/status"  # std_msgs/String: JSON (rate held, decision latency, fallbacks, ...)

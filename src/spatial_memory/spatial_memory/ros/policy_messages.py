@@ -25,6 +25,24 @@ def planar(T: np.ndarray) -> Pose2D:  # noqa: N803 - the project's pose naming
     return Pose2D(float(T[0, 3]), float(T[1, 3]), float(math.atan2(T[1, 0], T[0, 0])))
 
 
+def goal_with_covariance(
+    T_frame_goal: np.ndarray, sigma_m: float, stamp_ns: int, frame_id: str, factory: conv.MessageFactory  # noqa: N803
+) -> Any:
+    """The goal as geometry_msgs/PoseWithCovarianceStamped for RViz: x and y variance sigma^2 (the memory's
+    1-sigma; 0 when the goal is the robot's own pose), the orientation's variance not estimated (0)."""
+    variance = float(sigma_m) ** 2 if math.isfinite(sigma_m) else 0.0
+    covariance = np.diag([variance, variance, 0.0, 0.0, 0.0, 0.0])
+    return factory.new(
+        "geometry_msgs/msg/PoseWithCovarianceStamped",
+        header=conv.make_header(stamp_ns, frame_id, factory),
+        pose=factory.new(
+            "geometry_msgs/msg/PoseWithCovariance",
+            pose=conv.matrix_to_pose(T_frame_goal, factory=factory),
+            covariance=factory.float64_array(covariance.reshape(-1)),
+        ),
+    )
+
+
 def reading_from_response(
     picture: str, response: Any, odom_base: Pose2D | None, backend: str = ""
 ) -> MemoryReading | None:

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import rclpy
 import rclpy.time
-from geometry_msgs.msg import PoseStamped
+from geometry_msgs.msg import PoseStamped, PoseWithCovarianceStamped
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.duration import Duration
@@ -150,6 +150,7 @@ class PolicyNode(Node):
         )
         self.create_subscription(String, topics.POLICY_TASK, self._on_task, 10, callback_group=data)
         self._goal_pub = self.create_publisher(PoseStamped, topics.GOAL_POSE, 10)
+        self._goal_cov_pub = self.create_publisher(PoseWithCovarianceStamped, topics.POLICY_GOAL, 10)
         self._decision_pub = self.create_publisher(String, topics.POLICY_DECISION, 10)
         self._status_pub = self.create_publisher(String, topics.POLICY_STATUS, 10)
         self._query = self.create_client(QueryPose, topics.QUERY_POSE, callback_group=calls)
@@ -381,13 +382,14 @@ class PolicyNode(Node):
         if task is None:
             return
         if decision.goal is not None:
-            if self._publish_goal(decision.goal.pose):
+            if self._publish_goal(decision.goal.pose, decision.goal.sigma_m):
                 self._counts["goals_sent"] += 1
         else:
             self._send_hold()
 
-    def _publish_goal(self, goal: Pose2D) -> bool:
-        """`goal` (base frame now) on goal_pose in `goal_frame`; False when TF cannot place it."""
+    def _publish_goal(self, goal: Pose2D, sigma_m: float = 0.0) -> bool:
+        """`goal` (base frame now) on goal_pose in `goal_frame`, and with its uncertainty on policy/goal;
+        False when TF cannot place it."""
         cfg = self.config
         T_frame_base = self._tf(cfg.goal_frame, cfg.base_frame)  # noqa: N806
         if T_frame_base is None:
@@ -395,6 +397,7 @@ class PolicyNode(Node):
         T = T_frame_base @ yaw_pose(goal.x, goal.y, goal.yaw)  # noqa: N806
         now = self.get_clock().now().nanoseconds
         self._goal_pub.publish(conv.matrix_to_pose_stamped(T, now, cfg.goal_frame, factory=self._factory))
+        self._goal_cov_pub.publish(pm.goal_with_covariance(T, sigma_m, now, cfg.goal_frame, self._factory))
         return True
 
     def _send_hold(self) -> None:

@@ -13,11 +13,14 @@ starts it when `memory_checkpoint` (or the parameter file's engine.checkpoint) n
 otherwise logs why not, `true` always, `false` never. `use_vo:=true` (mobile mode) starts vo_node, the
 patch VO on that camera, to publish odom -> base_link (depth aligned to the colour image; the camera's
 mount must be in TF). memory_node's refined answers read the same `camera_info_topic` and `depth_topic`.
+`nodes:=robot|workstation` (default `all`) starts one half, for two machines on one ROS domain (README,
+"Across machines"): the robot half fk_node, spatial_context_node, vo_node; the workstation half memory_node,
+policy_node and RViz. Give both halves the same arguments.
 Uses only launch APIs present in Humble and Jazzy.
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, GroupAction, LogInfo, OpaqueFunction
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
 from launch_ros.actions import Node
@@ -26,6 +29,8 @@ from launch_ros.substitutions import FindPackageShare
 
 from spatial_memory.msgs import topics
 from spatial_memory.node_configs import memory_node_launch, missing_ros_package
+
+HALVES = ("robot", "workstation")  # nodes:=... (besides all): the two machines the graph splits across
 
 
 def _arguments() -> list[DeclareLaunchArgument]:
@@ -104,7 +109,19 @@ def _arguments() -> list[DeclareLaunchArgument]:
             description="memory_node's images of another size than the model's: crop (centre square), "
             "stretch or none (refuse); '' = engine.resize of params_file (crop)",
         ),
+        DeclareLaunchArgument(
+            "nodes",
+            default_value="all",
+            choices=["all", *HALVES],
+            description="which half of the graph to start: robot = fk_node, spatial_context_node, vo_node; "
+            "workstation = memory_node, policy_node, RViz",
+        ),
     ]
+
+
+def _half(name: str) -> IfCondition:
+    """True when `nodes` is `all` or `name`: one machine runs one half of the graph."""
+    return IfCondition(PythonExpression(["'", LaunchConfiguration("nodes"), f"' in ('all', '{name}')"]))
 
 
 def _memory_node(context, *args, **kwargs) -> list:
@@ -221,4 +238,6 @@ def generate_launch_description() -> LaunchDescription:
         condition=IfCondition(LaunchConfiguration("use_policy")),
     )
     memory = OpaqueFunction(function=_memory_node)
-    return LaunchDescription([*_arguments(), fk_node, context_node, vo_node, memory, policy_node, rviz])
+    robot = GroupAction([fk_node, context_node, vo_node], condition=_half("robot"))
+    workstation = GroupAction([memory, policy_node, rviz], condition=_half("workstation"))
+    return LaunchDescription([*_arguments(), robot, workstation])

@@ -8,6 +8,8 @@
     ros2 launch spatial_memory sim.launch.py odometry:=visual
     ros2 launch spatial_memory sim.launch.py use_policy:=true
     ros2 run spatial_memory go_to_picture picture.png      # drive there (the go_to_picture action)
+    ros2 launch spatial_memory sim.launch.py nodes:=robot odometry:=visual use_policy:=true  # robot
+    ros2 launch spatial_memory sim.launch.py nodes:=workstation use_policy:=true  # workstation
 
 sim_node makes /clock (it runs on a wall timer); fk_node, spatial_context_node, memory_node and RViz run
 on sim time.
@@ -23,11 +25,14 @@ engine.checkpoint) names an existing file and otherwise logs why it did not; `tr
 then stops with a clear error if the checkpoint is missing), `false` never does.
 `use_policy:=true` adds policy_node (the 1 Hz scripted policy: keyframe nominations, the go_to_picture
 action) and goal_follower_node (A* on sim_node's `map`, pure pursuit on `cmd_vel`: nav2's part in simulation).
+`nodes:=robot|workstation` (default `all`) starts one half of the graph, for two machines on one ROS domain
+(README, "Across machines"): the robot half is sensors and control (sim_node, fk_node, spatial_context_node,
+vo_node, goal_follower_node), the workstation half the memory and the policy (memory_node, policy_node, RViz).
 Uses only launch APIs present in Humble and Jazzy.
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, GroupAction, LogInfo, OpaqueFunction
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
 from launch_ros.actions import Node
@@ -37,6 +42,8 @@ from launch_ros.substitutions import FindPackageShare
 from spatial_memory.msgs import topics
 from spatial_memory.node_configs import memory_node_launch
 from spatial_memory.sim.presets import WORLD_PRESETS
+
+HALVES = ("robot", "workstation")  # nodes:=... (besides all): the two machines the graph splits across
 
 
 def _arguments() -> list[DeclareLaunchArgument]:
@@ -82,7 +89,20 @@ def _arguments() -> list[DeclareLaunchArgument]:
             choices=["wheel", "visual"],
             description="who publishes odom -> base_link: sim_node's wheel odometry or vo_node",
         ),
+        DeclareLaunchArgument(
+            "nodes",
+            default_value="all",
+            choices=["all", *HALVES],
+            description="which half of the graph to start: robot = sensors and control (sim_node, fk_node, "
+            "spatial_context_node, vo_node, goal_follower_node), workstation = memory_node, policy_node, "
+            "RViz",
+        ),
     ]
+
+
+def _half(name: str) -> IfCondition:
+    """True when `nodes` is `all` or `name`: one machine runs one half of the graph."""
+    return IfCondition(PythonExpression(["'", LaunchConfiguration("nodes"), f"' in ('all', '{name}')"]))
 
 
 def _memory_node(context, *args, **kwargs) -> list:
@@ -184,6 +204,8 @@ def generate_launch_description() -> LaunchDescription:
         ),
     ]
     memory = OpaqueFunction(function=_memory_node)
-    return LaunchDescription(
-        [*_arguments(), sim_node, fk_node, context_node, vo_node, memory, *policy_nodes, rviz]
-    )
+    policy_node, goal_follower_node = policy_nodes
+    robot_nodes = [sim_node, fk_node, context_node, vo_node, goal_follower_node]
+    robot = GroupAction(robot_nodes, condition=_half("robot"))
+    workstation = GroupAction([memory, policy_node, rviz], condition=_half("workstation"))
+    return LaunchDescription([*_arguments(), robot, workstation])

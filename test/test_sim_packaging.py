@@ -141,6 +141,7 @@ def test_launch_file_declares_the_arguments_it_uses():
         "memory_checkpoint",
         "odometry",
         "use_policy",
+        "nodes",
     }
     used = {c.args[0].value for c in _calls(tree, "LaunchConfiguration")}
     assert used <= declared, f"LaunchConfiguration of undeclared arguments: {sorted(used - declared)}"

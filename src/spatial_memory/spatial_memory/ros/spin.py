@@ -3,10 +3,19 @@
 A `SpatialMemoryError` raised while building the node (bad parameters, a description that does not
 match) is logged in one line and gives exit code 1; Ctrl-C and external shutdown exit cleanly with 0,
 also when they catch a callback in the middle of publishing.
+
+Shutdown: once the node stops spinning, further SIGINTs are ignored while the executor stops and the node
+is destroyed. One Ctrl-C reaches rclpy twice (its context shuts down, then Python raises KeyboardInterrupt a
+moment later) and a terminal's Ctrl-C reaches every process of the launch's group: without this, the late
+KeyboardInterrupt cut `destroy_node` short (launch: "process has died, exit code -2") and with it whatever a
+node does there (memory_node and spatial_context_node save their state with `state.save_on_shutdown`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 from collections.abc import Callable
 
 import rclpy
@@ -38,8 +47,20 @@ def spin_node(
         # Ctrl-C shut the context down while a callback was publishing (RCLError "publisher's context
         # is invalid"): that callback's work is moot, the node stops cleanly
     finally:
-        executor.shutdown()
+        _ignore_interrupts()
+        with contextlib.suppress(KeyboardInterrupt):  # raised before the handler changed: clean up anyway
+            executor.shutdown()
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def _ignore_interrupts() -> None:
+    """Ignore SIGINT from now on (the process is shutting down; see the module docstring)."""
+    if threading.current_thread() is threading.main_thread():
+        with contextlib.suppress(Exception):  # not installed (tests, an embedding program): nothing to undo
+            import rclpy.signals
+
+            rclpy.signals.uninstall_signal_handlers()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)

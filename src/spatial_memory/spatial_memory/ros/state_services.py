@@ -18,7 +18,6 @@ the node says so and keeps it.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,8 +36,6 @@ RESUME_MODES = {
     LoadState.Request.RESUME_SAME_FRAME: SAME_FRAME,
     LoadState.Request.RESUME_GIVEN_POSE: GIVEN_POSE,
 }
-
-logger = logging.getLogger(__name__)
 
 
 def resume_of(request: Any) -> Resume:
@@ -160,8 +157,7 @@ class NodeState:
         )
 
     def save_on_shutdown(self) -> None:
-        """`state.save_on_shutdown`: save to `state.path` (once; logged through Python logging too, since the
-        ROS context may be gone by now)."""
+        """`state.save_on_shutdown`: save to `state.path` (once)."""
         if not self._shutdown_save:
             return
         self._shutdown_save = False
@@ -169,8 +165,8 @@ class NodeState:
         try:
             header = self._save(path)
         except (InvalidInputError, OSError) as exc:
-            logger.error("%s: state.save_on_shutdown: not saved: %s", self.node.get_name(), exc)
+            self._log(f"state.save_on_shutdown: not saved: {exc}", error=True)
             return
-        logger.warning(
-            "%s: saved its state to %s at shutdown (%s)", self.node.get_name(), path, header.get("saved_at")
-        )
+        steps, keyframes = self._counts()
+        saved_at = header.get("saved_at", "")
+        self._log(f"saved to {path} at shutdown ({steps} steps, {keyframes} keyframes/views, {saved_at})")

@@ -1,8 +1,9 @@
 """What fk_node publishes on /tf and when, without ROS: a rate limit, publish-on-change and a keep-alive.
 
 A real FR3 publishes `joint_states` at up to 1 kHz; running FK and sending TF for every message cost fk_node
-46 % of a core at 100 Hz, most of it building messages (scipy rotation checks per transform), and an arm at
-rest was re-sent unchanged with every message. `TfThrottle` decides per joint vector, on the stamp timeline
+46 % of a core at 100 Hz (issue 13; 25-34 % in benchmarks/results/fk_node_cpu.md), most of it building
+messages (scipy rotation checks per transform: ~1.9 ms a message), and an arm at rest was re-sent
+unchanged with every message. `TfThrottle` decides per joint vector, on the stamp timeline
 (so a bag replay or sim time behaves like the robot):
 
 - `COMPUTE`: the arm moved more than `tolerance_rad` (any joint) since the last computed vector, and the
@@ -21,9 +22,10 @@ rest was re-sent unchanged with every message. `TfThrottle` decides per joint ve
   older than the newest seen). At most one message per 1/`rate_hz` slot of stamps is published, so /tf
   carries about `rate_hz` messages per second (never more than `rate_hz` + 2) whatever the input rate.
 
-Coalescing: the decision needs only the newest message, so the node subscribes keep-last 1 and a burst
-at 1 kHz never queues. `rate_hz` 0 turns the throttle off: every message is computed and published
-(the behaviour before this module, kept as the benchmark baseline).
+Coalescing: the decision needs only the newest message, so the node subscribes keep-last 1 and takes the
+newest joint state twice per TF period (not one executor callback per message): a 1 kHz stream never
+queues and costs the node what 100 Hz costs. `rate_hz` 0 turns the throttle off: every message is
+computed and published (the behaviour before this module, kept as the benchmark baseline).
 
 `FkEdges` computes the TF edges of the moving joints (and the end-effector pose) as plain arrays of
 translations and quaternions straight from MuJoCo's body poses, in one vectorised step, so the node only

@@ -26,7 +26,11 @@ def planar(T: np.ndarray) -> Pose2D:  # noqa: N803 - the project's pose naming
 
 
 def goal_with_covariance(
-    T_frame_goal: np.ndarray, sigma_m: float, stamp_ns: int, frame_id: str, factory: conv.MessageFactory  # noqa: N803
+    T_frame_goal: np.ndarray,  # noqa: N803 - the project's pose naming
+    sigma_m: float,
+    stamp_ns: int,
+    frame_id: str,
+    factory: conv.MessageFactory,
 ) -> Any:
     """The goal as geometry_msgs/PoseWithCovarianceStamped for RViz: x and y variance sigma^2 (the memory's
     1-sigma; 0 when the goal is the robot's own pose), the orientation's variance not estimated (0)."""

@@ -271,3 +271,37 @@ def test_attached_robot_fk_equals_base_offset_times_fk(kin, random_configs, how,
             expected = T_world_base @ T
             np.testing.assert_allclose(data.xpos[b], expected[:3, 3], atol=1e-12)
             np.testing.assert_allclose(data.xmat[b].reshape(3, 3), expected[:3, :3], atol=1e-12)
+
+
+# ------------------------------------------------------------------ the mobile base, for RViz's robot model
+
+
+def test_with_mobile_base_adds_a_drawn_link_above_the_arm_root():
+    from spatial_memory.robot.description import urdf_tf_edges, with_mobile_base
+
+    text = with_mobile_base(load_urdf(), "base_link", 0.3, 0.35, 0.05, xyz=(0.1, 0.0, 0.35))
+    root = ET.fromstring(text)
+    link = root.find("link[@name='base_link']")
+    cylinder = link.find("visual/geometry/cylinder")
+    assert float(cylinder.get("radius")) == 0.3 and float(cylinder.get("length")) == pytest.approx(0.30)
+    assert float(link.find("visual/origin").get("xyz").split()[2]) == pytest.approx(0.20)  # 0.05 .. 0.35
+    joint = root.find("joint[@name='base_link_to_base']")
+    assert (joint.find("parent").get("link"), joint.find("child").get("link")) == ("base_link", "base")
+    assert joint.find("origin").get("xyz") == "0.1 0.0 0.35"
+    # one tree: base_link is the only root, every FR3 link hangs below it (what RViz's model needs)
+    children = {j.find("child").get("link") for j in root.findall("joint")}
+    roots = {lk.get("name") for lk in root.findall("link")} - children
+    assert roots == {"base_link"}
+    assert {e.child for e in urdf_tf_edges(text)} >= {e.child for e in urdf_tf_edges(load_urdf())}
+
+
+@pytest.mark.parametrize(
+    ("parent", "radius", "height", "clearance"),
+    [("base", 0.3, 0.35, 0.0), ("", 0.3, 0.35, 0.0), ("base_link", 0.0, 0.35, 0.0),
+     ("base_link", 0.3, 0.1, 0.2), ("fr3_link0", 0.3, 0.35, 0.0)],
+)  # fmt: skip
+def test_with_mobile_base_refuses_what_would_not_draw(parent, radius, height, clearance):
+    from spatial_memory.robot.description import with_mobile_base
+
+    with pytest.raises(ConfigError):
+        with_mobile_base(load_urdf(), parent, radius, height, clearance)

@@ -116,6 +116,50 @@ def load_urdf(mount: CameraMount | None = None) -> str:
     return '<?xml version="1.0"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
+def with_mobile_base(
+    urdf_text: str,
+    parent: str,
+    radius_m: float,
+    height_m: float,
+    clearance_m: float = 0.0,
+    xyz: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    rpy: tuple[float, float, float] = (0.0, 0.0, 0.0),
+) -> str:
+    """The URDF with a link `parent` (e.g. base_link) holding the arm's root by a fixed joint at `xyz`, `rpy`
+    and drawn as a grey cylinder of `radius_m` from `clearance_m` up to `height_m`: the robot model RViz
+    shows then includes the mobile base. Only for display; TF still comes from fk_node's edges and from
+    whoever publishes `parent` -> `base` (sim_node, or fk_node's `base_parent_frame`)."""
+    if not parent or parent == ROOT_LINK:
+        raise ConfigError(f"a mobile base link needs a name other than {ROOT_LINK!r}, got {parent!r}")
+    if not (0.0 < radius_m < math.inf and 0.0 <= clearance_m < height_m < math.inf):
+        raise ConfigError(
+            f"mobile base: need radius > 0 and 0 <= clearance < height, got radius {radius_m!r}, "
+            f"clearance {clearance_m!r}, height {height_m!r}"
+        )
+    root = ET.fromstring(urdf_text)
+    if root.find(f"link[@name='{parent}']") is not None:
+        raise ConfigError(f"the URDF already has a link {parent!r}")
+    link = ET.Element("link", name=parent)
+    visual = ET.SubElement(link, "visual")
+    length = height_m - clearance_m
+    ET.SubElement(visual, "origin", xyz=f"0 0 {clearance_m + length / 2:.6g}", rpy="0 0 0")
+    ET.SubElement(
+        ET.SubElement(visual, "geometry"), "cylinder", radius=f"{radius_m:.6g}", length=f"{length:.6g}"
+    )
+    ET.SubElement(
+        ET.SubElement(visual, "material", name="mobile_base_grey"), "color", rgba="0.55 0.55 0.58 1"
+    )
+    joint = ET.Element("joint", name=f"{parent}_to_{ROOT_LINK}", type="fixed")
+    ET.SubElement(joint, "parent", link=parent)
+    ET.SubElement(joint, "child", link=ROOT_LINK)
+    ET.SubElement(
+        joint, "origin", xyz=" ".join(repr(float(v)) for v in xyz), rpy=" ".join(repr(float(v)) for v in rpy)
+    )
+    root.insert(0, joint)
+    root.insert(0, link)
+    return '<?xml version="1.0"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
 def load_mjspec(mount: CameraMount | None = None, fovy_deg: float = DEFAULT_FOVY_DEG) -> mujoco.MjSpec:
     """The FR3 as a MuJoCo spec parsed from `load_urdf(mount)`, with `wrist_camera` in the optical frame.
 

@@ -47,20 +47,19 @@ def spin_node(
         # Ctrl-C shut the context down while a callback was publishing (RCLError "publisher's context
         # is invalid"): that callback's work is moot, the node stops cleanly
     finally:
-        _ignore_interrupts()
-        with contextlib.suppress(KeyboardInterrupt):  # raised before the handler changed: clean up anyway
+        # Ignore SIGINT from now on (see the module docstring). The KeyboardInterrupt still pending from the
+        # signal that stopped the node may fire here: then try again (once the handler is SIG_IGN, Python
+        # drops a pending one). Inline, not in a function: a call is itself a point where it can fire.
+        while True:
+            try:
+                if threading.current_thread() is threading.main_thread():
+                    signal.signal(signal.SIGINT, signal.SIG_IGN)
+                break
+            except KeyboardInterrupt:
+                continue
+        with contextlib.suppress(KeyboardInterrupt):  # (cannot come now, but never skip the cleanup for it)
             executor.shutdown()
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
-
-
-def _ignore_interrupts() -> None:
-    """Ignore SIGINT from now on (the process is shutting down; see the module docstring)."""
-    if threading.current_thread() is threading.main_thread():
-        with contextlib.suppress(Exception):  # not installed (tests, an embedding program): nothing to undo
-            import rclpy.signals
-
-            rclpy.signals.uninstall_signal_handlers()
-        signal.signal(signal.SIGINT, signal.SIG_IGN)

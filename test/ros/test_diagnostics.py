@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 
 import pytest
@@ -25,8 +26,14 @@ def _spin_until(executor, done, timeout_s=10.0):
     return done()
 
 
-def test_status_reaches_diagnostics_and_a_grown_counter_warns(ros):
+@pytest.mark.parametrize("path", ["diagnostic_updater", "own publisher"])
+def test_status_reaches_diagnostics_and_a_grown_counter_warns(ros, path, monkeypatch):
     from diagnostic_msgs.msg import DiagnosticArray
+
+    if path == "own publisher":
+        monkeypatch.setitem(sys.modules, "diagnostic_updater", None)  # as where it is not installed
+    else:
+        pytest.importorskip("diagnostic_updater")
 
     node, listener = Node("diag_test_node"), Node("diag_listener")
     status = {"rate_hz": 15.0, "dropped": 0, "last_problem": ""}
@@ -36,6 +43,7 @@ def test_status_reaches_diagnostics_and_a_grown_counter_warns(ros):
         HealthChecks(min_rates={"rate_hz": 10.0}, bad_counters=("dropped",)),
         period_s=0.2,
     )
+    assert (diag.updater is None) == (path == "own publisher")
     got: list = []
     listener.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, got.append, 10)
     executor = SingleThreadedExecutor()

@@ -1,9 +1,9 @@
 """What fk_node publishes on /tf and when, without ROS: a rate limit, publish-on-change and a keep-alive.
 
 A real FR3 publishes `joint_states` at up to 1 kHz; running FK and sending TF for every message cost fk_node
-46 % of a core at 100 Hz (issue 13; 25-34 % in benchmarks/results/fk_node_cpu.md), most of it building
-messages (scipy rotation checks per transform: ~1.9 ms a message), and an arm at rest was re-sent
-unchanged with every message. `TfThrottle` decides per joint vector, on the stamp timeline
+46 % of a core at 100 Hz (issue 13; this VM: benchmarks/results/fk_node_cpu.md), most of it building
+messages (scipy rotation checks per transform: ~1.9 ms a message in a warm loop), and an arm at rest was
+re-sent unchanged with every message. `TfThrottle` decides per joint vector, on the stamp timeline
 (so a bag replay or sim time behaves like the robot):
 
 - `COMPUTE`: the arm moved more than `tolerance_rad` (any joint) since the last computed vector, and the

@@ -24,6 +24,7 @@ KEYFRAME_IMAGES = "spatial_context/keyframe_images"  # sensor_msgs/Image rgb8: a
 
 # --- memory_node
 MEMORY_QUERY = "memory/query"  # spatial_memory_interfaces/srv/QueryPose, internal: /query_pose forwards here
+MEMORY_ANSWER = "memory/answer"  # geometry_msgs/PoseWithCovarianceStamped: the latest answer (RViz)
 MEMORY_STATUS = "memory/status"  # std_msgs/String: a JSON summary of the memory (backend, steps, ...)
 MEMORY_SAVE = "memory/save"  # spatial_memory_interfaces/srv/SaveState: the memory to a file
 MEMORY_LOAD = "memory/load"  # spatial_memory_interfaces/srv/LoadState: a saved memory back
@@ -95,7 +96,7 @@ PUBLISHED_TOPICS: frozenset[str] = (
     frozenset(
         {EE_POSE, ROBOT_DESCRIPTION, TF, TF_STATIC, BEV_MAP, KEYFRAME_MARKERS, KEYFRAME_IMAGES, MEMORY_STATUS}
         | {CONTEXT_STATUS}
-        | {VO_ODOMETRY, VO_PATH, VO_STATUS, DIAGNOSTICS}
+        | {VO_ODOMETRY, VO_PATH, VO_STATUS, DIAGNOSTICS, MEMORY_ANSWER, POLICY_GOAL}
     )
     | SIM_TOPICS
 )

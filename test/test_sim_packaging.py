@@ -50,13 +50,11 @@ DELIBERATE: dict[str, dict[str, str]] = {
         "context.camera_frame": "camera/image is the head camera in the sim",
         "context.selection.merge_distance_frames": "a touring robot's views chain into one cluster",
         "context.selection.novelty_threshold": "house rooms: 0.22 nominates nearly every tick",
-        "tf_timeout_s": "odometry:=visual: vo_node's TF at an image stamp arrives after the image",
     },
     topics.MEMORY_NODE: {
         "engine.camera_height_m": "the head camera's height over base_link",
         "engine.keyframe_camera_offset": "the head camera's place on the base",
         "engine.checkpoint": "the shipped model, trained in these simulated houses",
-        "tf_timeout_s": "odometry:=visual: vo_node's TF at an image stamp arrives after the image",
     },
     topics.VO_NODE: {"use_wheel_odometry": "the sim's wheel odometry starts the chain and bridges losses"},
     topics.POLICY_NODE: {

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from spatial_memory.errors import ConfigError
-from spatial_memory.stamps import LatestSlot, StampedBuffer
+from spatial_memory.stamps import LatestSlot, StampedBuffer, WaitingFrames
 
 
 def test_the_slot_keeps_the_newest_item_and_counts_what_it_dropped():
@@ -76,3 +76,22 @@ def test_a_lookup_can_wait_for_a_value_that_is_on_its_way():
     assert buf.nearest(5000, 10, wait_s=0.1) is None  # nothing near comes: gives up after the wait
     assert 0.09 < time.monotonic() - start < 1.0
     late.join()
+
+
+def test_waiting_frames_go_out_oldest_first_and_expire_after_the_wait():
+    waiting: WaitingFrames[str] = WaitingFrames(max_wait_s=0.5, capacity=3)
+    assert waiting.head() is None and not waiting.expired(0.0) and len(waiting) == 0
+    assert waiting.push(100, "a", now_s=10.0) is None
+    assert waiting.push(200, "b", now_s=10.2) is None
+    assert waiting.head() == (100, "a")
+    assert not waiting.expired(10.49) and waiting.expired(10.5)  # the oldest has waited 0.5 s
+    assert waiting.pop(10.3) == (100, "a", pytest.approx(0.3))
+    assert waiting.head() == (200, "b") and not waiting.expired(10.6)  # b arrived at 10.2
+    assert waiting.push(300, "c", 10.7) is None and waiting.push(400, "d", 10.8) is None
+    assert waiting.push(500, "e", 10.9) == "b"  # full: the oldest is given up for the newest
+    assert [waiting.pop(11.0)[1] for _ in range(len(waiting))] == ["c", "d", "e"]
+    assert waiting.push(1, "x", 0.0) is None and waiting.clear() == 1 and waiting.head() is None
+    with pytest.raises(ConfigError):
+        WaitingFrames(max_wait_s=-1.0, capacity=3)
+    with pytest.raises(ConfigError):
+        WaitingFrames(max_wait_s=0.5, capacity=0)

@@ -91,8 +91,9 @@ class Graph:
         raise AssertionError(f"frame at {stamp} was not taken")
 
     def close(self) -> None:
+        nodes = self.executor.get_nodes()  # (shutdown forgets them)
         self.executor.shutdown()
-        for n in self.executor.get_nodes():
+        for n in nodes:
             n.destroy_node()
 
 

@@ -155,7 +155,8 @@ class SpatialContextNodeConfig:
     )
     map_rate_hz: float = field(default=1.0, metadata=_help("rate of the BEV map / markers / keyframe images"))
     tf_timeout_s: float = field(
-        default=0.05, metadata=_help("mobile mode: how long to wait for TF at the image stamp")
+        default=0.5,
+        metadata=_help("mobile mode: how long an image may wait (parked, not blocking) for TF at its stamp"),
     )
     max_joint_state_age_s: float = field(
         default=0.5,
@@ -260,7 +261,9 @@ class MemoryNodeConfig:
         default=5.0, metadata=_help("at most this many images per second are folded into the memory")
     )
     status_rate_hz: float = field(default=1.0, metadata=_help("rate of memory/status (JSON)"))
-    tf_timeout_s: float = field(default=0.05, metadata=_help("how long to wait for TF at the image stamp"))
+    tf_timeout_s: float = field(
+        default=0.5, metadata=_help("how long an image may wait (parked, not blocking) for TF at its stamp")
+    )
     serve_keyframes: bool = field(
         default=True,
         metadata=_help("also answer backend 'keyframes' (retrieval, same encoder; state grows per frame)"),

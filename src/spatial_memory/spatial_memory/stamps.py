@@ -101,3 +101,49 @@ class StampedBuffer(Generic[T]):
     def clear(self) -> None:
         with self._changed:
             self._items.clear()
+
+
+class WaitingFrames(Generic[T]):
+    """Frames parked until what they need at their stamp (TF) arrives, in arrival order, `max_wait_s` at most.
+
+    A node whose pose comes from TF gets an image before the transform at the image's stamp when the pose's
+    publisher is a little late (a visual odometry answers tens of ms after the image): the image waits here,
+    without blocking the executor, and the node tries the oldest again when asked (a short timer). The oldest
+    goes first and later frames wait behind it, so frames reach the memory in order. Beyond `capacity` the
+    oldest is given up to make room. Times are the caller's (`now_s`: a monotonic clock); not thread-safe
+    (a node's mutually exclusive callback group uses it).
+    """
+
+    def __init__(self, max_wait_s: float, capacity: int) -> None:
+        if not max_wait_s >= 0.0 or capacity < 1:
+            raise ConfigError(f"max_wait_s must be >= 0 and capacity >= 1, got {max_wait_s!r}, {capacity!r}")
+        self.max_wait_s, self.capacity = float(max_wait_s), int(capacity)
+        self._items: deque[tuple[int, float, T]] = deque()  # (stamp ns, arrival s, item)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def push(self, stamp_ns: int, item: T, now_s: float) -> T | None:
+        """Park `item`; returns the oldest item given up to make room (None when there was room)."""
+        dropped = self._items.popleft()[2] if len(self._items) >= self.capacity else None
+        self._items.append((int(stamp_ns), float(now_s), item))
+        return dropped
+
+    def head(self) -> tuple[int, T] | None:
+        """(stamp, item) of the oldest waiting frame, None when none waits."""
+        return (self._items[0][0], self._items[0][2]) if self._items else None
+
+    def pop(self, now_s: float) -> tuple[int, T, float]:
+        """Take the oldest: (stamp, item, seconds it waited)."""
+        stamp, arrived, item = self._items.popleft()
+        return stamp, item, max(0.0, now_s - arrived)
+
+    def expired(self, now_s: float) -> bool:
+        """Whether the oldest has waited `max_wait_s` or longer."""
+        return bool(self._items) and now_s - self._items[0][1] >= self.max_wait_s
+
+    def clear(self) -> int:
+        """Give up every waiting frame; returns how many."""
+        count = len(self._items)
+        self._items.clear()
+        return count

@@ -398,7 +398,9 @@ class MemoryEngine:
             if not _finite_state(self._state) or (
                 self._last_T is not None and not np.isfinite(self._last_T).all()
             ):
-                raise InvalidInputError("the memory state is NaN or infinite: not saving it, reset() the memory")
+                raise InvalidInputError(
+                    "the memory state is NaN or infinite: not saving it, reset() the memory"
+                )
             return {
                 "backend": self.backend,
                 "config_hash": self.config_hash,

@@ -3,7 +3,10 @@
 Subscribes: `camera/image` (sensor_msgs/Image rgb8 or bgr8, sensor-data QoS). For each image due at
     `update_rate_hz` (by its stamp) the base pose `world_frame` -> `base_frame` is looked up in TF at the
     image stamp (odom -> base_link by default) and the image is folded into the memory; the engine turns
-    consecutive poses into the per-step motion the model reads. Time is the engine's business
+    consecutive poses into the per-step motion the model reads. An image whose transform has not arrived
+    yet (a visual odometry publishes it tens of ms after the image; nothing at startup) waits for it, up to
+    `tf_timeout_s`, without blocking the executor (`ros.tf_wait`); what is still dropped is counted by
+    reason in the status. Time is the engine's business
     (`MemoryEngine.update`): a frame older than the last is dropped and counted; one more than
     `engine.time_jump_reset_s` older (a restarted simulation, a bag played again) resets the memory.
     With `refine.enabled`, also `camera/depth` (32FC1 m or 16UC1 mm) and `camera/camera_info`: a frame the
@@ -27,7 +30,7 @@ Serves: `memory/query` (spatial_memory_interfaces/srv/QueryPose; internal, spati
 Publishes: `memory/status` (std_msgs/String, JSON: backend, steps, last stamp, state bytes, parameters,
     images used/skipped, the last problem and the state file's) at `status_rate_hz`.
 Threads: our callbacks share the node's default mutually exclusive group (one engine call at a time);
-    main() spins two threads so the TF listener keeps filling the buffer while an image waits for TF.
+    main() spins two threads so the TF listener (its own group) keeps filling the buffer meanwhile.
 
 The engine can be injected (tests, or a caller that loaded one already); otherwise it is built from the
 `engine.*` parameters, and a missing or mismatched checkpoint stops the node with one clear log line.
@@ -41,7 +44,6 @@ from typing import Any
 
 import rclpy
 import rclpy.time
-from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
@@ -59,12 +61,15 @@ from spatial_memory.ros import vo_messages as vm
 from spatial_memory.ros.params import declare_config
 from spatial_memory.ros.spin import spin_node
 from spatial_memory.ros.state_services import NodeState
+from spatial_memory.ros.tf_wait import TfWaiter
 from spatial_memory.stamps import StampedBuffer
 from spatial_memory_interfaces.srv import QueryPose
 
 RATE_SLACK = 0.95  # accept a frame 5 % early so camera jitter does not halve the update rate
 WARN_PERIOD_S = 2.0
 DEPTH_BUFFER = 10  # depth images kept for pairing with colour images
+WAITING_IMAGES = 16  # images waiting for TF at most (5 Hz x 0.5 s needs 3)
+INVALID, LATE = "invalid", "late"  # why an image with its pose was not used: refused, out of order
 
 
 class MemoryNode(Node):
@@ -87,13 +92,22 @@ class MemoryNode(Node):
         self.memory = service
         self.engine = service.engine
         self._factory = conv.RclpyFactory()
-        self._counts = {"images_used": 0, "images_skipped": 0, "queries": 0, "views_without_depth": 0}
+        self._counts = {
+            "images_received": 0,
+            "images_skipped_rate": 0,
+            "queries": 0,
+            "views_without_depth": 0,
+        }
+        self._last_offered_ns: int | None = None  # stamp of the newest image taken for the memory
         self._depth: StampedBuffer[Image] = StampedBuffer(DEPTH_BUFFER)
         self._intrinsics: Any = None  # (K, width, height) of the latest camera_info
         self._pending_view: tuple[int, Any, Any] | None = None  # (stamp, rgb, T_world_cam) waiting for depth
         self._last_problem = ""
         self._tf_buffer = Buffer()
         self._tf_listener = TransformListener(self._tf_buffer, self)  # its own reentrant group
+        self._waiter = TfWaiter(
+            self, cfg.tf_timeout_s, WAITING_IMAGES, self._base_pose, self._use_image, self._problem
+        )
         self._status_pub = self.create_publisher(String, topics.MEMORY_STATUS, 10)
         self.create_subscription(Image, topics.CAMERA_IMAGE, self._on_image, qos_profile_sensor_data)
         if service.views is not None:
@@ -121,39 +135,43 @@ class MemoryNode(Node):
     # -- inputs -------------------------------------------------------------------------------------
 
     def _due(self, stamp_ns: int) -> bool:
-        last = self.engine.last_stamp_ns
-        if last is None or stamp_ns < last:  # empty memory, or time went back (handled in _on_image)
+        last = self._last_offered_ns if self._last_offered_ns is not None else self.engine.last_stamp_ns
+        if last is None or stamp_ns < last:  # empty memory, or time went back (the engine's business)
             return True
         return stamp_ns - last >= RATE_SLACK * 1e9 / self.config.update_rate_hz
 
     def _on_image(self, msg: Image) -> None:
-        """Fold the image with its TF base pose into the memory (at most `update_rate_hz`)."""
+        """Take the image for the memory (at most `update_rate_hz`); it may wait for its TF base pose."""
         stamp = conv.stamp_to_ns(msg.header.stamp) or self.get_clock().now().nanoseconds
+        self._counts["images_received"] += 1
         if not self._due(stamp):
+            self._counts["images_skipped_rate"] += 1
             return
+        self._last_offered_ns = stamp
+        self._waiter.offer(stamp, msg)
+
+    def _use_image(self, stamp: int, msg: Image, T_world_base: Any) -> str | None:  # noqa: N803
+        """Fold an image with its base pose into the memory; None when used, else why not."""
         try:
             image = mm.camera_image_rgb(msg)
-            T_world_base = self._base_pose(stamp)  # noqa: N806 - the project's pose naming
             verdict = self.memory.update(image, T_world_base=T_world_base, stamp_ns=stamp)
-        except (InvalidInputError, TransformException) as exc:
-            self._counts["images_skipped"] += 1
-            self._last_problem = f"image not used: {exc}"
-            self.get_logger().warning(self._last_problem, throttle_duration_sec=WARN_PERIOD_S)
-            return
+        except InvalidInputError as exc:
+            self._problem(f"image not used: {exc}")
+            return INVALID
         if verdict == RESET_AND_USED:
             self.get_logger().warning(f"image stamp {stamp} ns jumped back in time: the memory starts again")
-        if verdict != DROPPED_LATE:
-            self._counts["images_used"] += 1
-            if self.memory.views is not None:
-                self._offer_view(stamp, image, msg.header.frame_id)
+        if verdict == DROPPED_LATE:
+            return LATE
+        if self.memory.views is not None:
+            self._offer_view(stamp, image, msg.header.frame_id)
+        return None
 
     def _base_pose(self, stamp_ns: int, frame: str | None = None) -> Any:
-        """TF `world_frame` -> `frame` (default: the base) at the stamp, as a 4x4 matrix."""
+        """TF `world_frame` -> `frame` (default: the base) at the stamp, as a 4x4 matrix; never waits
+        (TransformException when it is not there: the caller parks the image, `ros.tf_wait`)."""
         cfg = self.config
         when = rclpy.time.Time(nanoseconds=stamp_ns, clock_type=self.get_clock().clock_type)
-        tf = self._tf_buffer.lookup_transform(
-            cfg.world_frame, frame or cfg.base_frame, when, Duration(seconds=cfg.tf_timeout_s)
-        )
+        tf = self._tf_buffer.lookup_transform(cfg.world_frame, frame or cfg.base_frame, when)
         return conv.msg_to_matrix(tf)
 
     # -- RGB-D views for refined answers ------------------------------------------------------------
@@ -215,6 +233,7 @@ class MemoryNode(Node):
     def _reset(self) -> None:
         self.memory.reset()
         self._pending_view = None
+        self._last_offered_ns = None
 
     def destroy_node(self) -> None:
         """Save the memory first when `state.save_on_shutdown` (spin_node destroys the node on Ctrl-C)."""
@@ -243,6 +262,7 @@ class MemoryNode(Node):
         return {
             **self.memory.status(),
             **self._counts,
+            **self._waiter.status(),
             "last_problem": self._last_problem,
             "resume_pending": self.memory.resume_pending,
             **self.state.status,

@@ -5,7 +5,9 @@ Poses: in `stationary` mode the camera pose is FK of the latest `joint_states` (
 (e.g. odom -> ... -> wrist_camera_optical_frame, fed by vo_node and fk_node), and the body pose
 `world_frame` -> `base_frame` is stored with it to centre and orient the map. TF was chosen over a
 PoseStamped topic because it gives the pose at the image's own stamp (interpolated) and composes the
-base and arm chains without a second FK here.
+base and arm chains without a second FK here. An image whose transform has not arrived yet (a visual
+odometry publishes it tens of ms after the image; nothing at startup) waits for it, up to `tf_timeout_s`,
+without blocking the executor (`ros.tf_wait`); what is still dropped is counted by reason in the status.
 
 Subscribes: `camera/image` (sensor_msgs/Image, sensor-data QoS), `joint_states` (stationary only).
 Publishes (reliable, transient local, depth 1, so a late RViz or policy gets the latest):
@@ -40,12 +42,11 @@ import numpy as np
 import rclpy
 import rclpy.time
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
-from tf2_ros import Buffer, TransformException, TransformListener
+from tf2_ros import Buffer, TransformListener
 from visualization_msgs.msg import MarkerArray
 
 from spatial_memory.context.spatial_context import SpatialContext
@@ -59,6 +60,7 @@ from spatial_memory.ros import memory_messages as mm
 from spatial_memory.ros.params import declare_config
 from spatial_memory.ros.spin import spin_node
 from spatial_memory.ros.state_services import NodeState
+from spatial_memory.ros.tf_wait import TfWaiter
 from spatial_memory_interfaces.srv import PromoteKeyframe, QueryPose
 
 LATCHED = QoSProfile(
@@ -68,6 +70,8 @@ NO_BACKEND = f"no memory backend: memory_node is not running (no '{topics.MEMORY
 RATE_SLACK = 0.95  # accept a frame 5 % early so camera jitter does not halve the frame rate
 WARN_PERIOD_S = 2.0
 PROMOTE_BY_STAMP_TOLERANCE_NS = 500_000_000  # /promote_keyframe by stamp: the nearest frame within 0.5 s
+WAITING_IMAGES = 16  # images waiting for TF at most (5 Hz x 0.5 s needs 3)
+INVALID = "invalid"  # an image with its pose that the spatial context refused
 
 
 class SpatialContextNode(Node):
@@ -92,7 +96,7 @@ class SpatialContextNode(Node):
         self._marker_pub = self.create_publisher(MarkerArray, topics.KEYFRAME_MARKERS, LATCHED)
         self._keyframe_pub = self.create_publisher(Image, topics.KEYFRAME_IMAGES, LATCHED)
         self._status_pub = self.create_publisher(String, topics.CONTEXT_STATUS, 10)
-        self._counts = {"images_received": 0, "images_used": 0, "images_skipped_rate": 0}
+        self._counts = {"images_received": 0, "images_skipped_rate": 0}
         self._last_problem = ""
         self.create_subscription(Image, topics.CAMERA_IMAGE, self._on_image, qos_profile_sensor_data)
         if self._stationary:
@@ -102,8 +106,11 @@ class SpatialContextNode(Node):
         else:
             self._tf_buffer = Buffer()
             # The listener's subscriptions sit in their own reentrant group: under the multi-threaded
-            # executor of main() they keep filling the buffer while an image callback waits for TF.
+            # executor of main() they keep filling the buffer while images wait for TF.
             self._tf_listener = TransformListener(self._tf_buffer, self)
+        self._waiter = TfWaiter(
+            self, cfg.tf_timeout_s, WAITING_IMAGES, self._tf_pose, self._use_frame, self._problem
+        )
         self.create_service(PromoteKeyframe, topics.PROMOTE_KEYFRAME, self._on_promote)
         self._memory = self.create_client(
             QueryPose, topics.MEMORY_QUERY, callback_group=MutuallyExclusiveCallbackGroup()
@@ -144,28 +151,46 @@ class SpatialContextNode(Node):
         self._joints = (q, self._stamp_ns(msg.header))
 
     def _due(self, stamp_ns: int) -> bool:
-        """Whether a frame stamped `stamp_ns` may be added at `frame_rate_hz`."""
-        if self._last_added_ns is None:
+        """Whether a frame stamped `stamp_ns` may be added at `frame_rate_hz` (one stamped before the last
+        is due: the context refuses it and the status counts it, rather than skipping it silently)."""
+        last = self._last_added_ns
+        if last is None or stamp_ns < last:
             return True
-        return stamp_ns - self._last_added_ns >= RATE_SLACK * 1e9 / self.config.frame_rate_hz
+        return stamp_ns - last >= RATE_SLACK * 1e9 / self.config.frame_rate_hz
 
     def _on_image(self, msg: Image) -> None:
-        """Add the image with its pose to the context (at most `frame_rate_hz`); bad input is logged."""
+        """Add the image with its pose to the context (at most `frame_rate_hz`); in mobile mode it may wait
+        for its TF pose (`ros.tf_wait`)."""
         stamp = self._stamp_ns(msg.header)
         self._counts["images_received"] += 1
         if not self._due(stamp):
             self._counts["images_skipped_rate"] += 1
             return
-        try:
-            pose = self._fk_pose(stamp) if self._stationary else self._tf_pose(stamp)
-            frame_id = self.spatial_context.add_frame(**pose, stamp_ns=stamp, image=conv.image_to_numpy(msg))
-        except (InvalidInputError, TransformException) as exc:
-            self._last_problem = f"image not added: {exc}"
-            self.get_logger().warning(self._last_problem, throttle_duration_sec=WARN_PERIOD_S)
-            return
-        self._counts["images_used"] += 1
         self._last_added_ns = stamp
+        if not self._stationary:
+            self._waiter.offer(stamp, msg)
+            return
+        try:
+            pose = self._fk_pose(stamp)
+        except InvalidInputError as exc:
+            self._problem(f"image not added: {exc}")
+            self._waiter.count(INVALID)
+            return
+        self._waiter.count(self._use_frame(stamp, msg, pose))
+
+    def _use_frame(self, stamp: int, msg: Image, pose: dict[str, np.ndarray]) -> str | None:
+        """Add a frame with its pose; None when added, else why not."""
+        try:
+            frame_id = self.spatial_context.add_frame(**pose, stamp_ns=stamp, image=conv.image_to_numpy(msg))
+        except InvalidInputError as exc:
+            self._problem(f"image not added: {exc}")
+            return INVALID
         self.get_logger().debug(f"added frame {frame_id} at {stamp} ns")
+        return None
+
+    def _problem(self, text: str) -> None:
+        self._last_problem = text
+        self.get_logger().warning(text, throttle_duration_sec=WARN_PERIOD_S)
 
     def _fk_pose(self, stamp_ns: int) -> dict[str, np.ndarray]:
         """Stationary: the latest joint vector, if it is recent enough for an image at `stamp_ns`."""
@@ -181,12 +206,12 @@ class SpatialContextNode(Node):
         return {"robot_state": q}
 
     def _tf_pose(self, stamp_ns: int) -> dict[str, np.ndarray]:
-        """Mobile: camera and body poses in `world_frame` from TF at the image stamp."""
+        """Mobile: camera and body poses in `world_frame` from TF at the image stamp; never waits
+        (TransformException when not there yet: the image is parked, `ros.tf_wait`)."""
         cfg = self.config
         when = rclpy.time.Time(nanoseconds=stamp_ns, clock_type=self.get_clock().clock_type)
-        timeout = Duration(seconds=cfg.tf_timeout_s)
-        cam = self._tf_buffer.lookup_transform(cfg.world_frame, cfg.context.camera_frame, when, timeout)
-        base = self._tf_buffer.lookup_transform(cfg.world_frame, cfg.base_frame, when, timeout)
+        cam = self._tf_buffer.lookup_transform(cfg.world_frame, cfg.context.camera_frame, when)
+        base = self._tf_buffer.lookup_transform(cfg.world_frame, cfg.base_frame, when)
         return {"T_world_cam": conv.msg_to_matrix(cam), "T_world_base": conv.msg_to_matrix(base)}
 
     # -- state --------------------------------------------------------------------------------------
@@ -219,6 +244,7 @@ class SpatialContextNode(Node):
             "latest_frame_id": ctx.latest_frame_id,
             "keyframes": len(ctx.keyframes),
             **self._counts,
+            **self._waiter.status(),
             "resume_pending": ctx.resume_pending,
             "last_problem": self._last_problem,
             **self.state.status,

@@ -210,6 +210,7 @@ def _call(node, srv_type, name, request, timeout=10.0):
 
 @pytest.mark.ros
 def test_memory_node_and_query_pose_forwarding(ros, checkpoint):
+    from geometry_msgs.msg import PoseWithCovarianceStamped
     from rclpy.executors import MultiThreadedExecutor
     from rclpy.parameter import Parameter
     from sensor_msgs.msg import Image
@@ -233,8 +234,9 @@ def test_memory_node_and_query_pose_forwarding(ros, checkpoint):
         executor.add_node(n)
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
-    statuses = []
+    statuses, shown = [], []
     probe.create_subscription(String, topics.MEMORY_STATUS, lambda m: statuses.append(json.loads(m.data)), 10)
+    probe.create_subscription(PoseWithCovarianceStamped, topics.MEMORY_ANSWER, shown.append, 10)
     tf_pub = probe.create_publisher(TFMessage, topics.TF, 100)
     images = probe.create_publisher(Image, topics.CAMERA_IMAGE, 10)
     rng = np.random.default_rng(0)
@@ -265,6 +267,10 @@ def test_memory_node_and_query_pose_forwarding(ros, checkpoint):
         query = QueryPose.Request(query=conv.numpy_to_image(frames[1], "bgr8", factory=factory))
         answer = _call(probe, QueryPose, topics.MEMORY_QUERY, query)
         assert answer.success and answer.pose.header.frame_id == "base_link" and 0 < answer.confidence < 1
+        deadline = time.monotonic() + 5
+        while not shown and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert shown and shown[-1].pose == answer.pose.pose  # the latest answer, for RViz
         other = _call(
             probe, QueryPose, topics.MEMORY_QUERY, QueryPose.Request(query=query.query, backend="gru")
         )

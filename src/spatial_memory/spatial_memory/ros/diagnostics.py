@@ -18,8 +18,14 @@ from rclpy.node import Node
 from spatial_memory.health import Health, HealthChecks, HealthMonitor
 from spatial_memory.msgs import conversions as conv
 from spatial_memory.msgs import topics
+from spatial_memory.ros.tf_wait import QUEUE_FULL, TF_ERROR, TF_MISSING, TF_TIMEOUT, TF_TOO_OLD
 
 PERIOD_S = 1.0
+# Images a TF-posed node gave up, by reason (the `images_dropped` of TfWaiter.status), as counters to watch
+IMAGE_DROP_COUNTERS = tuple(
+    f"images_dropped.{reason}"
+    for reason in (TF_TIMEOUT, TF_MISSING, TF_TOO_OLD, TF_ERROR, QUEUE_FULL, "invalid", "late")
+)
 
 
 class NodeDiagnostics:

@@ -44,6 +44,7 @@ from typing import Any
 
 import rclpy
 import rclpy.time
+from geometry_msgs.msg import PoseWithCovarianceStamped
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
@@ -51,6 +52,7 @@ from std_msgs.msg import String
 from tf2_ros import Buffer, TransformException, TransformListener
 
 from spatial_memory.errors import InvalidInputError
+from spatial_memory.health import HealthChecks
 from spatial_memory.memory.engine import DROPPED_LATE, RESET_AND_USED, MemoryEngine
 from spatial_memory.memory.service import MemoryService
 from spatial_memory.msgs import conversions as conv
@@ -58,6 +60,7 @@ from spatial_memory.msgs import topics
 from spatial_memory.node_configs import MemoryNodeConfig
 from spatial_memory.ros import memory_messages as mm
 from spatial_memory.ros import vo_messages as vm
+from spatial_memory.ros.diagnostics import IMAGE_DROP_COUNTERS, attach_diagnostics
 from spatial_memory.ros.params import declare_config
 from spatial_memory.ros.spin import spin_node
 from spatial_memory.ros.state_services import NodeState
@@ -126,6 +129,8 @@ class MemoryNode(Node):
         )
         self.state.load_on_start()
         self.create_timer(1.0 / self.config.status_rate_hz, self.publish_status)
+        self._answer_pub = self.create_publisher(PoseWithCovarianceStamped, topics.MEMORY_ANSWER, 10)
+        self.diagnostics = attach_diagnostics(self, self.status, MEMORY_HEALTH)
         self.get_logger().info(
             f"{self.engine.backend} memory from '{cfg.engine.checkpoint or 'an injected engine'}': "
             f"base pose {cfg.world_frame} -> {cfg.base_frame} from TF, "
@@ -255,7 +260,9 @@ class MemoryNode(Node):
             answer = self.memory.query(mm.query_image_rgb(request.query), request.backend)
         except InvalidInputError as exc:
             return mm.fill_query_failure(response, f"no answer: {exc}", **where)
-        return mm.fill_query_response(response, answer, **where)
+        response = mm.fill_query_response(response, answer, **where)
+        self._answer_pub.publish(response.pose)  # the latest answer, for RViz
+        return response
 
     def status(self) -> dict[str, Any]:
         """The engine's status, the node's counters, the last problem and the state file's."""
@@ -271,6 +278,11 @@ class MemoryNode(Node):
     def publish_status(self) -> None:
         """memory/status: `status()` as JSON."""
         self._status_pub.publish(String(data=mm.status_json(self.status())))
+
+
+MEMORY_HEALTH = HealthChecks(
+    bad_counters=("frames_dropped_late", "time_jump_resets", "views_without_depth") + IMAGE_DROP_COUNTERS
+)
 
 
 def main(args: list[str] | None = None) -> int:

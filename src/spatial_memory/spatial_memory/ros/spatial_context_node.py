@@ -52,11 +52,13 @@ from visualization_msgs.msg import MarkerArray
 from spatial_memory.context.spatial_context import SpatialContext
 from spatial_memory.context.watermark import tile_images
 from spatial_memory.errors import InvalidInputError, SpatialMemoryError, UnknownFrameError
+from spatial_memory.health import HealthChecks
 from spatial_memory.msgs import conversions as conv
 from spatial_memory.msgs import topics
 from spatial_memory.node_configs import SpatialContextNodeConfig
 from spatial_memory.robot.kinematics import FR3Kinematics
 from spatial_memory.ros import memory_messages as mm
+from spatial_memory.ros.diagnostics import IMAGE_DROP_COUNTERS, attach_diagnostics
 from spatial_memory.ros.params import declare_config
 from spatial_memory.ros.spin import spin_node
 from spatial_memory.ros.state_services import NodeState
@@ -129,6 +131,7 @@ class SpatialContextNode(Node):
         )
         self.state.load_on_start()
         self.create_timer(1.0 / cfg.map_rate_hz, self.publish_outputs)
+        self.diagnostics = attach_diagnostics(self, self.status, CONTEXT_HEALTH)
         self.get_logger().info(
             f"{cfg.mode} mode: poses in '{cfg.world_frame}' "
             f"({'FK of joint_states' if self._stationary else 'TF at the image stamp'}), "
@@ -357,6 +360,9 @@ class SpatialContextNode(Node):
                 response, f"memory_node did not answer within {timeout:g} s (memory_query_timeout_s)", **where
             )
         return mm.copy_query_response(future.result(), response)
+
+
+CONTEXT_HEALTH = HealthChecks(bad_counters=IMAGE_DROP_COUNTERS)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -39,6 +39,7 @@ from std_msgs.msg import String
 from tf2_ros import Buffer, TransformBroadcaster, TransformException, TransformListener
 
 from spatial_memory.errors import InvalidInputError
+from spatial_memory.health import HealthChecks
 from spatial_memory.msgs import conversions as conv
 from spatial_memory.msgs import topics
 from spatial_memory.node_configs import VoNodeConfig
@@ -46,6 +47,7 @@ from spatial_memory.resources import share_path
 from spatial_memory.robot.kinematics import FR3Kinematics
 from spatial_memory.robot.silhouette import ArmSilhouette, urdf_primitives
 from spatial_memory.ros import vo_messages as vm
+from spatial_memory.ros.diagnostics import attach_diagnostics
 from spatial_memory.ros.params import declare_config
 from spatial_memory.ros.spin import spin_node
 from spatial_memory.stamps import JUMPED_BACK, LatestSlot, StampedBuffer, stamp_order
@@ -107,6 +109,7 @@ class VoNode(Node):
             self.create_subscription(Odometry, topics.ODOM, self._on_wheel, sensor, callback_group=inputs)
         self._wake = self.create_guard_condition(self._work, callback_group=work)
         self.create_timer(1.0 / cfg.status_rate_hz, self.publish_status, callback_group=work)
+        self.diagnostics = attach_diagnostics(self, self.status, VO_HEALTH)
         if self._path_pub is not None:
             self.create_timer(1.0 / cfg.path_rate_hz, self.publish_path, callback_group=work)
         depth = "on" if odo.use_depth else "off (no metric scale)"
@@ -270,13 +273,17 @@ class VoNode(Node):
             "ms_per_frame": round(1e3 * float(np.mean(busy)), 2) if busy else 0.0,
         }
 
-    def publish_status(self) -> None:
-        """vo/status: the odometry's counters, the node's frame accounting and rates, the last problem."""
+    def status(self) -> dict[str, Any]:
+        """The odometry's counters, the node's frame accounting and rates, the last problem."""
         status = self.odometry.status() if self.odometry is not None else {"frames": 0}
         status |= self.rates() | self._counts
         status |= {"received": self._slot.received, "dropped": self._slot.dropped}
         status["last_problem"] = self._last_problem
-        self._status_pub.publish(String(data=vm.status_json(status)))
+        return status
+
+    def publish_status(self) -> None:
+        """vo/status: `status()` as JSON."""
+        self._status_pub.publish(String(data=vm.status_json(self.status())))
 
     def publish_path(self) -> None:
         """vo/path: the newest `path_length` poses."""
@@ -285,6 +292,11 @@ class VoNode(Node):
         if poses:
             msg = vm.path_message(poses, poses[-1][0], self.config.odom_frame, self._factory)
             self._path_pub.publish(msg)
+
+
+# Healthy: tracking (losses and refused frames warn when they grow), frames dropped because newer ones came
+# counted but not judged (the node works on the newest frame by design), restarts warn
+VO_HEALTH = HealthChecks(bad_counters=("losses", "frames_refused", "restarts", "frames_waiting_for_tf"))
 
 
 def main(args: list[str] | None = None) -> int:

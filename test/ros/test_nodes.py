@@ -162,6 +162,20 @@ def test_fk_node_publishes_tf_ee_pose_and_robot_description(graph):
 
     urdf = graph.received[topics.ROBOT_DESCRIPTION][-1].data
     assert '<robot name="fr3"' in urdf and "wrist_camera_joint" in urdf
+    assert '<link name="base_link"' not in urdf  # no mobile base drawn by default (robot.yaml)
+
+
+def test_fk_node_draws_the_mobile_base_in_robot_description(graph):
+    from rclpy.parameter import Parameter
+
+    from spatial_memory.ros.fk_node import FkNode
+
+    graph.add(FkNode(parameter_overrides=[Parameter("mobile_base_radius_m", value=0.3)]))
+    graph.listen(String, topics.ROBOT_DESCRIPTION, LATCHED)
+    assert graph.wait(lambda: graph.received[topics.ROBOT_DESCRIPTION])
+    urdf = graph.received[topics.ROBOT_DESCRIPTION][-1].data
+    assert '<link name="base_link">' in urdf and '<cylinder radius="0.3"' in urdf
+    assert '<joint name="base_link_to_base" type="fixed">' in urdf
 
 
 def test_fk_node_ignores_bad_joint_states_and_keeps_running(graph):

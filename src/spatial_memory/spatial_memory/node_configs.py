@@ -87,9 +87,29 @@ class FkNodeConfig:
         default=1e-4,
         metadata=_help("the arm moved when any joint changed more than this (rad) since the last FK"),
     )
+    mobile_base_radius_m: float = field(
+        default=0.0,
+        metadata=_help(
+            "draw the mobile base in robot_description (RViz) as a cylinder of this radius under the arm, "
+            "on base_parent_frame (or base_link); 0 = no base drawn"
+        ),
+    )
+    mobile_base_height_m: float = field(
+        default=0.35, metadata=_help("top of the drawn mobile base above its frame (m)")
+    )
+    mobile_base_clearance_m: float = field(
+        default=0.02, metadata=_help("bottom of the drawn mobile base above its frame (m)")
+    )
     camera: CameraMount = field(default_factory=CameraMount)
 
     def __post_init__(self) -> None:
+        r, h, c = self.mobile_base_radius_m, self.mobile_base_height_m, self.mobile_base_clearance_m
+        if not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (r, h, c)
+        ):
+            raise ConfigError(f"mobile_base_* must be finite numbers, got {r!r}, {h!r}, {c!r}")
+        if r < 0 or not 0 <= c < h:
+            raise ConfigError(f"mobile base: need radius >= 0 and 0 <= clearance < height, got {r}, {c}, {h}")
         object.__setattr__(self, "base_xyz", _triple(self.base_xyz, "base_xyz"))
         object.__setattr__(self, "base_rpy", _triple(self.base_rpy, "base_rpy"))
         if not self.ee_frame:

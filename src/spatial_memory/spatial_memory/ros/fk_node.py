@@ -40,7 +40,7 @@ from spatial_memory.health import HealthChecks
 from spatial_memory.msgs import conversions as conv
 from spatial_memory.msgs import topics
 from spatial_memory.node_configs import FkNodeConfig
-from spatial_memory.robot.description import ROOT_LINK, TfEdge, load_urdf, urdf_tf_edges
+from spatial_memory.robot.description import ROOT_LINK, TfEdge, load_urdf, urdf_tf_edges, with_mobile_base
 from spatial_memory.robot.fk_publisher import COMPUTE, SKIP, FkEdges, TfThrottle
 from spatial_memory.robot.kinematics import FR3Kinematics
 from spatial_memory.ros.diagnostics import attach_diagnostics
@@ -89,7 +89,7 @@ class FkNode(Node):
         self._ee_pub = self.create_publisher(PoseStamped, topics.EE_POSE, 10)
         if self.config.publish_robot_description:
             self._description_pub = self.create_publisher(String, topics.ROBOT_DESCRIPTION, LATCHED)
-            self._description_pub.publish(String(data=urdf))
+            self._description_pub.publish(String(data=self._description(urdf)))
         polled = cfg.tf_rate_hz > 0
         self._joint_sub = self.create_subscription(
             JointState,
@@ -111,6 +111,17 @@ class FkNode(Node):
             f"FK for {len(edges)} URDF joints ({len(self._moving)} moving), root '{ROOT_LINK}' attached to "
             f"'{self.config.base_parent_frame or '(nothing)'}', camera on '{self.config.camera.parent}'"
         )
+
+    def _description(self, urdf: str) -> str:
+        """The URDF RViz draws: with the mobile base under the arm when `mobile_base_radius_m` > 0."""
+        cfg = self.config
+        if cfg.mobile_base_radius_m <= 0:
+            return urdf
+        parent = cfg.base_parent_frame or topics.BASE_LINK_FRAME
+        return with_mobile_base(
+            urdf, parent, cfg.mobile_base_radius_m, cfg.mobile_base_height_m, cfg.mobile_base_clearance_m,
+            xyz=cfg.base_xyz, rpy=cfg.base_rpy,
+        )  # fmt: skip
 
     def _check_frames(self, edges: list[TfEdge]) -> None:
         """Every URDF link and the ee frame must be a frame the kinematics computes."""

@@ -133,6 +133,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60.0, help="wall seconds from the first image")
     parser.add_argument("--seed", type=int, default=1000, help="world seed")
     parser.add_argument("--label", default="", help="e.g. 'before' / 'after', kept in the JSON")
+    parser.add_argument(
+        "--params-file", type=Path, default=None, help="the launch's params_file (default: its own)"
+    )
     parser.add_argument("--log", type=Path, default=Path("/tmp/ros_tf_wait_launch.log"))
     parser.add_argument("--out", type=Path, help="JSON with the per-node counts")
     args = parser.parse_args()
@@ -141,7 +144,10 @@ def main() -> None:
     executor = MultiThreadedExecutor(num_threads=2)
     executor.add_node(node)
     threading.Thread(target=executor.spin, daemon=True).start()
-    launch = SimLaunch([f"world_seed:={args.seed}", f"odometry:={args.odometry}"], args.log)
+    launch_args = [f"world_seed:={args.seed}", f"odometry:={args.odometry}"]
+    if args.params_file is not None:
+        launch_args.append(f"params_file:={args.params_file}")
+    launch = SimLaunch(launch_args, args.log)
     started = time.monotonic()
     with launch:
         while node.first_image is None and time.monotonic() - started < 120:
@@ -159,6 +165,8 @@ def main() -> None:
         "odometry": args.odometry,
         "seed": args.seed,
         "duration_s": args.duration,
+        "params_file": str(args.params_file or "installed sim.yaml"),
+        "spatial_memory_from": str(Path(conv.__file__).resolve().parents[1]),
         "camera_images_seen_by_script": images,
         "nodes": rows,
         "vo_status": status.get("vo_node"),

@@ -175,7 +175,7 @@ class SpatialContextNodeConfig:
     )
     map_rate_hz: float = field(default=1.0, metadata=_help("rate of the BEV map / markers / keyframe images"))
     tf_timeout_s: float = field(
-        default=0.5,
+        default=1.0,
         metadata=_help("mobile mode: how long an image may wait (parked, not blocking) for TF at its stamp"),
     )
     max_joint_state_age_s: float = field(
@@ -282,7 +282,7 @@ class MemoryNodeConfig:
     )
     status_rate_hz: float = field(default=1.0, metadata=_help("rate of memory/status (JSON)"))
     tf_timeout_s: float = field(
-        default=0.5, metadata=_help("how long an image may wait (parked, not blocking) for TF at its stamp")
+        default=1.0, metadata=_help("how long an image may wait (parked, not blocking) for TF at its stamp")
     )
     serve_keyframes: bool = field(
         default=True,

@@ -71,7 +71,7 @@ from spatial_memory_interfaces.srv import QueryPose
 RATE_SLACK = 0.95  # accept a frame 5 % early so camera jitter does not halve the update rate
 WARN_PERIOD_S = 2.0
 DEPTH_BUFFER = 10  # depth images kept for pairing with colour images
-WAITING_IMAGES = 16  # images waiting for TF at most (5 Hz x 0.5 s needs 3)
+WAITING_IMAGES = 16  # images waiting for TF at most (5 Hz x 1 s needs 5)
 INVALID, LATE = "invalid", "late"  # why an image with its pose was not used: refused, out of order
 
 

@@ -72,7 +72,7 @@ NO_BACKEND = f"no memory backend: memory_node is not running (no '{topics.MEMORY
 RATE_SLACK = 0.95  # accept a frame 5 % early so camera jitter does not halve the frame rate
 WARN_PERIOD_S = 2.0
 PROMOTE_BY_STAMP_TOLERANCE_NS = 500_000_000  # /promote_keyframe by stamp: the nearest frame within 0.5 s
-WAITING_IMAGES = 16  # images waiting for TF at most (5 Hz x 0.5 s needs 3)
+WAITING_IMAGES = 16  # images waiting for TF at most (5 Hz x 1 s needs 5)
 INVALID = "invalid"  # an image with its pose that the spatial context refused
 
 

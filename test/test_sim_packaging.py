@@ -43,7 +43,10 @@ NODE_CONFIGS = {
 # sim.yaml values that differ from the dataclass defaults on purpose: node -> {parameter: reason}
 DELIBERATE: dict[str, dict[str, str]] = {
     topics.SIM_NODE: {},
-    topics.FK_NODE: {"base_parent_frame": "sim_node publishes base_link -> base (the sim's arm mount)"},
+    topics.FK_NODE: {
+        "base_parent_frame": "sim_node publishes base_link -> base (the sim's arm mount)",
+        "mobile_base_radius_m": "RViz draws the sim's mobile base under the arm",
+    },
     topics.SPATIAL_CONTEXT_NODE: {
         "mode": "a mobile robot: camera poses from TF",
         "world_frame": "mobile mode works in the odometry frame",

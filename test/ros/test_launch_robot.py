@@ -23,9 +23,6 @@ pytest.importorskip("launch_ros")
 
 REPO = Path(__file__).resolve().parents[2]
 CLIP = REPO.parent / "shared" / "data" / "rgbd_dataset_freiburg3_teddy_frames000-099"
-if not CLIP.is_dir():
-    pytest.skip(f"TUM clip not found at {CLIP}", allow_module_level=True)
-
 import launch_testing  # noqa: E402
 import launch_testing.actions  # noqa: E402
 import launch_testing.asserts  # noqa: E402
@@ -189,3 +186,12 @@ class TestRobotGraphOnARealCamera(unittest.TestCase):
 class TestRobotShutdown(unittest.TestCase):
     def test_every_process_exits_cleanly(self, proc_info):
         launch_testing.asserts.assertExitCodes(proc_info, allowable_exit_codes=[0, -2, -15])
+
+
+if not CLIP.is_dir():
+    # No clip: not a launch test here, one skipped test says why. (A module-level pytest.skip would abort
+    # the launch_testing plugin's collection of every other test file in the run.)
+    del generate_test_description, TestRobotGraphOnARealCamera, TestRobotShutdown
+
+    def test_robot_launch_needs_the_tum_clip():
+        pytest.skip(f"TUM clip not found at {CLIP} (it lives in ../shared/data beside the checkout)")

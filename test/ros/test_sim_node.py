@@ -376,7 +376,7 @@ def test_sim_node_refuses_bad_parameters(ros, name, value, match):
 def test_sim_launch_file_builds_its_launch_description(repo_root):
     pytest.importorskip("launch_ros")
     from launch import LaunchDescription
-    from launch.actions import DeclareLaunchArgument
+    from launch.actions import DeclareLaunchArgument, GroupAction
     from launch_ros.actions import Node
 
     spec = importlib.util.spec_from_file_location("sim_launch", repo_root / "launch" / "sim.launch.py")
@@ -394,8 +394,15 @@ def test_sim_launch_file_builds_its_launch_description(repo_root):
         "memory_checkpoint",
         "odometry",
         "use_policy",
+        "nodes",
     }
-    nodes = [e for e in description.entities if isinstance(e, Node)]
+    def flat(entities):  # nodes inside the robot / workstation halves' GroupActions too
+        for e in entities:
+            yield e
+            if isinstance(e, GroupAction):
+                yield from flat(e.get_sub_entities())
+
+    nodes = [e for e in flat(description.entities) if isinstance(e, Node)]
     # sim_node, fk_node, spatial_context_node, vo_node, policy_node, goal_follower_node and rviz2
     # (the last four conditional); memory_node: opaque
     assert len(nodes) == 7

@@ -87,6 +87,36 @@ def test_the_chain_starts_at_the_wheel_pose_and_a_loss_is_bridged_by_the_wheel_i
     assert odo.counts["wheel"] == 2 and odo.counts["losses"] == 2
 
 
+def test_the_wheel_increment_is_handed_to_patch_vo_as_the_camera_motion():
+    """The body turning 0.1 rad left and moving 5 cm ahead between frames, by the wheels: PatchVO gets the
+    camera's motion T_cam_base (wheel_prev^-1 wheel) T_base_cam; monocular, only its rotation; with
+    `wheel_prior` off, nothing."""
+    start, moved = yaw_pose(1.0, 2.0, 0.3), yaw_pose(1.0, 2.0, 0.3) @ yaw_pose(0.05, 0.0, 0.1)
+    expected = invert(T_BASE_CAM) @ yaw_pose(0.05, 0.0, 0.1) @ T_BASE_CAM
+    for config, want in (
+        (VisualOdometryConfig(), expected),
+        (
+            VisualOdometryConfig(use_depth=False),
+            np.vstack([np.column_stack([expected[:3, :3], [np.nan] * 3]), [0, 0, 0, 1]]),
+        ),
+        (VisualOdometryConfig(wheel_prior=False), None),
+    ):
+        odo = VisualOdometry(K, 640, 480, T_BASE_CAM, config)
+        given = []
+        track = odo.vo.track
+        odo.vo.track = lambda *a, motion_prior=None, **k: (given.append(motion_prior), track(*a, **k))[1]
+        odo.step(_wall(0), _stamp(0), depth=DEPTH, T_odom_base_wheel=start)
+        odo.step(_wall(STEP_PX), _stamp(1), depth=DEPTH, T_odom_base_wheel=moved)
+        assert given[0] is None  # no increment before the second wheel pose
+        if want is None:
+            assert given[1] is None
+        else:
+            np.testing.assert_allclose(given[1], want, atol=1e-12)
+    # the camera's motion is the body's seen from the camera: 0.1 rad about the body's up axis is 0.1 rad
+    # about the optical frame's -y
+    np.testing.assert_allclose(expected[:3, :3] @ [0.0, -1.0, 0.0], [0.0, -1.0, 0.0], atol=1e-12)
+
+
 def test_without_wheel_odometry_a_loss_follows_the_motion_prior_and_says_so():
     odo = VisualOdometry(K, 640, 480, T_BASE_CAM)
     for f in range(4):

@@ -242,21 +242,134 @@ def test_pixel_values_scale_with_the_image_width():
 
 
 def test_lk_starts_at_the_predicted_pixel_so_fast_steady_motion_keeps_its_tracks():
-    """A wall sliding ever faster, up to 20 px a frame, at 160x120 (a 5 px LK window): starting LK where the
+    """A wall sliding ever faster, up to 30 px a frame, at 160x120 (a 5 px LK window): starting LK where the
     motion prior puts each patch keeps tracking; starting it at the old pixel loses the wall."""
     K_small = np.array([[125.0, 0.0, 80.0], [0.0, 125.0, 60.0], [0.0, 0.0, 1.0]])
     rng = np.random.default_rng(5)
     wall = cv2.resize(
-        rng.integers(0, 255, (40, 300), dtype=np.uint8), (1500, 120), interpolation=cv2.INTER_CUBIC
+        rng.integers(0, 255, (40, 600), dtype=np.uint8), (3000, 120), interpolation=cv2.INTER_CUBIC
     )
     depth = np.full((120, 160), 2.0, np.float32)
     lost = {}
     for predict in (True, False):
         vo = PatchVO(K_small, 160, 120, PatchVOConfig(lk_predict=predict))
         x = v = 0
-        for f in range(25):
+        for f in range(40):
             vo.track(np.ascontiguousarray(wall[:, x : x + 160]), 0.1 * f, depth=depth)
-            v = min(v + 1, 20)
+            v = min(v + 1, 30)
             x += v
         lost[predict] = vo.lost
     assert lost[True] == 0 and lost[False] >= 3, lost
+
+
+def _sliding_wall(jump_px: int, frames: int, still: int = 2) -> list[np.ndarray]:
+    """160x120 views of a textured wall 2 m ahead that stands for `still` frames, then slides `jump_px`
+    left every frame (the camera moving right)."""
+    rng = np.random.default_rng(5)
+    wall = cv2.resize(
+        rng.integers(0, 255, (40, 600), dtype=np.uint8), (3000, 120), interpolation=cv2.INTER_CUBIC
+    )
+    xs = [max(0, f - still + 1) * jump_px for f in range(frames)]
+    return [np.ascontiguousarray(wall[:, x : x + 160]) for x in xs]
+
+
+K160 = np.array([[125.0, 0.0, 80.0], [0.0, 125.0, 60.0], [0.0, 0.0, 1.0]])
+DEPTH160 = np.full((120, 160), 2.0, np.float32)
+
+
+def test_a_wall_jumping_24_px_a_frame_is_tracked_and_a_motion_prior_gives_it_in_metres():
+    """Tracks are checked back from where the prediction puts them (a backward search started at the found
+    pixel could not reach back 24 px with a 5 px window: every track failed and the frame was lost), and a
+    motion prior (the wheels') starts LK at the right place from the first moving frame."""
+    views = _sliding_wall(24, 12)
+    step_m = 24 * 2.0 / K160[0, 0]
+    for prior in (False, True):
+        vo = PatchVO(K160, 160, 120)
+        for f, view in enumerate(views):
+            moved = np.eye(4)
+            moved[0, 3] = step_m if f >= 2 else 0.0  # the camera's motion since the previous frame
+            assert vo.track(view, 0.1 * f, depth=DEPTH160, motion_prior=moved if prior else None) is not None
+        x = vo.pose[0, 3]
+        assert x == pytest.approx(10 * step_m, rel=0.02), (prior, x)
+
+
+def test_a_bad_motion_prior_is_refused_and_changes_nothing():
+    vo = PatchVO(K160, 160, 120)
+    vo.track(_sliding_wall(0, 1)[0], 0.0, depth=DEPTH160)
+    rotated = np.eye(4)
+    rotated[:3, :3] = [[0, 1, 0], [1, 0, 0], [0, 0, 1]]  # a reflection, not a rotation
+    half_nan = np.eye(4)
+    half_nan[0, 3] = np.nan
+    for bad in (np.eye(3), rotated, half_nan, np.full((4, 4), np.inf)):
+        with pytest.raises(InvalidInputError, match="motion_prior"):
+            vo.track(_sliding_wall(0, 1)[0], 0.1, depth=DEPTH160, motion_prior=bad)
+    assert vo.frames == 1
+    rotation_only = np.eye(4)
+    rotation_only[:3, 3] = np.nan  # NaN translation: only the rotation is known (monocular wheels)
+    assert vo.track(_sliding_wall(0, 1)[0], 0.1, depth=DEPTH160, motion_prior=rotation_only) is not None
+
+
+def test_the_rotation_fit_of_a_wide_lk_recovers_a_turn_the_velocity_model_knows_nothing_of():
+    """Two views 6 degrees apart about the camera's y axis (pure rotation, an image warped by K R K^-1): the
+    wide LK from the old pixels and the Wahba fit give the rotation within a tenth of a degree."""
+    rng = np.random.default_rng(3)
+    scene = cv2.resize(
+        rng.integers(0, 255, (60, 80), dtype=np.uint8), (320, 240), interpolation=cv2.INTER_CUBIC
+    )
+    K_scene = np.array([[125.0, 0.0, 159.5], [0.0, 125.0, 119.5], [0.0, 0.0, 1.0]])
+    R = cv2.Rodrigues(np.array([0.0, np.radians(6.0), 0.0]))[0]  # this camera <- the previous one
+
+    def view(R_cam: np.ndarray) -> np.ndarray:  # the 160x120 centre of the scene seen after rotating
+        H = K_scene @ R_cam @ np.linalg.inv(K_scene)
+        return cv2.warpPerspective(scene, H, (320, 240))[60:180, 80:240]
+
+    vo = PatchVO(K160, 160, 120)
+    vo.track(view(np.eye(3)), 0.0, depth=DEPTH160)
+    vo._images[1] = view(R)
+    pts = np.array([p.uv for p in vo._patches], dtype=np.float32).reshape(-1, 1, 2)
+    found = vo._rotation_from_flow(1, pts)
+    angle = math.degrees(math.acos(np.clip((np.trace(found @ R.T) - 1) / 2, -1, 1)))
+    assert angle < 0.1, angle
+
+
+def test_the_motion_prior_terms_are_the_gradient_of_their_cost():
+    """_add_prior_terms adds J^T W r and J^T W J of r = (the translation between consecutive keyframes) -
+    (the prior's): b against finite differences of 0.5 |r|^2 / sigma^2 over each free pose."""
+    rng = np.random.default_rng(4)
+    vo = _vo_with_poses([se3_exp(rng.normal(0, 0.1, 6)) for _ in range(3)], prior_sigma_m=0.01)
+    vo._keyframes = [0, 1, 2]
+    vo._priors = {1: se3_exp(rng.normal(0, 0.1, 6)), 2: se3_exp(rng.normal(0, 0.1, 6))}
+    col = {1: 0, 2: 1}
+
+    def cost() -> float:
+        total = 0.0
+        for a, c in ((0, 1), (1, 2)):
+            t = (vo._T_cw[a] @ np.linalg.inv(vo._T_cw[c]))[:3, 3]
+            total += 0.5 * np.sum((t - vo._priors[c][:3, 3]) ** 2) / 0.01**2
+        return total
+
+    H, b = np.zeros((12, 12)), np.zeros(12)
+    vo._add_prior_terms(H, b, 0, col)
+    eps = 1e-7
+    for f, c in col.items():
+        for a in range(6):
+            d = np.zeros(6)
+            d[a] = eps
+            saved = vo._T_cw[f].copy()
+            vo._T_cw[f] = se3_exp(d) @ saved
+            up = cost()
+            vo._T_cw[f] = se3_exp(-d) @ saved
+            down = cost()
+            vo._T_cw[f] = saved
+            assert (up - down) / (2 * eps) == pytest.approx(b[6 * c + a], rel=1e-4, abs=1e-3)
+    np.testing.assert_allclose(H, H.T, atol=1e-9)
+
+
+def test_a_loss_starts_the_window_at_the_lost_frame():
+    vo = PatchVO(K160, 160, 120)
+    views = _sliding_wall(2, 5)
+    for f, view in enumerate(views):
+        vo.track(view, 0.1 * f, depth=DEPTH160)
+    assert len(vo._keyframes) > 1
+    assert vo.track(np.full((120, 160), 128, np.uint8), 0.5, depth=DEPTH160) is None
+    assert vo._keyframes == [5]

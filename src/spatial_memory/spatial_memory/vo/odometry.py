@@ -9,6 +9,12 @@ when one is given (so VO continues in the frame the rest of the robot already us
 Masks: the arm's silhouette from its joint angles (`robot.silhouette.ArmSilhouette`, posed by the fixed
 `T_cam_arm`: the arm's root in the camera frame) and an optional static mask image; no patch lives there.
 
+Wheel odometry, when given (`wheel_prior`): its increment since the previous frame, as the camera's motion
+(`T_cam_base @ wheel_prev^-1 @ wheel @ T_base_cam`), is PatchVO's motion prior: the first pose hypothesis
+its LK starts from, and a term on the translation between keyframes in its bundle adjustment (monocular:
+the rotation only, the VO's units are not metres). The heading stays the image's: a hypothesis that turns
+much more or less than the wheels is a last resort, and the wheels' rotation is no term of the adjustment.
+
 Tracking losses: the output chain never jumps. On a lost frame the body moves by the wheel odometry's
 increment since the previous frame when one is given, else by PatchVO's motion prior, and VO resumes from
 there. Each step says where its motion came from (`visual`, `wheel`, `prior`).
@@ -57,6 +63,7 @@ class VisualOdometryConfig:
     unmeasured_factor: float = 10.0  # sigma multiplier of steps VO did not measure (wheel, prior)
     prior_step_sigma_m: float = 0.05  # extra 1-sigma of a step bridged by the motion prior
     prior_step_sigma_rad: float = 0.05
+    wheel_prior: bool = True  # the wheel odometry's increment is PatchVO's first pose hypothesis per frame
     patch: PatchVOConfig = field(default_factory=lambda: PatchVOConfig(keep_trajectory=False))
 
     def __post_init__(self) -> None:
@@ -164,7 +171,8 @@ class VisualOdometry:
         wheel = None if T_odom_base_wheel is None else check_pose(T_odom_base_wheel, "T_odom_base_wheel")
         mask = self.mask(joints)  # raises on bad joints before anything changes
         use_depth = depth if self.config.use_depth else None
-        T_world_cam = self.vo.track(image, t, depth=use_depth, mask=mask)
+        prior = self._wheel_prior(wheel)
+        T_world_cam = self.vo.track(image, t, depth=use_depth, mask=mask, motion_prior=prior)
         if self._first_stamp is None:
             self._first_stamp = stamp_ns
             if wheel is not None:
@@ -208,6 +216,17 @@ class VisualOdometry:
         return summary
 
     # -- internals ----------------------------------------------------------------------------------
+
+    def _wheel_prior(self, wheel: np.ndarray | None) -> np.ndarray | None:
+        """The camera's motion since the previous frame by the wheel odometry (PatchVO's first pose
+        hypothesis), or None without two wheel poses or with `wheel_prior` off. Monocular: rotation only
+        (the VO's units are not metres)."""
+        if not self.config.wheel_prior or wheel is None or self._last_wheel is None or self._last is None:
+            return None
+        prior = self._T_cam_base @ invert(self._last_wheel) @ wheel @ self.T_base_cam
+        if not self.config.use_depth:
+            prior[:3, 3] = np.nan
+        return prior
 
     def _step_sigma(self, delta: np.ndarray, source: str) -> np.ndarray:
         """Translation and rotation standard deviation this step adds (see the module docstring)."""

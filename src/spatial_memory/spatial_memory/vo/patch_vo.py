@@ -3,24 +3,36 @@ adjustment over camera poses and patch inverse depths, a damped constant-velocit
 depth for new patches where the camera has it.
 
 How a frame is processed (`PatchVO.track`):
-1. predict its pose: the last pose times the damped last motion (DPVO's 'DAMPED_LINEAR', damping 0.5);
-2. track every live patch from the previous frame into this one with pyramidal Lucas-Kanade (OpenCV),
-   starting where the predicted pose projects it (`lk_predict`), keeping a track only if tracking back
-   lands within `fb_max_px` of where it started and it stays out of the mask; each kept track is an edge
-   (patch, frame) of the patch graph with its observed pixel;
+1. predict its pose: the last pose times the damped last velocity over the time since the last frame
+   (DPVO's 'DAMPED_LINEAR', damping 0.5; per second, so a frame that comes late, after dropped ones, is
+   predicted as far as the camera went);
+2. track every live patch into this frame with pyramidal Lucas-Kanade (OpenCV) from the frame it was born
+   in (`lk_anchor`: its template never drifts along the track), starting where a pose hypothesis projects
+   it (`lk_predict`); the hypotheses, in turn until one explains `hypothesis_keep` of the tracks
+   (`_search`): a motion prior from another sensor when `track` is given one (the wheel odometry's, with
+   `lk_prior_levels`: a good start needs no coarse level), the velocity prediction, and the rotation
+   that best fits a wide LK of the patches (`rotation_search`: a turn the prediction knows nothing of).
+   Each is scored by how many tracks one pose explains (a motion-only fit); with a motion prior, one that
+   turns much more or less than the prior is a last resort (repeated texture makes a shift by one period
+   self-consistent). A track is kept only if tracking back, started as far from its answer as the
+   forward search was, lands within `fb_max_px` of where it started, and it stays out of the mask; each
+   kept track is an edge (patch, frame) of the patch graph with its observed pixel;
 3. bundle-adjust the last `window` frames' poses and the inverse depths of the patches born in them
    (Gauss-Newton with the depths eliminated by the Schur complement, Huber weights, Levenberg damping,
    `ba_iterations` per frame; older frames are held fixed; tracks whose newest observation stays more than
    `outlier_px` off are ended and the adjustment refits, half as many iterations); every depth reading of a
    patch (where it was born and where it was tracked) is a prior on its inverse depth there (RGB-D mode is
-   metric);
+   metric); a metric motion prior's translation between consecutive keyframes is a term too
+   (`prior_sigma_m`: turning in place, the image alone barely tells a small yaw from the camera's
+   sideways step on its lever arm, and the yaw came out 0.5-1.5 % short in the simulated house);
 4. keyframe removal (DPVO's rule, on tracked pixels): when the median flow between the keyframes two
    before and two after a keyframe is below `keyframe_thresh_px`, that keyframe leaves the graph (its
    observations go; its pose follows its older neighbour's from then on), so a robot standing still does
    not fill the window with copies of one view;
 5. sample new patches on this frame: `3 * patches_per_frame` random candidates, the strongest-gradient
-   third kept (DPVO's 'GRADIENT_BIAS'), none inside the mask or next to a live track; a new patch's inverse
-   depth is the depth reading at its pixel, else the median of the live patches (DPVO's rule).
+   third kept (DPVO's 'GRADIENT_BIAS'), none inside the mask or next to a live track, twice as many while
+   fewer than `reseed_below * min_tracks` are live (bare walls, a fast turn); a new patch's inverse depth
+   is the depth reading at its pixel, else the median of the live patches (DPVO's rule).
 
 Pixel sizes and thresholds are set for a `reference_width_px` (640) wide image and scale with the width
 (`PatchVOConfig.at_width`), so each covers the same angle at any resolution.
@@ -33,7 +45,8 @@ and the windowed bundle adjustment add.
 
 Tracking health: fewer than `min_tracks` live tracks, or a bundle adjustment whose error does not fall
 below `max_reproj_px`, is a tracking loss: `track` returns None, `status` says why, and the next frame
-starts again from the predicted pose (the pose chain stays continuous; no jump is ever reported as a pose).
+starts again from the predicted pose (the pose chain stays continuous; no jump is ever reported as a pose),
+with the adjustment's window starting at the lost frame.
 """
 
 from __future__ import annotations
@@ -41,6 +54,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import cv2
@@ -86,6 +100,16 @@ class PatchVOConfig:
     outlier_px: float = 3.0  # a track whose newest observation is off by more after BA ends there
     keep_trajectory: bool = True  # keep every frame's pose for `trajectory()`; False: constant memory
     lk_predict: bool = True  # start LK at the pixel the motion prior predicts (else at the old pixel)
+    lk_prior_levels: int = 2  # pyramid levels of LK from a given motion prior (a good start needs no more)
+    lk_anchor: bool = True  # match each patch from the frame it was born in (else from the previous frame)
+    reseed_below: float = 3.0  # fewer live tracks than this times min_tracks: twice the new patches
+    hypothesis_keep: float = 0.8  # a pose hypothesis explaining this fraction of the tracks ends the search
+    hypothesis_margin: float = 1.2  # a later hypothesis must explain this many times more tracks to win
+    pose_iterations: int = 4  # motion-only Gauss-Newton steps that score a hypothesis
+    prior_gate_rad: float = 0.02  # a hypothesis turning this much more or less than a given motion prior...
+    prior_gate_rel: float = 0.25  # ...or this fraction of the prior's rotation, if larger, is a last resort
+    prior_sigma_m: float = 0.002  # 1-sigma of a given motion prior's translation per frame in the BA (0: off)
+    rotation_search: bool = True  # a pure-rotation fit of a wide LK is the last hypothesis (fast turns)
     reference_width_px: int = 640  # image width the pixel values above are for (0: no scaling)
     seed: int = 0
 
@@ -96,7 +120,9 @@ class PatchVOConfig:
             "patch_lifetime",
             "ba_iterations",
             "lk_levels",
+            "lk_prior_levels",
             "min_tracks",
+            "pose_iterations",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -106,6 +132,13 @@ class PatchVOConfig:
         for name in ("huber_px", "fb_max_px", "max_reproj_px", "depth_min_m", "depth_max_m"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"PatchVOConfig.{name} must be > 0")
+        for name in ("prior_sigma_m", "hypothesis_keep", "prior_gate_rad", "prior_gate_rel", "reseed_below"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not (isinstance(value, (int, float)) and 0 <= value < math.inf):
+                raise ConfigError(f"PatchVOConfig.{name} must be a finite number >= 0, got {value!r}")
+        margin = self.hypothesis_margin
+        if isinstance(margin, bool) or not (isinstance(margin, (int, float)) and 1.0 <= margin < math.inf):
+            raise ConfigError(f"PatchVOConfig.hypothesis_margin must be a number >= 1, got {margin!r}")
         if not 0.0 <= self.motion_damping <= 1.0:
             raise ConfigError("PatchVOConfig.motion_damping must be within [0, 1]")
         ref = self.reference_width_px
@@ -171,6 +204,11 @@ def _skew(v: np.ndarray) -> np.ndarray:
         ],
         -2,
     )
+
+
+def _angle(R: np.ndarray) -> float:
+    """The rotation angle (rad) of a 3x3 rotation matrix."""
+    return math.acos(float(np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0)))
 
 
 def _scatter_sum(index: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
@@ -242,8 +280,9 @@ class PatchVO:
         self._stamps: dict[int, float] = {}
         self._frames = 0  # frames added so far
         self._patches: list[_Patch] = []
-        self._prev_gray: np.ndarray | None = None
-        self._velocity = np.zeros(6)  # se3 log of the last relative motion, per frame
+        self._images: dict[int, np.ndarray] = {}  # frame -> its gray image, while LK may read it
+        self._priors: dict[int, np.ndarray] = {}  # keyframe -> measured T_prev_keyframe_this (BA term)
+        self._velocity = np.zeros(6)  # se3 log of the last relative motion (T_cw[n] T_cw[n-1]^-1), per second
         self._keyframes: list[int] = []  # frames in the patch graph, oldest first
         self._removed: dict[int, tuple[int, np.ndarray]] = {}  # frame -> (older keyframe, T_frame_keyframe)
         self.status = VOStatus()
@@ -251,14 +290,23 @@ class PatchVO:
     # -- public ----------------------------------------------------------------------------------------
 
     def track(
-        self, image: np.ndarray, stamp: float, depth: np.ndarray | None = None, mask: np.ndarray | None = None
+        self,
+        image: np.ndarray,
+        stamp: float,
+        depth: np.ndarray | None = None,
+        mask: np.ndarray | None = None,
+        motion_prior: np.ndarray | None = None,
     ) -> np.ndarray | None:
         """Add a frame; returns its T_world_cam (4x4), or None when tracking is lost on this frame.
 
         image: (H, W, 3) uint8 RGB or (H, W) uint8; depth: (H, W) metres, 0 or NaN = none; mask: (H, W) bool,
-        True where no patch may live (the robot arm). Stamps must increase.
+        True where no patch may live (the robot arm). Stamps must increase. motion_prior: the camera's motion
+        since the previous frame from another sensor (T_prev_cam_this_cam, 4x4; wheel odometry, an IMU), a
+        hypothesis LK starts from besides the velocity model's (see `_hypotheses`); NaN translation = only
+        its rotation is known (the translation then comes from the velocity model).
         """
         gray = self._check_inputs(image, stamp, depth, mask)
+        motion_prior = self._check_prior(motion_prior)
         cfg = self.config
         if mask is not None and cfg.mask_margin_px > 0:
             k = 2 * cfg.mask_margin_px + 1
@@ -267,12 +315,16 @@ class PatchVO:
         self._frames += 1
         self.status = VOStatus(frame=n, losses=self.status.losses)
         self._keyframes.append(n)
+        self._stamps[n] = float(stamp)
+        self._images[n] = gray
+        if motion_prior is not None and np.all(np.isfinite(motion_prior)) and cfg.prior_sigma_m > 0:
+            self._priors[n] = motion_prior
         if n == 0:
             self._T_cw[n] = np.eye(4)
         else:
-            self._T_cw[n] = se3_exp(cfg.motion_damping * self._velocity) @ self._T_cw[n - 1]
-            self.status.tracked = self._track_patches(gray, n, mask, depth)
-        self._stamps[n] = float(stamp)
+            dt = self._stamps[n] - self._stamps[n - 1]
+            self._T_cw[n] = se3_exp(cfg.motion_damping * dt * self._velocity) @ self._T_cw[n - 1]
+            self.status.tracked = self._track_patches(n, mask, depth, motion_prior)
         lost = ""
         if n > 0:
             if self.status.tracked < cfg.min_tracks:
@@ -286,9 +338,9 @@ class PatchVO:
         if not lost:
             self._remove_keyframe()
         self.status.new_patches = self._add_patches(gray, n, depth, mask)
-        self._prev_gray = gray
         if n > 0 and not lost:
-            self._velocity = se3_log(self._T_cw[n] @ np.linalg.inv(self._T_cw[n - 1]))
+            dt = self._stamps[n] - self._stamps[n - 1]
+            self._velocity = se3_log(self._T_cw[n] @ np.linalg.inv(self._T_cw[n - 1])) / dt
         self._forget()
         return None if lost else np.linalg.inv(self._T_cw[n])
 
@@ -325,6 +377,9 @@ class PatchVO:
         off, the poses and stamps of frames no patch and no window keyframe refers to any more."""
         cfg = self.config
         del self._keyframes[: -max(cfg.window, 4)]
+        needed = {self._frames - 1} | {p.frame for p in self._patches if p.alive}
+        self._images = {f: pyr for f, pyr in self._images.items() if f in needed}
+        self._priors = {f: T for f, T in self._priors.items() if f in self._keyframes}
         if cfg.keep_trajectory:
             return
         oldest = min([self._keyframes[0], self._frames - 1] + [p.frame for p in self._patches])
@@ -358,44 +413,47 @@ class PatchVO:
                 raise InvalidInputError(f"{name} must be a {self.height}x{self.width} array, got {got}")
         return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
 
+    @staticmethod
+    def _check_prior(prior: np.ndarray | None) -> np.ndarray | None:
+        if prior is None:
+            return None
+        T = np.asarray(prior, dtype=np.float64)
+        if T.shape != (4, 4) or not np.all(np.isfinite(T[:3, :3])) or not np.allclose(T[3], [0, 0, 0, 1]):
+            raise InvalidInputError(f"motion_prior must be a 4x4 rigid transform, got {prior!r}")
+        R = T[:3, :3]
+        if not (np.allclose(R @ R.T, np.eye(3), atol=1e-6) and np.linalg.det(R) > 0):
+            raise InvalidInputError("motion_prior's rotation is not a rotation matrix")
+        t = T[:3, 3]
+        if not (np.all(np.isfinite(t)) or np.all(np.isnan(t))):
+            raise InvalidInputError("motion_prior's translation must be finite, or all NaN (rotation only)")
+        return T
+
     # -- tracking -----------------------------------------------------------------------------------------
 
     def _live(self) -> list[_Patch]:
         return [p for p in self._patches if p.alive]
 
     def _track_patches(
-        self, gray: np.ndarray, n: int, mask: np.ndarray | None, depth: np.ndarray | None
+        self,
+        n: int,
+        mask: np.ndarray | None,
+        depth: np.ndarray | None,
+        motion_prior: np.ndarray | None = None,
     ) -> int:
-        """Track live patches from the previous frame into frame n (LK with a forward-backward check)."""
+        """Track the live patches into frame n (LK with a forward-backward check) from the pose hypothesis
+        that explains the most tracks (`_search`); frame n's pose starts there."""
         cfg = self.config
         live = [p for p in self._live() if n - 1 in p.obs and n - p.frame <= cfg.patch_lifetime]
         for p in self._live():
             if p not in live:
                 p.alive = False
-        if not live or self._prev_gray is None:
+        if not live or n - 1 not in self._images:
             return 0
         pts = np.array([p.obs[n - 1] for p in live], dtype=np.float32).reshape(-1, 1, 2)
-        lk = {"winSize": (cfg.lk_window_px, cfg.lk_window_px), "maxLevel": cfg.lk_levels - 1}
-        if cfg.lk_predict:
-            guess = self._predict(live, n, pts.reshape(-1, 2)).astype(np.float32).reshape(-1, 1, 2)
-            fwd, ok1, _ = cv2.calcOpticalFlowPyrLK(
-                self._prev_gray, gray, pts, guess, flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **lk
-            )
+        if not cfg.lk_predict:
+            uv, good = self._lk(n, live, pts, None, mask)
         else:
-            fwd, ok1, _ = cv2.calcOpticalFlowPyrLK(self._prev_gray, gray, pts, None, **lk)
-        back, ok2, _ = cv2.calcOpticalFlowPyrLK(gray, self._prev_gray, fwd, None, **lk)
-        fb = np.linalg.norm((back - pts).reshape(-1, 2), axis=1)
-        uv = fwd.reshape(-1, 2).astype(np.float64)
-        inside = (
-            (uv[:, 0] >= 1) & (uv[:, 0] < self.width - 1) & (uv[:, 1] >= 1) & (uv[:, 1] < self.height - 1)
-        )
-        good = ok1.ravel().astype(bool) & ok2.ravel().astype(bool) & (fb < cfg.fb_max_px) & inside
-        if mask is not None:
-            ui, vi = (
-                np.clip(uv[:, 0].astype(int), 0, self.width - 1),
-                np.clip(uv[:, 1].astype(int), 0, self.height - 1),
-            )
-            good &= ~mask[vi, ui]
+            uv, good = self._search(n, live, pts, mask, motion_prior)
         for p, g, q in zip(live, good, uv, strict=True):
             if g:
                 p.obs[n] = q
@@ -406,13 +464,215 @@ class PatchVO:
                 p.alive = False
         return int(good.sum())
 
-    def _predict(self, live: list[_Patch], n: int, old: np.ndarray) -> np.ndarray:
-        """Pixels of the live patches in frame n at its predicted pose (the old pixel where the patch would
+    def _search(
+        self,
+        n: int,
+        live: list[_Patch],
+        pts: np.ndarray,
+        mask: np.ndarray | None,
+        motion_prior: np.ndarray | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """LK from each pose hypothesis in turn (`_hypotheses`), each scored by how many tracks one pose
+        explains (`_fit_pose`); stops at the first that explains `hypothesis_keep` of the patches it keeps in
+        view, and a later one must explain `hypothesis_margin` times more to win. With a motion prior, a
+        hypothesis whose fitted rotation differs from the prior's by more than `prior_gate_rad` (or
+        `prior_gate_rel` of the prior's rotation) wins only if none that agrees explains `min_tracks`:
+        repeated texture (floor tiles, wood grain) makes wrong shifts by one period self-consistent. Frame
+        n's pose is set to the winner's fit; returns its tracks (pixels, good)."""
+        cfg = self.config
+        R_prior = None if motion_prior is None else motion_prior[:3, :3].T  # this camera <- the previous
+        gate = 0.0
+        if R_prior is not None:
+            gate = max(cfg.prior_gate_rad, cfg.prior_gate_rel * _angle(R_prior))
+        best = fallback = None
+        tried: list[np.ndarray] = []
+        for T_cw, levels in self._hypotheses(live, n, pts, motion_prior):
+            guess = self._predict(live, T_cw, pts.reshape(-1, 2))
+            if any(np.median(np.linalg.norm(guess - g, axis=1)) < 0.5 * cfg.fb_max_px for g in tried):
+                continue  # the same start as a hypothesis already tried
+            tried.append(guess)
+            uv, good = self._lk(n, live, pts, guess, mask, levels)
+            T_fit, inliers = self._fit_pose(live, uv, good, T_cw)
+            found = (int(inliers.sum()), T_fit, uv, good)
+            if fallback is None or found[0] > cfg.hypothesis_margin * fallback[0]:
+                fallback = found
+            R_rel = (T_fit @ np.linalg.inv(self._T_cw[n - 1]))[:3, :3]
+            agrees = R_prior is None or _angle(R_rel @ R_prior.T) <= gate
+            if agrees and (best is None or found[0] > cfg.hypothesis_margin * best[0]):
+                best = found
+            inside = np.all((guess >= 0) & (guess < [self.width, self.height]), axis=1)
+            if best is not None and best[0] >= cfg.hypothesis_keep * max(int(inside.sum()), 1):
+                break  # good enough: the next hypotheses are for when this one loses tracks
+        if best is None or (best[0] < cfg.min_tracks <= fallback[0]):
+            best = fallback
+        self._T_cw[n] = best[1]
+        return best[2], best[3]
+
+    def _lk(
+        self,
+        n: int,
+        live: list[_Patch],
+        pts: np.ndarray,
+        guess: np.ndarray | None,
+        mask: np.ndarray | None,
+        levels: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Pyramidal LK of the live patches into frame n, starting at `guess` (N, 2) (None: at their last
+        pixels `pts`, (N, 1, 2)): the new pixels (N, 2) and which tracks are good (forward-backward
+        consistent, inside the image, outside the mask). With `lk_anchor` each patch is matched from the
+        frame it was born in (its pixel there), else from the previous frame (its last pixel)."""
+        cfg = self.config
+        lk = {
+            "winSize": (cfg.lk_window_px, cfg.lk_window_px),
+            "maxLevel": (levels or cfg.lk_levels) - 1,
+        }
+        flags = cv2.OPTFLOW_USE_INITIAL_FLOW
+        last = pts.reshape(-1, 2).astype(np.float64)
+        start = last if guess is None else guess
+        if cfg.lk_anchor:
+            source = np.array([p.frame for p in live])
+            src = np.array([p.uv for p in live])
+        else:
+            source, src = np.full(len(live), n - 1), last
+        uv, fb = np.zeros((len(live), 2)), np.full(len(live), np.inf)
+        ok = np.zeros(len(live), bool)
+        for f in np.unique(source).tolist():
+            i = np.flatnonzero(source == f)
+            a = src[i].astype(np.float32).reshape(-1, 1, 2)
+            g = start[i].astype(np.float32).reshape(-1, 1, 2)
+            # both ways start where the prediction puts them (back: the found pixel less the predicted
+            # motion), so the check is as far from its answer as the forward search was: a backward search
+            # from the found pixel itself fails whenever the image moved farther than LK's reach
+            fwd, ok1, _ = cv2.calcOpticalFlowPyrLK(self._images[f], self._images[n], a, g, flags=flags, **lk)
+            back_start = (fwd - (g - a)).astype(np.float32)
+            back, ok2, _ = cv2.calcOpticalFlowPyrLK(
+                self._images[n], self._images[f], fwd, back_start, flags=flags, **lk
+            )
+            uv[i] = fwd.reshape(-1, 2)
+            fb[i] = np.linalg.norm((back - a).reshape(-1, 2), axis=1)
+            ok[i] = ok1.ravel().astype(bool) & ok2.ravel().astype(bool)
+        inside = (
+            (uv[:, 0] >= 1) & (uv[:, 0] < self.width - 1) & (uv[:, 1] >= 1) & (uv[:, 1] < self.height - 1)
+        )
+        good = ok & (fb < cfg.fb_max_px) & inside
+        if mask is not None:
+            ui, vi = (
+                np.clip(uv[:, 0].astype(int), 0, self.width - 1),
+                np.clip(uv[:, 1].astype(int), 0, self.height - 1),
+            )
+            good &= ~mask[vi, ui]
+        return uv, good
+
+    def _fit_pose(
+        self, live: list[_Patch], uv: np.ndarray, good: np.ndarray, T_cw: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Frame n's pose (T_cw, from `T_cw`) that best explains the good tracks `uv` with every patch's
+        point held where it is (motion-only Gauss-Newton, Huber weights, a few iterations), and which tracks
+        it explains within `outlier_px`: how a pose hypothesis is scored, and where the adjustment starts."""
+        cfg = self.config
+        fx, fy, cx, cy = self.K[0, 0], self.K[1, 1], self.K[0, 2], self.K[1, 2]
+        idx = np.flatnonzero(good)
+        inliers = np.zeros(len(live), bool)
+        if len(idx) < 3:
+            return T_cw, inliers
+        born = [live[i].frame for i in idx]
+        frames = sorted(set(born))
+        T_wc = {f: np.linalg.inv(self._T_cw[f]) for f in frames}
+        X = np.empty((len(idx), 4))
+        for row, i in enumerate(idx):
+            p = live[i]
+            b = np.array([(p.uv[0] - cx) / fx, (p.uv[1] - cy) / fy, 1.0]) / p.inv_depth
+            X[row] = T_wc[p.frame] @ np.append(b, 1.0)
+        obs = uv[idx]
+        T = T_cw.copy()
+        for _ in range(cfg.pose_iterations):
+            Xc = X @ T.T
+            z = Xc[:, 2]
+            valid = z > 1e-6
+            zs = np.where(valid, z, 1.0)
+            r = np.column_stack([fx * Xc[:, 0] / zs + cx, fy * Xc[:, 1] / zs + cy]) - obs
+            norm = np.linalg.norm(r, axis=1)
+            w = np.where(norm <= cfg.huber_px, 1.0, cfg.huber_px / np.maximum(norm, 1e-9)) * valid
+            dpi = np.zeros((len(idx), 2, 3))
+            dpi[:, 0, 0], dpi[:, 0, 2] = fx / zs, -fx * Xc[:, 0] / zs**2
+            dpi[:, 1, 1], dpi[:, 1, 2] = fy / zs, -fy * Xc[:, 1] / zs**2
+            dX = np.concatenate([np.broadcast_to(np.eye(3), (len(idx), 3, 3)), -_skew(Xc[:, :3])], axis=2)
+            J = dpi @ dX  # (E, 2, 6)
+            H = np.einsum("e,eai,eaj->ij", w, J, J) + 1e-9 * np.eye(6)
+            g = np.einsum("e,eai,ea->i", w, J, r)
+            try:
+                T = se3_exp(-np.linalg.solve(H, g)) @ T
+            except np.linalg.LinAlgError:
+                break
+        Xc = X @ T.T
+        zs = np.where(Xc[:, 2] > 1e-6, Xc[:, 2], np.nan)
+        r = np.column_stack([fx * Xc[:, 0] / zs + cx, fy * Xc[:, 1] / zs + cy]) - obs
+        inliers[idx] = np.linalg.norm(r, axis=1) <= cfg.outlier_px  # NaN (behind the camera): False
+        return T, inliers
+
+    def _hypotheses(
+        self, live: list[_Patch], n: int, pts: np.ndarray, motion_prior: np.ndarray | None
+    ) -> Iterator[tuple[np.ndarray, int]]:
+        """Guesses of frame n's T_cw, best first, generated lazily (the caller stops once one keeps enough
+        tracks): the given motion prior (wheel odometry, an IMU), the velocity model's prediction, and the
+        rotation that best explains a wide-range LK of the patches (`_rotation_from_flow`): the one that
+        still works when the image moved farther than the prediction's error LK can absorb (a fast turn,
+        frames dropped, a motion prior that is wrong)."""
+        cfg = self.config
+        predicted = self._T_cw[n]
+        if motion_prior is not None:
+            T = np.eye(4)  # this camera <- the previous one
+            T[:3, :3] = motion_prior[:3, :3].T
+            T[:3, 3] = -T[:3, :3] @ motion_prior[:3, 3]
+            if not np.all(np.isfinite(T[:3, 3])):  # rotation only: translation from the velocity model
+                T[:3, 3] = (predicted @ np.linalg.inv(self._T_cw[n - 1]))[:3, 3]
+            yield T @ self._T_cw[n - 1], cfg.lk_prior_levels
+        yield predicted, cfg.lk_levels
+        if cfg.rotation_search:
+            R = self._rotation_from_flow(n, pts)
+            if R is not None:
+                T = predicted @ np.linalg.inv(self._T_cw[n - 1])
+                T[:3, :3] = R
+                yield T @ self._T_cw[n - 1], cfg.lk_levels
+
+    def _rotation_from_flow(self, n: int, pts: np.ndarray) -> np.ndarray | None:
+        """The camera rotation (this camera <- the previous one) that best maps the patches' bearings onto
+        where a wide LK (one more pyramid level, a window twice as large, started at the old pixels) finds
+        them: Wahba's problem by SVD, refitted on the tracks within 3x the median angular error. A pure
+        rotation model: during a turn in place, or any motion whose image flow is mostly rotation, it
+        puts the patches within LK's reach; None if too few tracks."""
+        cfg = self.config
+        win = 2 * cfg.lk_window_px + 1
+        fwd, ok, _ = cv2.calcOpticalFlowPyrLK(
+            self._images[n - 1], self._images[n], pts, None, winSize=(win, win), maxLevel=cfg.lk_levels
+        )
+        ok = ok.ravel().astype(bool)
+        if ok.sum() < cfg.min_tracks:
+            return None
+        Kinv = np.linalg.inv(self.K)
+
+        def bearings(uv: np.ndarray) -> np.ndarray:
+            b = np.column_stack([uv, np.ones(len(uv))]) @ Kinv.T
+            return b / np.linalg.norm(b, axis=1, keepdims=True)
+
+        a, b = bearings(pts.reshape(-1, 2)[ok]), bearings(fwd.reshape(-1, 2)[ok].astype(np.float64))
+        use = np.ones(len(a), bool)
+        R = np.eye(3)
+        for _ in range(3):
+            U, _s, Vt = np.linalg.svd(b[use].T @ a[use])
+            R = U @ np.diag([1.0, 1.0, np.linalg.det(U @ Vt)]) @ Vt
+            err = np.linalg.norm(b - a @ R.T, axis=1)
+            use = err <= 3.0 * max(float(np.median(err)), 1e-6)
+            if use.sum() < cfg.min_tracks:
+                return None
+        return R
+
+    def _predict(self, live: list[_Patch], T_n: np.ndarray, old: np.ndarray) -> np.ndarray:
+        """Pixels of the live patches in a frame at pose T_n (T_cw) (the old pixel where the patch would
         be behind the camera)."""
         fx, fy, cx, cy = self.K[0, 0], self.K[1, 1], self.K[0, 2], self.K[1, 2]
         born = np.array([p.frame for p in live])
         frames = np.unique(born)
-        T_n = self._T_cw[n]
         T = np.array([T_n @ np.linalg.inv(self._T_cw[f]) for f in frames.tolist()])[
             np.searchsorted(frames, born)
         ]
@@ -434,12 +694,16 @@ class PatchVO:
         return 1.0 / d if math.isfinite(d) and cfg.depth_min_m <= d <= cfg.depth_max_m else None
 
     def _lose(self, n: int, reason: str) -> None:
-        """A tracking loss: keep the predicted pose, drop every track, start patches afresh."""
+        """A tracking loss: keep the predicted pose, drop every track, start patches afresh, and start the
+        adjustment's window at this frame (held fixed there): a lost frame is tied to the older ones by too
+        few tracks to be moved by them, and its new patches would move it freely."""
         log.warning("frame %d: tracking lost (%s); restarting from the motion prior", n, reason)
         self.status.lost, self.status.reason = True, reason
         self.status.losses += 1
         for p in self._patches:
             p.alive = False
+        self._keyframes = [n]
+        self._priors.pop(n, None)
 
     # -- new patches --------------------------------------------------------------------------------------
 
@@ -448,6 +712,8 @@ class PatchVO:
     ) -> int:
         cfg = self.config
         m, border = cfg.patches_per_frame, max(4, cfg.lk_window_px // 2)
+        if len(self._live()) < cfg.reseed_below * cfg.min_tracks:
+            m *= 2  # few live tracks (bare walls, a fast turn moving them out of view): sample twice as many
         cand = np.column_stack(
             [
                 self._rng.uniform(border, self.width - border, 3 * m),
@@ -500,6 +766,11 @@ class PatchVO:
             return
         self._removed[c] = (a, self._T_cw[c] @ np.linalg.inv(self._T_cw[a]))
         kf.remove(c)
+        if c in self._priors and b in self._priors:  # b's prior now reaches back to a, through c
+            self._priors[b] = self._priors.pop(c) @ self._priors[b]
+        else:
+            self._priors.pop(b, None)
+            self._priors.pop(c, None)
         self._patches = [p for p in self._patches if p.frame != c]
         for p in self._patches:
             p.obs.pop(c, None)
@@ -526,6 +797,33 @@ class PatchVO:
             for _ in range(max(1, cfg.ba_iterations // 2)):
                 err = self._gn_step(patches, first, fixed, col, edges)
         return err
+
+    def _add_prior_terms(self, H: np.ndarray, b: np.ndarray, first: int, col: dict[int, int]) -> None:
+        """Add, in place, the measured motion between consecutive window keyframes (the wheel odometry's,
+        `track`'s `motion_prior`) to the pose block of the normal equations: its translation, with
+        `prior_sigma_m`. It settles what the image alone barely tells apart (while turning in place, a
+        small yaw against a sideways step of the camera on its lever arm); the rotation stays the image's."""
+        window = [f for f in self._keyframes if f >= first]
+        w = 1.0 / self.config.prior_sigma_m**2
+        for a, c in zip(window, window[1:], strict=False):
+            prior = self._priors.get(c)
+            if prior is None:
+                continue
+            Ta, Tc = self._T_cw[a], self._T_cw[c]
+            T_ac = Ta @ np.linalg.inv(Tc)
+            t = T_ac[:3, 3]
+            r = t - prior[:3, 3]
+            # left perturbations T <- exp(d) T: dt/d(a) = [I, -[t]x], dt/d(c) = [-R_a R_c^T, 0]
+            J = {a: np.hstack([np.eye(3), -_skew(t)]), c: np.hstack([-T_ac[:3, :3], np.zeros((3, 3))])}
+            for f, Jf in J.items():
+                if f not in col:
+                    continue
+                i = 6 * col[f]
+                b[i : i + 6] += w * Jf.T @ r
+                for g, Jg in J.items():
+                    if g in col:
+                        j = 6 * col[g]
+                        H[i : i + 6, j : j + 6] += w * Jf.T @ Jg
 
     def _drop_outliers(self, patches: list[_Patch], edges: tuple[np.ndarray, ...]) -> int:
         """End the tracks whose newest observation is off by more than `outlier_px` after the adjustment;
@@ -642,6 +940,7 @@ class PatchVO:
             Hpd3 += _scatter_sum(ca[sa] * P + k[sa], (WJaT[sa] @ Jd[sa][..., None])[..., 0], F * P)
         Hpp = H4.reshape(F, F, 6, 6).transpose(0, 2, 1, 3).reshape(6 * F, 6 * F)
         bp = b2.reshape(6 * F)
+        self._add_prior_terms(Hpp, bp, first, col)
         Hpd = Hpd3.reshape(F, P, 6).transpose(0, 2, 1).reshape(6 * F, P)
         # the reading at the patch's own pixel: sigma-weighted (rho - measured)
         meas = np.array([np.nan if p.measured is None else p.measured for p in patches])

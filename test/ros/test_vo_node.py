@@ -166,6 +166,10 @@ def test_vo_node_publishes_odometry_tf_path_and_status(ros):
     kin = FR3Kinematics()
     depth = np.full((480, 640), 2.0, np.float32)
     period = 66_666_667
+    order = []  # what the worker sent, in order: the TF must go out before the frame's odometry message
+    for name, obj, attr in (("tf", node._tf, "sendTransform"), ("odometry", node._odom_pub, "publish")):
+        sent = getattr(obj, attr)
+        setattr(obj, attr, lambda msg, name=name, sent=sent: (order.append(name), sent(msg))[1])
     try:
         import rclpy.time
 
@@ -193,14 +197,21 @@ def test_vo_node_publishes_odometry_tf_path_and_status(ros):
         T = conv.pose_to_matrix(last.pose.pose)
         np.testing.assert_allclose(T[:3, 3], [0.0, -11 * 3.0 * 2.0 / 500.0, 0.0], atol=3e-3)  # right, metres
         assert last.pose.covariance[0] > 0
-        assert any(
-            t.header.frame_id == "odom" and t.child_frame_id == "base_link" for m in tfs for t in m.transforms
-        )
+        # the TF of every frame carries exactly the image's stamp, and is sent before its odometry message
+        tf_stamps = {
+            conv.stamp_to_ns(t.header.stamp)
+            for m in list(tfs)
+            for t in m.transforms
+            if t.header.frame_id == "odom" and t.child_frame_id == "base_link"
+        }
+        assert {t0 + f * period for f in range(12)} <= tf_stamps
+        assert order[:24] == ["tf", "odometry"] * 12, order[:24]
         assert _wait(lambda: paths and len(paths[-1].poses) >= 12)
         assert _wait(lambda: statuses and statuses[-1]["frames"] >= 12)
         status = statuses[-1]
         assert status["visual"] >= 12 and status["arm_mask"] and status["frames_without_depth"] == 0
         assert status["rate_hz"] > 0 and status["ms_per_frame"] > 0
+        assert 0 < status["tf_latency_p50_ms"] <= status["tf_latency_p95_ms"]
 
         # a wrong encoding on camera/image: refused, said, the chain untouched
         before = node.odometry.last

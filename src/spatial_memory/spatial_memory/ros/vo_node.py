@@ -6,6 +6,9 @@ pinhole), `camera/depth` (32FC1 m or 16UC1 mm; when `odometry.use_depth`), `join
 `use_wheel_odometry`).
 Publishes: `vo/odometry` (nav_msgs/Odometry), TF `odom_frame` -> `base_frame` (when `publish_tf`),
 `vo/path` (nav_msgs/Path, at `path_rate_hz`), `vo/status` (std_msgs/String JSON, at `status_rate_hz`).
+The TF is stamped with the image's stamp and sent first, as soon as the frame is tracked (before the
+odometry message and the path/status bookkeeping): consumers looking the body pose up at an image's stamp
+wait only for the tracking; `vo/status` reports that latency (`tf_latency_p50_ms`, `tf_latency_p95_ms`).
 Restarts (a new chain, logged and counted): the clock jumping back more than 1 s (a bag played again, a
 simulation reset) or camera_info announcing other intrinsics (a camera driver restarted at another size).
 
@@ -77,6 +80,7 @@ class VoNode(Node):
         self._lock = threading.Lock()  # the path and counters, shared with the timers
         self._done: deque[float] = deque(maxlen=RATE_WINDOW)  # wall times frames finished
         self._busy: deque[float] = deque(maxlen=RATE_WINDOW)  # seconds each took
+        self._latency: deque[float] = deque(maxlen=RATE_WINDOW)  # ms from the image stamp to its TF (node clock)
         self._counts = {
             "frames_refused": 0,
             "frames_waiting_for_tf": 0,
@@ -178,18 +182,20 @@ class VoNode(Node):
             self._counts["frames_refused"] += 1
             self._problem(f"frame not used: {exc}")
             return
-        with self._lock:
-            self._path.append((step.stamp_ns, step.T_odom_base))
-            self._busy.append(time.perf_counter() - start)
-            self._done.append(time.perf_counter())
         cfg = self.config
-        self._odom_pub.publish(vm.odometry_message(step, cfg.odom_frame, cfg.base_frame, self._factory))
-        if self._tf is not None:
+        if self._tf is not None:  # first: memory_node and spatial_context_node wait for it at the image stamp
             self._tf.sendTransform(
                 conv.matrix_to_transform_stamped(
                     step.T_odom_base, step.stamp_ns, cfg.odom_frame, cfg.base_frame, factory=self._factory
                 )
             )
+        sent = self.get_clock().now().nanoseconds
+        self._odom_pub.publish(vm.odometry_message(step, cfg.odom_frame, cfg.base_frame, self._factory))
+        with self._lock:
+            self._latency.append((sent - step.stamp_ns) * 1e-6)
+            self._path.append((step.stamp_ns, step.T_odom_base))
+            self._busy.append(time.perf_counter() - start)
+            self._done.append(time.perf_counter())
         if step.source != "visual":
             self.get_logger().warning(
                 f"VO lost ({step.reason}); motion from the {step.source}", throttle_duration_sec=WARN_PERIOD_S
@@ -264,13 +270,18 @@ class VoNode(Node):
     # -- outputs ------------------------------------------------------------------------------------
 
     def rates(self) -> dict[str, float]:
-        """Frames tracked per second (wall clock, last frames) and the mean milliseconds per frame."""
+        """Frames tracked per second (wall clock, last frames), the mean milliseconds per frame, and the
+        latency of the odom -> base_link TF: the node's clock when it was sent less the image's stamp (p50,
+        p95 over the last frames; what a consumer looking TF up at the image stamp waits at least)."""
         with self._lock:
-            done, busy = list(self._done), list(self._busy)
+            done, busy, latency = list(self._done), list(self._busy), list(self._latency)
         rate = (len(done) - 1) / (done[-1] - done[0]) if len(done) > 1 and done[-1] > done[0] else 0.0
+        p50, p95 = np.percentile(latency, [50, 95]) if latency else (0.0, 0.0)
         return {
             "rate_hz": round(rate, 2),
             "ms_per_frame": round(1e3 * float(np.mean(busy)), 2) if busy else 0.0,
+            "tf_latency_p50_ms": round(float(p50), 2),
+            "tf_latency_p95_ms": round(float(p95), 2),
         }
 
     def status(self) -> dict[str, Any]:

@@ -396,6 +396,7 @@ def test_sim_launch_file_builds_its_launch_description(repo_root):
         "use_policy",
         "nodes",
     }
+
     def flat(entities):  # nodes inside the robot / workstation halves' GroupActions too
         for e in entities:
             yield e

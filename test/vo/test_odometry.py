@@ -104,7 +104,12 @@ def test_the_wheel_increment_is_handed_to_patch_vo_as_the_camera_motion():
         odo = VisualOdometry(K, 640, 480, T_BASE_CAM, config)
         given = []
         track = odo.vo.track
-        odo.vo.track = lambda *a, motion_prior=None, **k: (given.append(motion_prior), track(*a, **k))[1]
+        odo.vo.track = (  # records the prior each frame is tracked with (defaults bind this loop's lists)
+            lambda *a, motion_prior=None, _given=given, _track=track, **k: (
+                _given.append(motion_prior),
+                _track(*a, **k),
+            )[1]
+        )
         odo.step(_wall(0), _stamp(0), depth=DEPTH, T_odom_base_wheel=start)
         odo.step(_wall(STEP_PX), _stamp(1), depth=DEPTH, T_odom_base_wheel=moved)
         assert given[0] is None  # no increment before the second wheel pose

@@ -80,7 +80,7 @@ class VoNode(Node):
         self._lock = threading.Lock()  # the path and counters, shared with the timers
         self._done: deque[float] = deque(maxlen=RATE_WINDOW)  # wall times frames finished
         self._busy: deque[float] = deque(maxlen=RATE_WINDOW)  # seconds each took
-        self._latency: deque[float] = deque(maxlen=RATE_WINDOW)  # ms from the image stamp to its TF (node clock)
+        self._latency: deque[float] = deque(maxlen=RATE_WINDOW)  # ms, image stamp to its TF (node clock)
         self._counts = {
             "frames_refused": 0,
             "frames_waiting_for_tf": 0,

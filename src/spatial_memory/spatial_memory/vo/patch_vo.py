@@ -712,7 +712,7 @@ class PatchVO:
     ) -> int:
         cfg = self.config
         m, border = cfg.patches_per_frame, max(4, cfg.lk_window_px // 2)
-        if len(self._live()) < cfg.reseed_below * cfg.min_tracks:
+        if n > 0 and len(self._live()) < cfg.reseed_below * cfg.min_tracks:
             m *= 2  # few live tracks (bare walls, a fast turn moving them out of view): sample twice as many
         cand = np.column_stack(
             [

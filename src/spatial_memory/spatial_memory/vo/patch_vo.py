@@ -378,7 +378,7 @@ class PatchVO:
         cfg = self.config
         del self._keyframes[: -max(cfg.window, 4)]
         needed = {self._frames - 1} | {p.frame for p in self._patches if p.alive}
-        self._images = {f: pyr for f, pyr in self._images.items() if f in needed}
+        self._images = {f: img for f, img in self._images.items() if f in needed}
         self._priors = {f: T for f, T in self._priors.items() if f in self._keyframes}
         if cfg.keep_trajectory:
             return

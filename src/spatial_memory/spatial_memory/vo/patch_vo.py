@@ -103,7 +103,7 @@ class PatchVOConfig:
     lk_prior_levels: int = 2  # pyramid levels of LK from a given motion prior (a good start needs no more)
     lk_anchor: bool = True  # match each patch from the frame it was born in (else from the previous frame)
     reseed_below: float = 3.0  # fewer live tracks than this times min_tracks: twice the new patches
-    hypothesis_keep: float = 0.8  # a pose hypothesis explaining this fraction of the tracks ends the search
+    hypothesis_keep: float = 0.5  # a pose hypothesis explaining this fraction of the tracks ends the search
     hypothesis_margin: float = 1.2  # a later hypothesis must explain this many times more tracks to win
     pose_iterations: int = 4  # motion-only Gauss-Newton steps that score a hypothesis
     prior_gate_rad: float = 0.02  # a hypothesis turning this much more or less than a given motion prior...

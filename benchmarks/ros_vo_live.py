@@ -245,14 +245,14 @@ def main() -> None:
     rec.cmd.publish(Twist())
     time.sleep(1.5)  # the last frames and status
     rec.driving = False
+    executor.shutdown()  # no message lands in the lists while they are scored
+    spinner.join(timeout=5)
     result = score(rec, status_start)
     text = report(result, args.case, args.omega)
     print(text)
     if args.out:
         args.out.write_text(text)
         args.out.with_suffix(".json").write_text(json.dumps({"case": args.case, **result}, indent=2) + "\n")
-    executor.shutdown()
-    spinner.join(timeout=5)
     rec.destroy_node()
     rclpy.try_shutdown()
 

@@ -172,6 +172,8 @@ def _rviz(context, share, world_frame, sim_time) -> list:
         name="rviz2",
         arguments=["-d", config, "-f", world_frame],
         parameters=[sim_time],
+        # the config's camera panel shows /camera/image: follow the driver's topic as the other nodes do
+        remappings=[(topics.CAMERA_IMAGE, LaunchConfiguration("image_topic"))],
     )
     return [rviz]
 

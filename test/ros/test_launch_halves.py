@@ -104,3 +104,40 @@ def test_robot_launch_halves_split_the_whole_graph():
     assert workstation == {"memory_node", "policy_node"}  # rviz is off by default
     assert started("robot.launch.py", **full) == robot | workstation
     assert started("robot.launch.py", nodes="workstation", mode="stationary", use_memory="true") == set()
+
+
+def _nodes(entities, context: LaunchContext) -> list[Node]:
+    """The Node actions the entities start under the context's arguments."""
+    found: list[Node] = []
+    for entity in entities:
+        if entity.condition is not None and not entity.condition.evaluate(context):
+            continue
+        if isinstance(entity, Node):
+            found.append(entity)
+        elif isinstance(entity, GroupAction):
+            found += _nodes(entity.get_sub_entities(), context)
+        elif isinstance(entity, OpaqueFunction):
+            found += _nodes(entity.execute(context) or [], context)
+    return found
+
+
+def test_robot_launch_rviz_shows_the_drivers_camera_topic():
+    """RViz's camera panel reads /camera/image; with a driver's topic (image_topic:=...) it must follow it,
+    as the other nodes do (it showed "No Image" on a RealSense's topics)."""
+    import shutil
+
+    if shutil.which("rviz2") is None:
+        pytest.skip("rviz2 is not installed: robot.launch.py starts no RViz here")
+    description = _description("robot.launch.py")
+    context = LaunchContext()
+    for entity in description.entities:
+        if isinstance(entity, DeclareLaunchArgument):
+            context.launch_configurations[entity.name] = perform_substitutions(context, entity.default_value)
+    context.launch_configurations.update(use_rviz="true", image_topic="/camera/color/image_raw")
+    rviz = [n for n in _nodes(description.entities, context) if n.node_executable == "rviz2"]
+    assert len(rviz) == 1
+    rules = {
+        perform_substitutions(context, list(src)): perform_substitutions(context, list(dst))
+        for src, dst in rviz[0]._Node__remappings
+    }
+    assert rules.get(topics.CAMERA_IMAGE) == "/camera/color/image_raw", rules

@@ -93,6 +93,11 @@ def _arguments() -> list[DeclareLaunchArgument]:
             description="vo_node and memory_node (refined answers): depth aligned to the image",
         ),
         DeclareLaunchArgument(
+            "wheel_odom_topic",
+            default_value=topics.ODOM,
+            description="the base's wheel odometry (nav_msgs/Odometry), read by vo_node when published",
+        ),
+        DeclareLaunchArgument(
             "use_memory",
             default_value="auto",
             choices=["auto", "true", "false"],
@@ -212,6 +217,7 @@ def generate_launch_description() -> LaunchDescription:
             (topics.CAMERA_IMAGE, LaunchConfiguration("image_topic")),
             (topics.CAMERA_INFO, LaunchConfiguration("camera_info_topic")),
             (topics.CAMERA_DEPTH, LaunchConfiguration("depth_topic")),
+            (topics.ODOM, LaunchConfiguration("wheel_odom_topic")),
         ],
         condition=IfCondition(
             PythonExpression(

@@ -59,7 +59,7 @@ DELIBERATE: dict[str, dict[str, str]] = {
         "engine.keyframe_camera_offset": "the head camera's place on the base",
         "engine.checkpoint": "the shipped model, trained in these simulated houses",
     },
-    topics.VO_NODE: {"use_wheel_odometry": "the sim's wheel odometry starts the chain and bridges losses"},
+    topics.VO_NODE: {},
     topics.POLICY_NODE: {
         "scripted.selection.merge_distance_frames": "as spatial_context_node's in the sim",
         "scripted.selection.novelty_threshold": "as spatial_context_node's in the sim",

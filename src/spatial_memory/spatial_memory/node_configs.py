@@ -328,8 +328,11 @@ class VoNodeConfig:
     )
     publish_tf: bool = field(default=True, metadata=_help("publish odom_frame -> base_frame on /tf"))
     use_wheel_odometry: bool = field(
-        default=False,
-        metadata=_help("read wheel odometry (topic 'odom'): start the chain at its pose, bridge lost frames"),
+        default=True,
+        metadata=_help(
+            "read wheel odometry (topic 'odom') when the base publishes it: start the chain at its pose, the"
+            " first motion hypothesis and a BA term (what keeps a turn in place right), bridge lost frames"
+        ),
     )
     depth_max_dt_s: float = field(
         default=0.02, metadata=_help("a depth image pairs with the colour image this close in time")

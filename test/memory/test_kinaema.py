@@ -443,3 +443,119 @@ def test_readout_ablations_answer_from_the_slots_or_the_ring_alone():
     assert not torch.allclose(answers["slots"], answers["ring"])
     with pytest.raises(ConfigError, match="readout"):
         KinaemaConfig(readout="ring", recall=0)
+
+
+# -- which entry a full ring gives up, how sharply it is read, and the sigma of look-alike places ------------
+
+
+def _walk(model: Kinaema, xs: list[float]) -> torch.Tensor:
+    """One unchanging view (only movement writes) seen at positions `xs` along a straight line."""
+    state, at = model.init_state(1), 0.0
+    for x in xs:
+        state = model.update(state, tokens(0, 1), torch.tensor([[x - at, 0.0, 0.0]]))
+        at = x
+    return state
+
+
+def _ring_positions(model: Kinaema, state: torch.Tensor, at: float) -> list[float]:
+    """The ring's entries as world x positions (the robot ended at x = `at`, facing +x)."""
+    return sorted(round(at + float(a[0]), 3) for a in model._ring(state)[1][0].detach())
+
+
+@pytest.mark.parametrize(
+    "evict, kept", [("oldest", [1.0, 2.0, 2.4, 3.4]), ("redundant", [0.0, 1.0, 2.4, 3.4])]
+)
+def test_a_full_ring_gives_up_its_oldest_or_its_most_redundant_entry(evict, kept):
+    """Entries at x = 0, 1, 2, 2.4 fill a 4-entry ring; the write at 3.4 replaces the one at 0 ('oldest') or
+    one of the closest pair, 2 and 2.4 ('redundant'; then the newest is still found for the novelty rule)."""
+    model = make(**NOVELTY, recall=4, recall_evict=evict)
+    state = _walk(model, [0.0, 1.0, 2.0, 2.4, 3.4])
+    assert _ring_positions(model, state, at=3.4) == pytest.approx(kept, abs=1e-4)
+    N, R = model.config.slots, model.config.recall
+    still = model.update(state, tokens(0, 1), torch.tensor([[0.1, 0.0, 0.0]]))
+    assert still[0, N + R, 1] == state[0, N + R, 1]  # 0.1 m from the newest entry (3.4): nothing written
+    moved = model.update(state, tokens(0, 1), torch.tensor([[0.35, 0.0, 0.0]]))
+    assert moved[0, N + R, 1] == state[0, N + R, 1] + 1
+
+
+def test_redundant_eviction_counts_heading_as_well_as_position():
+    """Two entries at one spot facing apart see different things: not the pair a full ring gives up."""
+    model = make(**NOVELTY, recall=3, recall_evict="redundant")
+    state = model.init_state(1)
+    for odo in ([0.0, 0.0, 0.0], [0.0, 0.0, math.pi / 2], [0.5, 0.0, 0.0], [0.35, 0.0, 0.0]):
+        state = model.update(state, tokens(0, 1), torch.tensor([odo]))
+    # entries: (0, 0) facing +x, (0, 0) facing +y, 0.5 m along +y. The 4th write replaces one of the pair
+    # 0.5 m apart (1.7 in novelty units), not one of the pair at one spot 90 deg apart (4.5): the entry
+    # facing +x stays (relative to the robot, now facing +y: -90 deg). By position alone it would go.
+    yaws = sorted(round(math.degrees(float(a[2])) % 360) for a in model._ring(state)[1][0].detach())
+    assert yaws == [0, 0, 270]
+
+
+def test_sharper_readout_answers_the_best_match_instead_of_averaging_look_alikes():
+    """Two entries whose keys match a picture almost equally: the trained temperature averages their anchors,
+    a sharp read-out answers the better one."""
+    answers = {}
+    for sharpness in (1.0, 1000.0):
+        model = make(**NOVELTY, recall=8, recall_sharpness=sharpness, readout="ring")
+        with torch.no_grad():
+            model.head.out[-1].weight.zero_()
+            model.head.out[-1].bias.zero_()  # no residual
+            state = model.update(model.init_state(1), tokens(1, 1), torch.zeros(1, 3))
+            state = model.update(state, tokens(2, 1), torch.tensor([[2.0, 0.0, 0.0]]))
+            query = 0.55 * tokens(1, 1) + 0.45 * tokens(2, 1)
+            answers[sharpness] = model.query(state, query).pose[0, 0].item()
+    assert answers[1000.0] == pytest.approx(-2.0, abs=1e-3)  # entry 1, 2 m behind
+    assert -1.9 < answers[1.0] < -0.1  # a blend of the two places
+
+
+def test_sigma_spread_widens_the_sigma_when_look_alikes_lie_apart():
+    model = make(**NOVELTY, recall=8, recall_sharpness=1000.0, readout="ring")
+    spread = make(**NOVELTY, recall=8, recall_sharpness=1000.0, readout="ring", sigma_spread=True)
+    with torch.no_grad():
+        state = spread.update(spread.init_state(1), tokens(1, 1), torch.zeros(1, 3))
+        state = spread.update(state, tokens(2, 1), torch.tensor([[3.0, 0.0, 0.0]]))
+        blend = 0.5 * tokens(1, 1) + 0.5 * tokens(2, 1)
+        wide, narrow = spread.query(state, blend), spread.query(state, tokens(2, 1))
+        plain = model.query(state, blend)
+    # the spread (m^2) adds to sigma^2: some of the weight lies on the candidate 3 m from the answer
+    assert (torch.exp(2 * wide.log_sigma) - torch.exp(2 * plain.log_sigma)).item() > 1.0
+    assert narrow.log_sigma < wide.log_sigma
+    empty = spread.query(spread.init_state(1), tokens(1, 1))
+    assert torch.isfinite(empty.log_sigma).all()
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"recall_evict": "newest"},
+        {"recall_evict": "redundant", "recall_write": "clock", "slot_update": "always"},
+        {"recall_sharpness": 0.0},
+        {"recall_sharpness": float("nan")},
+        {"sigma_spread": "yes"},
+        {"sigma_spread": True, "recall": 0, "anchors": False},
+    ],
+)
+def test_ring_read_out_config_is_checked(kwargs):
+    with pytest.raises(ConfigError):
+        KinaemaConfig(**kwargs)
+
+
+def test_without_newest_empties_only_the_newest_ring_entries():
+    """The lost check asks the memory as it was before the last few writes: those entries are emptied (never
+    candidates), older ones and the slots are untouched, and the state itself is not changed."""
+    model = make(**NOVELTY, recall=4)
+    state = _walk(model, [0.0, 1.0, 2.0, 3.0, 4.0, 5.0])  # 6 writes into 4 entries: 2, 3, 4, 5 m remain
+    before = state.clone()
+    older = model.without_newest(state, 2)
+    torch.testing.assert_close(state, before)
+    keys, anchors, _ = model._ring(older)
+    kept = sorted(
+        round(5.0 + float(a[0])) for a, k in zip(anchors[0], keys[0], strict=True) if k.abs().sum() > 0
+    )
+    assert kept == [2, 3]  # the entries at 4 and 5 m (the newest two) are gone
+    N = model.config.slots
+    torch.testing.assert_close(older[:, :N], state[:, :N])
+    logits, _ = model._recalled(older, tokens(0, 1))
+    assert torch.isinf(logits).sum() == 2
+    torch.testing.assert_close(model.without_newest(state, 0), state)
+    assert torch.isinf(model._recalled(model.without_newest(state, 10), tokens(0, 1))[0]).all()

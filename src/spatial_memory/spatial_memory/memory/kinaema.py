@@ -46,7 +46,16 @@ whole memory with one view; every later answer was that view, whatever the pictu
 default) writes a frame only when the robot has moved `novelty_move_m` or turned `novelty_turn_deg` from
 the newest entry (read exactly from its anchor), or when its key is less similar than
 `novelty_max_cosine` to every entry (the scene changed, or the robot was carried); with `slot_update =
-'novelty'` the slots take only those frames too, so standing still changes nothing. With
+'novelty'` the slots take only those frames too, so standing still changes nothing. Which entry a write
+replaces once the ring is full (`recall_evict`): 'oldest' keeps the recent past (a robot that toured one
+end of a house for long forgets the other end); 'redundant' replaces the entry whose nearest neighbour
+(position in units of `novelty_move_m`, heading in units of `novelty_turn_deg`) is closest, so the ring
+keeps covering every place it saw, however long ago. `recall_sharpness` multiplies the learned key
+temperature when answering: the softmax trained over nearby candidates averages anchors of look-alike
+places (a wall in the kitchen, one in the hall), and a sharper read-out answers the best match instead;
+it changes no weight and is chosen on validation worlds. With `sigma_spread` the reported sigma also
+holds how far from the answer the ring's candidates lie (softmax at the trained temperature): a picture
+that matches look-alike places in several rooms gets a wide sigma, one place a narrow one. With
 `recall_confidence` the seen logit and the sigma also read the best cosine between the query and the
 ring: learned affine terms trained by the same losses. `readout` ('slots' or 'ring') answers from one kind
 of candidate only: an ablation of one trained model. `sigma_scale` multiplies the reported sigma after a
@@ -83,6 +92,7 @@ from spatial_memory.memory.interface import (
 from spatial_memory.memory.layers import Block, CrossBlock
 
 RECALL_WRITES = ("clock", "novelty")
+RECALL_EVICTS = ("oldest", "redundant")
 SLOT_UPDATES = ("always", "novelty")
 READOUTS = ("both", "slots", "ring")
 
@@ -125,6 +135,11 @@ class KinaemaConfig(MemoryConfig):
     novelty_move_m: float = 0.3  # 'novelty': write once the robot is this far from the newest entry...
     novelty_turn_deg: float = 20.0  # ...or has turned this much from it...
     novelty_max_cosine: float = 0.9  # ...or the frame's key is less similar than this to every entry
+    recall_evict: str = (
+        "oldest"  # a write to a full ring replaces: 'oldest', or 'redundant' (module docstring)
+    )
+    recall_sharpness: float = 1.0  # x the learned key temperature when answering (1: as trained)
+    sigma_spread: bool = False  # the reported sigma adds the spread of the ring's candidates (module doc)
     slot_update: str = "novelty"  # 'always': slots take every frame; 'novelty': only frames the ring takes
     recall_confidence: bool = True  # seen logit and sigma also read how well the query matches the ring
     readout: str = "both"  # candidates of the answer: 'both', or for ablations 'slots' or 'ring' only
@@ -139,6 +154,9 @@ class KinaemaConfig(MemoryConfig):
         "recall_confidence": False,
         "readout": "both",
         "sigma_scale": 1.0,
+        "recall_evict": "oldest",
+        "recall_sharpness": 1.0,
+        "sigma_spread": False,
     }
 
     @property
@@ -184,6 +202,21 @@ class KinaemaConfig(MemoryConfig):
         if self.recall_write not in RECALL_WRITES:
             raise ConfigError(
                 f"KinaemaConfig.recall_write must be one of {RECALL_WRITES}, got {self.recall_write!r}"
+            )
+        if self.recall_evict not in RECALL_EVICTS or (
+            self.recall_evict == "redundant" and self.recall_write != "novelty"
+        ):
+            raise ConfigError(
+                f"KinaemaConfig.recall_evict must be one of {RECALL_EVICTS} ('redundant' needs recall_write "
+                f"'novelty'), got {self.recall_evict!r}"
+            )
+        sharp = self.recall_sharpness
+        if isinstance(sharp, bool) or not isinstance(sharp, (int, float)) or not 0.0 < sharp < math.inf:
+            raise ConfigError(f"KinaemaConfig.recall_sharpness must be a finite number > 0, got {sharp!r}")
+        if not isinstance(self.sigma_spread, bool) or (self.sigma_spread and not self.recall):
+            raise ConfigError(
+                "KinaemaConfig.sigma_spread must be true or false (true needs recall > 0), "
+                f"got {self.sigma_spread!r}"
             )
         if self.slot_update not in SLOT_UPDATES:
             raise ConfigError(
@@ -487,17 +520,63 @@ class Kinaema(MemoryModel):
             write = (step % every == 0).to(keys.dtype)  # (B,)
             index = (step // every) % R
         else:
-            write = self._novel(keys, anchors, writes, key).to(keys.dtype)
+            newest = self._newest(state)
+            write = self._novel(keys, anchors, writes, newest, key).to(keys.dtype)
             index = writes.round().long() % R
+            if self.config.recall_evict == "redundant":
+                index = torch.where(writes.round().long() < R, index, self._most_redundant(anchors))
         m = (F.one_hot(index, R).to(keys.dtype) * write[:, None])[..., None]  # (B, R, 1)
         keys = (1.0 - m) * keys + m * key[:, None, :]
         anchors = (1.0 - m) * anchors  # a written entry is anchored at the robot (pose 0)
         count = torch.zeros_like(state[:, -1:])
         count[..., 0] = (counter + 1.0)[:, None]
         count[..., 1] = (writes + write)[:, None]
+        if self.config.recall_write == "novelty":  # where the newest entry is (read by `_novel`)
+            newest_now = torch.where(write > 0, index, self._newest(state)).to(keys.dtype)
+            count[..., 2] = newest_now[:, None]
         return torch.cat([torch.cat([keys, anchors], dim=-1), count], dim=1), write
 
-    def _novel(self, keys: Tensor, anchors: Tensor, writes: Tensor, key: Tensor) -> Tensor:
+    def without_newest(self, state: Tensor, count: int) -> Tensor:
+        """A copy of `state` whose ring has its `count` newest entries emptied (nothing else changed): what
+        the memory held before the robot's last few metres. The lost check (`memory.lost`) asks it where
+        the current view is; the full state would answer from the entries just written on the way here.
+        The ring is written in order only with 'oldest' evictions; with 'redundant' ones the state is
+        returned as it is."""
+        cfg = self.config
+        if not cfg.recall or count <= 0 or cfg.recall_evict != "oldest" or cfg.recall_write != "novelty":
+            return state
+        N, R, E = cfg.slots, cfg.recall, cfg.dim
+        writes = state[:, N + R, 1].round().long()  # (B,)
+        index = torch.arange(R, device=state.device)
+        age = torch.remainder(writes[:, None] - 1 - index[None, :], R)  # 0 = the newest entry
+        recent = (age < count) & (index[None, :] < writes[:, None])  # (B, R)
+        out = state.clone()
+        out[:, N : N + R, :E] = out[:, N : N + R, :E] * (~recent)[..., None].to(state.dtype)
+        return out
+
+    def _newest(self, state: Tensor) -> Tensor:
+        """(B,) long: the ring index of the newest entry. With 'oldest' evictions it follows from the write
+        count; with 'redundant' ones the counter row keeps it (column 2)."""
+        N, R = self.config.slots, self.config.recall
+        if self.config.recall_evict == "oldest":
+            return (state[:, N + R, 1].round().long() - 1) % R
+        return state[:, N + R, 2].round().long() % R
+
+    def _most_redundant(self, anchors: Tensor) -> Tensor:
+        """(B,) long: the entry of a full ring whose nearest other entry is closest, distances measured in
+        novelty units (position / novelty_move_m, heading / novelty_turn_deg): the one whose loss costs the
+        ring the least coverage."""
+        cfg = self.config
+        xy = anchors[..., :2] / cfg.novelty_move_m
+        d_xy = torch.cdist(xy, xy)  # (B, R, R)
+        d_yaw = (
+            torch.remainder(anchors[..., None, 2] - anchors[..., None, :, 2] + math.pi, 2 * math.pi) - math.pi
+        )
+        d = torch.hypot(d_xy, d_yaw / math.radians(cfg.novelty_turn_deg))
+        d = d + torch.eye(cfg.recall, dtype=d.dtype, device=d.device) * 1e9  # not its own neighbour
+        return d.amin(dim=2).argmin(dim=1)
+
+    def _novel(self, keys: Tensor, anchors: Tensor, writes: Tensor, newest: Tensor, key: Tensor) -> Tensor:
         """(B,) bool: is this frame worth a ring entry? Yes for the first frame, once the robot has moved
         `novelty_move_m` or turned `novelty_turn_deg` from the newest entry, or when the frame's key is less
         similar than `novelty_max_cosine` to every entry (the scene changed, or the robot was carried
@@ -505,7 +584,7 @@ class Kinaema(MemoryModel):
         keeps what it saw before, however long it stands."""
         cfg = self.config
         n = writes.round().long()
-        newest = anchors[torch.arange(anchors.shape[0]), (n - 1) % cfg.recall]  # (B, 3)
+        newest = anchors[torch.arange(anchors.shape[0]), newest]  # (B, 3)
         moved = torch.hypot(newest[:, 0], newest[:, 1]) >= cfg.novelty_move_m
         turned = newest[:, 2].abs() >= math.radians(cfg.novelty_turn_deg)
         similarity = torch.einsum("be,bre->br", key, keys)
@@ -517,7 +596,7 @@ class Kinaema(MemoryModel):
         anchors (B, R, 3)."""
         keys, anchors, _ = self._ring(state)
         cos = torch.einsum("be,bre->br", self._key(query_tokens), keys)
-        logits = self.key_log_temperature.exp() * cos
+        logits = self.key_log_temperature.exp() * self.config.recall_sharpness * cos
         empty = keys.abs().sum(-1) == 0
         return logits.masked_fill(empty, float("-inf")), anchors
 
@@ -560,8 +639,23 @@ class Kinaema(MemoryModel):
             best = self._best_match(state, query_tokens)
             seen_logit = seen_logit + self.match_seen[0] * (best - self.match_seen[1])
             log_sigma = log_sigma - self.match_sigma[0] * (best - self.match_sigma[1])
-        log_sigma = self.head._log_sigma(log_sigma) + math.log(self.config.sigma_scale)
+        log_sigma = self.head._log_sigma(log_sigma)
+        if self.config.sigma_spread and more is not None:
+            log_sigma = 0.5 * torch.log(torch.exp(2.0 * log_sigma) + self._spread(more, pose))
+        log_sigma = log_sigma + math.log(self.config.sigma_scale)
         return QueryOutput(pose, log_sigma, seen_logit)
+
+    def _spread(self, recalled: tuple[Tensor, Tensor], pose: Tensor) -> Tensor:
+        """(B,) m^2: how far from the answer the ring's candidates lie, weighted by the softmax at the trained
+        temperature: the mean squared distance of their anchors from the answer's position. Small when the
+        picture matches entries of one place; large when look-alike places elsewhere match it about as well
+        (the sharp read-out then picks one, and may pick wrong). Zero for an empty ring."""
+        logits, anchors = recalled
+        logits = logits / self.config.recall_sharpness
+        any_entry = torch.isfinite(logits).any(dim=1)
+        w = torch.softmax(logits.masked_fill(~any_entry[:, None], 0.0), dim=1)
+        d2 = ((anchors[..., :2] - pose[:, None, :2]) ** 2).sum(-1)
+        return torch.where(any_entry, (w * d2).sum(1), torch.zeros_like(d2[:, 0]))
 
     def _check_state(self, state: Tensor) -> None:
         want = (self.config.state_rows, self.config.state_dim)

@@ -435,7 +435,12 @@ def test_out_of_order_frames_are_dropped_and_counted_not_fatal(kinaema_ckpt):
     tensors, steps, stamp, status = _snapshot(engine)
     assert (steps, stamp) == before[1:3]
     assert all(torch.equal(a, b) for a, b in zip(tensors, before[0], strict=True))
-    assert engine.counters == {"frames_used": 5, "frames_dropped_late": 3, "time_jump_resets": 0}
+    assert engine.counters == {
+        "frames_used": 5,
+        "frames_dropped_late": 3,
+        "time_jump_resets": 0,
+        "lost_resets": 0,
+    }
     assert status["frames_dropped_late"] == 3
     assert engine.update(images[5], T_world_base=yaw_pose(1.0, 0.0, 0.0), stamp_ns=900 * MS) == USED
     assert engine.steps == 6

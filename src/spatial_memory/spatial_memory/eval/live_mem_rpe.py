@@ -267,6 +267,7 @@ class LiveAnswers:
     real_confidence: list[float] = field(default_factory=list)
     query_s: list[float] = field(default_factory=list)  # wall time of each real query's answer
     refined: list[bool] = field(default_factory=list)  # answered with a verified, refined pose
+    lost_resets: list[int] = field(default_factory=list)  # per live run: the lost check's memory resets
 
     def extend(self, other: LiveAnswers) -> None:
         for f in dataclasses.fields(self):
@@ -382,6 +383,7 @@ class LiveMemoryRun:
         self.rng = np.random.default_rng(cfg.seed + 99)
         self.kidnapped_at_step: int | None = None
         self.wall_s = 0.0
+        self.frames_fed = 0  # frames given to the memory in this run
 
     def taken_frames(self) -> Iterator[tuple[Any, Any]]:
         """Drive the scenario and yield `(tick, frame)` for each head-camera frame memory_node would take
@@ -391,7 +393,7 @@ class LiveMemoryRun:
         period_ns = RATE_SLACK * 1e9 / cfg.update_rate_hz
         kidnap_s = self.driver.kidnap_at_s()
         last_ns: int | None = None
-        while self.engine.steps < self.total_steps:
+        while self.frames_fed < self.total_steps:
             t_s = sim.stamp_ns * 1e-9
             if kidnap_s is not None and self.kidnapped_at_step is None and t_s >= kidnap_s:
                 self._kidnap()
@@ -412,6 +414,7 @@ class LiveMemoryRun:
         then (with a view store) the RGB-D view with the camera's pose in the odometry frame."""
         T_odom_base = tick.odometry.T_odom_base  # noqa: N806 - the project's pose naming
         self.service.update(frame.rgb, T_world_base=T_odom_base, stamp_ns=tick.stamp_ns)
+        self.frames_fed += 1
         if self.service.views is not None:
             T_odom_cam = odom_camera_pose(tick, frame)  # noqa: N806
             self.service.add_view(frame.rgb, frame.depth, frame.K, T_odom_cam, tick.stamp_ns)
@@ -423,7 +426,7 @@ class LiveMemoryRun:
         started = time.perf_counter()
         for tick, frame in self.taken_frames():
             self.feed(tick, frame)
-            step = self.engine.steps - 1
+            step = self.frames_fed - 1  # the run's step (the memory's own count restarts after a reset)
             self.sampler.observe(step, frame.T_world_cam, frame.depth, frame.K)
             if self.sampler.due(step):
                 self._ask(step, tick.T_world_base, pictures)
@@ -437,10 +440,10 @@ class LiveMemoryRun:
             x, y = sample_free_point(self.grid, self.rng)
             if math.hypot(x - x0, y - y0) >= 3.0 and self.sim.sim.pose_is_free(x, y, 0.0):
                 self.sim.teleport(float(x), float(y), float(self.rng.uniform(-math.pi, math.pi)))
-                self.kidnapped_at_step = self.engine.steps
+                self.kidnapped_at_step = self.frames_fed
                 if isinstance(self.driver, KidnapDriver):
                     self.driver.after_kidnap(self.sim)
-                log.info("kidnap at step %d: (%.1f, %.1f) -> (%.1f, %.1f)", self.engine.steps, x0, y0, x, y)
+                log.info("kidnap at step %d: (%.1f, %.1f) -> (%.1f, %.1f)", self.frames_fed, x0, y0, x, y)
                 return
         log.warning("kidnap: no free spot 3 m away was found; the robot stays")
         self.kidnapped_at_step = -1
@@ -498,6 +501,7 @@ class LiveScores:
     refined_pct: float = math.nan  # seen queries answered with a verified, refined pose
     query_ms_median: float = math.nan  # wall time of one answer (live runs)
     query_ms_p95: float = math.nan
+    lost_resets: float = math.nan  # memory resets by the lost check (`memory.lost`), all runs together
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in dataclasses.asdict(self).items() if k != "mem_rpe"}
@@ -542,6 +546,7 @@ def score(answers: LiveAnswers) -> LiveScores:
         refined_pct=float(100 * np.array(answers.refined, bool)[ok].mean()) if refined_known else nan,
         query_ms_median=float(1e3 * np.median(answers.query_s)) if answers.query_s else nan,
         query_ms_p95=float(1e3 * np.percentile(answers.query_s, 95)) if answers.query_s else nan,
+        lost_resets=float(sum(answers.lost_resets)) if answers.lost_resets else nan,
     )
 
 
@@ -581,11 +586,14 @@ def run_scenarios(
                 sim=sim_config or LiveSimConfig(world=LiveWorldConfig()),
             )
             run = LiveMemoryRun(cfg, service=service, backends=backends)
+            resets = service.engine.counters["lost_resets"]
             try:
                 run.run()
             finally:
                 run.close()
+            resets = service.engine.counters["lost_resets"] - resets
             for b in backends:
+                run.answers[b].lost_resets.append(resets)
                 pooled[b].extend(run.answers[b])
             if progress:
                 n = len(run.answers[backends[0]].seen)
@@ -612,6 +620,7 @@ _COLUMNS = (
     ("kidnap conf.-wrong %", lambda s: s.kidnap_confident_wrong_pct, ".1f"),
     ("refined %", lambda s: s.refined_pct, ".0f"),
     ("query ms p50/p95", lambda s: (s.query_ms_median, s.query_ms_p95), "ms"),
+    ("lost resets", lambda s: s.lost_resets, ".0f"),
 )
 
 

@@ -202,12 +202,12 @@ class MemNavEpisode:
             self.run.feed(tick, frame)
             if self.gru is not None:
                 self.gru.update(frame.rgb, T_world_base=tick.odometry.T_odom_base, stamp_ns=tick.stamp_ns)
-            self.run.sampler.observe(self.run.engine.steps - 1, frame.T_world_cam, frame.depth, frame.K)
+            self.run.sampler.observe(self.run.frames_fed - 1, frame.T_world_cam, frame.depth, frame.K)
             if self.on_tour_frame is not None:
                 self.on_tour_frame(tick, frame)
         memories = (self.run.service.snapshot(), None if self.gru is None else self.gru.snapshot())
         self._start = (self.sim.sim.pose2d, self.sim.stamp_ns, copy.deepcopy(self.sim.odometry), memories)
-        return self._draw_goals(self.run.engine.steps - 1)
+        return self._draw_goals(self.run.frames_fed - 1)
 
     def back_to_start(self) -> None:
         """Put the robot, the clock and the memory back where the tour ended: every picture starts from

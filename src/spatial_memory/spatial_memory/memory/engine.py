@@ -54,6 +54,7 @@ from spatial_memory.geometry import check_pose
 from spatial_memory.memory.encoder import ImageEncoder
 from spatial_memory.memory.engine_config import RESIZE_POLICIES, EngineConfig, resolve_checkpoint
 from spatial_memory.memory.interface import POSE_DIMS, HistoryState, MemoryModel, count_parameters
+from spatial_memory.memory.lost import LostMonitor
 from spatial_memory.memory.poses import odometry_increments, planar_target
 from spatial_memory.memory.registry import (
     MODELS,
@@ -165,7 +166,12 @@ class MemoryEngine:
         self.image_size = size
         self.config_hash, self.weights_hash = _identity(self.model, self.encoder)
         self._lock = threading.RLock()
-        self._counters = {"frames_used": 0, "frames_dropped_late": 0, "time_jump_resets": 0}
+        self._counters = {"frames_used": 0, "frames_dropped_late": 0, "time_jump_resets": 0, "lost_resets": 0}
+        self._lost = (
+            LostMonitor(cfg.lost_distance_m, cfg.lost_min_seen, cfg.lost_window, cfg.lost_votes)
+            if cfg.lost_check
+            else None
+        )
         self.reset()
         logger.info(
             "memory engine: %s from %s (%d parameters, %dx%d images, resize=%s)",
@@ -235,6 +241,8 @@ class MemoryEngine:
             self._source = _NO_SOURCE
             self._resume: Resume | None = None  # set by load(resume=...): how the next update continues
             self.last_continuation: Continuation | None = None  # what the last RESUMED update did
+            if self._lost is not None:
+                self._lost.reset()
 
     def snapshot(self) -> dict[str, Any]:
         """The episode's state in memory (a copy): `restore` brings the memory back to this moment. For
@@ -258,6 +266,8 @@ class MemoryEngine:
             self._state, self._steps = snap["state"], snap["steps"]
             self._last_stamp, self._last_T, self._source = snap["last_stamp"], snap["last_T"], snap["source"]
             self._resume = snap.get("resume")
+            if self._lost is not None:
+                self._lost.reset()
 
     @property
     def resume_pending(self) -> bool:
@@ -309,9 +319,10 @@ class MemoryEngine:
             self._check_distance(T)
             if resume is None:
                 self._check_motion(increment, stamp, fresh=jump)  # well-formed, now is it plausible
-            state = self.model.init_state(1) if jump else self._state
             with torch.no_grad():
                 tokens = self.encoder(image).tokens
+                lost = not jump and resume is None and self._carried_away(tokens, increment)
+                state = self.model.init_state(1) if (jump or lost) else self._state
                 odom = torch.as_tensor(increment, dtype=tokens.dtype, device=self.device)[None]
                 state = self.model.update(state, tokens, odom)
             if not _finite_state(state, new_only=True):
@@ -325,6 +336,13 @@ class MemoryEngine:
                 )
                 self.reset()
                 self._counters["time_jump_resets"] += 1
+            elif lost:
+                logger.warning(
+                    "the memory keeps placing what the camera sees far from the robot: it was carried away "
+                    "(or its odometry jumped); the memory restarts"
+                )
+                self.reset()
+                self._counters["lost_resets"] += 1
             self._state, self._steps, self._last_stamp = state, self._steps + 1, stamp
             self._source, self._last_T = source, T
             self._counters["frames_used"] += 1
@@ -332,7 +350,22 @@ class MemoryEngine:
                 self._resume, self.last_continuation = None, cont
                 logger.info("the loaded memory resumed at stamp %d (%s)", stamp, resume.mode)
                 return RESUMED
-            return RESET_AND_USED if jump else USED
+            return RESET_AND_USED if (jump or lost) else USED
+
+    def _carried_away(self, tokens: Tensor, increment: np.ndarray) -> bool:
+        """The lost check (`memory.lost`): where does the memory put this frame, before it is folded in?"""
+        if self._lost is None or self._steps == 0:
+            return False
+        state = self._state
+        if hasattr(self.model, "without_newest"):  # ask what it held before the last few metres
+            state = self.model.without_newest(state, self.config.lost_ignore_newest)
+        out = self.model.query(state, tokens)
+        pose = out.pose[0].to("cpu", torch.float64).numpy()
+        if pose.shape[-1] != POSE_DIMS["planar"] or not np.isfinite(pose).all():
+            return False
+        seen, sigma = float(torch.sigmoid(out.seen_logit[0])), float(torch.exp(out.log_sigma[0]))
+        self._lost.observe(increment, (float(pose[0]), float(pose[1])), seen, sigma)
+        return self._lost.lost
 
     def query(self, image_rgb: np.ndarray) -> MemoryAnswer:
         """Where was `image_rgb` (H, W, 3) uint8 taken, relative to the robot now? Needs one update first."""

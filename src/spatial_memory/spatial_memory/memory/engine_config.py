@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spatial_memory.errors import ConfigError, ResourceNotFoundError
+from spatial_memory.memory.lost import LostMonitor
 from spatial_memory.resources import share_path
 
 RESIZE_POLICIES = ("none", "crop", "stretch")
@@ -83,6 +84,33 @@ class EngineConfig:
             "bag): the memory resets; a frame less late is out of order: dropped and counted"
         ),
     )
+    lost_check: bool = field(
+        default=False,
+        metadata=_help(
+            "before each frame is folded in, ask the memory where it was taken; when it keeps putting what "
+            "the camera sees now far from the robot (carried away, a kidnap), reset it (`memory.lost`). Off: "
+            "with the shipped model, look-alike places reset it as often as kidnaps do (README)"
+        ),
+    )
+    lost_distance_m: float = field(
+        default=2.0, metadata=_help("lost check: an answer this far from the robot (and > 2 sigma) is a vote")
+    )
+    lost_min_seen: float = field(
+        default=0.8, metadata=_help("lost check: only answers at least this sure the place was seen vote")
+    )
+    lost_window: int = field(
+        default=5, metadata=_help("lost check: votes remembered (at most one per 0.3 m or 20 deg)")
+    )
+    lost_votes: int = field(
+        default=4, metadata=_help("lost check: this many inconsistent votes of the window mean lost")
+    )
+    lost_ignore_newest: int = field(
+        default=20,
+        metadata=_help(
+            "lost check: the recall ring's newest entries left out (the way here, ~0.3 m each): the view is "
+            "matched against what the memory held before"
+        ),
+    )
     max_distance_m: float = field(
         default=1000.0,
         metadata=_help(
@@ -137,6 +165,12 @@ class EngineConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < math.inf:
                 raise ConfigError(f"EngineConfig.{name} must be a finite number > 0, got {value!r}")
+        if not isinstance(self.lost_check, bool):
+            raise ConfigError(f"EngineConfig.lost_check must be true or false, got {self.lost_check!r}")
+        LostMonitor(self.lost_distance_m, self.lost_min_seen, self.lost_window, self.lost_votes)  # checks
+        ignore = self.lost_ignore_newest
+        if isinstance(ignore, bool) or not isinstance(ignore, int) or ignore < 0:
+            raise ConfigError(f"EngineConfig.lost_ignore_newest must be an integer >= 0, got {ignore!r}")
         if self.device != "cpu" and not self.device.startswith("cuda"):
             raise ConfigError(f"EngineConfig.device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
 

@@ -163,8 +163,8 @@ class MemoryNode(Node):
         except InvalidInputError as exc:
             self._problem(f"image not used: {exc}")
             return INVALID
-        if verdict == RESET_AND_USED:
-            self.get_logger().warning(f"image stamp {stamp} ns jumped back in time: the memory starts again")
+        if verdict == RESET_AND_USED:  # time jumped back, or the robot was carried (the engine logs which)
+            self.get_logger().warning(f"the memory starts again at image stamp {stamp} ns")
         if verdict == DROPPED_LATE:
             return LATE
         if self.memory.views is not None:
@@ -281,7 +281,8 @@ class MemoryNode(Node):
 
 
 MEMORY_HEALTH = HealthChecks(
-    bad_counters=("frames_dropped_late", "time_jump_resets", "views_without_depth") + IMAGE_DROP_COUNTERS
+    bad_counters=("frames_dropped_late", "time_jump_resets", "lost_resets", "views_without_depth")
+    + IMAGE_DROP_COUNTERS
 )
 
 

@@ -1,0 +1,167 @@
+"""The lost check: votes of the memory's answers about the current frame; the engine's reset on a kidnap."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from spatial_memory.errors import ConfigError
+from spatial_memory.memory.encoder import EncoderConfig, ImageEncoder
+from spatial_memory.memory.engine import RESET_AND_USED, USED, EngineConfig, MemoryEngine
+from spatial_memory.memory.interface import QueryOutput
+from spatial_memory.memory.lost import LostMonitor
+from spatial_memory.memory.registry import build_model, save_checkpoint
+
+SMALL_ENCODER = EncoderConfig(image_size=32, widths=(8, 16), token_dim=32, tokens_per_frame=4, heads=2)
+SMALL_KINAEMA = {"slots": 8, "dim": 32, "heads": 2, "correction_hidden": 32, "query_hidden": 32}
+STEP = np.array([0.35, 0.0, 0.0])  # one vote per step (>= 0.3 m)
+
+
+def monitor() -> LostMonitor:
+    return LostMonitor(distance_m=2.0, min_seen=0.8, window=5, votes=4)
+
+
+def test_answers_far_from_the_robot_frame_after_frame_mean_lost():
+    m = monitor()
+    verdicts = [m.observe(STEP, (3.5, 1.0), 0.95, 0.3).inconsistent for _ in range(3)]
+    assert verdicts == [True, True, True] and not m.lost
+    m.observe(STEP, (3.5, 1.0), 0.95, 0.3)
+    assert m.lost
+    m.reset()
+    assert not m.lost
+
+
+def test_answers_where_the_robot_is_are_consistent():
+    m = monitor()
+    for _ in range(20):
+        vote = m.observe(STEP, (0.5, -0.2), 0.95, 0.3)  # the robot is at (0.35, 0) of the last frame
+        assert not vote.inconsistent
+    assert not m.lost
+
+
+def test_one_inconsistent_answer_among_consistent_ones_is_not_lost():
+    """A look-alike place now and then (one wrong match in a window) must not reset the memory."""
+    m = monitor()
+    for k in range(30):
+        far = k % 3 == 0
+        m.observe(STEP, (4.0, 0.0) if far else (0.3, 0.0), 0.95, 0.3)
+        assert not m.lost
+
+
+def test_no_vote_when_unsure_unseen_or_standing_still():
+    m = monitor()
+    assert m.observe(STEP, (5.0, 0.0), 0.5, 0.3) is None  # not sure it saw the place
+    assert m.observe(STEP, (5.0, 0.0), 0.95, 3.0).inconsistent is False  # 5 m off, but sigma 3 m admits it
+    for _ in range(50):  # standing in front of a look-alike: one vote, not fifty
+        assert m.observe(np.zeros(3), (5.0, 0.0), 0.95, 0.3) is None
+    assert not m.lost
+    turned = m.observe(np.array([0.0, 0.0, math.radians(25)]), (5.0, 0.0), 0.95, 0.3)
+    assert turned is not None and turned.inconsistent  # a turn of 20 deg or more is a new view
+
+
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.floats(-0.5, 0.5),
+            st.floats(-0.2, 0.2),
+            st.floats(-0.6, 0.6),
+            st.floats(-1.9, 1.9),
+            st.floats(-1.9, 1.9),
+            st.floats(0.0, 1.0),
+            st.floats(0.01, 5.0),
+        ),
+        max_size=60,
+    )
+)
+@settings(max_examples=60, deadline=None)
+def test_answers_within_the_distance_never_mean_lost(steps):
+    """Whatever the motion, seen probability and sigma: an answer less than distance_m (2 m) from where the
+    robot is is never evidence of a kidnap."""
+    m = monitor()
+    for dx, dy, dyaw, ex, ey, seen, sigma in steps:
+        scale = min(1.0, 1.99 / max(math.hypot(ex, ey), 1e-9))  # the answer's offset kept under 2 m
+        answer = (dx + ex * scale, dy + ey * scale)
+        vote = m.observe(np.array([dx, dy, dyaw]), answer, seen, sigma)
+        assert vote is None or not vote.inconsistent
+    assert not m.lost
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"distance_m": 0.0},
+        {"distance_m": math.inf},
+        {"min_seen": 1.5},
+        {"votes": 6},
+        {"votes": 0},
+        {"window": 2.5},
+    ],
+)
+def test_bad_settings_are_refused(kwargs):
+    with pytest.raises(ConfigError):
+        LostMonitor(**{"distance_m": 2.0, "min_seen": 0.8, "window": 5, "votes": 4, **kwargs})
+    with pytest.raises(ConfigError):
+        EngineConfig(**{f"lost_{k}": v for k, v in kwargs.items()})
+
+
+# -- the engine: a memory that keeps placing the current view far away restarts ----------------------------
+
+
+@pytest.fixture
+def engine_factory(tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "kinaema.pt"
+    encoder = ImageEncoder(SMALL_ENCODER)
+    save_checkpoint(path, build_model("kinaema", SMALL_KINAEMA, encoder_config=SMALL_ENCODER), encoder)
+
+    def make(answer_xy: tuple[float, float], **kw) -> MemoryEngine:
+        """An engine whose model answers every query at `answer_xy` (in the last frame's base frame), sure
+        it saw the place, sigma 0.3 m: the memory's answers are what this test controls."""
+        engine = MemoryEngine(EngineConfig(checkpoint=str(path), resize="none", **{"lost_check": True, **kw}))
+
+        def query(state, tokens):
+            b = tokens.shape[0]
+            pose = torch.tensor([[answer_xy[0], answer_xy[1], 0.0, 1.0]]).expand(b, 4)
+            return QueryOutput(pose, torch.full((b,), math.log(0.3)), torch.full((b,), 5.0))
+
+        engine.model.query = query
+        return engine
+
+    return make
+
+
+def _drive(engine: MemoryEngine, frames: int) -> list[str]:
+    """Frames 0.35 m apart along x, 0.2 s apart."""
+    image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    results = []
+    for k in range(frames):
+        T = np.eye(4)
+        T[0, 3] = 0.35 * k
+        results.append(engine.update(image, T_world_base=T, stamp_ns=(k + 1) * 200_000_000))
+    return results
+
+
+def test_the_engine_restarts_a_memory_that_was_carried_away(engine_factory):
+    engine = engine_factory((4.0, 0.0))  # every view recognised 4 m from where the robot is
+    results = _drive(engine, 8)
+    # frame 0 starts the memory; frames 1-4 vote; the 4th inconsistent vote (frame 4) restarts it
+    assert results[:4] == [USED] * 4 and results[4] == RESET_AND_USED
+    # after the reset the votes start again: frames 5-7 give three, not yet four
+    assert engine.counters["lost_resets"] == 1 and engine.steps == 4  # frames 4-7 in the new memory
+    assert engine.status()["lost_resets"] == engine.counters["lost_resets"]
+
+
+def test_the_engine_keeps_a_memory_that_places_the_view_where_the_robot_is(engine_factory):
+    engine = engine_factory((0.4, 0.1))
+    assert _drive(engine, 12) == [USED] * 12
+    assert engine.counters["lost_resets"] == 0 and engine.steps == 12
+
+
+def test_lost_check_off_never_restarts(engine_factory):
+    engine = engine_factory((4.0, 0.0), lost_check=False)
+    assert _drive(engine, 12) == [USED] * 12

@@ -182,3 +182,17 @@ def test_config_is_checked():
     ):
         with pytest.raises(ConfigError):
             RefineConfig(**bad)
+
+
+def test_only_views_taken_before_a_time_are_asked_when_told(house):
+    """The kidnap check asks only old views: a picture of a place seen only lately is not verified against
+    those, and with no view old enough nothing is tried."""
+    sim, frames = house
+    store = _store(frames)
+    T_true = _turned(frames[20][3], 5.0, forward_m=0.1)  # near a late view of the turn
+    rgb, _ = sim.sim.render_view(T_true)
+    assert store.refine(rgb).ok  # any view may answer
+    nothing = store.refine(rgb, taken_before_ns=frames[0][4])
+    assert not nothing.ok and nothing.tried == 0 and "old enough" in nothing.reason
+    early = store.refine(rgb, taken_before_ns=frames[8][4])  # the turn's first third: other walls
+    assert not early.ok or early.view_stamp_ns < frames[8][4]

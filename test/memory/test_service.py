@@ -126,3 +126,51 @@ def test_an_injected_engine_serves_alone(drive):
     _, frames = drive
     _feed(service, frames[:2])  # add_view without a store: nothing kept, no error
     assert service.backends == ("kinaema",) and service.query(frames[0][0]).backend == "kinaema"
+
+
+def _replay(service: MemoryService, frames, shift_m: float, start_ns: int) -> list[int]:
+    """The same views again, later, with the odometry's poses moved `shift_m` along x (0: where they were
+    taken). Returns the service's kidnap resets after each frame."""
+    shift = np.eye(4)
+    shift[0, 3] = shift_m
+    resets = []
+    for k, (rgb, depth, K, T_base, T_cam, _) in enumerate(frames):
+        stamp = start_ns + k * 200_000_000
+        service.update(rgb, T_world_base=shift @ T_base, stamp_ns=stamp)
+        service.add_view(rgb, depth, K, shift @ T_cam, stamp)
+        resets.append(service.status()["kidnap_resets"])
+    return resets
+
+
+@pytest.mark.parametrize("shift_m, reset", [(3.0, True), (0.0, False)], ids=["carried-3-m", "came-back"])
+def test_the_kidnap_check_resets_a_memory_whose_odometry_no_longer_matches_what_it_sees(
+    drive, shift_m, reset
+):
+    """Views seen again much later: where the odometry says they were taken (a revisit), the memory stays;
+    3 m from it (the robot was carried off and the odometry never knew), two verified matches in a row
+    reset every backend, so old places are no longer answered 3 m off."""
+    _, frames = drive
+    cfg = RefineConfig(kidnap_every=1, kidnap_min_age_s=1.0, kidnap_votes=2)
+    service = MemoryService.from_config(EngineConfig(checkpoint=CHECKPOINT), serve_keyframes=True, refine=cfg)
+    _feed(service, frames[:20])
+    assert len(service.views) >= 3
+    resets = _replay(service, frames[:8], shift_m, frames[19][5] + 10**9)
+    if reset:
+        assert resets[-1] == 1, resets
+        assert service.steps < 8 and len(service.views) < 8  # started again after the reset
+    else:
+        assert resets == [0] * 8
+        assert service.steps == 28
+
+
+def test_kidnap_check_settings_are_checked():
+    for bad in (
+        {"kidnap_every": -1},
+        {"kidnap_votes": 0},
+        {"kidnap_votes": 4, "kidnap_window": 3},
+        {"kidnap_min_age_s": 0.0},
+        {"kidnap_distance_m": -1},
+        {"kidnap_min_inliers": 0},
+    ):
+        with pytest.raises(ConfigError):
+            RefineConfig(**bad)

@@ -501,7 +501,7 @@ class LiveScores:
     refined_pct: float = math.nan  # seen queries answered with a verified, refined pose
     query_ms_median: float = math.nan  # wall time of one answer (live runs)
     query_ms_p95: float = math.nan
-    lost_resets: float = math.nan  # memory resets by the lost check (`memory.lost`), all runs together
+    lost_resets: float = math.nan  # memory resets for a kidnap (lost / kidnap checks), all runs together
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in dataclasses.asdict(self).items() if k != "mem_rpe"}
@@ -586,12 +586,12 @@ def run_scenarios(
                 sim=sim_config or LiveSimConfig(world=LiveWorldConfig()),
             )
             run = LiveMemoryRun(cfg, service=service, backends=backends)
-            resets = service.engine.counters["lost_resets"]
+            resets = _resets(service)
             try:
                 run.run()
             finally:
                 run.close()
-            resets = service.engine.counters["lost_resets"] - resets
+            resets = _resets(service) - resets
             for b in backends:
                 run.answers[b].lost_resets.append(resets)
                 pooled[b].extend(run.answers[b])
@@ -600,6 +600,11 @@ def run_scenarios(
                 progress(f"{name} seed {seed}: {n} queries, {run.wall_s:.0f} s")
         results[name] = {b: (score(pooled[b]), pooled[b]) for b in backends}
     return results
+
+
+def _resets(service: MemoryService) -> int:
+    """Memory resets for a kidnap so far: the engine's lost check and the service's geometric one."""
+    return service.engine.counters["lost_resets"] + service.status().get("kidnap_resets", 0)
 
 
 _COLUMNS = (

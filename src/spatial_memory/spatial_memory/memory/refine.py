@@ -118,22 +118,53 @@ class RefineConfig:
     seen_probability: float = field(
         default=0.99, metadata=_help("seen probability reported with a verified answer")
     )
+    kidnap_every: int = field(
+        default=0,
+        metadata=_help(
+            "kidnap check: every this many RGB-D frames, verify the current view against views at least "
+            "kidnap_min_age_s old; 0 = off (memory.service; off: repeated furniture fooled it, README); "
+            "3 is what was measured"
+        ),
+    )
+    kidnap_min_age_s: float = field(
+        default=5.0, metadata=_help("kidnap check: only views at least this old are asked (not the way)")
+    )
+    kidnap_distance_m: float = field(
+        default=2.0,
+        metadata=_help("kidnap check: a verified match this far from the odometry's camera pose votes"),
+    )
+    kidnap_votes: int = field(
+        default=2,
+        metadata=_help("kidnap check: this many such matches among the last kidnap_window verified"),
+    )
+    kidnap_min_inliers: int = field(
+        default=40,
+        metadata=_help(
+            "kidnap check: only a match with this many PnP inliers votes (repeated furniture fools 25)"
+        ),
+    )
+    kidnap_window: int = field(
+        default=3, metadata=_help("kidnap check: verified matches remembered (far or near the odometry)")
+    )
 
     def __post_init__(self) -> None:
-        for name in ("capacity", "max_features", "vote_features", "min_view_features", "min_inliers"):
+        for name in (
+            "capacity", "max_features", "vote_features", "min_view_features", "min_inliers",
+            "kidnap_min_inliers",
+        ):  # fmt: skip
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < (6 if name == "min_inliers" else 1):
                 raise ConfigError(
                     f"RefineConfig.{name} must be an integer >= 1 (min_inliers >= 6), got {v!r}"
                 )
-        for name in ("near_candidates", "vote_candidates"):
+        for name in ("near_candidates", "vote_candidates", "kidnap_every"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ConfigError(f"RefineConfig.{name} must be an integer >= 0, got {v!r}")
         for name in (
             "new_view_move_m", "new_view_turn_deg", "near_m", "reprojection_px", "sigma_m", "sift_contrast",
             "sigma_yaw_deg",
-            "max_tilt_deg", "max_height_change_m",
+            "max_tilt_deg", "max_height_change_m", "kidnap_min_age_s", "kidnap_distance_m",
         ):  # fmt: skip
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < v < math.inf:
@@ -147,6 +178,13 @@ class RefineConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < math.inf:
                 raise ConfigError(f"RefineConfig.{name} must be a finite number >= 0, got {v!r}")
+        votes, window = self.kidnap_votes, self.kidnap_window
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (votes, window)) or not (
+            1 <= votes <= window
+        ):
+            raise ConfigError(
+                f"RefineConfig needs integers 1 <= kidnap_votes ({votes!r}) <= kidnap_window ({window!r})"
+            )
         if not 0.0 < self.ratio <= 1.0 or not 0.0 <= self.seen_probability <= 1.0:
             raise ConfigError("RefineConfig.ratio must be in (0, 1] and seen_probability in [0, 1]")
 
@@ -389,10 +427,12 @@ class ViewStore:
         self,
         query_rgb: np.ndarray,
         T_world_query: np.ndarray | Sequence[np.ndarray] | None = None,  # noqa: N803
+        taken_before_ns: int | None = None,
     ) -> Refinement:
         """Verify and refine a coarse answer (`T_world_query`, the query camera in the store's frame, or
         several guesses, e.g. from two models; None: search by appearance only) by PnP against the best
-        candidate views; see the module docstring."""
+        candidate views; see the module docstring. `taken_before_ns`: only views stamped before it are
+        candidates (the kidnap check asks what the robot saw long ago, not on the way here)."""
         rgb = _check_rgb(query_rgb)
         if not self._views:
             return Refinement(None, 0, -1, 0, "no stored RGB-D views yet")
@@ -405,7 +445,12 @@ class ViewStore:
         if len(uv) < self.config.min_inliers:
             return Refinement(None, 0, -1, 0, f"only {len(uv)} features in the picture")
         guesses = [] if T_world_query is None else _guesses(T_world_query)
-        candidates = self._candidates(desc, guesses)
+        eligible = None
+        if taken_before_ns is not None:
+            eligible = np.array([v.stamp_ns < taken_before_ns for v in self._views])
+            if not eligible.any():
+                return Refinement(None, 0, -1, 0, "no stored view old enough")
+        candidates = self._candidates(desc, guesses, eligible)
         matched = [self._matches(desc, self._views[i]) for i in candidates]
         best = (0, -1, None)  # inliers, view index, T_world_query
         for index, (qi, xyz, _) in zip(candidates, matched, strict=True):
@@ -427,16 +472,25 @@ class ViewStore:
         reason = f"{inliers} PnP inliers against view {view_id}"
         return Refinement(T, inliers, view_id, len(candidates), reason, self._views[index].stamp_ns)
 
-    def _candidates(self, desc: np.ndarray, guesses: Sequence[np.ndarray]) -> list[int]:
-        """Indices of the views to verify: nearest each coarse guess first, then the best voted."""
+    def _candidates(
+        self, desc: np.ndarray, guesses: Sequence[np.ndarray], eligible: np.ndarray | None = None
+    ) -> list[int]:
+        """Indices of the views to verify: nearest each coarse guess first, then the best voted; only
+        `eligible` views (a bool per view) when given."""
         cfg, chosen = self.config, []
         for guess in guesses if cfg.near_candidates else ():
             dist, turn = self._pose_gaps(check_pose(guess, "T_world_query"))
             score = dist + turn * (cfg.new_view_move_m / math.radians(cfg.new_view_turn_deg))
-            order = [int(i) for i in np.argsort(score, kind="stable") if dist[i] <= cfg.near_m]
+            order = [
+                int(i)
+                for i in np.argsort(score, kind="stable")
+                if dist[i] <= cfg.near_m and (eligible is None or eligible[i])
+            ]
             chosen += [i for i in order if i not in chosen][: cfg.near_candidates]
         if cfg.vote_candidates:
             votes = self._votes(desc)
+            if eligible is not None:
+                votes = np.where(eligible, votes, 0)
             order = np.argsort(-votes, kind="stable")
             voted = [int(i) for i in order if votes[i] > 0 and int(i) not in chosen]
             chosen += voted[: cfg.vote_candidates]

@@ -31,6 +31,7 @@ import dataclasses
 import io
 import logging
 import threading
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,11 @@ class MemoryService:
         self._T_world_base: np.ndarray | None = None  # base pose of the newest frame
         self._image_shape: tuple[int, int] | None = None  # (height, width) of the camera images fed
         self._expect_shape: tuple[int, int] | None = None  # a loaded memory's camera, before any image
-        self._counts = {"views_stored": 0, "views_skipped": 0, "refined": 0, "refine_fallbacks": 0}
+        self._counts = {
+            "views_stored": 0, "views_skipped": 0, "refined": 0, "refine_fallbacks": 0, "kidnap_resets": 0,
+        }  # fmt: skip
+        self._views_offered = 0  # RGB-D frames offered since the last reset (the kidnap check's clock)
+        self._kidnap_verdicts: deque[bool] = deque()  # the last verified matches: far from the odometry?
 
     @classmethod
     def from_config(
@@ -128,6 +133,8 @@ class MemoryService:
                 self.views.reset()
             self._T_world_base = None
             self._expect_shape = None
+            self._views_offered = 0
+            self._kidnap_verdicts.clear()
 
     @property
     def resume_pending(self) -> bool:
@@ -212,7 +219,38 @@ class MemoryService:
                 return False
             stored = self.views.add(rgb, depth_m, K, T_world_cam, stamp_ns)
             self._counts["views_stored" if stored else "views_skipped"] += 1
+            self._views_offered += 1
+            self._check_kidnap(rgb, T_world_cam, int(stamp_ns))
             return stored
+
+    def _check_kidnap(self, rgb: np.ndarray, T_world_cam: np.ndarray, stamp_ns: int) -> None:  # noqa: N803
+        """The geometric kidnap check (`RefineConfig.kidnap_*`): every `kidnap_every` RGB-D frames, verify
+        the current view by PnP against views stored at least `kidnap_min_age_s` ago. A verified match
+        puts the camera where that old view says it is; when that is `kidnap_distance_m` or more from
+        where the odometry puts it in `kidnap_votes` of the last `kidnap_window` verified matches, the robot
+        was carried off (or its odometry jumped): every backend is reset, so old places are "not seen"
+        rather than answered metres off. A check that verifies nothing, or with fewer than
+        `kidnap_min_inliers` inliers, is no evidence either way."""
+        cfg = self.views.config
+        if not cfg.kidnap_every or self._views_offered % cfg.kidnap_every:
+            return
+        found = self.views.refine(rgb, None, taken_before_ns=stamp_ns - int(cfg.kidnap_min_age_s * 1e9))
+        if not found.ok or found.inliers < cfg.kidnap_min_inliers:
+            return
+        off = float(np.hypot(*(found.T_world_query[:2, 3] - T_world_cam[:2, 3])))
+        self._kidnap_verdicts.append(off >= cfg.kidnap_distance_m)
+        while len(self._kidnap_verdicts) > cfg.kidnap_window:
+            self._kidnap_verdicts.popleft()
+        if sum(self._kidnap_verdicts) >= cfg.kidnap_votes:
+            logger.warning(
+                "the camera sees a place it saw %.0f s ago, %.1f m from where the odometry puts it (%d of "
+                "the last %d verified views): the robot was carried off (or its odometry jumped); the "
+                "memory restarts",
+                (stamp_ns - found.view_stamp_ns) * 1e-9, off, sum(self._kidnap_verdicts),
+                len(self._kidnap_verdicts),
+            )  # fmt: skip
+            self.reset()
+            self._counts["kidnap_resets"] += 1
 
     # -- files --------------------------------------------------------------------------------------
 

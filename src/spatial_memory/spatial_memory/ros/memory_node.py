@@ -281,7 +281,13 @@ class MemoryNode(Node):
 
 
 MEMORY_HEALTH = HealthChecks(
-    bad_counters=("frames_dropped_late", "time_jump_resets", "lost_resets", "views_without_depth")
+    bad_counters=(
+        "frames_dropped_late",
+        "time_jump_resets",
+        "lost_resets",
+        "kidnap_resets",
+        "views_without_depth",
+    )
     + IMAGE_DROP_COUNTERS
 )
 

@@ -81,7 +81,8 @@ class MemoryService:
             "views_stored": 0, "views_skipped": 0, "refined": 0, "refine_fallbacks": 0, "kidnap_resets": 0,
         }  # fmt: skip
         self._views_offered = 0  # RGB-D frames offered since the last reset (the kidnap check's clock)
-        self._kidnap_verdicts: deque[bool] = deque()  # the last verified matches: far from the odometry?
+        window = views.config.kidnap_window if views is not None else 1
+        self._kidnap_verdicts: deque[bool] = deque(maxlen=window)  # last verified matches: far from odometry?
 
     @classmethod
     def from_config(
@@ -239,8 +240,6 @@ class MemoryService:
             return
         off = float(np.hypot(*(found.T_world_query[:2, 3] - T_world_cam[:2, 3])))
         self._kidnap_verdicts.append(off >= cfg.kidnap_distance_m)
-        while len(self._kidnap_verdicts) > cfg.kidnap_window:
-            self._kidnap_verdicts.popleft()
         if sum(self._kidnap_verdicts) >= cfg.kidnap_votes:
             logger.warning(
                 "the camera sees a place it saw %.0f s ago, %.1f m from where the odometry puts it (%d of "

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from spatial_memory.cli import main
-from spatial_memory.errors import ConfigError
+from spatial_memory.errors import ConfigError, InvalidInputError
 from spatial_memory.memory.data import DatasetSpec, SequenceDataset, build_dataset, collate_windows
 from spatial_memory.memory.encoder import EncoderConfig
 from spatial_memory.memory.interface import query_loss
@@ -183,3 +183,31 @@ def test_cli_train(dataset, tmp_path, capsys):
     ckpt = load_checkpoint(tmp_path / "cli" / "last.pt")
     assert ckpt.extra["train_config"]["model_overrides"] == {"hidden": 64, "context_dim": 32}
     assert main([*args[:-2], "--set", "encoder.heads=4"]) == 2  # another config: refused, one-line error
+
+
+def test_init_from_starts_at_the_checkpoint_weights(dataset, tmp_path):
+    train(_config(dataset, steps=2), tmp_path / "base", progress=False)
+    base = tmp_path / "base" / "last.pt"
+    config = _config(dataset, steps=2, seed=5, init_from=str(base))
+    model, encoder = _build(config)
+    started = {f"model.{k}": v for k, v in model.state_dict().items()}
+    started |= {f"encoder.{k}": v for k, v in encoder.state_dict().items()}
+    assert _same(started, _weights(base))  # not the seed-5 weights
+    fresh, _ = _build(_config(dataset, steps=2, seed=5))
+    assert not torch.equal(next(iter(fresh.state_dict().values())), next(iter(model.state_dict().values())))
+    result = train(config, tmp_path / "tuned", progress=False)
+    assert result.step == 2
+    ckpt = load_checkpoint(tmp_path / "tuned" / "last.pt")
+    assert ckpt.extra["train_config"]["init_from"] == str(base)
+    assert not _same(_weights(tmp_path / "tuned" / "last.pt"), _weights(base))  # it trained on
+
+
+def test_init_from_a_checkpoint_that_does_not_fit_is_refused(dataset, tmp_path):
+    train(_config(dataset, steps=1), tmp_path / "base", progress=False)
+    base = str(tmp_path / "base" / "last.pt")
+    with pytest.raises(ConfigError, match="no checkpoint"):
+        _build(_config(dataset, init_from=str(tmp_path / "missing.pt")))
+    with pytest.raises(ConfigError, match="do not fit"):
+        _build(_config(dataset, init_from=base, model_overrides={**TINY_KINAEMA, "slots": 4}))
+    with pytest.raises(InvalidInputError, match="expected 'gru'"):
+        _build(_config(dataset, init_from=base, model="gru", model_overrides={}))

@@ -316,6 +316,10 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
         "--freeze-encoder", action="store_true", help="keep the image encoder fixed (faster, usually worse)"
     )
     train.add_argument(
+        "--init", type=Path, default=None, metavar="CHECKPOINT",
+        help="start from this checkpoint's model and encoder weights (fine-tuning; default: fresh weights)",
+    )  # fmt: skip
+    train.add_argument(
         "--set",
         action="append",
         default=[],
@@ -337,6 +341,8 @@ def _train_config(args: argparse.Namespace):  # noqa: ANN202 - the import is def
     fields |= {k: v for k, v in flags.items() if v is not None}
     if args.freeze_encoder:
         fields["freeze_encoder"] = True
+    if args.init is not None:
+        fields["init_from"] = str(args.init)
     overrides: dict = {}
     for item in args.set:
         key, sep, text = item.partition("=")

@@ -99,6 +99,7 @@ class TrainConfig:
     log_every: int = 10  # write a log.jsonl record every N steps
     threads: int = 2  # torch intra-op threads
     device: str = "cpu"  # torch device: 'cpu', 'cuda', 'cuda:1', ...; checkpoints are always saved for CPU
+    init_from: str = ""  # a checkpoint whose weights start the run (fine-tuning); "": fresh, from seed
 
     def __post_init__(self) -> None:
         if self.model not in TRAINABLE:
@@ -130,6 +131,10 @@ class TrainConfig:
             raise ConfigError("TrainConfig: lr must be > 0, weight_decay and grad_clip >= 0")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ConfigError(f"TrainConfig.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if not isinstance(self.init_from, str):
+            raise ConfigError(
+                f"TrainConfig.init_from must be a checkpoint path or '', got {self.init_from!r}"
+            )
         if self.mim_weight is not None and not (math.isfinite(self.mim_weight) and self.mim_weight >= 0):
             raise ConfigError(f"TrainConfig.mim_weight must be >= 0 or None, got {self.mim_weight!r}")
 
@@ -351,7 +356,27 @@ def _build(config: TrainConfig) -> tuple[MemoryModel, ImageEncoder]:
     model = build_model(config.model, dict(config.model_overrides), config.encoder)
     if model.config.pose_mode != "planar":
         raise ConfigError("training reads planar (x, y, yaw) targets: pose_mode must be 'planar'")
+    if config.init_from:
+        _init_weights(config, model, encoder)
     return model, encoder
+
+
+def _init_weights(config: TrainConfig, model: MemoryModel, encoder: ImageEncoder) -> None:
+    """Start from `config.init_from`'s weights (fine-tuning). The run's own model config applies: fields
+    that hold no weights (read-out options, write rules) may differ from the checkpoint's; a shape that
+    differs, another model or another encoder is a ConfigError naming the checkpoint."""
+    path = Path(config.init_from)
+    if not path.is_file():
+        raise ConfigError(f"TrainConfig.init_from: no checkpoint at {path}")
+    ckpt = load_checkpoint(path, expect_model=config.model, expect_encoder_config=config.encoder)
+    try:
+        model.load_state_dict(ckpt.model.state_dict())
+        encoder.load_state_dict(ckpt.encoder.state_dict())
+    except RuntimeError as exc:
+        raise ConfigError(
+            f"TrainConfig.init_from {path}: its weights do not fit this run's model: {exc}"
+        ) from exc
+    logger.info("initialised %s and its encoder from %s", config.model, path)
 
 
 def _check_data(config: TrainConfig) -> None:

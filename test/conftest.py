@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -11,6 +12,27 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+@pytest.fixture(autouse=True)
+def _project_logs_reach_caplog():
+    """Where ROS 2 is sourced, pytest loads launch_testing's plugin, and its `import launch` makes every
+    logger created afterwards a LaunchLogger that does not propagate: the project's records would then miss
+    the root logger (caplog, a CLI's basicConfig). For each test, plain loggers again and the project's
+    existing ones propagating; restored afterwards, so launch's own tests see launch's logging."""
+    cls = logging.getLoggerClass()
+    stuck = [
+        lg
+        for name, lg in logging.Logger.manager.loggerDict.items()
+        if name.split(".")[0] == "spatial_memory" and isinstance(lg, logging.Logger) and not lg.propagate
+    ]
+    logging.setLoggerClass(logging.Logger)
+    for lg in stuck:
+        lg.propagate = True
+    yield
+    logging.setLoggerClass(cls)
+    for lg in stuck:
+        lg.propagate = False
 
 
 @pytest.fixture(scope="session")

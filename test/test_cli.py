@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from spatial_memory.cli import main
+from spatial_memory.errors import SpatialMemoryError
 
 
 def _tum(root: Path, n: int = 6) -> Path:
@@ -230,3 +231,16 @@ def test_verbose_adds_the_traceback_to_the_one_line(tmp_path, caplog, no_work):
         assert not caplog.records[-1].exc_info
         assert main(["-v", *argv]) == 2
         assert caplog.records[-1].exc_info
+
+
+def test_set_values_read_as_yaml_with_numbers_as_python_reads_them():
+    from spatial_memory.cli import _key_value
+
+    assert _key_value("lr=3e-4") == ("lr", 3e-4)
+    assert _key_value(" model.slots = 32") == ("model.slots", 32)
+    assert _key_value("recall_write=clock") == ("recall_write", "clock")
+    assert _key_value("encoder.widths=[8, 16]") == ("encoder.widths", [8, 16])
+    assert _key_value("mim_weight=null") == ("mim_weight", None)
+    assert _key_value("name='3e-4'") == ("name", "3e-4")  # quoted: the string stays a string
+    with pytest.raises(SpatialMemoryError, match="KEY=VALUE"):
+        _key_value("lr")

@@ -178,10 +178,12 @@ def test_cli_train(dataset, tmp_path, capsys):
     args += ["--steps", "1", "--batch", "2", "--window", "10", "--threads", "1", "--no-progress"]
     args += ["--set", "encoder.image_size=32", "--set", "encoder.widths=[8,16]", "--set", "model.hidden=64"]
     args += ["--set", "model.context_dim=32", "--set", "encoder.token_dim=32", "--set", "encoder.heads=2"]
+    args += ["--set", "lr=3e-4"]  # YAML 1.1 would read a string; the help's own example
     assert main(args) == 0
     assert "trained to step 1" in capsys.readouterr().out
     ckpt = load_checkpoint(tmp_path / "cli" / "last.pt")
     assert ckpt.extra["train_config"]["model_overrides"] == {"hidden": 64, "context_dim": 32}
+    assert ckpt.extra["train_config"]["lr"] == 3e-4
     assert main([*args[:-2], "--set", "encoder.heads=4"]) == 2  # another config: refused, one-line error
 
 

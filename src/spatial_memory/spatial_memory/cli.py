@@ -10,11 +10,13 @@ before the work starts, so a mistake costs no work. An output folder that is not
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from spatial_memory.errors import SpatialMemoryError
 
@@ -330,9 +332,25 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _train_config(args: argparse.Namespace):  # noqa: ANN202 - the import is deferred
+def _key_value(item: str) -> tuple[str, Any]:
+    """One `--set KEY=VALUE`: the value read as YAML, except that a plain word Python reads as a number is
+    that number (YAML 1.1 reads `3e-4` as a string; `lr=3e-4` means 3e-4)."""
     import yaml
 
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise SpatialMemoryError(f"--set takes KEY=VALUE, got {item!r}")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpatialMemoryError(f"--set {item!r}: {exc}") from exc
+    if isinstance(value, str) and value == text.strip():
+        with contextlib.suppress(ValueError):
+            value = float(value)
+    return key.strip(), value
+
+
+def _train_config(args: argparse.Namespace):  # noqa: ANN202 - the import is deferred
     from spatial_memory.memory.train import TrainConfig
 
     fields: dict = {"data": str(args.data), "model": args.model}
@@ -345,14 +363,7 @@ def _train_config(args: argparse.Namespace):  # noqa: ANN202 - the import is def
         fields["init_from"] = str(args.init)
     overrides: dict = {}
     for item in args.set:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise SpatialMemoryError(f"--set takes KEY=VALUE, got {item!r}")
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise SpatialMemoryError(f"--set {item!r}: {exc}") from exc
-        key = key.strip()
+        key, value = _key_value(item)
         if key.startswith("model."):
             overrides[key.removeprefix("model.")] = value
         else:
@@ -663,8 +674,6 @@ def _check_checkpoints(models: list[str], encoder: Path | None) -> None:
 
 def _run_eval_mem_rpe_live(args: argparse.Namespace) -> None:
     os.environ.setdefault("MUJOCO_GL", "egl")
-    import yaml
-
     from spatial_memory.config import load_config
     from spatial_memory.eval.live_mem_rpe import compare_offline_live
     from spatial_memory.memory.data import parse_seeds
@@ -678,10 +687,8 @@ def _run_eval_mem_rpe_live(args: argparse.Namespace) -> None:
         engine = dataclasses.replace(engine, checkpoint=args.checkpoint)
     overrides = {}
     for item in args.overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SpatialMemoryError(f"--set takes KEY=VALUE, got {item!r}")
-        overrides[key] = yaml.safe_load(value)
+        key, value = _key_value(item)
+        overrides[key] = value
     report = compare_offline_live(
         engine=dataclasses.replace(engine, threads=engine.threads or 1),
         update_rate_hz=node.update_rate_hz,

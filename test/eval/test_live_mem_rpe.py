@@ -202,3 +202,23 @@ def test_cli_prints_and_writes_the_live_table(tmp_path, capsys):
     assert out.with_suffix(".md").is_file()
     assert main(["eval", "mem-rpe-live", "--seeds", "1000", "--length", "5", "--scenarios", "moonwalk",
                  "--no-offline", "--out", str(out)]) == 2  # fmt: skip
+
+
+def test_the_revisit_scenario_gets_an_offline_row_asking_as_old_views(tmp_path):
+    """Offline rows: the dataset tour's queries, and for revisit the same tours asked only about views as
+    old as the live scenario's (T/2): the like-for-like offline reference of that live row."""
+    from spatial_memory.eval.live_mem_rpe import compare_offline_live
+
+    report = compare_offline_live(
+        engine=EngineConfig(checkpoint=CHECKPOINT, resize="crop", camera_height_m=1.45, threads=1),
+        update_rate_hz=5.0, seeds=[1000], length=60, scenarios=["revisit"], preset="room",
+        cache=tmp_path / "episodes", out=tmp_path / "live.json", progress=False,
+    )  # fmt: skip
+    assert list(report["rows"]) == ["offline kinaema", "offline revisit kinaema", "live revisit kinaema"]
+    from spatial_memory.memory.data import EpisodeArrays
+
+    ep = EpisodeArrays.load(tmp_path / "episodes" / "room_64x64_T60_age30" / "val" / "seed_01000" / "compact")
+    seen_steps = ep.query_step[np.asarray(ep.query_seen, bool)]
+    assert seen_steps.size and (seen_steps >= 30).all()  # T/2 = 30 steps: only views that old are asked
+    assert report["rows"]["offline revisit kinaema"]["mem_rpe"]["seen_count"] == seen_steps.size
+    assert "offline revisit" in (tmp_path / "live.md").read_text()

@@ -11,6 +11,7 @@ import torch
 
 from spatial_memory import cli
 from spatial_memory.errors import InvalidInputError
+from spatial_memory.memory.data import EpisodeArrays
 from spatial_memory.memory.encoder import EncoderConfig, ImageEncoder
 from spatial_memory.memory.evaluate import (
     HERE,
@@ -203,3 +204,22 @@ def test_calibrate_sigma_fits_the_quantile_of_error_over_sigma(episodes):
     assert again["coverage_before"] <= 0.6 + 1e-9 and fit["factor"] != pytest.approx(1.0)
     with pytest.raises(InvalidInputError, match="coverage"):
         calibrate_sigma(model, encoder, episodes, length=STEPS, coverage=1.0)
+
+
+def test_episodes_with_older_query_sources_are_kept_apart(tmp_path):
+    """Seen queries from views at least N steps old (the revisit scenario's offline row) are other
+    episodes: their own cache folder, recorded so, and a dataset recorded with the default age is not
+    taken for them."""
+    record = dict(cache_dir=tmp_path, progress=False)
+    default = episode_paths(SEEDS[:1], 60, "room", (SIZE, SIZE), **record)[0]
+    same_but_age = [tmp_path / f"room_{SIZE}x{SIZE}_T60"]  # holds seed 1000 at T = 60, default age
+    old = episode_paths(SEEDS[:1], 60, "room", (SIZE, SIZE), same_but_age, query_min_age_steps=40, **record)
+    old = old[0]
+    assert default.parts[-4] == f"room_{SIZE}x{SIZE}_T60"
+    assert old.parts[-4] == f"room_{SIZE}x{SIZE}_T60_age40"  # recorded anew, not taken from the default
+    seen_steps = {}
+    for name, path in (("default", default), ("old", old)):
+        ep = EpisodeArrays.load(path)
+        seen_steps[name] = ep.query_step[np.asarray(ep.query_seen, bool)]
+    assert seen_steps["old"].size and (seen_steps["old"] >= 40).all()  # a source 40 steps old is needed
+    assert (seen_steps["default"] < 40).any()  # with the default age, younger ones are asked too

@@ -236,3 +236,12 @@ def test_exact_odometry_is_the_true_motion_from_the_start_pose():
         odo = exact[0].T_world_base @ s.odometry.T_odom_base
         np.testing.assert_allclose(odo, s.T_world_base, atol=1e-9)
     assert np.allclose(invert(exact[0].T_world_base) @ exact[-1].T_world_base, exact[-1].odometry.T_odom_base)
+
+
+def test_query_min_age_reaches_the_query_sampler():
+    from spatial_memory.sim.world_episode import _query_config
+
+    assert _query_config(5).min_age_steps == 20  # the sampler's default
+    cfg = _query_config(5, 40)
+    assert (cfg.every_n_steps, cfg.min_age_steps) == (5, 40)
+    assert _query_config(0, 40) is None  # no queries at all

@@ -759,6 +759,7 @@ def compare_offline_live(
     from pathlib import Path
 
     from spatial_memory.atomic import write_file_atomic
+    from spatial_memory.memory.data import DatasetSpec
     from spatial_memory.memory.engine_config import resolve_checkpoint
     from spatial_memory.memory.evaluate import episodes_for, head_camera_offset, machine_info
     from spatial_memory.memory.registry import build_model, load_checkpoint
@@ -772,16 +773,27 @@ def compare_offline_live(
     curves: dict[str, list[dict[str, float]]] = {}
     checkpoint = resolve_checkpoint(engine.checkpoint)
     if offline:
-        episodes = episodes_for(list(seeds), length, preset, (64, 64), list(data), Path(cache), progress)
         ckpt = load_checkpoint(checkpoint, model_overrides=model_overrides)
-        for backend in (b for b in backends if b != REFINED):  # recordings keep no depth: no refinement
-            model = ckpt.model
-            if backend == "keyframes":
-                offset = head_camera_offset(episodes[0])
-                model = build_model("keyframes", None, ckpt.encoder.config, camera_offset=offset).eval()
-            answers = offline_answers(model, ckpt.encoder, episodes, length)
-            rows[f"offline {backend}"] = score(answers)
-            curves[f"offline {backend}"] = reliability(answers)
+        # the plain offline rows, then one per scenario that asks only about old views (revisit), recorded
+        # with the same minimum age: what the offline benchmark says about those questions
+        ages = {"": DatasetSpec.query_min_age_steps}
+        ages |= {
+            f"{n} ": SCENARIOS[n].min_age_steps(length, update_rate_hz)
+            for n in names
+            if SCENARIOS[n].min_query_age_fraction > 0
+        }
+        for label, age in ages.items():
+            episodes = episodes_for(
+                list(seeds), length, preset, (64, 64), list(data), Path(cache), progress, age
+            )  # fmt: skip
+            for backend in (b for b in backends if b != REFINED):  # recordings keep no depth: no refinement
+                model = ckpt.model
+                if backend == "keyframes":
+                    offset = head_camera_offset(episodes[0])
+                    model = build_model("keyframes", None, ckpt.encoder.config, camera_offset=offset).eval()
+                answers = offline_answers(model, ckpt.encoder, episodes, length)
+                rows[f"offline {label}{backend}"] = score(answers)
+                curves[f"offline {label}{backend}"] = reliability(answers)
     results = run_scenarios(
         names, seeds, length, engine, preset, update_rate_hz, progress=say,
         model_overrides=model_overrides, backends=backends, refine=refine,
@@ -819,7 +831,8 @@ def compare_offline_live(
             f"Checkpoint `{checkpoint}`"
             + (f", overrides {model_overrides}" if model_overrides else "")
             + ".",
-            "Offline: recorded 64x64 episodes (the dataset tour). Live: `LiveSim` (sim_node's core, its "
+            "Offline: recorded 64x64 episodes (the dataset tour; *offline revisit*: the same tours, seen "
+            "queries only of views as old as the revisit scenario's). Live: `LiveSim` (sim_node's core, its "
             f"camera) feeding `MemoryEngine` at {update_rate_hz:g} Hz as memory_node does.",
             "",
             table,

@@ -114,6 +114,7 @@ class DatasetSpec:
     rate_hz: float = 5.0
     queries_every: int = 5
     depth_dtype: str = "float16"
+    query_min_age_steps: int = 20  # a seen query starts from a view at least this many steps old
 
     def __post_init__(self) -> None:
         if self.preset not in WORLD_PRESETS:
@@ -140,6 +141,7 @@ class DatasetSpec:
             "width": (16, 1024),
             "height": (16, 1024),
             "queries_every": (1, 100_000),
+            "query_min_age_steps": (1, 100_000),
         }
         for name, (lo, hi) in limits.items():
             value = getattr(self, name)
@@ -301,6 +303,7 @@ def _record(spec: DatasetSpec, root: Path, split: str, seed: int) -> float:
         rate_hz=float(spec.rate_hz),
         formats=("compact",),
         queries_every=spec.queries_every,
+        query_min_age_steps=spec.query_min_age_steps,
         odometry=WheelOdometryConfig(seed=seed),
         depth_dtype=spec.depth_dtype,
         progress=False,

@@ -331,12 +331,8 @@ def _matching_dataset(root: Path, seeds: Sequence[int], spec: DatasetSpec) -> li
         log.warning("ignoring --data %s: %s", root, exc)
         return None
     have = index.spec
-    if (have.preset, have.steps, have.width, have.height) != (
-        spec.preset,
-        spec.steps,
-        spec.width,
-        spec.height,
-    ):
+    fields = ("preset", "steps", "width", "height", "query_min_age_steps")
+    if any(getattr(have, f) != getattr(spec, f) for f in fields):
         log.info("%s holds other episodes (%s) than %s", root, have.recording(), spec.recording())
         return None
     by_seed = {e.seed: index.root / e.path for e in index.episodes}
@@ -354,20 +350,26 @@ def episode_paths(
     data: Sequence[str | Path] = (),
     cache_dir: str | Path = Path("outputs/eval_episodes"),
     progress: bool = True,
+    query_min_age_steps: int = DatasetSpec.query_min_age_steps,
 ) -> list[Path]:
     """Compact episode folders of `seeds` at length T, from the first matching dataset in `data`, else
-    recorded (once, resumably) into `cache_dir/<preset>_<W>x<H>_T<length>`."""
+    recorded (once, resumably) into `cache_dir/<preset>_<W>x<H>_T<length>` (`_age<N>` added where seen
+    queries start from views at least N steps old, N not the default)."""
     seeds = tuple(int(s) for s in seeds)
     if not seeds:
         raise InvalidInputError("give at least one world seed")
     width, height = resolution
-    spec = DatasetSpec(preset=preset, val_seeds=seeds, steps=length, width=width, height=height)
+    spec = DatasetSpec(
+        preset=preset, val_seeds=seeds, steps=length, width=width, height=height,
+        query_min_age_steps=query_min_age_steps,
+    )  # fmt: skip
     for root in data:
         paths = _matching_dataset(Path(root), seeds, spec)
         if paths is not None:
             log.info("episodes from dataset %s", root)
             return paths
-    folder = Path(cache_dir) / f"{preset}_{width}x{height}_T{length}"
+    age = "" if query_min_age_steps == DatasetSpec.query_min_age_steps else f"_age{query_min_age_steps}"
+    folder = Path(cache_dir) / f"{preset}_{width}x{height}_T{length}{age}"
     log.info("recording the episodes of seeds %s (T=%d) into %s", list(seeds), length, folder)
     index = build_dataset(spec, folder, progress=progress)
     by_seed = {e.seed: index.root / e.path for e in index.episodes}
@@ -382,9 +384,10 @@ def episodes_for(
     data: Sequence[str | Path] = (),
     cache_dir: str | Path = Path("outputs/eval_episodes"),
     progress: bool = True,
+    query_min_age_steps: int = DatasetSpec.query_min_age_steps,
 ) -> list[EpisodeArrays]:
     """The episodes of `seeds` at length T (see `episode_paths`), loaded with images in RAM."""
-    paths = episode_paths(seeds, length, preset, resolution, data, cache_dir, progress)
+    paths = episode_paths(seeds, length, preset, resolution, data, cache_dir, progress, query_min_age_steps)
     return [EpisodeArrays.load(p, mmap=False) for p in paths]
 
 

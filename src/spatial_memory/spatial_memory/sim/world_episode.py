@@ -319,9 +319,11 @@ def record_world_episode(
     odometry: WheelOdometryConfig | None = None,
     depth_dtype: str = "float32",
     progress: bool = True,
+    query_min_age_steps: int | None = None,
 ) -> RecordResult:
     """Record the mobile FR3 touring a preset world (`world`: 'room', 'house', 'apartment') for `steps`
-    steps at `rate_hz` into `out_dir`. `queries_every` None takes `QueryConfig`'s default; 0 = none."""
+    steps at `rate_hz` into `out_dir`. `queries_every` None takes `QueryConfig`'s default; 0 = none.
+    `query_min_age_steps`: how old a seen query's source view must be (None: `QueryConfig`'s default)."""
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise InvalidInputError(f"steps must be a positive int, got {steps!r}")
     check_targets(Path(out_dir), formats, depth_dtype)  # fail before building the world
@@ -330,7 +332,7 @@ def record_world_episode(
         robot=dataset_robot(width, height),
         rate_hz=rate_hz,
         odometry=odometry or WheelOdometryConfig(),
-        queries=_query_config(queries_every),
+        queries=_query_config(queries_every, query_min_age_steps),
     )
     with WorldEpisodeScene(config, steps) as scene:
         return record_episode(
@@ -338,11 +340,16 @@ def record_world_episode(
         )
 
 
-def _query_config(every: int | None) -> QueryConfig | None:
-    """QueryConfig for a query every `every` steps (None: the default, 0: no queries)."""
+def _query_config(every: int | None, min_age_steps: int | None = None) -> QueryConfig | None:
+    """QueryConfig for a query every `every` steps (None: the default, 0: no queries), seen ones from views
+    at least `min_age_steps` old (None: the default)."""
     if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 0):
         raise ConfigError(f"queries_every must be a non-negative integer, got {every!r}")
     if every == 0:
         return None
-    default = QueryConfig()
-    return default if every is None else dataclasses.replace(default, every_n_steps=every)
+    config = QueryConfig()
+    if every is not None:
+        config = dataclasses.replace(config, every_n_steps=every)
+    if min_age_steps is not None:
+        config = dataclasses.replace(config, min_age_steps=min_age_steps)
+    return config

@@ -363,8 +363,9 @@ def _build(config: TrainConfig) -> tuple[MemoryModel, ImageEncoder]:
 
 def _init_weights(config: TrainConfig, model: MemoryModel, encoder: ImageEncoder) -> None:
     """Start from `config.init_from`'s weights (fine-tuning). The run's own model config applies: fields
-    that hold no weights (read-out options, write rules) may differ from the checkpoint's; a shape that
-    differs, another model or another encoder is a ConfigError naming the checkpoint."""
+    that hold no weights (read-out options, write rules) may differ from the checkpoint's. A missing file or
+    a shape that differs is a ConfigError, another model or encoder config `load_checkpoint`'s
+    InvalidInputError, each naming the checkpoint."""
     path = Path(config.init_from)
     if not path.is_file():
         raise ConfigError(f"TrainConfig.init_from: no checkpoint at {path}")

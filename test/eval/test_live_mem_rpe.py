@@ -28,6 +28,7 @@ from spatial_memory.eval.live_mem_rpe import (
 from spatial_memory.memory.engine import EngineConfig, MemoryEngine
 from spatial_memory.sim import mobile_robot as mr
 from spatial_memory.sim.live import LiveSimConfig, LiveWorldConfig
+from spatial_memory.sim.world_tour import WorldTour
 
 CHECKPOINT = "models/kinaema_house64.pt"
 SMALL = LiveSimConfig(
@@ -133,6 +134,27 @@ def test_a_live_tour_feeds_the_memory_at_its_rate_and_asks_with_truth(engine):
     assert all(answers.blank_refused) and not any(answers.blank_confidence)  # ...refused: nothing to see
     assert all(np.isfinite(p).all() for p in answers.pred)
     assert not any(answers.after_kidnap)
+
+
+@pytest.mark.parametrize("scenario", ["tour", "kidnap", "teleop"])
+def test_tour_scenarios_start_where_the_recorded_tours_start(engine, scenario):
+    """The tour-driven scenarios put the robot at the tour's own start pose before the first frame, as the
+    recorded episodes start (the offline rows are the same tour); teleop starts where the sim starts it."""
+    cfg = LiveRunConfig(scenario=scenario, seed=1000, steps=5, engine=engine.config, sim=SMALL)
+    run = LiveMemoryRun(cfg, engine=engine)
+    try:
+        room_centre = run.sim.world.rooms[0].center
+        expected = WorldTour(run.sim.world, seed=1000).start_pose() if scenario != "teleop" else None
+        x, y, yaw = run.sim.sim.pose2d
+        if expected is None:
+            np.testing.assert_allclose((x, y), room_centre, atol=1e-9)
+        else:
+            np.testing.assert_allclose((x, y, yaw), expected, atol=1e-9)
+            assert math.hypot(x - room_centre[0], y - room_centre[1]) > 0.1  # a real move on this seed
+        first = next(run.taken_frames())[0]
+        np.testing.assert_allclose(first.odometry.T_odom_base[:2, 3], 0.0, atol=0.05)  # odom starts there
+    finally:
+        run.close()
 
 
 def test_the_standstill_scenario_stands_still_on_top_of_its_steps(engine):

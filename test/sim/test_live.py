@@ -13,6 +13,7 @@ from spatial_memory.errors import ConfigError, InvalidInputError
 from spatial_memory.geometry import invert
 from spatial_memory.sim import mobile_robot as mr
 from spatial_memory.sim.episode import HEAD_CAMERA, WRIST_CAMERA
+from spatial_memory.sim.exploration import STOW_POSE
 from spatial_memory.sim.live import (
     LiveSim,
     LiveSimConfig,
@@ -76,6 +77,7 @@ def ticks(sim: LiveSim, n: int) -> list:
         (lambda: LiveSimConfig(world=LiveWorldConfig(preset="room", start_room=2)), "start_room"),
         (lambda: LiveWorldConfig(start_xy=(1.0,)), "start_xy must be two numbers"),
         (lambda: LiveWorldConfig(start_xy=(1.0, math.nan)), "start_xy"),
+        (lambda: small_config(arm_start="up"), "arm_start must be one of"),
     ],
 )
 def test_bad_configs_are_refused_with_a_clear_error(make, match):
@@ -95,6 +97,24 @@ def test_the_robot_starts_at_a_given_place_or_refuses_one_in_collision():
     wall = dataclasses.replace(room, start_at_xy=True, start_xy=(cx + 0.4, cy - 0.3))  # furniture there
     with pytest.raises(ConfigError, match=r"cannot start at \("):
         LiveSim(small_config(world=wall))
+
+
+@pytest.mark.parametrize(("arm_start", "in_view"), [("stowed", False), ("home", True)])
+def test_the_arm_starts_stowed_out_of_the_head_cameras_view_or_at_home_in_it(arm_start, in_view):
+    """Stowed (the default, as the memory's training tours drive) the head camera's picture shows the place,
+    not the arm: its lower middle equals the same view rendered with the robot hidden. At home the arm
+    fills part of it."""
+    robot = dataclasses.replace(
+        SMALL_ROBOT, head_camera=mr.CameraConfig(width=80, height=60, fovy_deg=60.0, rate_hz=15.0)
+    )
+    with LiveSim(small_config(robot=robot, arm_start=arm_start)) as sim:
+        expected = STOW_POSE if arm_start == "stowed" else sim.sim.kinematics.home
+        np.testing.assert_allclose(sim.tick().q, expected)
+        seen = sim.sim.render(mr.HEAD_CAMERA)
+        hidden, _ = sim.sim.render_view(sim.sim.camera_pose(mr.HEAD_CAMERA), hide_robot=True)
+    changed = np.abs(seen.astype(int) - hidden.astype(int)).max(axis=2) > 8
+    lower_middle = changed[30:, 27:53]  # where the arm reaches forward at home
+    assert (lower_middle.mean() > 0.05) == in_view, lower_middle.mean()
 
 
 def test_config_builds_from_a_nested_dict_like_ros_parameters():

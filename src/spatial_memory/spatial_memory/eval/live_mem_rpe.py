@@ -23,7 +23,9 @@ Scores (`LiveReport`): the Mem-RPE columns of `memory.metrics` plus calibration 
 probability between seen and unseen queries, the picture control's median answer shift, the blank pictures'
 confidence, and after a kidnap the share of answers given with confidence that are more than 2 m off.
 
-Scenarios (`SCENARIOS`), each deterministic from its seed:
+Scenarios (`SCENARIOS`), each deterministic from its seed. The tour-driven ones (all but teleop) put the
+robot at the tour's start pose first, as the recorded episodes start; teleop starts where the sim does (the
+centre of room 0). The sim's arm is stowed, as in the recorded tours (`LiveSimConfig.arm_start`):
 - `tour`: the dataset's world tour (`sim.world_tour`): every room, look-arounds, revisits;
 - `teleop`: random velocity segments (forward, reverse, turning) with stops, turning away from obstacles;
 - `standstill`: the tour for 20 s, then 60 s standing still, then the tour again;
@@ -82,6 +84,10 @@ class Driver:
         """Sim time at which the robot is carried elsewhere, or None."""
         return None
 
+    def start_pose(self) -> tuple[float, float, float] | None:
+        """Where the robot is put before the run (world x, y, yaw), or None: where the sim starts it."""
+        return None
+
 
 class TourDriver(Driver):
     """The dataset's world tour (A* paths, pure pursuit, look-arounds, revisits), arm left where it is."""
@@ -93,6 +99,11 @@ class TourDriver(Driver):
     def command(self, t_s: float, pose: tuple[float, float, float], collided: bool) -> Command:
         cmd = self.script.command(pose, t_s, collided)
         return (0.0, 0.0) if cmd is None else (cmd.v, cmd.omega)
+
+    def start_pose(self) -> tuple[float, float, float]:
+        """The tour's own start (the clearest spot of its start room, facing open floor), as the recorded
+        episodes start: from anywhere else the tour first drives there, a different and longer path."""
+        return self.tour.start_pose()
 
 
 class TeleopDriver(Driver):
@@ -374,6 +385,9 @@ class LiveMemoryRun:
         scenario = SCENARIOS[cfg.scenario]
         length_s = cfg.steps / cfg.update_rate_hz
         self.driver = scenario.make_driver(self.sim, cfg.seed, length_s)
+        start = self.driver.start_pose()
+        if start is not None:  # before the first frame: the odometry starts there (it does not see the move)
+            self.sim.teleport(*start)
         self.total_steps = cfg.steps + round(scenario.extra_s * cfg.update_rate_hz)
         self.grid = WorldTour(self.sim.world, seed=cfg.seed).grid
         qcfg = QueryConfig(

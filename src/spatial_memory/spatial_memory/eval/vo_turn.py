@@ -90,8 +90,9 @@ class TurnResult:
 def record_turn(scenario: TurnScenario, config: LiveSimConfig | None = None) -> TurnRecording:
     """Turn in place in the live sim for `scenario.turns` full turns (plus one frame) and record every head
     camera frame. `config`: the sim (default: the graph's defaults in `scenario`'s world)."""
-    config = config or LiveSimConfig(
-        world=LiveWorldConfig(preset=scenario.preset, seed=scenario.seed, start_room=scenario.start_room)
+    config = config or LiveSimConfig(  # the arm in view: what the visual odometry's arm mask is for
+        world=LiveWorldConfig(preset=scenario.preset, seed=scenario.seed, start_room=scenario.start_room),
+        arm_start="home",
     )
     duration_ns = round(1e9 * scenario.turns * 2.0 * math.pi / abs(scenario.omega))
     stamps, rgb, depth, joints, wheel, truth = [], [], [], [], [], []

@@ -35,6 +35,7 @@ from spatial_memory.errors import ConfigError, InvalidInputError
 from spatial_memory.geometry import finite_float, invert
 from spatial_memory.sim import mobile_robot as mr
 from spatial_memory.sim.episode import HEAD_CAMERA, WRIST_CAMERA, CameraFrame, OdometrySample
+from spatial_memory.sim.exploration import STOW_POSE
 from spatial_memory.sim.odometry import WheelOdometry, WheelOdometryConfig
 from spatial_memory.sim.presets import PLANNING_RADIUS_M, WORLD_PRESETS, world_preset
 from spatial_memory.sim.world_scene import build_world_spec
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 # is `camera` (camera/image, ...), the wrist camera `wrist_camera`.
 CAMERA_NAMES: dict[str, str] = {HEAD_CAMERA: mr.HEAD_CAMERA, WRIST_CAMERA: mr.WRIST_CAMERA}
 _MAX_RATE_HZ = 1000.0
+ARM_STARTS = ("stowed", "home")  # LiveSimConfig.arm_start
 
 
 def _number(value: object, name: str, lo: float, hi: float) -> float:
@@ -121,7 +123,13 @@ class LiveWorldConfig:
 
 @dataclass(frozen=True)
 class LiveSimConfig:
-    """The live simulation: step rate, command timeout, world, robot (cameras included) and odometry noise.
+    """The live simulation: step rate, command timeout, world, robot (cameras included), odometry noise and
+    the arm's pose at the start.
+
+    `arm_start`: 'stowed' (the default) folds the arm beside the mast, out of the head camera's view: the
+    pose a mobile manipulator drives with, and the one the memory's training tours drive with (the compact
+    scan around `exploration.STOW_POSE`). 'home' is the FR3's ready pose, reaching forward into the lower
+    middle of the head camera's picture (what the visual odometry's arm mask is measured with).
 
     Built from partial dicts (`config.from_dict`), nested sections take their own class defaults: the
     robot's cameras then fall back to `MobileRobotConfig`'s 320x240 at 15 Hz, not the small defaults here.
@@ -132,9 +140,12 @@ class LiveSimConfig:
     world: LiveWorldConfig = field(default_factory=LiveWorldConfig)
     robot: mr.MobileRobotConfig = field(default_factory=_default_robot)
     odometry: WheelOdometryConfig = field(default_factory=WheelOdometryConfig)
+    arm_start: str = "stowed"  # the arm at the start: 'stowed' (out of the head camera's view) or 'home'
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rate_hz", _number(self.rate_hz, "rate_hz", 1.0, _MAX_RATE_HZ))
+        if self.arm_start not in ARM_STARTS:
+            raise ConfigError(f"arm_start must be one of {ARM_STARTS}, got {self.arm_start!r}")
         object.__setattr__(
             self, "cmd_vel_timeout_s", _number(self.cmd_vel_timeout_s, "cmd_vel_timeout_s", 1e-3, 60.0)
         )
@@ -205,7 +216,8 @@ class LiveSim:
         self.sim = mr.MobileFR3Sim(spec, config.robot)  # MuJoCo contacts keep the robot out of the walls
         try:
             cx, cy = wcfg.start_xy if wcfg.start_at_xy else self.world.rooms[wcfg.start_room].center
-            self.sim.reset(cx, cy, wcfg.start_yaw)
+            q = STOW_POSE if config.arm_start == "stowed" else None  # None: the FR3's home pose
+            self.sim.reset(cx, cy, wcfg.start_yaw, q=q)
         except InvalidInputError as exc:
             self.sim.close()
             where = f"at {wcfg.start_xy}" if wcfg.start_at_xy else f"in room {wcfg.start_room}"

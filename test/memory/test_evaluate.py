@@ -223,3 +223,40 @@ def test_episodes_with_older_query_sources_are_kept_apart(tmp_path):
         seen_steps[name] = ep.query_step[np.asarray(ep.query_seen, bool)]
     assert seen_steps["old"].size and (seen_steps["old"] >= 40).all()  # a source 40 steps old is needed
     assert (seen_steps["default"] < 40).any()  # with the default age, younger ones are asked too
+
+
+def test_the_offline_benchmark_answers_as_the_running_engine_does(episodes, tmp_path):
+    """The offline numbers are the product's numbers: a recorded episode fed frame by frame to `MemoryEngine`
+    (as memory_node feeds it, odometry increments and stamps) answers every query as `run_episode` does."""
+    from spatial_memory.memory.engine import EngineConfig, MemoryEngine
+    from spatial_memory.memory.evaluate import encode_images, run_episode
+
+    ckpt = tmp_path / "tiny_kinaema.pt"
+    save_checkpoint(ckpt, *_small_kinaema())
+    engine = MemoryEngine(EngineConfig(checkpoint=str(ckpt), resize="none", threads=1))
+    model, encoder = engine.model, engine.encoder
+    for ep in episodes:
+        q = scored_queries(ep, STEPS)
+        assert len(q) > 0
+        offline = run_episode(
+            model,
+            encode_images(encoder, ep.rgb[:STEPS]),
+            ep.odometry[:STEPS],
+            ep.query_step[q],
+            encode_images(encoder, ep.query_rgb[q]),
+        )
+        engine.reset()
+        live, at = [], {int(s): [] for s in ep.query_step[q]}
+        for i, s in zip(q, ep.query_step[q], strict=True):
+            at[int(s)].append(i)
+        for t in range(STEPS):
+            engine.update(np.ascontiguousarray(ep.rgb[t]), odometry=ep.odometry[t], stamp_ns=t * 200_000_000)
+            for i in at.get(t, ()):
+                a = engine.query(np.ascontiguousarray(ep.query_rgb[i]))
+                live.append((a.x, a.y, a.yaw, a.sigma_m, a.seen_probability))
+        live = np.array(live)
+        np.testing.assert_allclose(live[:, :2], offline.pred[:, :2], atol=1e-4)
+        yaw_gap = np.angle(np.exp(1j * (live[:, 2] - offline.pred[:, 2])))
+        np.testing.assert_allclose(yaw_gap, 0.0, atol=1e-4)
+        np.testing.assert_allclose(live[:, 3], offline.sigma, rtol=1e-4)
+        np.testing.assert_allclose(live[:, 4], offline.seen_prob, atol=1e-5)

@@ -22,6 +22,15 @@ memory_node (QueryPose.backend), so the rows compare the backends on the same pi
 relative to the base at its own header stamp; answers stamped after the first of a query (the memory took
 a frame in between) are moved into that first base frame with the ground truth between the two stamps.
 
+The tour-driven scenarios start where harness (a) starts them, at the tour's own start pose: `--write-params`
+writes a copy of the params file that makes sim_node start the robot there, for the launch to use:
+
+    python3 benchmarks/ros_mem_live.py --seed 2000 --scenario tour --write-params /tmp/tour_2000.yaml
+    ros2 launch spatial_memory sim.launch.py world_seed:=2000 params_file:=/tmp/tour_2000.yaml &
+    python3 benchmarks/ros_mem_live.py --seed 2000 --scenario tour --params /tmp/tour_2000.yaml --out r.json
+
+A run whose robot is not at that start is refused (a different path is a different question set).
+
 The answers are scored by the same `score` as harness (a), so the rows compare column by column. The kidnap
 scenario needs a teleport the graph does not offer, so it runs in harness (a) only. Which frames the memory
 took is inferred from the rate (memory_node's rule), not read from the node.
@@ -194,6 +203,46 @@ def _rebase(pred: np.ndarray, T_ref_at: np.ndarray) -> np.ndarray:  # noqa: N803
     return np.array([c * x - s * y + T_ref_at[0, 3], s * x + c * y + T_ref_at[1, 3], yaw + heading])
 
 
+def start_pose(args: argparse.Namespace) -> tuple[float, float, float] | None:
+    """Where the scenario's driver starts the robot in harness (a), or None (where the sim starts it)."""
+    sim_cfg = load_config(SimNodeConfig, args.params, topics.SIM_NODE).sim
+    world = dataclasses.replace(sim_cfg.world, preset=args.preset, seed=args.seed, start_at_xy=False)
+    with LiveSim(dataclasses.replace(sim_cfg, world=world)) as sim:
+        return SCENARIOS[args.scenario].make_driver(sim, args.seed, args.steps / 5.0).start_pose()
+
+
+def write_params(args: argparse.Namespace, out: Path) -> None:
+    """A copy of the params file whose sim_node starts the robot at the scenario's start pose."""
+    import yaml
+
+    doc = yaml.safe_load(Path(args.params).read_text())
+    world = doc[topics.SIM_NODE]["ros__parameters"]["sim"]["world"]
+    world.update(preset=args.preset, seed=args.seed)
+    pose = start_pose(args)
+    if pose is not None:
+        world.update(start_at_xy=True, start_xy=[pose[0], pose[1]], start_yaw=pose[2])
+    out.write_text(yaml.safe_dump(doc, sort_keys=False))
+    print(f"wrote {out}: sim_node starts the robot at {pose or 'its configured start'}")
+
+
+def check_start(node: Scorer, expected: tuple[float, float, float] | None) -> None:
+    """Refuse a run whose robot does not stand at the scenario's start pose (see `--write-params`)."""
+    if expected is None:
+        return
+    with node.lock:
+        first = node.truth[0][1] if node.truth else None
+    if first is None:
+        raise SystemExit("no ground_truth/base_pose: is sim.launch.py running?")
+    x, y = first[0, 3], first[1, 3]
+    yaw = math.atan2(first[1, 0], first[0, 0])
+    turn = abs(math.remainder(yaw - expected[2], 2 * math.pi))
+    if math.hypot(x - expected[0], y - expected[1]) > 0.1 or turn > math.radians(5):
+        raise SystemExit(
+            f"the robot starts at ({x:.2f}, {y:.2f}, {yaw:.2f}), not at this scenario's start {expected}: "
+            "launch with the params of --write-params"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", default="teleop", choices=[s for s in SCENARIOS if s != "kidnap"])
@@ -207,8 +256,15 @@ def main() -> None:
     parser.add_argument(
         "--backends", nargs="+", default=[""], help="QueryPose backends to ask ('' = the node's default)"
     )
+    parser.add_argument(
+        "--write-params", type=Path, help="write the params file that starts the scenario right, and exit"
+    )
     args = parser.parse_args()
     args.params = args.params or share_path("config/sim.yaml")
+    if args.write_params:
+        write_params(args, args.write_params)
+        return
+    expected = start_pose(args)
     rclpy.init()
     node = Scorer(args)
     executor = MultiThreadedExecutor(num_threads=3)
@@ -217,6 +273,8 @@ def main() -> None:
     spinner.start()
     if not node.client.wait_for_service(timeout_sec=30.0):
         raise SystemExit("/query_pose is not served: is sim.launch.py running?")
+    time.sleep(1.0)  # the first ground-truth poses
+    check_start(node, expected)
     extra = round(SCENARIOS[args.scenario].extra_s * 5.0)
     start, next_query = time.monotonic(), args.query_every
     v = 0.0

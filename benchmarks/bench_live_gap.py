@@ -71,12 +71,12 @@ def variants(base: LiveSimConfig) -> dict[str, tuple[str, LiveSimConfig, str]]:
     }
 
 
-def offline_rows(engine, seeds: list[int], steps: int, cache: Path) -> dict[str, dict]:  # noqa: ANN001
+def offline_rows(engine, seeds: list[int], steps: int, cache: Path, preset: str) -> dict[str, dict]:  # noqa: ANN001
     from spatial_memory.eval.live_mem_rpe import offline_answers, score
     from spatial_memory.memory.evaluate import head_camera_offset
 
     ckpt = load_checkpoint(engine.checkpoint)
-    episodes = episodes_for(seeds, steps, "house", (64, 64), [], cache, False)
+    episodes = episodes_for(seeds, steps, preset, (64, 64), [], cache, False)
     rows = {}
     for backend in BACKENDS:
         model = ckpt.model
@@ -98,6 +98,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1000, 1001, 1002, 1003])
     parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--preset", default="house", help="world preset: house, apartment, room")
     parser.add_argument("--variants", nargs="+", default=None, help="default: all")
     parser.add_argument("--cache", type=Path, default=Path("outputs/eval_episodes"))
     parser.add_argument("--out", type=Path, default=RESULTS / "live_gap.json")
@@ -108,18 +109,25 @@ def main() -> None:
     table = variants(base)
     names = args.variants or list(table)
     rows: dict[str, dict] = {
-        "offline (recorded tours)": offline_rows(engine, args.seeds, args.steps, args.cache)
+        "offline (recorded tours)": offline_rows(engine, args.seeds, args.steps, args.cache, args.preset)
     }
     for name in names:
         what, sim, scenario = table[name]
         result = run_scenarios(
-            [scenario], args.seeds, args.steps, engine, "house", node.update_rate_hz, sim, backends=BACKENDS
+            [scenario],
+            args.seeds,
+            args.steps,
+            engine,
+            args.preset,
+            node.update_rate_hz,
+            sim,
+            backends=BACKENDS,
         )[scenario]
         rows[f"live, {what}"] = {b: result[b][0].mem_rpe for b in BACKENDS}
         print(name, {b: _cells(rows[f"live, {what}"][b]) for b in BACKENDS}, flush=True)
     lines = [
-        f"# Live tour against the recorded tour, one difference at a time (house worlds {args.seeds}, "
-        f"T = {args.steps})",
+        f"# Live tour against the recorded tour, one difference at a time ({args.preset} worlds "
+        f"{args.seeds}, T = {args.steps})",
         "",
         "`MUJOCO_GL=egl python3 benchmarks/bench_live_gap.py`. Model: the shipped one "
         f"(`{engine.checkpoint}`). % of seen queries within (1 m, 10 deg) / (1 m, 90 deg) / (2 m, 90 deg) "

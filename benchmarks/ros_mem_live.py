@@ -97,7 +97,7 @@ class Scorer(Node):
         self.memory_steps = 0
         self.backends: list[str] = list(args.backends)
         self.answers = {b: LiveAnswers() for b in self.backends}
-        self.pictures: dict[str, list[np.ndarray]] = {b: [] for b in self.backends}
+        self.pictures: dict[str, list[tuple]] = {b: [] for b in self.backends}
         self.query_ms: dict[str, list[float]] = {b: [] for b in self.backends}
         self.reference: tuple[int, np.ndarray] | None = None  # (stamp, T_world_base) a query is scored in
         group = ReentrantCallbackGroup()
@@ -192,7 +192,8 @@ class Scorer(Node):
         query = dataclasses.replace(sample.query, T_base_query=invert(T_world_base) @ sample.T_world_query)
         for backend in self.backends:
             ask = functools.partial(self.reply, backend=backend)
-            ask_query(self.answers[backend], ask, query, self.pictures[backend])
+            where = sample.T_world_query[:2, 3]
+            ask_query(self.answers[backend], ask, query, self.pictures[backend], world_xy=where)
 
 
 def _rebase(pred: np.ndarray, T_ref_at: np.ndarray) -> np.ndarray:  # noqa: N803

@@ -76,6 +76,7 @@ def _answers(n: int, err: float, sigma: float, kidnap_from: int | None = None) -
         a.seen_prob.append(0.9 if i % 4 != 3 else 0.1)
         a.sigma.append(sigma)
         a.pred_swapped.append(truth + [err + 1.5, 0.0, 0.0])
+        a.true_shift.append(2.0)
         a.after_kidnap.append(kidnap_from is not None and i >= kidnap_from)
     return a
 
@@ -88,6 +89,10 @@ def test_score_pose_calibration_detection_and_picture_control():
     assert score(_answers(20, err=0.3, sigma=0.2)).sigma_coverage_pct == 0.0
     assert s.seen_auroc == 1.0 and s.unseen_detected_at_10pct_fa == 100.0
     assert s.answer_shift_m == pytest.approx(1.5)
+    assert s.true_shift_m == pytest.approx(2.0)  # the two pictures' places: what a right answer moves
+    unknown = _answers(20, err=0.3, sigma=0.5)
+    unknown.true_shift.clear()  # a harness that does not know where its pictures were taken
+    assert math.isnan(score(unknown).true_shift_m)
     assert math.isnan(s.kidnap_confident_wrong_pct)  # no kidnap in this run
 
 
@@ -134,6 +139,9 @@ def test_a_live_tour_feeds_the_memory_at_its_rate_and_asks_with_truth(engine):
     assert all(answers.blank_refused) and not any(answers.blank_confidence)  # ...refused: nothing to see
     assert all(np.isfinite(p).all() for p in answers.pred)
     assert not any(answers.after_kidnap)
+    # the picture control knows how far apart the two pictures' places are (none before the first query)
+    assert len(answers.true_shift) == n and math.isnan(answers.true_shift[0])
+    assert all(np.isfinite(answers.true_shift[1:])) and min(answers.true_shift[1:]) >= 0.0
 
 
 @pytest.mark.parametrize("scenario", ["tour", "kidnap", "teleop"])
@@ -244,3 +252,21 @@ def test_the_revisit_scenario_gets_an_offline_row_asking_as_old_views(tmp_path):
     assert seen_steps.size and (seen_steps >= 30).all()  # T/2 = 30 steps: only views that old are asked
     assert report["rows"]["offline revisit kinaema"]["mem_rpe"]["seen_count"] == seen_steps.size
     assert "offline revisit" in (tmp_path / "live.md").read_text()
+
+
+def test_query_world_xy_puts_each_query_in_the_world_with_its_base_pose():
+    from types import SimpleNamespace
+
+    from spatial_memory.eval.live_mem_rpe import query_world_xy
+    from spatial_memory.geometry import make_pose
+
+    yaw = math.pi / 2
+    bases = np.stack([make_pose(np.eye(3), [1.0, 2.0, 0.0]), make_pose(np.eye(3), [0.0, 0.0, 0.0])])
+    bases[0, :2, :2] = [[math.cos(yaw), -math.sin(yaw)], [math.sin(yaw), math.cos(yaw)]]
+    ep = SimpleNamespace(
+        T_world_base=bases,
+        query_step=np.array([0, 1]),
+        query_target=np.array([[1.0, 0.0, 0.0], [3.0, 4.0, 0.0]]),
+    )
+    xy = query_world_xy(ep, np.array([0, 1]))
+    np.testing.assert_allclose(xy, [[1.0, 3.0], [3.0, 4.0]], atol=1e-12)  # 1 m ahead of a base facing +y

@@ -270,6 +270,7 @@ class LiveAnswers:
     sigma: list[float] = field(default_factory=list)
     seen_prob: list[float] = field(default_factory=list)
     pred_swapped: list[np.ndarray] = field(default_factory=list)  # NaN where no other picture existed yet
+    true_shift: list[float] = field(default_factory=list)  # how far apart the two pictures' places are (m)
     after_kidnap: list[bool] = field(default_factory=list)
     refused: list[bool] = field(default_factory=list)  # real query pictures the engine refused
     blank_confidence: list[float] = field(default_factory=list)  # black and grey pictures
@@ -310,15 +311,18 @@ def ask_query(
     out: LiveAnswers,
     ask: Callable[[np.ndarray], Reply | None],
     query: Any,
-    pictures: list[np.ndarray],
+    pictures: list[tuple[np.ndarray, np.ndarray | None]],
     after_kidnap: bool = False,
     reply: Reply | None | str = "ask",
+    world_xy: np.ndarray | None = None,
 ) -> None:
     """Ask about one query (`sim.episode.Query`: picture, true pose, seen label) through `ask`, then with an
     earlier query's picture (the picture control) and with a black and a grey picture; record it all in
     `out` and keep the picture for later controls. A refusal (None) of the query's picture is a miss with
     infinite sigma; of a blank picture, confidence 0. `reply`: the answer to the query's picture when the
-    caller asked already (it needed the answer's stamp to know the truth). Both harnesses score here."""
+    caller asked already (it needed the answer's stamp to know the truth). `world_xy`: where the query's
+    camera stands in the world, so the picture control knows how far apart the two pictures' places are
+    (`pictures` keeps (picture, world_xy) pairs). Both harnesses score here."""
     started = time.perf_counter()
     if isinstance(reply, str):
         reply = ask(query.rgb)
@@ -333,9 +337,11 @@ def ask_query(
     out.sigma.append(reply.sigma)
     out.seen_prob.append(reply.seen_prob)
     out.real_confidence.append(reply.confidence)
-    other = pictures[len(pictures) // 2] if pictures else None  # an earlier query's picture
+    other, other_xy = pictures[len(pictures) // 2] if pictures else (None, None)  # an earlier query's
     swapped = ask(other) if other is not None else None
     out.pred_swapped.append(swapped.pred if swapped is not None else np.full(3, np.nan))
+    known = world_xy is not None and other_xy is not None
+    out.true_shift.append(float(np.hypot(*(np.asarray(world_xy) - other_xy)[:2])) if known else math.nan)
     h, w = query.rgb.shape[:2]
     for blank in (np.zeros((h, w, 3), np.uint8), np.full((h, w, 3), 128, np.uint8)):
         b = ask(blank)
@@ -343,7 +349,7 @@ def ask_query(
         out.blank_confidence.append(0.0 if b is None else b.confidence)
         out.blank_seen_prob.append(0.0 if b is None else b.seen_prob)
     out.after_kidnap.append(after_kidnap)
-    pictures.append(query.rgb)
+    pictures.append((query.rgb, None if world_xy is None else np.asarray(world_xy, float)[:2]))
 
 
 def odom_camera_pose(tick: Any, frame: Any) -> np.ndarray:
@@ -436,7 +442,7 @@ class LiveMemoryRun:
     def run(self) -> LiveAnswers:
         """Drive the whole scenario; the answers of the first backend (all of them in `self.answers`)."""
         self.answers = {b: LiveAnswers() for b in self.backends}
-        pictures: dict[str, list[np.ndarray]] = {b: [] for b in self.backends}
+        pictures: dict[str, list[Any]] = {b: [] for b in self.backends}
         started = time.perf_counter()
         for tick, frame in self.taken_frames():
             self.feed(tick, frame)
@@ -462,14 +468,15 @@ class LiveMemoryRun:
         log.warning("kidnap: no free spot 3 m away was found; the robot stays")
         self.kidnapped_at_step = -1
 
-    def _ask(self, step: int, T_world_base: np.ndarray, pictures: dict[str, list[np.ndarray]]) -> None:
+    def _ask(self, step: int, T_world_base: np.ndarray, pictures: dict[str, list[Any]]) -> None:
         sample = self.sampler.sample(step, T_world_base)
         if sample is None:
             return
         kidnapped = self.kidnapped_at_step is not None and self.kidnapped_at_step >= 0
+        where = sample.T_world_query[:2, 3]  # the picture control's truth: how far apart two places are
         for backend, out in self.answers.items():
             ask = functools.partial(engine_reply, self.service, backend=backend)
-            ask_query(out, ask, sample.query, pictures[backend], kidnapped)
+            ask_query(out, ask, sample.query, pictures[backend], kidnapped, world_xy=where)
 
     def close(self) -> None:
         self.sim.close()
@@ -511,6 +518,7 @@ class LiveScores:
     real_confidence: float  # mean confidence of real query pictures
     kidnap_confident_wrong_pct: float  # after a kidnap: answers with confidence that are > 2 m off
     queries: int
+    true_shift_m: float = math.nan  # median distance between the picture control's two places (its truth)
     refused_pct: float = math.nan  # real query pictures refused (nothing to recognise: scored as misses)
     refined_pct: float = math.nan  # seen queries answered with a verified, refined pose
     query_ms_median: float = math.nan  # wall time of one answer (live runs)
@@ -533,22 +541,25 @@ def score(answers: LiveAnswers) -> LiveScores:
     kidnapped = np.array(answers.after_kidnap, bool)
     sigma = np.array(answers.sigma, float)
     err = np.hypot(*(pred[:, :2] - target[:, :2]).T) if n else np.zeros(0)
+    nan = math.nan
     ok = seen & ~kidnapped  # a kidnapped robot cannot know where old places are: scored apart
     err = np.where(np.isfinite(err), err, np.inf)  # a refused picture is a miss
     row = mem_rpe(pred[~kidnapped], target[~kidnapped], seen[~kidnapped], seen_prob[~kidnapped])
     swapped = np.array(answers.pred_swapped).reshape(n, 3)
     has_swap = ok & np.isfinite(swapped[:, 0]) & np.isfinite(pred[:, 0])
     shift = np.hypot(*(swapped[has_swap, :2] - pred[has_swap, :2]).T)
+    true_shift = np.array(answers.true_shift, float) if len(answers.true_shift) == n else np.full(n, nan)
+    true_shift = true_shift[has_swap & np.isfinite(true_shift)]
     confident = (sigma < CONFIDENT_SIGMA_M) & (seen_prob >= 0.5)
     after = kidnapped & seen
     refined_known = len(answers.refined) == n and ok.any()  # offline answers say nothing of refinement
-    nan = math.nan
     return LiveScores(
         mem_rpe=row,
         sigma_coverage_pct=float(100 * (err[ok] <= sigma[ok]).mean()) if ok.any() else nan,
         seen_auroc=auroc(seen_prob[~kidnapped], seen[~kidnapped]),
         unseen_detected_at_10pct_fa=detection_at_false_alarm(seen_prob[~kidnapped], seen[~kidnapped]),
         answer_shift_m=float(np.median(shift)) if shift.size else nan,
+        true_shift_m=float(np.median(true_shift)) if true_shift.size else nan,
         blank_confidence=float(np.mean(answers.blank_confidence)) if answers.blank_confidence else nan,
         blank_refused_pct=float(100 * np.mean(answers.blank_refused)) if answers.blank_refused else nan,
         real_confidence=float(np.mean(answers.real_confidence)) if answers.real_confidence else nan,
@@ -634,6 +645,7 @@ _COLUMNS = (
     ("det. @10% FA", lambda s: s.unseen_detected_at_10pct_fa, ".1f"),
     ("1-sigma cover %", lambda s: s.sigma_coverage_pct, ".1f"),
     ("shift m", lambda s: s.answer_shift_m, ".2f"),
+    ("true shift m", lambda s: s.true_shift_m, ".2f"),
     ("conf real/blank", lambda s: (s.real_confidence, s.blank_confidence), "pair"),
     ("blank refused %", lambda s: s.blank_refused_pct, ".0f"),
     ("kidnap conf.-wrong %", lambda s: s.kidnap_confident_wrong_pct, ".1f"),
@@ -692,9 +704,10 @@ def offline_answers(model: Any, encoder: Any, episodes: Sequence[Any], length: i
             encode_images(encoder, ep.rgb[:length]),
             encode_images(encoder, ep.query_rgb[q]),
         )
-        a = run_episode(
-            model, tokens, ep.odometry[:length], ep.query_step[q], query_tokens, swap_order(len(q))
-        )
+        swap = swap_order(len(q))
+        a = run_episode(model, tokens, ep.odometry[:length], ep.query_step[q], query_tokens, swap)
+        xy = query_world_xy(ep, q)
+        out.true_shift.extend(np.hypot(*(xy - xy[swap]).T))
         out.target.extend(ep.query_target[q])
         out.seen.extend(bool(v) for v in ep.query_seen[q])
         out.pred.extend(a.pred)
@@ -703,6 +716,14 @@ def offline_answers(model: Any, encoder: Any, episodes: Sequence[Any], length: i
         out.pred_swapped.extend(a.pred_swapped)
         out.after_kidnap.extend([False] * len(q))
     return out
+
+
+def query_world_xy(episode: Any, q: np.ndarray) -> np.ndarray:
+    """(len(q), 2) world positions of the cameras of queries `q` of a recorded episode: the base pose at the
+    query's step times the query's planar pose in that base frame."""
+    T = episode.T_world_base[episode.query_step[q]]  # noqa: N806 - the project's pose naming
+    local = episode.query_target[q][:, :2]
+    return np.einsum("nij,nj->ni", T[:, :2, :2], local) + T[:, :2, 3]
 
 
 def reliability(answers: LiveAnswers, bins: int = 5) -> list[dict[str, float]]:

@@ -77,6 +77,7 @@ def _answers(n: int, err: float, sigma: float, kidnap_from: int | None = None) -
         a.sigma.append(sigma)
         a.pred_swapped.append(truth + [err + 1.5, 0.0, 0.0])
         a.true_shift.append(2.0)
+        a.swapped_seen.append(i % 2 == 0)
         a.after_kidnap.append(kidnap_from is not None and i >= kidnap_from)
     return a
 
@@ -90,6 +91,10 @@ def test_score_pose_calibration_detection_and_picture_control():
     assert s.seen_auroc == 1.0 and s.unseen_detected_at_10pct_fa == 100.0
     assert s.answer_shift_m == pytest.approx(1.5)
     assert s.true_shift_m == pytest.approx(2.0)  # the two pictures' places: what a right answer moves
+    assert s.seen_pair_shift_m == pytest.approx(1.5)  # over the pairs whose other picture was of a seen place
+    no_pairs = _answers(20, err=0.3, sigma=0.5)
+    no_pairs.swapped_seen[:] = [False] * 20  # every other picture of a never-seen place: no truth to move by
+    assert math.isnan(score(no_pairs).true_shift_m) and math.isnan(score(no_pairs).seen_pair_shift_m)
     unknown = _answers(20, err=0.3, sigma=0.5)
     unknown.true_shift.clear()  # a harness that does not know where its pictures were taken
     assert math.isnan(score(unknown).true_shift_m)
@@ -141,6 +146,7 @@ def test_a_live_tour_feeds_the_memory_at_its_rate_and_asks_with_truth(engine):
     assert not any(answers.after_kidnap)
     # the picture control knows how far apart the two pictures' places are (none before the first query)
     assert len(answers.true_shift) == n and math.isnan(answers.true_shift[0])
+    assert len(answers.swapped_seen) == n and not answers.swapped_seen[0]
     assert all(np.isfinite(answers.true_shift[1:])) and min(answers.true_shift[1:]) >= 0.0
 
 

@@ -271,6 +271,7 @@ class LiveAnswers:
     seen_prob: list[float] = field(default_factory=list)
     pred_swapped: list[np.ndarray] = field(default_factory=list)  # NaN where no other picture existed yet
     true_shift: list[float] = field(default_factory=list)  # how far apart the two pictures' places are (m)
+    swapped_seen: list[bool] = field(default_factory=list)  # the other picture shows a place seen before
     after_kidnap: list[bool] = field(default_factory=list)
     refused: list[bool] = field(default_factory=list)  # real query pictures the engine refused
     blank_confidence: list[float] = field(default_factory=list)  # black and grey pictures
@@ -311,7 +312,7 @@ def ask_query(
     out: LiveAnswers,
     ask: Callable[[np.ndarray], Reply | None],
     query: Any,
-    pictures: list[tuple[np.ndarray, np.ndarray | None]],
+    pictures: list[tuple[np.ndarray, np.ndarray | None, bool]],
     after_kidnap: bool = False,
     reply: Reply | None | str = "ask",
     world_xy: np.ndarray | None = None,
@@ -322,7 +323,7 @@ def ask_query(
     infinite sigma; of a blank picture, confidence 0. `reply`: the answer to the query's picture when the
     caller asked already (it needed the answer's stamp to know the truth). `world_xy`: where the query's
     camera stands in the world, so the picture control knows how far apart the two pictures' places are
-    (`pictures` keeps (picture, world_xy) pairs). Both harnesses score here."""
+    (`pictures` keeps (picture, world_xy, seen) of each query). Both harnesses score here."""
     started = time.perf_counter()
     if isinstance(reply, str):
         reply = ask(query.rgb)
@@ -337,11 +338,12 @@ def ask_query(
     out.sigma.append(reply.sigma)
     out.seen_prob.append(reply.seen_prob)
     out.real_confidence.append(reply.confidence)
-    other, other_xy = pictures[len(pictures) // 2] if pictures else (None, None)  # an earlier query's
+    other, other_xy, other_seen = pictures[len(pictures) // 2] if pictures else (None, None, False)
     swapped = ask(other) if other is not None else None
     out.pred_swapped.append(swapped.pred if swapped is not None else np.full(3, np.nan))
     known = world_xy is not None and other_xy is not None
     out.true_shift.append(float(np.hypot(*(np.asarray(world_xy) - other_xy)[:2])) if known else math.nan)
+    out.swapped_seen.append(bool(other_seen))
     h, w = query.rgb.shape[:2]
     for blank in (np.zeros((h, w, 3), np.uint8), np.full((h, w, 3), 128, np.uint8)):
         b = ask(blank)
@@ -349,7 +351,7 @@ def ask_query(
         out.blank_confidence.append(0.0 if b is None else b.confidence)
         out.blank_seen_prob.append(0.0 if b is None else b.seen_prob)
     out.after_kidnap.append(after_kidnap)
-    pictures.append((query.rgb, None if world_xy is None else np.asarray(world_xy, float)[:2]))
+    pictures.append((query.rgb, None if world_xy is None else np.asarray(world_xy, float)[:2], query.seen))
 
 
 def odom_camera_pose(tick: Any, frame: Any) -> np.ndarray:
@@ -518,7 +520,8 @@ class LiveScores:
     real_confidence: float  # mean confidence of real query pictures
     kidnap_confident_wrong_pct: float  # after a kidnap: answers with confidence that are > 2 m off
     queries: int
-    true_shift_m: float = math.nan  # median distance between the picture control's two places (its truth)
+    true_shift_m: float = math.nan  # pairs of seen places: median distance between the two places...
+    seen_pair_shift_m: float = math.nan  # ...and the median move of the answer for those pairs
     refused_pct: float = math.nan  # real query pictures refused (nothing to recognise: scored as misses)
     refined_pct: float = math.nan  # seen queries answered with a verified, refined pose
     query_ms_median: float = math.nan  # wall time of one answer (live runs)
@@ -548,8 +551,12 @@ def score(answers: LiveAnswers) -> LiveScores:
     swapped = np.array(answers.pred_swapped).reshape(n, 3)
     has_swap = ok & np.isfinite(swapped[:, 0]) & np.isfinite(pred[:, 0])
     shift = np.hypot(*(swapped[has_swap, :2] - pred[has_swap, :2]).T)
+    # the control's truth, where the other picture shows a place seen before (else no right answer exists)
     true_shift = np.array(answers.true_shift, float) if len(answers.true_shift) == n else np.full(n, nan)
-    true_shift = true_shift[has_swap & np.isfinite(true_shift)]
+    pair = np.array(answers.swapped_seen, bool) if len(answers.swapped_seen) == n else np.zeros(n, bool)
+    pair &= has_swap & np.isfinite(true_shift)
+    seen_pair_shift = np.hypot(*(swapped[pair, :2] - pred[pair, :2]).T)
+    true_shift = true_shift[pair]
     confident = (sigma < CONFIDENT_SIGMA_M) & (seen_prob >= 0.5)
     after = kidnapped & seen
     refined_known = len(answers.refined) == n and ok.any()  # offline answers say nothing of refinement
@@ -560,6 +567,7 @@ def score(answers: LiveAnswers) -> LiveScores:
         unseen_detected_at_10pct_fa=detection_at_false_alarm(seen_prob[~kidnapped], seen[~kidnapped]),
         answer_shift_m=float(np.median(shift)) if shift.size else nan,
         true_shift_m=float(np.median(true_shift)) if true_shift.size else nan,
+        seen_pair_shift_m=float(np.median(seen_pair_shift)) if seen_pair_shift.size else nan,
         blank_confidence=float(np.mean(answers.blank_confidence)) if answers.blank_confidence else nan,
         blank_refused_pct=float(100 * np.mean(answers.blank_refused)) if answers.blank_refused else nan,
         real_confidence=float(np.mean(answers.real_confidence)) if answers.real_confidence else nan,
@@ -645,7 +653,7 @@ _COLUMNS = (
     ("det. @10% FA", lambda s: s.unseen_detected_at_10pct_fa, ".1f"),
     ("1-sigma cover %", lambda s: s.sigma_coverage_pct, ".1f"),
     ("shift m", lambda s: s.answer_shift_m, ".2f"),
-    ("true shift m", lambda s: s.true_shift_m, ".2f"),
+    ("seen pairs: shift / true m", lambda s: (s.seen_pair_shift_m, s.true_shift_m), "pair"),
     ("conf real/blank", lambda s: (s.real_confidence, s.blank_confidence), "pair"),
     ("blank refused %", lambda s: s.blank_refused_pct, ".0f"),
     ("kidnap conf.-wrong %", lambda s: s.kidnap_confident_wrong_pct, ".1f"),
@@ -708,6 +716,7 @@ def offline_answers(model: Any, encoder: Any, episodes: Sequence[Any], length: i
         a = run_episode(model, tokens, ep.odometry[:length], ep.query_step[q], query_tokens, swap)
         xy = query_world_xy(ep, q)
         out.true_shift.extend(np.hypot(*(xy - xy[swap]).T))
+        out.swapped_seen.extend(bool(v) for v in ep.query_seen[q][swap])
         out.target.extend(ep.query_target[q])
         out.seen.extend(bool(v) for v in ep.query_seen[q])
         out.pred.extend(a.pred)

@@ -226,22 +226,31 @@ def write_params(args: argparse.Namespace, out: Path) -> None:
     print(f"wrote {out}: sim_node starts the robot at {pose or 'its configured start'}")
 
 
-def check_start(node: Scorer, expected: tuple[float, float, float] | None) -> None:
-    """Refuse a run whose robot does not stand at the scenario's start pose (see `--write-params`)."""
+def start_problem(node: Scorer, expected: tuple[float, float, float] | None) -> str | None:
+    """Why this run must not go on: its robot does not stand at the scenario's start pose (see
+    `--write-params`), or no ground truth came; None when it may."""
     if expected is None:
-        return
+        return None
     with node.lock:
         first = node.truth[0][1] if node.truth else None
     if first is None:
-        raise SystemExit("no ground_truth/base_pose: is sim.launch.py running?")
+        return "no ground_truth/base_pose: is sim.launch.py running?"
     x, y = first[0, 3], first[1, 3]
     yaw = math.atan2(first[1, 0], first[0, 0])
     turn = abs(math.remainder(yaw - expected[2], 2 * math.pi))
     if math.hypot(x - expected[0], y - expected[1]) > 0.1 or turn > math.radians(5):
-        raise SystemExit(
+        return (
             f"the robot starts at ({x:.2f}, {y:.2f}, {yaw:.2f}), not at this scenario's start {expected}: "
             "launch with the params of --write-params"
         )
+    return None
+
+
+def shut_down(executor: MultiThreadedExecutor, node: Scorer) -> None:
+    executor.shutdown()
+    node.world_sim.close()
+    node.destroy_node()
+    rclpy.try_shutdown()
 
 
 def main() -> None:
@@ -265,7 +274,6 @@ def main() -> None:
     if args.write_params:
         write_params(args, args.write_params)
         return
-    expected = start_pose(args)
     rclpy.init()
     node = Scorer(args)
     executor = MultiThreadedExecutor(num_threads=3)
@@ -275,7 +283,10 @@ def main() -> None:
     if not node.client.wait_for_service(timeout_sec=30.0):
         raise SystemExit("/query_pose is not served: is sim.launch.py running?")
     time.sleep(1.0)  # the first ground-truth poses
-    check_start(node, expected)
+    problem = start_problem(node, node.driver.start_pose())  # the scorer's own driver knows its start
+    if problem:
+        shut_down(executor, node)
+        raise SystemExit(problem)
     extra = round(SCENARIOS[args.scenario].extra_s * 5.0)
     start, next_query = time.monotonic(), args.query_every
     v = 0.0
@@ -318,10 +329,7 @@ def main() -> None:
             "query_ms": timing,
         }
         args.out.write_text(json.dumps(report, indent=2))
-    executor.shutdown()
-    node.world_sim.close()
-    node.destroy_node()
-    rclpy.try_shutdown()
+    shut_down(executor, node)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -14,7 +15,7 @@ from spatial_memory.errors import ConfigError
 from spatial_memory.memory.encoder import EncoderConfig, ImageEncoder
 from spatial_memory.memory.engine import RESET_AND_USED, USED, EngineConfig, MemoryEngine
 from spatial_memory.memory.interface import QueryOutput
-from spatial_memory.memory.lost import LostMonitor
+from spatial_memory.memory.lost import LostMonitor, ViewJumpCheck
 from spatial_memory.memory.registry import build_model, save_checkpoint
 
 SMALL_ENCODER = EncoderConfig(image_size=32, widths=(8, 16), token_dim=32, tokens_per_frame=4, heads=2)
@@ -165,3 +166,133 @@ def test_the_engine_keeps_a_memory_that_places_the_view_where_the_robot_is(engin
 def test_lost_check_off_never_restarts(engine_factory):
     engine = engine_factory((4.0, 0.0), lost_check=False)
     assert _drive(engine, 12) == [USED] * 12
+
+
+# -- the view jump check: the scene changed between two frames while the robot stood still -----------------
+
+STILL = np.array([0.02, 0.0, math.radians(2.0)])
+
+
+def _scene(seed: int, width: int = 400, height: int = 300) -> np.ndarray:
+    """A textured RGB scene (smoothed noise: blobs SIFT finds), wider than the camera's view of it."""
+    coarse = np.random.default_rng(seed).integers(0, 256, (height // 8, width // 8, 3), dtype=np.uint8)
+    return cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+
+
+def _view(scene: np.ndarray, x: int, y: int = 80) -> np.ndarray:
+    """The camera's 160x120 view of `scene` with its corner at (x, y): a small turn shifts x."""
+    return np.ascontiguousarray(scene[y : y + 120, x : x + 160])
+
+
+def jump_check(**kw) -> ViewJumpCheck:
+    return ViewJumpCheck(
+        **{"min_features": 50, "min_inliers": 8, "max_motion_m": 0.25, "max_turn_deg": 15.0, **kw}
+    )
+
+
+def test_the_same_scene_moved_a_little_is_no_jump():
+    check, scene = jump_check(), _scene(1)
+    last, now = check.features(_view(scene, 100)), check.features(_view(scene, 108))
+    assert len(last) >= 50 and len(now) >= 50
+    assert check.inliers(last, now) >= 40
+    assert not check.jumped(last, now, STILL)
+
+
+def test_another_scene_while_the_odometry_stood_still_is_a_jump():
+    check = jump_check()
+    last, now = check.features(_view(_scene(1), 100)), check.features(_view(_scene(2), 100))
+    assert check.inliers(last, now) < 8
+    assert check.jumped(last, now, STILL)
+
+
+@pytest.mark.parametrize("increment", [(0.5, 0.0, 0.0), (0.0, 0.0, math.radians(40.0))])
+def test_another_scene_after_a_real_move_or_turn_is_no_jump(increment):
+    check = jump_check()
+    last, now = check.features(_view(_scene(1), 100)), check.features(_view(_scene(2), 100))
+    assert not check.jumped(last, now, np.array(increment))
+
+
+def test_frames_that_show_nothing_are_no_jump():
+    """A covered lens or a blank wall: too few features to tell, so no verdict (nothing is reset)."""
+    check = jump_check()
+    blank, textured = np.zeros((120, 160, 3), np.uint8), check.features(_view(_scene(1), 100))
+    assert len(check.features(blank)) == 0
+    assert not check.jumped(textured, check.features(blank), STILL)
+    assert not check.jumped(check.features(blank), textured, STILL)
+
+
+def test_a_wide_camera_is_read_at_the_check_width():
+    """A 640x480 picture of the same view gives about the features of the 160x120 one (thresholds hold)."""
+    check = jump_check()
+    small = _view(_scene(1), 100)
+    big = cv2.resize(small, (640, 480), interpolation=cv2.INTER_CUBIC)
+    assert abs(len(check.features(big)) - len(check.features(small))) <= 0.25 * len(check.features(small))
+    assert not check.jumped(check.features(small), check.features(big), STILL)
+
+
+@settings(max_examples=15, deadline=None)
+@given(dx=st.integers(-12, 12), dy=st.integers(-6, 6), seed=st.integers(0, 1000))
+def test_no_small_camera_motion_is_a_jump(dx, dy, seed):
+    check, scene = jump_check(), _scene(seed)
+    assert not check.jumped(
+        check.features(_view(scene, 100)), check.features(_view(scene, 100 + dx, 80 + dy)), STILL
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"min_features": 3}, {"min_inliers": 2.5}, {"min_inliers": True}, {"max_motion_m": -0.1},
+     {"max_turn_deg": math.inf}],
+)  # fmt: skip
+def test_bad_view_jump_settings_are_refused(kwargs):
+    with pytest.raises(ConfigError):
+        jump_check(**kwargs)
+    with pytest.raises(ConfigError):
+        EngineConfig(**{f"jump_{k}": v for k, v in kwargs.items()})
+    with pytest.raises(ConfigError):
+        EngineConfig(jump_check="yes")
+
+
+@pytest.fixture
+def jump_engine(tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "kinaema.pt"
+    encoder = ImageEncoder(SMALL_ENCODER)
+    save_checkpoint(path, build_model("kinaema", SMALL_KINAEMA, encoder_config=SMALL_ENCODER), encoder)
+    return lambda **kw: MemoryEngine(EngineConfig(checkpoint=str(path), resize="crop", **kw))
+
+
+def _feed(engine: MemoryEngine, views: list[np.ndarray]) -> list[str]:
+    """The views 0.2 s apart, the robot creeping forward 2 cm a frame."""
+    results = []
+    for k, view in enumerate(views):
+        T = np.eye(4)
+        T[0, 3] = 0.02 * k
+        results.append(engine.update(view, T_world_base=T, stamp_ns=(k + 1) * 200_000_000))
+    return results
+
+
+def test_the_engine_restarts_when_the_view_jumps(jump_engine):
+    engine = jump_engine(jump_check=True)
+    a, b = _scene(1), _scene(2)
+    results = _feed(
+        engine, [_view(a, 100 + 4 * k) for k in range(4)] + [_view(b, 100 + 4 * k) for k in range(3)]
+    )
+    assert results == [USED] * 4 + [RESET_AND_USED] + [USED] * 2
+    assert engine.counters["lost_resets"] == 1 and engine.steps == 3  # the new scene's frames
+
+
+def test_a_dark_frame_between_two_scenes_resets_nothing(jump_engine):
+    """A covered lens, then the same scene: too few features to judge either pair, so no reset."""
+    engine = jump_engine(jump_check=True)
+    a = _scene(1)
+    dark = np.full((120, 160, 3), 3, np.uint8)
+    results = _feed(engine, [_view(a, 100), _view(a, 104), dark, _view(a, 108), _view(a, 112)])
+    assert results == [USED] * 5 and engine.counters["lost_resets"] == 0
+
+
+def test_the_view_jump_check_off_never_restarts(jump_engine):
+    engine = jump_engine()  # jump_check defaults off
+    a, b = _scene(1), _scene(2)
+    assert _feed(engine, [_view(a, 100), _view(a, 104), _view(b, 100), _view(b, 104)]) == [USED] * 4
+    assert engine.counters["lost_resets"] == 0

@@ -54,7 +54,7 @@ from spatial_memory.geometry import check_pose
 from spatial_memory.memory.encoder import ImageEncoder
 from spatial_memory.memory.engine_config import RESIZE_POLICIES, EngineConfig, resolve_checkpoint
 from spatial_memory.memory.interface import POSE_DIMS, HistoryState, MemoryModel, count_parameters
-from spatial_memory.memory.lost import LostMonitor
+from spatial_memory.memory.lost import LostMonitor, ViewFeatures, ViewJumpCheck
 from spatial_memory.memory.poses import odometry_increments, planar_target
 from spatial_memory.memory.registry import (
     MODELS,
@@ -172,6 +172,13 @@ class MemoryEngine:
             if cfg.lost_check
             else None
         )
+        self._jump = (
+            ViewJumpCheck(
+                cfg.jump_min_features, cfg.jump_min_inliers, cfg.jump_max_motion_m, cfg.jump_max_turn_deg
+            )
+            if cfg.jump_check
+            else None
+        )
         self.reset()
         logger.info(
             "memory engine: %s from %s (%d parameters, %dx%d images, resize=%s)",
@@ -239,6 +246,7 @@ class MemoryEngine:
             self._last_stamp: int | None = None
             self._last_T: np.ndarray | None = None
             self._source = _NO_SOURCE
+            self._last_view: ViewFeatures | None = None  # the last frame's features (the view jump check)
             self._resume: Resume | None = None  # set by load(resume=...): how the next update continues
             self.last_continuation: Continuation | None = None  # what the last RESUMED update did
             if self._lost is not None:
@@ -256,6 +264,7 @@ class MemoryEngine:
                     "last_T": self._last_T,
                     "source": self._source,
                     "resume": self._resume,
+                    "last_view": self._last_view,
                 }
             )
 
@@ -265,7 +274,7 @@ class MemoryEngine:
         with self._lock:
             self._state, self._steps = snap["state"], snap["steps"]
             self._last_stamp, self._last_T, self._source = snap["last_stamp"], snap["last_T"], snap["source"]
-            self._resume = snap.get("resume")
+            self._resume, self._last_view = snap.get("resume"), snap.get("last_view")
             if self._lost is not None:
                 self._lost.reset()
 
@@ -319,9 +328,11 @@ class MemoryEngine:
             self._check_distance(T)
             if resume is None:
                 self._check_motion(increment, stamp, fresh=jump)  # well-formed, now is it plausible
+            view = self._jump.features(image_rgb) if self._jump is not None else None
             with torch.no_grad():
                 tokens = self.encoder(image).tokens
-                lost = not jump and resume is None and self._carried_away(tokens, increment)
+                jumped = not jump and resume is None and self._view_jumped(view, increment)
+                lost = jumped or (not jump and resume is None and self._carried_away(tokens, increment))
                 state = self.model.init_state(1) if (jump or lost) else self._state
                 odom = torch.as_tensor(increment, dtype=tokens.dtype, device=self.device)[None]
                 state = self.model.update(state, tokens, odom)
@@ -338,19 +349,27 @@ class MemoryEngine:
                 self._counters["time_jump_resets"] += 1
             elif lost:
                 logger.warning(
-                    "the memory keeps placing what the camera sees far from the robot: it was carried away "
-                    "(or its odometry jumped); the memory restarts"
+                    "the robot was carried away (%s): the memory restarts",
+                    "the view changed completely while the odometry says it barely moved"
+                    if jumped
+                    else "the memory keeps placing what the camera sees far from it",
                 )
                 self.reset()
                 self._counters["lost_resets"] += 1
             self._state, self._steps, self._last_stamp = state, self._steps + 1, stamp
-            self._source, self._last_T = source, T
+            self._source, self._last_T, self._last_view = source, T, view
             self._counters["frames_used"] += 1
             if resume is not None:
                 self._resume, self.last_continuation = None, cont
                 logger.info("the loaded memory resumed at stamp %d (%s)", stamp, resume.mode)
                 return RESUMED
             return RESET_AND_USED if (jump or lost) else USED
+
+    def _view_jumped(self, view: ViewFeatures | None, increment: np.ndarray) -> bool:
+        """The view jump check (`memory.lost.ViewJumpCheck`): this frame against the last one."""
+        if self._jump is None or view is None or self._last_view is None:
+            return False
+        return self._jump.jumped(self._last_view, view, increment)
 
     def _carried_away(self, tokens: Tensor, increment: np.ndarray) -> bool:
         """The lost check (`memory.lost`): where does the memory put this frame, before it is folded in?"""

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spatial_memory.errors import ConfigError, ResourceNotFoundError
-from spatial_memory.memory.lost import LostMonitor
+from spatial_memory.memory.lost import LostMonitor, ViewJumpCheck
 from spatial_memory.resources import share_path
 
 RESIZE_POLICIES = ("none", "crop", "stretch")
@@ -111,6 +111,25 @@ class EngineConfig:
             "matched against what the memory held before"
         ),
     )
+    jump_check: bool = field(
+        default=False,
+        metadata=_help(
+            "reset the memory when two consecutive textured frames share no image motion while the odometry "
+            "says the robot barely moved: it was carried off between them (`memory.lost.ViewJumpCheck`)"
+        ),
+    )
+    jump_min_features: int = field(
+        default=100, metadata=_help("view jump check: only frames with at least this many SIFT features each")
+    )
+    jump_min_inliers: int = field(
+        default=12, metadata=_help("view jump check: fewer matches than this on one homography: a jump")
+    )
+    jump_max_motion_m: float = field(
+        default=0.25, metadata=_help("view jump check: only when the odometry moved at most this far...")
+    )
+    jump_max_turn_deg: float = field(
+        default=15.0, metadata=_help("view jump check: ...and turned at most this much between the frames")
+    )
     max_distance_m: float = field(
         default=1000.0,
         metadata=_help(
@@ -168,6 +187,11 @@ class EngineConfig:
         if not isinstance(self.lost_check, bool):
             raise ConfigError(f"EngineConfig.lost_check must be true or false, got {self.lost_check!r}")
         LostMonitor(self.lost_distance_m, self.lost_min_seen, self.lost_window, self.lost_votes)  # checks
+        if not isinstance(self.jump_check, bool):
+            raise ConfigError(f"EngineConfig.jump_check must be true or false, got {self.jump_check!r}")
+        ViewJumpCheck(
+            self.jump_min_features, self.jump_min_inliers, self.jump_max_motion_m, self.jump_max_turn_deg
+        )  # checks
         ignore = self.lost_ignore_newest
         if isinstance(ignore, bool) or not isinstance(ignore, int) or ignore < 0:
             raise ConfigError(f"EngineConfig.lost_ignore_newest must be an integer >= 0, got {ignore!r}")

@@ -19,11 +19,24 @@ places instead of answering them with confidence, and starts afresh from where t
 Measured, and therefore off by default (`EngineConfig.lost_check`): on validation worlds 1000-1003 (T = 200;
 tour, teleop, revisit and kidnap runs, 16 in all) the shipped model's own answers do not tell a kidnap from
 a look-alike place. Over a grid of `distance_m` 2-4 m, `min_seen` 0.8-0.95 and 3/3 to 6/8 votes, every
-setting that noticed a kidnap (2 of 4 at best) also reset 2 normal runs, and every setting that reset no
-normal run noticed no kidnap. Run live with the defaults below (all six scenarios, 24 runs) it reset the
-memory 20 times, 17 of them in runs without a kidnap.
+setting resets at least 2 of the 12 runs without a kidnap (noticing 2 of 4 kidnaps at that; 4 of 4 at 9
+false resets; `benchmarks/bench_lost_check.py`).
 A learned key match is not proof of being in a place; a geometric one (the PnP verification of
 `memory.refine`) would be the evidence to try next.
+
+`ViewJumpCheck` is the other witness, geometric: between two frames a fifth of a second apart the camera
+sees the same scene, moved a little, unless the odometry says the robot moved a lot, or it was carried off
+(a teleport, a simulator reset without a time jump, a robot moved while its camera was unplugged). When
+both frames show enough texture (`min_features` SIFT features each) and the odometry says the robot barely
+moved, yet fewer than `min_inliers` of the frames' matched features agree on one homography (the image
+motion of a small turn or step), the scene changed under the robot: the engine resets the memory
+(`EngineConfig.jump_check`). It sees a kidnap that happens between two frames; a robot carried off slowly,
+in view of its camera, is the lost check's case (or the visual odometry's, which follows it).
+Measured live (`benchmarks/bench_view_jump.py`, T = 200, all six scenarios): on validation worlds
+1000-1003, where the settings were chosen, no false reset in 20 runs and 4 of 4 kidnaps noticed at their
+first frame; on test worlds 2000-2003, no false reset in 20 runs and 2 of 4 noticed (the other two robots
+were put down facing a bare wall: 0 and 41 features, too few to judge). On in sim.yaml; off in robot.yaml,
+where people walking close past the lens were never measured.
 """
 
 from __future__ import annotations
@@ -32,6 +45,7 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from spatial_memory.errors import ConfigError
@@ -95,6 +109,75 @@ class LostMonitor:
     def lost(self) -> bool:
         """`votes` of the last `window` votes were inconsistent."""
         return sum(self._window) >= self.votes
+
+
+@dataclass(frozen=True)
+class ViewFeatures:
+    """One frame's SIFT features for the view jump check: pixel positions (N, 2) and descriptors (N, 128)."""
+
+    points: np.ndarray
+    descriptors: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+
+class ViewJumpCheck:
+    """Two consecutive textured frames that share no image motion while the odometry says the robot barely
+    moved. Frames are read at `WIDTH` pixels across (wider images are shrunk), so the cost and the thresholds
+    do not depend on the camera."""
+
+    WIDTH = 160
+    RATIO = 0.8  # Lowe's ratio test for a match
+    RANSAC_PX = 4.0  # a match agrees with the homography within this many pixels (at WIDTH)
+
+    def __init__(self, min_features: int, min_inliers: int, max_motion_m: float, max_turn_deg: float) -> None:
+        for name, value in (("min_features", min_features), ("min_inliers", min_inliers)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 4:
+                raise ConfigError(f"view jump check: {name} must be an integer >= 4, got {value!r}")
+        for name, value in (("max_motion_m", max_motion_m), ("max_turn_deg", max_turn_deg)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < math.inf:
+                raise ConfigError(f"view jump check: {name} must be a finite number >= 0, got {value!r}")
+        self.min_features, self.min_inliers = min_features, min_inliers
+        self.max_motion_m, self.max_turn_deg = float(max_motion_m), float(max_turn_deg)
+        self._sift = cv2.SIFT_create(nfeatures=300, contrastThreshold=0.01)
+        self._matcher = cv2.BFMatcher(cv2.NORM_L2)
+
+    def features(self, image_rgb: np.ndarray) -> ViewFeatures:
+        """SIFT features of an RGB (H, W, 3) uint8 frame, read at WIDTH pixels across."""
+        grey = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)
+        if grey.shape[1] > self.WIDTH:
+            height = max(1, round(grey.shape[0] * self.WIDTH / grey.shape[1]))
+            grey = cv2.resize(grey, (self.WIDTH, height), interpolation=cv2.INTER_AREA)
+        keypoints, descriptors = self._sift.detectAndCompute(grey, None)
+        if descriptors is None:
+            return ViewFeatures(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32))
+        return ViewFeatures(np.float32([k.pt for k in keypoints]).reshape(-1, 2), descriptors)
+
+    def inliers(self, last: ViewFeatures, now: ViewFeatures) -> int:
+        """How many ratio-test matches from `now` to `last` agree on one homography (RANSAC)."""
+        if len(last) < 2 or len(now) < 2:
+            return 0
+        pairs = self._matcher.knnMatch(now.descriptors, last.descriptors, k=2)
+        good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < self.RATIO * p[1].distance]
+        if len(good) < 4:
+            return 0
+        src = np.float32([last.points[m.trainIdx] for m in good])
+        dst = np.float32([now.points[m.queryIdx] for m in good])
+        _, mask = cv2.findHomography(src, dst, cv2.RANSAC, self.RANSAC_PX)
+        return 0 if mask is None else int(mask.sum())
+
+    def still(self, increment: np.ndarray) -> bool:
+        """The odometry says the robot moved at most max_motion_m and turned at most max_turn_deg."""
+        dx, dy, dyaw = (float(v) for v in increment)
+        return math.hypot(dx, dy) <= self.max_motion_m and abs(math.degrees(dyaw)) <= self.max_turn_deg
+
+    def jumped(self, last: ViewFeatures, now: ViewFeatures, increment: np.ndarray) -> bool:
+        """True when this frame (`now`, `increment` since `last`) shows another scene: the robot was still,
+        both frames textured, and fewer than min_inliers matches agree on an image motion."""
+        if not self.still(increment) or min(len(last), len(now)) < self.min_features:
+            return False
+        return self.inliers(last, now) < self.min_inliers
 
 
 def _compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -45,6 +45,7 @@ def main() -> None:
     engine = dataclasses.replace(node.engine, threads=1)
     service = MemoryService.from_config(engine, node.serve_keyframes, node.refine)
     run = LiveMemoryRun(LiveRunConfig(seed=args.seed, steps=args.steps, engine=engine), service=service)
+    jump_ms = time_view_jump_check(service)
     update_ms, view_ms, stored = [], [], []
     query_ms: dict[str, list[float]] = {b: [] for b in service.backends}
     for tick, frame in run.taken_frames():  # as LiveMemoryRun.feed, each half timed
@@ -79,6 +80,7 @@ def main() -> None:
         "add_view_ms_stored": stats(np.array(view_ms)[stored_]),
         "add_view_ms_not_stored": stats(np.array(view_ms)[~stored_]),
         "frame_ms": stats(frame_ms),
+        "jump_check_ms": stats(jump_ms) if jump_ms else None,
         "query_ms": {b: stats(v) for b, v in query_ms.items() if v},
         "views": len(service.views) if service.views is not None else 0,
         "view_bytes": service.views.nbytes if service.views is not None else 0,
@@ -93,6 +95,7 @@ def main() -> None:
             f"| {label} | {s['p50']:.1f} | {s['p95']:.1f} | {s['n']} |"
             for label, s in [
                 ("update (every backend)", report["update_ms"]),
+                *([("... of it the view jump check", report["jump_check_ms"])] if jump_ms else []),
                 ("add_view, the frame becomes a view", report["add_view_ms_stored"]),
                 ("add_view, not novel", report["add_view_ms_not_stored"]),
                 ("whole frame", report["frame_ms"]),
@@ -109,6 +112,31 @@ def main() -> None:
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     args.out.with_suffix(".md").write_text("\n".join(lines))
     print("\n".join(lines))
+
+
+def time_view_jump_check(service: MemoryService) -> list[float]:
+    """Time the engine's view jump check (`engine.jump_check`) inside each update: one entry per frame, its
+    features plus, from the second frame on, the match; empty when the check is off."""
+    check = service.engine._jump
+    if check is None:
+        return []
+    spent: list[float] = []
+    features, jumped = check.features, check.jumped
+
+    def timed_features(image):  # noqa: ANN001, ANN202 - ViewJumpCheck.features
+        t0 = time.perf_counter()
+        out = features(image)
+        spent.append(1e3 * (time.perf_counter() - t0))
+        return out
+
+    def timed_jumped(last, now, increment):  # noqa: ANN001, ANN202 - ViewJumpCheck.jumped
+        t0 = time.perf_counter()
+        out = jumped(last, now, increment)
+        spent[-1] += 1e3 * (time.perf_counter() - t0)
+        return out
+
+    check.features, check.jumped = timed_features, timed_jumped
+    return spent
 
 
 if __name__ == "__main__":

@@ -32,8 +32,10 @@ writes a copy of the params file that makes sim_node start the robot there, for 
 A run whose robot is not at that start is refused (a different path is a different question set).
 
 The answers are scored by the same `score` as harness (a), so the rows compare column by column. The kidnap
-scenario needs a teleport the graph does not offer, so it runs in harness (a) only. Which frames the memory
-took is inferred from the rate (memory_node's rule), not read from the node.
+carries the robot through sim_node's `sim/teleport` (the wheel odometry does not see it) to the spot
+harness (a) draws for the same seed (`kidnap_spot`); the queries asked once the ground truth shows the robot
+there are scored as after the kidnap. Which frames the memory took is inferred from the rate (memory_node's
+rule), not read from the node.
 """
 
 from __future__ import annotations
@@ -58,7 +60,16 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from spatial_memory.config import load_config
-from spatial_memory.eval.live_mem_rpe import SCENARIOS, LiveAnswers, Reply, ask_query, live_table, score
+from spatial_memory.eval.live_mem_rpe import (
+    SCENARIOS,
+    KidnapDriver,
+    LiveAnswers,
+    Reply,
+    ask_query,
+    kidnap_spot,
+    live_table,
+    score,
+)
 from spatial_memory.geometry import invert
 from spatial_memory.msgs import conversions as conv
 from spatial_memory.msgs import topics
@@ -83,11 +94,14 @@ class Scorer(Node):
         self.world_sim = LiveSim(dataclasses.replace(sim_cfg, world=world))  # renders only, never stepped
         scenario = SCENARIOS[args.scenario]
         self.driver = scenario.make_driver(self.world_sim, args.seed, args.steps / 5.0)
-        grid = WorldTour(self.world_sim.world, seed=args.seed).grid
+        self.grid = grid = WorldTour(self.world_sim.world, seed=args.seed).grid
         qcfg = QueryConfig(
             every_n_steps=args.query_every, min_age_steps=round(scenario.min_query_age_s * 5.0)
         )
         self.sampler = QuerySampler(self.world_sim.sim, grid, qcfg, seed=args.seed)
+        self.kidnap_rng = np.random.default_rng(args.seed + 99)  # harness (a)'s draw for this seed
+        self.kidnap_to: tuple[float, float, float] | None = None  # where sim/teleport was asked to carry it
+        self.kidnapped = False  # the ground truth showed the robot there: later queries are after it
         self.lock = threading.Lock()
         self.sampler_lock = threading.Lock()  # the depth callback observes while the main loop samples
         self.truth: list[tuple[int, np.ndarray]] = []  # (stamp ns, T_world_base)
@@ -95,6 +109,7 @@ class Scorer(Node):
         self.frames = 0
         self.last_frame_ns: int | None = None
         self.memory_steps = 0
+        self.memory_resets = 0  # memory_node's resets for a kidnap (lost / view jump / kidnap checks)
         self.backends: list[str] = list(args.backends)
         self.answers = {b: LiveAnswers() for b in self.backends}
         self.pictures: dict[str, list[tuple]] = {b: [] for b in self.backends}
@@ -110,14 +125,18 @@ class Scorer(Node):
         )
         self.create_subscription(String, topics.MEMORY_STATUS, self._on_status, 10, callback_group=group)
         self.cmd = self.create_publisher(Twist, topics.CMD_VEL, 10)
+        self.teleport = self.create_publisher(PoseStamped, topics.SIM_TELEPORT, 10)
         self.client = self.create_client(QueryPose, topics.QUERY_POSE, callback_group=group)
         self.factory = conv.RclpyFactory()
 
     # -- inputs ---------------------------------------------------------------------------------------
     def _on_truth(self, msg: PoseStamped) -> None:
         with self.lock:
-            self.truth.append((conv.stamp_to_ns(msg.header.stamp), conv.pose_to_matrix(msg.pose)))
+            T = conv.pose_to_matrix(msg.pose)  # noqa: N806
+            self.truth.append((conv.stamp_to_ns(msg.header.stamp), T))
             del self.truth[:-3000]
+            if self.kidnap_to is not None and np.hypot(*(T[:2, 3] - self.kidnap_to[:2])) < 0.05:
+                self.kidnapped = True
 
     def _on_cam_pose(self, msg: PoseStamped) -> None:
         with self.lock:
@@ -140,7 +159,10 @@ class Scorer(Node):
         self.frames += 1
 
     def _on_status(self, msg: String) -> None:
-        self.memory_steps = int(json.loads(msg.data).get("steps", 0))
+        status = json.loads(msg.data)
+        # frames the memory took since it started: its `steps` restart when a kidnap check resets it
+        self.memory_steps = int(status.get("frames_used", status.get("steps", 0)))
+        self.memory_resets = int(status.get("lost_resets", 0)) + int(status.get("kidnap_resets", 0))
 
     def pose_at(self, stamp: int) -> np.ndarray | None:
         with self.lock:
@@ -193,7 +215,24 @@ class Scorer(Node):
         for backend in self.backends:
             ask = functools.partial(self.reply, backend=backend)
             where = sample.T_world_query[:2, 3]
-            ask_query(self.answers[backend], ask, query, self.pictures[backend], world_xy=where)
+            after = self.kidnapped
+            ask_query(self.answers[backend], ask, query, self.pictures[backend], after, world_xy=where)
+
+
+def kidnap(node: Scorer, T_world_base: np.ndarray) -> None:  # noqa: N803
+    """Carry the robot through sim_node's sim/teleport to harness (a)'s spot for this seed."""
+    spot = kidnap_spot(node.world_sim, node.grid, node.kidnap_rng, (T_world_base[0, 3], T_world_base[1, 3]))
+    if spot is None:
+        raise SystemExit("kidnap: no free spot 3 m away in this world")
+    x, y, yaw = spot
+    T = np.eye(4)  # noqa: N806
+    T[:2, :2] = [[math.cos(yaw), -math.sin(yaw)], [math.sin(yaw), math.cos(yaw)]]
+    T[:2, 3] = (x, y)
+    node.kidnap_to = spot
+    node.teleport.publish(conv.matrix_to_pose_stamped(T, 0, topics.WORLD_FRAME, factory=node.factory))
+    if isinstance(node.driver, KidnapDriver):
+        node.driver.after_kidnap(node.world_sim)  # a fresh tour from the new place, as in harness (a)
+    print(f"kidnap: carried from ({T_world_base[0, 3]:.1f}, {T_world_base[1, 3]:.1f}) to ({x:.1f}, {y:.1f})")
 
 
 def _rebase(pred: np.ndarray, T_ref_at: np.ndarray) -> np.ndarray:  # noqa: N803
@@ -255,7 +294,7 @@ def shut_down(executor: MultiThreadedExecutor, node: Scorer) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scenario", default="teleop", choices=[s for s in SCENARIOS if s != "kidnap"])
+    parser.add_argument("--scenario", default="teleop", choices=list(SCENARIOS))
     parser.add_argument("--preset", default="house")
     parser.add_argument("--seed", type=int, default=1000, help="world seed: the launch's world_seed")
     parser.add_argument("--steps", type=int, default=200, help="memory steps T to run for")
@@ -288,12 +327,20 @@ def main() -> None:
         shut_down(executor, node)
         raise SystemExit(problem)
     extra = round(SCENARIOS[args.scenario].extra_s * 5.0)
+    kidnap_s = node.driver.kidnap_at_s()
     start, next_query = time.monotonic(), args.query_every
     v = 0.0
     while node.memory_steps < args.steps + extra and time.monotonic() - start < args.timeout:
         with node.lock:
             latest = node.truth[-1] if node.truth else None
             earlier = next((T for t, T in reversed(node.truth) if latest and latest[0] - t >= 5e8), None)
+        if (
+            latest is not None
+            and kidnap_s is not None
+            and node.kidnap_to is None
+            and latest[0] * 1e-9 >= kidnap_s
+        ):
+            kidnap(node, latest[1])
         if latest is not None:
             stamp, T = latest
             yaw = float(np.arctan2(T[1, 0], T[0, 0]))
@@ -311,6 +358,7 @@ def main() -> None:
     rows, timing = {}, {}
     for backend in node.backends:
         name = backend or "default"
+        node.answers[backend].lost_resets.append(node.memory_resets)
         rows[f"ros {args.scenario} {name} (seed {args.seed}, T={args.steps})"] = score(node.answers[backend])
         ms = node.query_ms[backend]
         timing[name] = {

@@ -20,6 +20,7 @@ from spatial_memory.eval.live_mem_rpe import (
     LiveRunConfig,
     auroc,
     detection_at_false_alarm,
+    kidnap_spot,
     live_table,
     plot_reliability,
     reliability,
@@ -27,7 +28,7 @@ from spatial_memory.eval.live_mem_rpe import (
 )
 from spatial_memory.memory.engine import EngineConfig, MemoryEngine
 from spatial_memory.sim import mobile_robot as mr
-from spatial_memory.sim.live import LiveSimConfig, LiveWorldConfig
+from spatial_memory.sim.live import LiveSim, LiveSimConfig, LiveWorldConfig
 from spatial_memory.sim.world_tour import WorldTour
 
 CHECKPOINT = "models/kinaema_house64.pt"
@@ -181,6 +182,22 @@ def test_the_kidnap_scenario_carries_the_robot_half_way(engine):
     run, answers = _run(engine, "kidnap", steps=30)
     assert run.kidnapped_at_step is not None and 13 <= run.kidnapped_at_step <= 17
     assert any(answers.after_kidnap) or not answers.seen  # queries after it are marked
+
+
+def test_the_kidnap_spot_is_free_far_and_the_same_for_a_seed():
+    """Both harnesses draw the kidnap's target here (the ROS scorer with its own world copy): 3 m or more
+    from the robot, free for the base, the same draw for the same seed and start."""
+    with LiveSim(SMALL) as sim:
+        grid = WorldTour(sim.world, seed=1000).grid
+        x0, y0, _ = sim.sim.pose2d
+        spot = kidnap_spot(sim, grid, np.random.default_rng(1099), (x0, y0))
+        assert spot is not None
+        x, y, yaw = spot
+        assert math.hypot(x - x0, y - y0) >= 3.0 and sim.sim.pose_is_free(x, y, 0.0)
+        assert -math.pi <= yaw <= math.pi
+        assert kidnap_spot(sim, grid, np.random.default_rng(1099), (x0, y0)) == spot
+        sim.teleport(x, y, yaw)  # a spot the sim takes
+        np.testing.assert_allclose(sim.sim.pose2d, spot, atol=1e-9)
 
 
 def test_revisit_asks_only_about_places_left_long_ago():

@@ -72,7 +72,11 @@ def _edges(tf_msg) -> dict[tuple[str, str], np.ndarray]:
 def test_topic_tables_agree_with_topics_py_and_the_bag():
     published = sm.published_topics()
     assert set(published) == topics.SIM_TOPICS <= topics.PUBLISHED_TOPICS
-    assert set(sm.subscribed_topics()) == {topics.CMD_VEL, topics.JOINT_COMMANDS} <= topics.SUBSCRIBED_TOPICS
+    subscribed = sm.subscribed_topics()
+    assert set(subscribed) == {topics.CMD_VEL, topics.JOINT_COMMANDS, topics.SIM_TELEPORT}
+    assert set(subscribed) <= topics.SUBSCRIBED_TOPICS
+    assert all(type_name in STORE.types for type_name, _ in subscribed.values())
+    assert subscribed[topics.SIM_TELEPORT][1] == sm.RELIABLE  # one message that must not be lost
     head, wrist = camera_topics(HEAD_CAMERA), camera_topics(WRIST_CAMERA)
     assert (head["image"], head["depth"], head["camera_info"], head["pose"]) == (
         topics.CAMERA_IMAGE,
@@ -200,6 +204,25 @@ def test_command_messages_convert_and_bad_ones_are_refused():
     assert sm.joint_command(roundtrip(js)) == (JOINTS[::-1], list(np.arange(7.0)))
 
 
+def _yaw_pose(x: float, y: float, yaw: float, z: float = 0.0) -> np.ndarray:
+    T = np.eye(4)
+    T[:3, :3] = [[math.cos(yaw), -math.sin(yaw), 0.0], [math.sin(yaw), math.cos(yaw), 0.0], [0.0, 0.0, 1.0]]
+    T[:3, 3] = (x, y, z)
+    return T
+
+
+def test_teleport_messages_convert_and_bad_ones_are_refused():
+    msg = conv.matrix_to_pose_stamped(_yaw_pose(1.5, -2.0, 2.5, z=0.3), 0, "world", factory=FACTORY)
+    assert sm.teleport_target(roundtrip(msg), "world") == pytest.approx((1.5, -2.0, 2.5))
+    with pytest.raises(InvalidInputError, match="frame 'odom'"):
+        sm.teleport_target(
+            conv.matrix_to_pose_stamped(_yaw_pose(1, 2, 0), 0, "odom", factory=FACTORY), "world"
+        )
+    msg.pose.position.x = math.nan
+    with pytest.raises(InvalidInputError):
+        sm.teleport_target(msg, "world")
+
+
 def test_sim_node_config_declares_ros_typed_parameters_and_checks_frames():
     specs = {s.name: s for s in parameter_specs(SimNodeConfig)}
     assert set(specs) == set(flatten(SimNodeConfig()))
@@ -325,6 +348,49 @@ def test_sim_node_publishes_clock_sensors_and_ground_truth_and_drives_on_cmd_vel
     settled = conv.msg_to_matrix(got[topics.GT_BASE_POSE][-1])
     graph.wait(lambda: False, timeout=0.3)
     np.testing.assert_allclose(conv.msg_to_matrix(got[topics.GT_BASE_POSE][-1]), settled)
+
+
+@needs_rclpy
+@pytest.mark.ros
+def test_sim_node_carries_the_robot_on_teleport_behind_the_odometrys_back(graph):
+    from geometry_msgs.msg import PoseStamped
+    from nav_msgs.msg import Odometry
+
+    node = _sim_node(graph)
+    graph.listen(PoseStamped, topics.GT_BASE_POSE)
+    graph.listen(Odometry, topics.ODOM)
+    got = graph.received
+    assert graph.wait(lambda: got[topics.GT_BASE_POSE] and got[topics.ODOM])
+    start = conv.msg_to_matrix(got[topics.GT_BASE_POSE][-1])
+    odom_start = conv.msg_to_matrix(got[topics.ODOM][-1].pose.pose)
+    grid = node.sim.world  # the room: pick a free spot 0.8 m from the start
+    target = next(
+        (x, y)
+        for x, y in (
+            (start[0, 3] + dx, start[1, 3] + dy) for dx, dy in ((0.8, 0), (-0.8, 0), (0, 0.8), (0, -0.8))
+        )
+        if node.sim.sim.pose_is_free(x, y, 1.0)
+    )
+    del grid
+    pub = graph.probe.create_publisher(PoseStamped, topics.SIM_TELEPORT, 10)
+    rclpy_factory = conv.RclpyFactory()
+    wrong = conv.matrix_to_pose_stamped(_yaw_pose(*target, 1.0), 0, "odom", factory=rclpy_factory)
+    pub.publish(wrong)
+    graph.wait(lambda: node.status()["commands_refused"] > 0, timeout=3.0)
+    assert node.status()["commands_refused"] == 1 and node.status()["teleports"] == 0
+    pub.publish(conv.matrix_to_pose_stamped(_yaw_pose(*target, 1.0), 0, "world", factory=rclpy_factory))
+
+    def carried() -> bool:
+        now = conv.msg_to_matrix(got[topics.GT_BASE_POSE][-1])
+        return np.allclose(now[:2, 3], target, atol=1e-6)
+
+    assert graph.wait(carried)
+    assert node.status()["teleports"] == 1
+    now = conv.msg_to_matrix(got[topics.GT_BASE_POSE][-1])
+    assert math.atan2(now[1, 0], now[0, 0]) == pytest.approx(1.0, abs=1e-6)
+    graph.wait(lambda: False, timeout=0.3)  # a few more odometry messages
+    odom_now = conv.msg_to_matrix(got[topics.ODOM][-1].pose.pose)
+    np.testing.assert_allclose(odom_now[:2, 3], odom_start[:2, 3], atol=1e-3)  # the odometry saw nothing
 
 
 @needs_rclpy

@@ -360,6 +360,19 @@ def odom_camera_pose(tick: Any, frame: Any) -> np.ndarray:
     return tick.odometry.T_odom_base @ invert(tick.T_world_base) @ frame.T_world_cam
 
 
+def kidnap_spot(
+    sim: LiveSim, grid: Any, rng: np.random.Generator, from_xy: tuple[float, float]
+) -> tuple[float, float, float] | None:
+    """Where a kidnap carries the robot standing at `from_xy`: a random free spot of the world's `grid` at
+    least 3 m away, facing a random way; None when 200 draws found none. Both harnesses draw it here (the
+    ROS scorer with its own copy of the world), so a seed kidnaps the robot to the same place."""
+    for _ in range(200):
+        x, y = sample_free_point(grid, rng)
+        if math.hypot(x - from_xy[0], y - from_xy[1]) >= 3.0 and sim.sim.pose_is_free(x, y, 0.0):
+            return float(x), float(y), float(rng.uniform(-math.pi, math.pi))
+    return None
+
+
 class LiveMemoryRun:
     """One scenario on one world: drive, feed the memory as memory_node does, ask every backend and record.
 
@@ -458,17 +471,16 @@ class LiveMemoryRun:
     def _kidnap(self) -> None:
         """Carry the robot to a random free spot at least 3 m away, facing a random way."""
         x0, y0, _ = self.sim.sim.pose2d
-        for _ in range(200):
-            x, y = sample_free_point(self.grid, self.rng)
-            if math.hypot(x - x0, y - y0) >= 3.0 and self.sim.sim.pose_is_free(x, y, 0.0):
-                self.sim.teleport(float(x), float(y), float(self.rng.uniform(-math.pi, math.pi)))
-                self.kidnapped_at_step = self.frames_fed
-                if isinstance(self.driver, KidnapDriver):
-                    self.driver.after_kidnap(self.sim)
-                log.info("kidnap at step %d: (%.1f, %.1f) -> (%.1f, %.1f)", self.frames_fed, x0, y0, x, y)
-                return
-        log.warning("kidnap: no free spot 3 m away was found; the robot stays")
-        self.kidnapped_at_step = -1
+        spot = kidnap_spot(self.sim, self.grid, self.rng, (x0, y0))
+        if spot is None:
+            log.warning("kidnap: no free spot 3 m away was found; the robot stays")
+            self.kidnapped_at_step = -1
+            return
+        self.sim.teleport(*spot)
+        self.kidnapped_at_step = self.frames_fed
+        if isinstance(self.driver, KidnapDriver):
+            self.driver.after_kidnap(self.sim)
+        log.info("kidnap at step %d: (%.1f, %.1f) -> (%.1f, %.1f)", self.frames_fed, x0, y0, *spot[:2])
 
     def _ask(self, step: int, T_world_base: np.ndarray, pictures: dict[str, list[Any]]) -> None:
         sample = self.sampler.sample(step, T_world_base)
@@ -686,6 +698,7 @@ def live_table(rows: dict[str, LiveScores]) -> str:
 
 __all__ = [
     "SCENARIOS",
+    "kidnap_spot",
     "LiveAnswers",
     "LiveMemoryRun",
     "LiveRunConfig",

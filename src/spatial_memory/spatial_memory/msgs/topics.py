@@ -44,6 +44,8 @@ VO_STATUS = "vo/status"  # std_msgs/String: JSON (rate, dropped frames, losses, 
 # --- sim_node (MuJoCo) inputs: commands
 CMD_VEL = "cmd_vel"  # geometry_msgs/Twist: linear.x (m/s) and angular.z (rad/s) of the base
 JOINT_COMMANDS = "joint_commands"  # sensor_msgs/JointState: arm position targets, fr3_joint1..7 by name
+# geometry_msgs/PoseStamped in `world`: carry the robot there (a kidnap: the wheel odometry does not see it)
+SIM_TELEPORT = "sim/teleport"
 
 # --- sim_node outputs (the names recorded bags use too: `camera` is the head camera)
 CLOCK = "/clock"  # rosgraph_msgs/Clock: sim time
@@ -101,7 +103,7 @@ PUBLISHED_TOPICS: frozenset[str] = (
     | SIM_TOPICS
 )
 SUBSCRIBED_TOPICS: frozenset[str] = frozenset(
-    {JOINT_STATES, CAMERA_IMAGE, CAMERA_INFO, CAMERA_DEPTH, ODOM, CMD_VEL, JOINT_COMMANDS}
+    {JOINT_STATES, CAMERA_IMAGE, CAMERA_INFO, CAMERA_DEPTH, ODOM, CMD_VEL, JOINT_COMMANDS, SIM_TELEPORT}
 )
 
 # --- node names (the keys of config/*.yaml)

@@ -19,12 +19,18 @@ stamp when the image arrives):
 these are). `/tf_static` (latched) carries `world` -> `odom` and the mounts on the base, once; `map`
 (nav_msgs/OccupancyGrid, latched) the world's walls, furniture and floor objects in `world`, once, as a map
 server would for nav2 (not inflated: the planner inflates by its own robot radius).
+
+Inputs: `cmd_vel` (geometry_msgs/Twist), `joint_commands` (sensor_msgs/JointState) and `sim/teleport`
+(geometry_msgs/PoseStamped in `world`: the robot is carried there between two steps, a kidnap the wheel
+odometry does not see, as a simulator's set-pose service does; a pose in collision is refused).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+from spatial_memory.errors import InvalidInputError
 from spatial_memory.msgs import conversions as conv
 from spatial_memory.msgs import topics
 from spatial_memory.node_configs import SimNodeConfig
@@ -69,10 +75,15 @@ def published_topics() -> dict[str, tuple[str, str]]:
     return out
 
 
-def subscribed_topics() -> dict[str, str]:
-    """Every topic sim_node subscribes to: topic -> message type (both with sensor-data QoS, which hears
-    reliable and best-effort publishers alike)."""
-    return {topics.CMD_VEL: TWIST, topics.JOINT_COMMANDS: JOINT_STATE}
+def subscribed_topics() -> dict[str, tuple[str, str]]:
+    """Every topic sim_node subscribes to: topic -> (message type, QoS kind). The commands take sensor-data
+    QoS, which hears reliable and best-effort publishers alike; a teleport is one message that must not be
+    lost: reliable."""
+    return {
+        topics.CMD_VEL: (TWIST, SENSOR),
+        topics.JOINT_COMMANDS: (JOINT_STATE, SENSOR),
+        topics.SIM_TELEPORT: (POSE_STAMPED, RELIABLE),
+    }
 
 
 def map_message(sim: LiveSim, config: SimNodeConfig, stamp_ns: int, *, factory: conv.MessageFactory) -> Any:
@@ -148,6 +159,16 @@ def twist_command(msg: Any) -> tuple[float, float]:
     """
     twist = conv.twist_to_vector(msg)
     return float(twist[0]), float(twist[5])
+
+
+def teleport_target(msg: Any, world_frame: str) -> tuple[float, float, float]:
+    """geometry_msgs/PoseStamped in `world_frame` -> (x, y, yaw) of the base to carry the robot to (a planar
+    base: z, roll and pitch are ignored). Another frame, NaN or a non-unit quaternion: InvalidInputError."""
+    frame = msg.header.frame_id
+    if frame != world_frame:
+        raise InvalidInputError(f"a teleport pose in frame {frame!r}: sim_node takes it in {world_frame!r}")
+    T = conv.pose_to_matrix(msg.pose)  # noqa: N806 - the project's pose naming
+    return float(T[0, 3]), float(T[1, 3]), math.atan2(float(T[1, 0]), float(T[0, 0]))
 
 
 def joint_command(msg: Any) -> tuple[list[str], list[float]]:

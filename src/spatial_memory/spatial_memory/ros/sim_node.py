@@ -90,7 +90,13 @@ class SimNode(Node):
         self.sim = LiveSim(cfg.sim)
         self._pacer = Pacer(cfg.sim.dt_ns, cfg.real_time_factor)
         self._reported_lag_ns = 0
-        self._counts = {"collisions": 0, "arm_refusals": 0, "cmd_vel_timeouts": 0, "commands_refused": 0}
+        self._counts = {
+            "collisions": 0,
+            "arm_refusals": 0,
+            "cmd_vel_timeouts": 0,
+            "commands_refused": 0,
+            "teleports": 0,
+        }
         self._pubs = {
             topic: self.create_publisher(MESSAGES[type_name], topic, QOS[qos])
             for topic, (type_name, qos) in sm.published_topics().items()
@@ -101,9 +107,13 @@ class SimNode(Node):
         self._pubs[topics.MAP].publish(
             sm.map_message(self.sim, cfg, self.sim.stamp_ns, factory=self._factory)
         )
-        callbacks = {topics.CMD_VEL: self._on_cmd_vel, topics.JOINT_COMMANDS: self._on_joint_command}
-        for topic, type_name in sm.subscribed_topics().items():
-            self.create_subscription(MESSAGES[type_name], topic, callbacks[topic], qos_profile_sensor_data)
+        callbacks = {
+            topics.CMD_VEL: self._on_cmd_vel,
+            topics.JOINT_COMMANDS: self._on_joint_command,
+            topics.SIM_TELEPORT: self._on_teleport,
+        }
+        for topic, (type_name, qos) in sm.subscribed_topics().items():
+            self.create_subscription(MESSAGES[type_name], topic, callbacks[topic], QOS[qos])
         bad = ("sim_time_dropped_s", "collisions", "commands_refused")
         self.diagnostics = attach_diagnostics(self, self.status, HealthChecks(bad_counters=bad))
         # A steady wall clock: this node makes /clock, so a sim-time timer would wait for itself.
@@ -136,6 +146,21 @@ class SimNode(Node):
             self.get_logger().warning(f"ignoring joint command: {exc}", throttle_duration_sec=WARN_PERIOD_S)
             return
         self.get_logger().debug(f"arm target {q.round(3).tolist()}")
+
+    def _on_teleport(self, msg: Any) -> None:
+        """Carry the robot to the pose (a kidnap): the odometry goes on from where it was."""
+        try:
+            x, y, yaw = sm.teleport_target(msg, self.config.world_frame)
+            self.sim.teleport(x, y, yaw)
+        except InvalidInputError as exc:
+            self._counts["commands_refused"] += 1
+            self.get_logger().warning(f"ignoring teleport: {exc}", throttle_duration_sec=WARN_PERIOD_S)
+            return
+        self._counts["teleports"] += 1
+        self.get_logger().info(
+            f"robot carried to ({x:.2f}, {y:.2f}, yaw {yaw:.2f}) in '{self.config.world_frame}': the "
+            "odometry does not see it"
+        )
 
     # -- stepping -----------------------------------------------------------------------------------
 

@@ -334,12 +334,9 @@ def main() -> None:
         with node.lock:
             latest = node.truth[-1] if node.truth else None
             earlier = next((T for t, T in reversed(node.truth) if latest and latest[0] - t >= 5e8), None)
-        if (
-            latest is not None
-            and kidnap_s is not None
-            and node.kidnap_to is None
-            and latest[0] * 1e-9 >= kidnap_s
-        ):
+        # at the memory step where harness (a) kidnaps (the graph's sim clock ran while the launch started)
+        due = kidnap_s is not None and node.kidnap_to is None and node.memory_steps >= round(kidnap_s * 5.0)
+        if latest is not None and due:
             kidnap(node, latest[1])
         if latest is not None:
             stamp, T = latest

@@ -97,7 +97,9 @@ class MemoryService:
         main = MemoryEngine(engine, model_overrides=model_overrides)
         keyframes = None
         if serve_keyframes and engine.backend != KEYFRAMES:
-            keyframes = MemoryEngine(dataclasses.replace(engine, backend=KEYFRAMES))
+            # the main engine's kidnap checks reset it too (`update`): one SIFT pass and one verdict a frame
+            quiet = dataclasses.replace(engine, backend=KEYFRAMES, jump_check=False, lost_check=False)
+            keyframes = MemoryEngine(quiet)
         views = ViewStore(refine) if refine is not None and refine.enabled else None
         return cls(main, keyframes, views)
 

@@ -58,6 +58,7 @@ DELIBERATE: dict[str, dict[str, str]] = {
         "engine.camera_height_m": "the head camera's height over base_link",
         "engine.keyframe_camera_offset": "the head camera's place on the base",
         "engine.checkpoint": "the shipped model, trained in these simulated houses",
+        "engine.jump_check": "measured in the sim (benchmarks/bench_view_jump.py); robots keep it off",
     },
     topics.VO_NODE: {},
     topics.POLICY_NODE: {

@@ -305,9 +305,11 @@ class MemoryEngine:
         Time: a frame stamped after the last one is used (returns `USED`). One stamped at or before the last,
         by at most `time_jump_reset_s`, arrived out of order (a late burst, a duplicate): it is dropped and
         counted, the memory unchanged (`DROPPED_LATE`). One stamped further back means time jumped (a
-        restarted simulation or bag): the memory resets and starts again with it (`RESET_AND_USED`). The
-        first frame after `load(..., resume=...)` is used whatever its stamp and continues the saved memory
-        from where `resume` puts the robot in the saved frame, with no speed check (`RESUMED`). Bad
+        restarted simulation or bag): the memory resets and starts again with it (`RESET_AND_USED`). So does
+        a frame that shows the robot was carried off, when `jump_check` or `lost_check` is on (`memory.lost`;
+        counted in `lost_resets`). The first frame after `load(..., resume=...)` is used whatever its stamp
+        and continues the saved memory from where `resume` puts the robot in the saved frame, with no speed
+        check (`RESUMED`). Bad
         input raises InvalidInputError and changes nothing, a reset included: that includes a base pose beyond
         `max_distance_m` from its frame's origin, a step longer than `max_speed_m_s` x the time since the
         last frame used + `step_slack_m`, and a frame that would make the state NaN or infinite.

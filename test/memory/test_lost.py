@@ -113,17 +113,23 @@ def test_bad_settings_are_refused(kwargs):
 # -- the engine: a memory that keeps placing the current view far away restarts ----------------------------
 
 
-@pytest.fixture
-def engine_factory(tmp_path):
+def _small_checkpoint(tmp_path) -> str:
+    """A small untrained Kinaema with its encoder, saved as a checkpoint (seeded)."""
     torch.manual_seed(0)
     path = tmp_path / "kinaema.pt"
     encoder = ImageEncoder(SMALL_ENCODER)
     save_checkpoint(path, build_model("kinaema", SMALL_KINAEMA, encoder_config=SMALL_ENCODER), encoder)
+    return str(path)
+
+
+@pytest.fixture
+def engine_factory(tmp_path):
+    path = _small_checkpoint(tmp_path)
 
     def make(answer_xy: tuple[float, float], **kw) -> MemoryEngine:
         """An engine whose model answers every query at `answer_xy` (in the last frame's base frame), sure
         it saw the place, sigma 0.3 m: the memory's answers are what this test controls."""
-        engine = MemoryEngine(EngineConfig(checkpoint=str(path), resize="none", **{"lost_check": True, **kw}))
+        engine = MemoryEngine(EngineConfig(checkpoint=path, resize="none", **{"lost_check": True, **kw}))
 
         def query(state, tokens):
             b = tokens.shape[0]
@@ -255,11 +261,8 @@ def test_bad_view_jump_settings_are_refused(kwargs):
 
 @pytest.fixture
 def jump_engine(tmp_path):
-    torch.manual_seed(0)
-    path = tmp_path / "kinaema.pt"
-    encoder = ImageEncoder(SMALL_ENCODER)
-    save_checkpoint(path, build_model("kinaema", SMALL_KINAEMA, encoder_config=SMALL_ENCODER), encoder)
-    return lambda **kw: MemoryEngine(EngineConfig(checkpoint=str(path), resize="crop", **kw))
+    path = _small_checkpoint(tmp_path)
+    return lambda **kw: MemoryEngine(EngineConfig(checkpoint=path, resize="crop", **kw))
 
 
 def _feed(engine: MemoryEngine, views: list[np.ndarray]) -> list[str]:

@@ -3,6 +3,7 @@ of a simulated house (validation world 1000) with exact camera poses."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from spatial_memory.errors import ConfigError, InvalidInputError
 from spatial_memory.geometry import invert
 from spatial_memory.memory.poses import planar_target, wrap_angle
-from spatial_memory.memory.refine import RefineConfig, ViewStore, verified_sigmas
+from spatial_memory.memory.refine import LIVE_VIEW_ID, RefineConfig, ViewStore, verified_sigmas
 from spatial_memory.sim.live import LiveSim, LiveSimConfig, LiveWorldConfig
 
 
@@ -69,13 +70,45 @@ def test_a_picture_near_a_stored_view_is_refined_to_centimetres(house):
 
 def test_several_guesses_each_bring_their_nearest_views(house):
     sim, frames = house
-    store = _store(frames, vote_candidates=0)  # candidates only from the guesses
+    store = _store(frames, vote_candidates=0, live_view=False)  # candidates only from the guesses
     T_true = _turned(frames[10][3], 12.0, right_m=0.25)
     rgb, _ = sim.sim.render_view(T_true)
     far = _turned(T_true, 0.0, right_m=30.0)  # a guess with no stored view within near_m
     assert not store.refine(rgb, far).ok and store.refine(rgb, far).tried == 0
     r = store.refine(rgb, [far, _turned(T_true, -30.0, right_m=0.8)])
     assert r.ok and _errors(r.T_world_query, T_true)[0] < 0.05
+
+
+def test_the_latest_frame_verifies_a_picture_no_stored_view_shows(house):
+    sim, frames = house
+    store = _store(frames[:3], vote_candidates=0, near_candidates=0)  # stored views cannot verify it
+    T_true = _turned(frames[20][3], 10.0, right_m=0.2, forward_m=-0.3)
+    rgb, _ = sim.sim.render_view(T_true)
+    assert not store.refine(rgb, None).ok  # the stored views look elsewhere
+    live = frames[20]
+    stamp = live[4]
+    assert store.add(*live[:4], stamp) is True  # novel: stored; the latest frame is that view
+    assert store.refine(rgb, None).view_id != LIVE_VIEW_ID
+    store = _store(
+        frames[:3], vote_candidates=0, near_candidates=0, new_view_move_m=50.0, new_view_turn_deg=179.0
+    )
+    assert store.add(*live[:4], stamp) is False and len(store) == 1  # not novel: not stored ...
+    r = store.refine(rgb, None)  # ... but the robot sees the place now: measured against that frame
+    assert r.ok and r.view_id == LIVE_VIEW_ID and "the current view" in r.reason and r.view_stamp_ns == stamp
+    pos_err, yaw_err = _errors(r.T_world_query, T_true)
+    assert pos_err < 0.05 and yaw_err < 2.0
+    off = ViewStore(dataclasses.replace(store.config, live_view=False))
+    off.restore(store.snapshot())
+    assert not off.refine(rgb, None).ok  # the same store without the latest frame
+    assert not store.refine(rgb, None, taken_before_ns=stamp).ok  # the kidnap check asks only older views
+    snapshot = store.snapshot()
+    store.reset()
+    assert not store.refine(rgb, None).ok
+    store.restore(snapshot)  # a snapshot keeps the latest frame (Mem-Nav restores between trials) ...
+    assert store.refine(rgb, None).view_id == LIVE_VIEW_ID
+    loaded = ViewStore(store.config)
+    loaded.restore(ViewStore.unpack(store.pack(), "test"))  # ... a saved store does not: not "now" there
+    assert not loaded.refine(rgb, None).ok
 
 
 def test_a_picture_without_matches_is_not_verified(house):

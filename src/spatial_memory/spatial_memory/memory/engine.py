@@ -123,7 +123,7 @@ class MemoryAnswer:
     steps: int
     inliers: int = -1  # refined answers: PnP inliers of the best verification (-1: no refinement tried)
     note: str = ""  # how the answer was made (refined, or why refinement fell back to the model's answer)
-    matched_view: int = -1  # refined answers: id of the stored view that verified it
+    matched_view: int = -1  # refined answers: id of the stored view that verified it (-2: the latest frame)
     sigma_yaw_rad: float = math.inf  # 1-sigma heading error when measured (refined answers); inf: unknown
 
 

@@ -17,6 +17,9 @@ now it is `inv(T_world_base_now) @ T_world_view @ inv(T_query_view)`.
   retrieval's), and those that share the most descriptor matches with the picture (a vote over all stored
   views, so wrong guesses can still be corrected) - and solves PnP against each, and against all their
   matches at once when no single view verifies clearly (neighbouring views each see part of the picture).
+  With `live_view`, the latest RGB-D frame offered is a candidate too, stored or not (its features are
+  computed when a query needs them): a picture of what the robot sees now is measured against a view with
+  no odometry drift, which is what a robot closing in on a pictured place needs.
   The most inliers win. Fewer than `min_inliers`, or a pose a ground robot's camera cannot take (tilted
   against the view, or at another height: aliased matches on a texture repeated elsewhere), is a failed
   verification: the caller keeps the coarse answer and says so (`Refinement.reason`).
@@ -41,7 +44,9 @@ import numpy as np
 from spatial_memory.errors import ConfigError, InvalidInputError
 from spatial_memory.geometry import check_pose, invert
 
-__all__ = ["RefineConfig", "Refinement", "StoredView", "ViewStore", "verified_sigmas"]
+__all__ = ["LIVE_VIEW_ID", "RefineConfig", "Refinement", "StoredView", "ViewStore", "verified_sigmas"]
+
+LIVE_VIEW_ID = -2  # `Refinement.view_id` of a match against the latest frame offered (not a stored view)
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +91,13 @@ class RefineConfig:
     )
     vote_candidates: int = field(
         default=3, metadata=_help("and this many sharing the most descriptor matches with the picture")
+    )
+    live_view: bool = field(
+        default=True,
+        metadata=_help(
+            "also verify against the latest RGB-D frame offered (what the robot sees now, stored or not): "
+            "a picture of the place in view is measured against a view with no drift"
+        ),
     )
     joint: bool = field(
         default=True,
@@ -248,6 +260,9 @@ class ViewStore:
         self._K: np.ndarray | None = None
         self._size: tuple[int, int] | None = None  # (height, width) of the stored views' camera
         self._db: tuple[np.ndarray, ...] | None = None  # stacked vote descriptors, their view, their norms
+        # the latest frame offered: (rgb, depth, K, T_world_cam, stamp_ns) and its view once computed
+        self._live: tuple | None = None
+        self._live_view: StoredView | None = None
 
     # -- properties ---------------------------------------------------------------------------------
 
@@ -264,18 +279,21 @@ class ViewStore:
         return sum(v.nbytes for v in self._views)
 
     def reset(self) -> None:
-        """Forget every view."""
+        """Forget every view (the latest frame too)."""
         self._views, self._db, self._K, self._size = [], None, None, None
+        self._live, self._live_view = None, None
 
     # -- writing ------------------------------------------------------------------------------------
 
     def snapshot(self) -> tuple:
-        """The stored views now (views are immutable: a shallow copy suffices); see `restore`."""
-        return (list(self._views), self._next_id, self._K, self._size)
+        """The stored views and the latest frame now (views are immutable: a shallow copy suffices); see
+        `restore`."""
+        return (list(self._views), self._next_id, self._K, self._size, self._live, self._live_view)
 
     def restore(self, snapshot: tuple) -> None:
-        """Go back to a `snapshot` of this store."""
-        views, self._next_id, self._K, self._size = snapshot
+        """Go back to a `snapshot` of this store (`unpack`'s, of a saved store, has no latest frame)."""
+        views, self._next_id, self._K, self._size, *live = snapshot
+        self._live, self._live_view = live if live else (None, None)
         self._views, self._db = list(views), None
 
     def is_novel(self, T_world_cam: np.ndarray) -> bool:
@@ -304,29 +322,58 @@ class ViewStore:
         if self._size is not None and (self._size != rgb.shape[:2] or not np.allclose(self._K, K)):
             logger.warning("camera changed (size or intrinsics): the view store starts again")
             self.reset()
+        self._live, self._live_view = (rgb, depth, K, T, int(stamp_ns)), None
+        if self._size is None:
+            self._K, self._size = K, rgb.shape[:2]
         if not self.is_novel(T):
             return False
+        view = self._view(rgb, depth, K, T, int(stamp_ns), self._next_id)
+        if view is None:
+            return False
+        self._live_view = view
+        self._next_id += 1
+        self._views.append(view)
+        if len(self._views) > self.config.capacity:
+            self._evict()
+        self._db = None
+        return True
+
+    def _view(
+        self,
+        rgb: np.ndarray,
+        depth: np.ndarray,
+        K: np.ndarray,  # noqa: N803
+        T: np.ndarray,  # noqa: N803
+        stamp_ns: int,
+        view_id: int,
+    ) -> StoredView | None:
+        """A frame's features with valid depth as a view; None when it has fewer than `min_view_features`."""
         uv, desc = self._features(rgb)
         if len(uv) == 0:
-            return False
+            return None
         cfg = self.config
         px = np.clip(np.rint(uv).astype(int), 0, [rgb.shape[1] - 1, rgb.shape[0] - 1])
         z = depth[px[:, 1], px[:, 0]]
         valid = np.isfinite(z) & (z > cfg.min_depth_m) & (z < cfg.max_depth_m)
         if valid.sum() < cfg.min_view_features:
-            return False
+            return None
         uv, desc, z = uv[valid], desc[valid], z[valid]
         xyz = np.column_stack(
             [(uv[:, 0] - K[0, 2]) * z / K[0, 0], (uv[:, 1] - K[1, 2]) * z / K[1, 1], z]
         ).astype(np.float32)
-        view = StoredView(self._next_id, int(stamp_ns), T, uv.astype(np.float32), xyz, desc)
-        self._next_id += 1
-        self._K, self._size = K, rgb.shape[:2]
-        self._views.append(view)
-        if len(self._views) > cfg.capacity:
-            self._evict()
-        self._db = None
-        return True
+        return StoredView(view_id, stamp_ns, T, uv.astype(np.float32), xyz, desc)
+
+    def live_view(self) -> StoredView | None:
+        """The latest frame offered as a view (`LIVE_VIEW_ID` unless it was stored), None when there is
+        none or it has too few features with depth; its features are computed once, when first asked."""
+        if self._live is None:
+            return None
+        if self._live_view is None:
+            rgb, depth, K, T, stamp_ns = self._live
+            self._live_view = self._view(rgb, depth, K, T, stamp_ns, LIVE_VIEW_ID)
+            if self._live_view is None:
+                self._live = None  # nothing to match: do not try again for this frame
+        return self._live_view
 
     def _evict(self) -> None:
         """Drop the older of the two views closest to each other (position + heading): keep coverage."""
@@ -420,6 +467,7 @@ class ViewStore:
             for v in self._views
         ]
         self._db = None
+        self._live, self._live_view = None, None  # a frame of the old session: not "now" any more
 
     # -- reading ------------------------------------------------------------------------------------
 
@@ -434,7 +482,7 @@ class ViewStore:
         candidate views; see the module docstring. `taken_before_ns`: only views stamped before it are
         candidates (the kidnap check asks what the robot saw long ago, not on the way here)."""
         rgb = _check_rgb(query_rgb)
-        if not self._views:
+        if not self._views and (taken_before_ns is not None or self.live_view() is None):
             return Refinement(None, 0, -1, 0, "no stored RGB-D views yet")
         if rgb.shape[:2] != self._size:
             h, w = self._size
@@ -450,27 +498,41 @@ class ViewStore:
             eligible = np.array([v.stamp_ns < taken_before_ns for v in self._views])
             if not eligible.any():
                 return Refinement(None, 0, -1, 0, "no stored view old enough")
-        candidates = self._candidates(desc, guesses, eligible)
-        matched = [self._matches(desc, self._views[i]) for i in candidates]
-        best = (0, -1, None)  # inliers, view index, T_world_query
-        for index, (qi, xyz, _) in zip(candidates, matched, strict=True):
-            inliers, T = self._solve(uv[qi], xyz, [self._views[index]])
+        candidates = self._candidates(desc, guesses, eligible) if self._views else []
+        views = [self._views[i] for i in candidates]
+        matched = [self._matches(desc, v) for v in views]
+        best: tuple[int, StoredView | None, np.ndarray | None] = (0, None, None)  # inliers, view, pose
+        for view, (qi, xyz, _) in zip(views, matched, strict=True):
+            inliers, T = self._solve(uv[qi], xyz, [view])
             if inliers > best[0]:
-                best = (inliers, index, T)
+                best = (inliers, view, T)
         if self.config.joint and len(candidates) > 1 and best[0] < 2 * self.config.min_inliers:
             inliers, T = self._solve_joint(uv, candidates, matched)
             if inliers > best[0]:
-                best = (inliers, best[1] if best[1] >= 0 else candidates[0], T)
-        inliers, index, T = best
-        view_id = self._views[index].view_id if index >= 0 else -1
+                best = (inliers, best[1] or views[0], T)
+        live = self.live_view() if self.config.live_view else None
+        if (
+            live is not None
+            and live not in views
+            and (taken_before_ns is None or live.stamp_ns < taken_before_ns)
+        ):
+            qi, xyz, _ = self._matches(desc, live)
+            inliers, T = self._solve(uv[qi], xyz, [live])
+            tried = len(candidates) + 1
+            if inliers > best[0] or (inliers == best[0] and T is not None and best[2] is None):
+                best = (inliers, live, T)
+        else:
+            tried = len(candidates)
+        inliers, view, T = best
+        view_id = -1 if view is None else view.view_id
         if T is None or inliers < self.config.min_inliers:
             return Refinement(
-                None, inliers, view_id, len(candidates),
-                f"not verified: best {inliers} PnP inliers < {self.config.min_inliers} "
-                f"({len(candidates)} views tried)",
+                None, inliers, view_id, tried,
+                f"not verified: best {inliers} PnP inliers < {self.config.min_inliers} ({tried} views tried)",
             )  # fmt: skip
-        reason = f"{inliers} PnP inliers against view {view_id}"
-        return Refinement(T, inliers, view_id, len(candidates), reason, self._views[index].stamp_ns)
+        what = "the current view" if view_id == LIVE_VIEW_ID else f"view {view_id}"
+        reason = f"{inliers} PnP inliers against {what}"
+        return Refinement(T, inliers, view_id, tried, reason, view.stamp_ns)
 
     def _candidates(
         self, desc: np.ndarray, guesses: Sequence[np.ndarray], eligible: np.ndarray | None = None

@@ -12,6 +12,7 @@ import pytest
 from spatial_memory.errors import ConfigError
 from spatial_memory.policy.interface import (
     GOAL_PICTURE,
+    Decision,
     Frame,
     HighLevelPolicy,
     MemoryReading,
@@ -207,3 +208,122 @@ def test_certain_answers_outvote_uncertain_ones():
     for t, (p, sigma) in enumerate(answers, start=1):
         d = policy.decide(obs(float(t), reading(float(t), p, sigma=sigma, odom=odom), odom=odom))
     assert d.status is Status.RUNNING and d.goal.pose.x == pytest.approx(3.0)
+
+
+def test_stopping_short_of_a_goal_the_motion_layer_cannot_reach_is_arrival():
+    cfg = ScriptedPolicyConfig(arrive_m=0.5, stopped_near_m=1.0, stopped_ticks=3)
+    policy = ScriptedPolicy(cfg)
+    odom = Pose2D(2.0, 1.0, 0.3)  # the robot stands still; the goal (in a wall) stays 0.7 m away
+    blank = np.full((120, 160, 3), 90, np.uint8)  # a view that matches nothing
+
+    def tick(p: ScriptedPolicy, t: int) -> Decision:
+        return p.decide(obs(float(t), reading(float(t), Pose2D(0.7, 0.0, 0.0), odom=odom), odom, image=blank))
+
+    decisions = [tick(policy, t) for t in range(1, 6)]
+    # tick 1 sends the goal; ticks 2-4 stand still with it sent; the third such tick is arrival
+    assert [d.status for d in decisions[:3]] == [Status.RUNNING] * 3
+    assert decisions[3].status is Status.ARRIVED and "stopped 0.70 m from the goal" in decisions[3].reason
+
+
+def test_a_moving_robot_or_a_far_goal_is_not_stopped_short():
+    cfg = ScriptedPolicyConfig(arrive_m=0.5, stopped_near_m=1.0, stopped_ticks=2)
+    moving = ScriptedPolicy(cfg)
+    blank = np.full((120, 160, 3), 90, np.uint8)
+    start = Pose2D(0.0, 0.0, 0.0)
+    for t in range(1, 6):  # creeping 6 cm a tick towards a place 0.9 m ahead of the start (0.6 m left)
+        odom = Pose2D(0.06 * t, 0.0, 0.0)
+        place = start.inverse().compose(odom).inverse().compose(Pose2D(0.9, 0.0, 0.0))  # in the base now
+        d = moving.decide(obs(float(t), reading(float(t), place, odom=odom), odom=odom, image=blank))
+    assert d.status is Status.RUNNING
+    far = ScriptedPolicy(cfg)
+    odom = Pose2D(0.0, 0.0, 0.0)
+    for t in range(1, 8):  # standing still 3 m from the goal: the motion layer's problem, not arrival
+        d = far.decide(obs(float(t), reading(float(t), Pose2D(3.0, 0.0, 0.0), odom=odom), odom, image=blank))
+    assert d.status is Status.RUNNING
+    blind = ScriptedPolicy(cfg)  # no odometry: stillness cannot be told
+    for t in range(1, 8):
+        d = blind.decide(obs(float(t), reading(float(t), Pose2D(0.8, 0.0, 0.0)), image=blank))
+    assert d.status is Status.RUNNING
+
+
+def _refined(t_s: float, pose: Pose2D, inliers: int, odom: Pose2D, sigma: float = 0.9) -> MemoryReading:
+    """An answer of a memory that verifies: `inliers` >= min means verified (backend 'refined')."""
+    backend = "refined" if inliers >= 25 else "kinaema"
+    sigma = 0.1 if backend == "refined" else sigma
+    return MemoryReading(GOAL_PICTURE, int(t_s * S), pose, sigma, 0.95, 0.5, backend, inliers, odom)
+
+
+def test_an_unverified_answer_is_looked_around_for_then_said_not_seen():
+    cfg = ScriptedPolicyConfig(arrive_m=0.5, look_ticks=3, look_step_deg=45.0)
+    policy = ScriptedPolicy(cfg)
+    blank = np.full((120, 160, 3), 90, np.uint8)
+    odom = Pose2D(0.0, 0.0, 0.0)
+    decisions = []
+    for t in range(1, 6):  # the memory says "here", tried PnP and got 12 inliers every time
+        odom = Pose2D(0.0, 0.0, math.radians(45.0 * (t - 1)))  # the robot turns as told
+        here = odom  # the same place in the odometry frame, facing the way the robot faces
+        d = policy.decide(
+            obs(float(t), _refined(float(t), Pose2D(0.1, 0.0, 0.0), 12, here), odom, image=blank)
+        )
+        decisions.append(d)
+        if d.status.done:
+            break
+    looks = [d for d in decisions if d.status is Status.RUNNING]
+    assert len(looks) == 3 and all(d.goal.source == "look around" for d in looks)
+    assert all(d.goal.pose.distance == 0.0 and d.goal.pose.yaw == pytest.approx(math.pi / 4) for d in looks)
+    assert decisions[-1].status is Status.NOT_SEEN and "verified nothing" in decisions[-1].reason
+
+
+def test_a_verified_answer_during_the_look_takes_over():
+    cfg = ScriptedPolicyConfig(arrive_m=0.5, look_ticks=5)
+    policy = ScriptedPolicy(cfg)
+    blank = np.full((120, 160, 3), 90, np.uint8)
+    odom = Pose2D(0.0, 0.0, 0.0)
+    d = policy.decide(obs(1.0, _refined(1.0, Pose2D(0.2, 0.0, 0.0), 8, odom), odom, image=blank))
+    assert d.goal.source == "look around"
+    d = policy.decide(obs(2.0, _refined(2.0, Pose2D(2.0, 1.0, 0.0), 60, odom), odom, image=blank))
+    assert d.status is Status.RUNNING and d.goal.source == "memory:refined"  # verified: 2.2 m off, go
+    assert d.goal.pose.x == pytest.approx(2.0) and d.goal.pose.y == pytest.approx(1.0)
+    d = ScriptedPolicy(cfg).decide(
+        obs(3.0, _refined(3.0, Pose2D(0.3, 0.0, 0.0), 60, odom), odom, image=blank)
+    )
+    assert d.status is Status.ARRIVED  # a verified answer at hand is arrival, no look
+
+
+def test_a_memory_that_does_not_verify_arrives_on_its_answer_as_before():
+    policy = ScriptedPolicy(ScriptedPolicyConfig(arrive_m=0.5, look_ticks=5))
+    odom = Pose2D(0.0, 0.0, 0.0)
+    blank = np.full((120, 160, 3), 90, np.uint8)
+    coarse = reading(1.0, Pose2D(0.2, 0.0, 0.0), odom=odom)  # inliers -1: no verification tried
+    assert not coarse.verifiable and not coarse.verified
+    assert policy.decide(obs(1.0, coarse, odom, image=blank)).status is Status.ARRIVED
+
+
+def _look(policy: ScriptedPolicy, inliers: int, ticks: int) -> list[Decision]:
+    """Ticks of a robot standing at the memory's unverified goal and turning as told."""
+    blank = np.full((120, 160, 3), 90, np.uint8)
+    decisions = []
+    for t in range(1, ticks + 1):
+        odom = Pose2D(0.0, 0.0, math.radians(45.0 * (t - 1)))
+        d = policy.decide(
+            obs(float(t), _refined(float(t), Pose2D(0.1, 0.0, 0.0), inliers, odom), odom, image=blank)
+        )
+        decisions.append(d)
+        if d.status.done:
+            break
+    return decisions
+
+
+def test_a_close_match_during_the_look_is_weak_evidence_of_the_place():
+    cfg = ScriptedPolicyConfig(arrive_m=0.5, look_ticks=3, look_min_inliers=15)
+    end = _look(ScriptedPolicy(cfg), 20, 10)[-1]  # 20 PnP inliers: not verified (25), but close
+    assert end.status is Status.ARRIVED and "weak evidence" in end.reason and "20 PnP inliers" in end.reason
+    assert _look(ScriptedPolicy(cfg), 14, 10)[-1].status is Status.NOT_SEEN
+
+
+def test_running_out_of_time_while_looking_concludes_the_look():
+    cfg = ScriptedPolicyConfig(arrive_m=0.5, look_ticks=20, look_min_inliers=15, budget_s=4.0)
+    decisions = _look(ScriptedPolicy(cfg), 20, 10)
+    assert decisions[-1].status is Status.ARRIVED and "out of time while looking" in decisions[-1].reason
+    decisions = _look(ScriptedPolicy(cfg), 3, 10)
+    assert decisions[-1].status is Status.NOT_SEEN and "out of time while looking" in decisions[-1].reason

@@ -28,6 +28,7 @@ from spatial_memory.errors import InvalidInputError
 from spatial_memory.geometry import finite_float, wrap_angle
 
 GOAL_PICTURE = "goal"  # the id under which the loop asks the memory about the task's goal picture
+VERIFIED_BACKEND = "refined"  # the memory's backend name of answers verified by PnP (memory.service.REFINED)
 
 
 class Pose2D(NamedTuple):
@@ -114,6 +115,16 @@ class MemoryReading:
     backend: str
     inliers: int = -1  # refined answers: PnP inliers (-1: no refinement)
     odom_base: Pose2D | None = None  # the odometry's base pose at stamp_ns (to move the answer to now)
+
+    @property
+    def verifiable(self) -> bool:
+        """The memory tried to verify this answer against RGB-D views (it serves `refined` answers)."""
+        return self.inliers >= 0
+
+    @property
+    def verified(self) -> bool:
+        """The answer was measured by PnP against a view, not guessed by a model."""
+        return self.backend == VERIFIED_BACKEND
 
     def relative_to(self, odom_base_now: Pose2D | None) -> Pose2D:
         """The answer in the base frame now: unchanged without odometry on either side."""

@@ -13,7 +13,14 @@
   - follows the median place of the last few answers (moved into the odometry frame), so one stray
     answer does not yank the goal;
   - declares arrival when that goal is within `arrive_m`, or within `match_near_m` with the current view
-    matching the picture (SIFT verified by a RANSAC fundamental matrix), says "not seen" after
+    matching the picture (SIFT verified by a RANSAC fundamental matrix), or within `stopped_near_m` with
+    the robot standing still for `stopped_ticks` ticks although sent there (the goal lies in or behind an
+    obstacle and the motion layer stopped at the nearest place it can reach); where the memory verifies
+    its answers (`refined`: PnP against RGB-D views, the robot's view now among them) and could not verify
+    this one, it first turns in place for up to `look_ticks` ticks: a verified answer takes over, the view
+    matching the picture is arrival, and nothing verified means "not seen" (the place the memory guessed
+    is not the picture's) unless the best match came close (`look_min_inliers`: weak evidence, arrival on
+    the memory's answer); says "not seen" after
     `not_seen_ticks` consecutive confident "not seen" answers, and gives up when the time budget is spent
     or the memory stays unreachable.
   With `use_memory=False` it is the no-memory baseline: it explores and declares arrival when the current
@@ -78,6 +85,31 @@ class ScriptedPolicyConfig:
     turn_patience_ticks: int = field(
         default=5, metadata=_help("...or it has been at the goal this many ticks (it could not turn)")
     )
+    stopped_near_m: float = field(
+        default=1.0,
+        metadata=_help(
+            "arrival too: the robot stopped this close to the goal (the motion layer gets no closer)"
+        ),
+    )
+    stopped_ticks: int = field(
+        default=5, metadata=_help("...for this many ticks with a goal sent (moved < 5 cm, turned < 3 deg)")
+    )
+    look_ticks: int = field(
+        default=8,
+        metadata=_help(
+            "at the goal of an answer the memory could not verify (PnP tried, failed): turn in place this "
+            "many ticks for a view that verifies it; none does: 'not seen'"
+        ),
+    )
+    look_step_deg: float = field(default=45.0, metadata=_help("...turning this much each tick"))
+    look_min_inliers: int = field(
+        default=15,
+        metadata=_help(
+            "a look that verified nothing: the best PnP inliers at or above this are weak evidence of the "
+            "place (arrival on the memory's answer), below it 'not seen' (validation worlds: never-seen "
+            "pictures 4-11, seen 18-23)"
+        ),
+    )
     not_seen_ticks: int = field(
         default=5, metadata=_help("consecutive 'not seen' answers before the policy says so and stops")
     )
@@ -119,6 +151,8 @@ class ScriptedPolicyConfig:
             "max_answer_age_s",
             "explore_step_m",
             "match_near_m",
+            "stopped_near_m",
+            "look_step_deg",
         ):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < math.inf):
@@ -136,6 +170,9 @@ class ScriptedPolicyConfig:
             "match_min_inliers",
             "answer_window",
             "turn_patience_ticks",
+            "stopped_ticks",
+            "look_ticks",
+            "look_min_inliers",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -208,7 +245,14 @@ class ScriptedPolicy:
         self._explore_stall = 0
         self._visited: list[tuple[float, float]] = []
         self._at_goal = 0  # consecutive ticks within arrive_m of the goal
-        self._places: deque[tuple[Pose2D, float]] = deque(maxlen=self.config.answer_window)  # odom, sigma
+        self._stopped = 0  # consecutive ticks the robot stood still near the goal it was sent to
+        self._last_odom: Pose2D | None = None
+        self._sent_goal = False  # the last decision sent the robot to the memory's goal
+        self._looked = 0  # ticks spent turning at the goal for a view that verifies the answer
+        self._look_best = 0  # the most PnP inliers the memory found during the look
+        self._last_reading: MemoryReading | None = None
+        # the latest answers' places in the odometry frame, their sigma, whether verified
+        self._places: deque[tuple[Pose2D, float, bool]] = deque(maxlen=self.config.answer_window)
         self._last_reading_ns: int | None = None
         self._rng = np.random.default_rng(self.config.seed)
 
@@ -221,14 +265,30 @@ class ScriptedPolicy:
         if not obs.task.is_go_to_picture:
             return Decision(subtask=obs.task.text or "observe", **base)
         self._remember_position(obs.odom_base)
+        still = self._stood_still(obs.odom_base)
         if self._started_ns is None:
             self._started_ns = obs.stamp_ns
         elapsed_s = (obs.stamp_ns - self._started_ns) * 1e-9
         if elapsed_s > cfg.budget_s:
+            if self._looked > 0 and self._last_reading is not None:  # out of time while looking: conclude
+                return self._end_look(base, self._last_reading, "out of time while looking around")
             return Decision(status=Status.GAVE_UP, reason=f"out of time ({cfg.budget_s:g} s)", **base)
         if not cfg.use_memory:
             return self._without_memory(obs, base)
-        return self._with_memory(obs, base)
+        sent, self._sent_goal = self._sent_goal, False
+        self._stopped = self._stopped + 1 if sent and still else 0
+        decision = self._with_memory(obs, base)
+        self._sent_goal = decision.goal is not None and not decision.explore
+        return decision
+
+    def _stood_still(self, odom: Pose2D | None) -> bool:
+        """Whether the base moved less than 5 cm and turned less than 3 deg since the last tick (False
+        without odometry: stillness cannot be told)."""
+        last, self._last_odom = self._last_odom, odom
+        if odom is None or last is None:
+            return False
+        turn = abs(math.degrees(odom.inverse().compose(last).yaw))
+        return math.hypot(odom.x - last.x, odom.y - last.y) < 0.05 and turn < 3.0
 
     def _with_memory(self, obs: Observation, base: dict) -> Decision:
         cfg = self.config
@@ -259,9 +319,20 @@ class ScriptedPolicy:
         turn = abs(math.degrees(goal.yaw))
         self._at_goal = self._at_goal + 1 if goal.distance <= cfg.arrive_m else 0
         facing = turn <= cfg.arrive_yaw_deg or self._at_goal > cfg.turn_patience_ticks
+        arrival = None
         if goal.distance <= cfg.arrive_m and facing:
-            reason = f"the goal is {goal.distance:.2f} m away, {turn:.0f} deg off"
-            return Decision(status=Status.ARRIVED, reason=reason, **base)
+            arrival = f"the goal is {goal.distance:.2f} m away, {turn:.0f} deg off"
+        elif goal.distance <= cfg.stopped_near_m and self._stopped >= cfg.stopped_ticks:
+            arrival = (
+                f"stopped {goal.distance:.2f} m from the goal for {self._stopped} ticks "
+                "(the motion layer gets no closer)"
+            )
+        looking = self._looked > 0 and goal.distance <= cfg.stopped_near_m
+        if (arrival or looking) and reading.verifiable and not any(v for *_, v in self._places):
+            return self._look_around(obs, base, reading, goal)
+        self._looked, self._look_best = 0, 0
+        if arrival:
+            return Decision(status=Status.ARRIVED, reason=arrival, **base)
         current = obs.current
         near = goal.distance <= cfg.match_near_m and current is not None
         if near and self.matcher.matches(obs.task.goal_image, current.image):
@@ -277,19 +348,59 @@ class ScriptedPolicy:
             **base,
         )
 
+    def _look_around(self, obs: Observation, base: dict, reading: MemoryReading, goal: Pose2D) -> Decision:
+        """At the goal of an answer the memory tried and failed to verify: turn in place, a step a tick,
+        while the memory keeps trying (it verifies against what the robot sees now). A verified answer
+        ends the look (it outvotes the guesses, see `_fused_goal`); the view matching the picture is
+        arrival; a full look with neither means the place the memory pointed at is not the picture's."""
+        cfg, current = self.config, obs.current
+        if current is not None and self.matcher.matches(obs.task.goal_image, current.image):
+            reason = (
+                f"the view matches the picture ({self.matcher.last_inliers} inliers) "
+                f"{goal.distance:.2f} m from the memory's goal"
+            )
+            return Decision(status=Status.ARRIVED, reason=reason, **base)
+        self._look_best = max(self._look_best, reading.inliers)
+        self._last_reading = reading
+        if self._looked >= cfg.look_ticks:
+            return self._end_look(base, reading, f"{self._looked} ticks of looking around verified nothing")
+        self._looked += 1
+        look = Pose2D(0.0, 0.0, math.radians(cfg.look_step_deg))
+        return Decision(
+            subtask="look around for the pictured place",
+            goal=Goal(look, "look around"),
+            reason=f"the memory could not verify its answer ({reading.inliers} PnP inliers): looking around",
+            **base,
+        )
+
+    def _end_look(self, base: dict, reading: MemoryReading, why: str) -> Decision:
+        """A look with no verified answer: weak evidence of the place (`look_min_inliers`) is arrival on
+        the memory's answer, none is "not seen"."""
+        best = self._look_best
+        if best >= self.config.look_min_inliers:
+            reason = (
+                f"arrived on the memory's unverified answer: {why}, but the best match had {best} PnP "
+                f"inliers (weak evidence of the place)"
+            )
+            return Decision(status=Status.ARRIVED, reason=reason, **base)
+        reason = f"not seen: at the memory's goal, {why} (best {best} PnP inliers)"
+        return Decision(status=Status.NOT_SEEN, reason=reason, **base)
+
     def _fused_goal(self, reading: MemoryReading, odom: Pose2D | None) -> Pose2D:
         """The goal in the base frame now: the median place of the last `answer_window` answers, each moved
         into the odometry frame (one place seen from several spots; a stray answer does not yank the goal),
         counting only the answers about as certain as the most certain of them (sigma within 1.5x: a
         verified, refined answer outvotes the model's coarse fallbacks). Without odometry, the latest
         answer alone."""
-        if odom is None:
-            return reading.pose
         if reading.stamp_ns != self._last_reading_ns:
             self._last_reading_ns = reading.stamp_ns
-            self._places.append((odom.compose(reading.relative_to(odom)), reading.sigma_m))
-        best = min(sigma for _, sigma in self._places)
-        places = [p for p, sigma in self._places if sigma <= 1.5 * best or not math.isfinite(best)]
+            origin = odom or Pose2D(0.0, 0.0, 0.0)
+            place = origin.compose(reading.relative_to(odom))
+            self._places.append((place, reading.sigma_m, reading.verified))
+        if odom is None:
+            return reading.pose
+        best = min(sigma for _, sigma, _ in self._places)
+        places = [p for p, sigma, _ in self._places if sigma <= 1.5 * best or not math.isfinite(best)]
         xs, ys = np.median([p.x for p in places]), np.median([p.y for p in places])
         yaw = math.atan2(sum(math.sin(p.yaw) for p in places), sum(math.cos(p.yaw) for p in places))
         return odom.inverse().compose(Pose2D(float(xs), float(ys), yaw))

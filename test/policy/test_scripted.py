@@ -183,12 +183,22 @@ def test_the_goal_is_the_median_place_of_recent_answers():
 
 def test_with_a_memory_a_matching_view_near_the_goal_is_arrival():
     policy = ScriptedPolicy(ScriptedPolicyConfig(arrive_m=0.5, match_near_m=2.0))
-    near = reading(1.0, Pose2D(1.5, 0.0, 0.0))
+    near = reading(1.0, Pose2D(1.2, 0.0, 0.0), sigma=1.4)
     assert policy.decide(obs(1.0, near, image=texture(9))).status is Status.RUNNING  # another view
-    d = policy.decide(obs(2.0, reading(2.0, Pose2D(1.5, 0.0, 0.0)), image=np.roll(GOAL, 2, axis=0)))
+    d = policy.decide(
+        obs(2.0, reading(2.0, Pose2D(1.2, 0.0, 0.0), sigma=1.4), image=np.roll(GOAL, 2, axis=0))
+    )
     assert d.status is Status.ARRIVED and "matches" in d.reason
-    far = ScriptedPolicy().decide(obs(1.0, reading(1.0, Pose2D(4.0, 0.0, 0.0)), image=GOAL))
+    far = ScriptedPolicy().decide(obs(1.0, reading(1.0, Pose2D(4.0, 0.0, 0.0), sigma=1.4), image=GOAL))
     assert far.status is Status.RUNNING  # the same view 4 m from the memory's goal: a look-alike
+
+
+def test_a_precise_answer_is_driven_to_though_the_view_already_matches():
+    policy = ScriptedPolicy(ScriptedPolicyConfig(arrive_m=0.5, match_near_m=2.0))
+    d = policy.decide(
+        obs(1.0, reading(1.0, Pose2D(0.9, 0.0, 0.0), sigma=0.1), image=np.roll(GOAL, 2, axis=0))
+    )
+    assert d.status is Status.RUNNING and d.goal.pose.x == pytest.approx(0.9)  # 0.9 m left, sigma 0.1 m
 
 
 def test_arrival_needs_the_pictured_heading_too():

@@ -12,17 +12,18 @@
     direction that leads furthest from where the robot has been;
   - follows the median place of the last few answers (moved into the odometry frame), so one stray
     answer does not yank the goal;
-  - declares arrival when that goal is within `arrive_m`, or within `match_near_m` with the current view
-    matching the picture (SIFT verified by a RANSAC fundamental matrix), or within `stopped_near_m` with
-    the robot standing still for `stopped_ticks` ticks although sent there (the goal lies in or behind an
-    obstacle and the motion layer stopped at the nearest place it can reach); where the memory verifies
-    its answers (`refined`: PnP against RGB-D views, the robot's view now among them) and could not verify
-    this one, it first turns in place for up to `look_ticks` ticks: a verified answer takes over, the view
-    matching the picture is arrival, and nothing verified means "not seen" (the place the memory guessed
-    is not the picture's) unless the best match came close (`look_min_inliers`: weak evidence, arrival on
-    the memory's answer); says "not seen" after
-    `not_seen_ticks` consecutive confident "not seen" answers, and gives up when the time budget is spent
-    or the memory stays unreachable.
+  - declares arrival when that goal is within `arrive_m`, or within `match_near_m` and the answer's sigma
+    with the current view matching the picture (SIFT verified by a RANSAC fundamental matrix: the scene
+    is in view, which says the robot is there only as far as the answer cannot tell), or within
+    `stopped_near_m` with the robot standing still for `stopped_ticks` ticks although sent there (the
+    goal lies in or behind an obstacle and the motion layer stopped at the nearest place it can reach);
+  - where the memory verifies its answers (`refined`: PnP against RGB-D views, the robot's view now among
+    them) and could not verify this one, first turns in place for up to `look_ticks` ticks: a verified
+    answer takes over, the view matching the picture is arrival, and nothing verified means "not seen"
+    (the place the memory guessed is not the picture's) unless the best match came close
+    (`look_min_inliers`: weak evidence, arrival on the memory's answer);
+  - says "not seen" after `not_seen_ticks` consecutive confident "not seen" answers, and gives up when
+    the time budget is spent or the memory stays unreachable.
   With `use_memory=False` it is the no-memory baseline: it explores and declares arrival when the current
   view matches the goal picture (SIFT matches verified by a RANSAC fundamental matrix).
 
@@ -134,7 +135,10 @@ class ScriptedPolicyConfig:
     match_ratio: float = field(default=0.75, metadata=_help("Lowe's ratio test"))
     match_near_m: float = field(
         default=1.0,
-        metadata=_help("with a memory: the view matching the picture this near the goal is arrival"),
+        metadata=_help(
+            "with a memory: the view matching the picture this near the goal (and within the answer's "
+            "sigma) is arrival"
+        ),
     )
     answer_window: int = field(
         default=5, metadata=_help("the goal is the median place of this many latest answers")
@@ -334,7 +338,10 @@ class ScriptedPolicy:
         if arrival:
             return Decision(status=Status.ARRIVED, reason=arrival, **base)
         current = obs.current
-        near = goal.distance <= cfg.match_near_m and current is not None
+        # the view matching the picture is evidence of the place only where the answer cannot tell the
+        # distance left from none (within its sigma): a precise answer is driven to, not cut short
+        sigma = min(s for _, s, _ in self._places) if self._places else reading.sigma_m
+        near = goal.distance <= min(cfg.match_near_m, sigma) and current is not None
         if near and self.matcher.matches(obs.task.goal_image, current.image):
             reason = (
                 f"the view matches the picture ({self.matcher.last_inliers} inliers) "

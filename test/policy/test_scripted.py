@@ -264,7 +264,7 @@ def _refined(t_s: float, pose: Pose2D, inliers: int, odom: Pose2D, sigma: float 
 
 
 def test_an_unverified_answer_is_looked_around_for_then_said_not_seen():
-    cfg = ScriptedPolicyConfig(arrive_m=0.5, look_ticks=3, look_step_deg=45.0)
+    cfg = ScriptedPolicyConfig(arrive_m=0.5, look_ticks=3, look_step_deg=45.0, look_not_seen=True)
     policy = ScriptedPolicy(cfg)
     blank = np.full((120, 160, 3), 90, np.uint8)
     odom = Pose2D(0.0, 0.0, 0.0)
@@ -325,15 +325,23 @@ def _look(policy: ScriptedPolicy, inliers: int, ticks: int) -> list[Decision]:
 
 
 def test_a_close_match_during_the_look_is_weak_evidence_of_the_place():
-    cfg = ScriptedPolicyConfig(arrive_m=0.5, look_ticks=3, look_min_inliers=15)
+    cfg = ScriptedPolicyConfig(arrive_m=0.5, look_ticks=3, look_min_inliers=15, look_not_seen=True)
     end = _look(ScriptedPolicy(cfg), 20, 10)[-1]  # 20 PnP inliers: not verified (25), but close
     assert end.status is Status.ARRIVED and "weak evidence" in end.reason and "20 PnP inliers" in end.reason
     assert _look(ScriptedPolicy(cfg), 14, 10)[-1].status is Status.NOT_SEEN
 
 
 def test_running_out_of_time_while_looking_concludes_the_look():
-    cfg = ScriptedPolicyConfig(arrive_m=0.5, look_ticks=20, look_min_inliers=15, budget_s=4.0)
+    cfg = ScriptedPolicyConfig(
+        arrive_m=0.5, look_ticks=20, look_min_inliers=15, budget_s=4.0, look_not_seen=True
+    )
     decisions = _look(ScriptedPolicy(cfg), 20, 10)
     assert decisions[-1].status is Status.ARRIVED and "out of time while looking" in decisions[-1].reason
     decisions = _look(ScriptedPolicy(cfg), 3, 10)
     assert decisions[-1].status is Status.NOT_SEEN and "out of time while looking" in decisions[-1].reason
+
+
+def test_by_default_a_look_that_verified_nothing_is_arrival_said_to_be_unverified():
+    end = _look(ScriptedPolicy(ScriptedPolicyConfig(arrive_m=0.5, look_ticks=3)), 3, 10)
+    assert len(end) == 4 and [d.goal.source for d in end[:3]] == ["look around"] * 3
+    assert end[-1].status is Status.ARRIVED and "unverified" in end[-1].reason

@@ -20,8 +20,9 @@
   - where the memory verifies its answers (`refined`: PnP against RGB-D views, the robot's view now among
     them) and could not verify this one, first turns in place for up to `look_ticks` ticks: a verified
     answer takes over, the view matching the picture is arrival, and nothing verified means "not seen"
-    (the place the memory guessed is not the picture's) unless the best match came close
-    (`look_min_inliers`: weak evidence, arrival on the memory's answer);
+    (the place the memory guessed is not the picture's) with `look_not_seen`, unless the best match came
+    close (`look_min_inliers`: weak evidence); otherwise (the default: a picture with little texture can
+    fail PnP at the very place) arrival on the memory's answer, said to be unverified;
   - says "not seen" after `not_seen_ticks` consecutive confident "not seen" answers, and gives up when
     the time budget is spent or the memory stays unreachable.
   With `use_memory=False` it is the no-memory baseline: it explores and declares arrival when the current
@@ -103,6 +104,13 @@ class ScriptedPolicyConfig:
         ),
     )
     look_step_deg: float = field(default=45.0, metadata=_help("...turning this much each tick"))
+    look_not_seen: bool = field(
+        default=False,
+        metadata=_help(
+            "a look that verified nothing (and matched nothing close) says 'not seen'; false: arrival on "
+            "the memory's unverified answer (a picture with little texture fails PnP at the very place)"
+        ),
+    )
     look_min_inliers: int = field(
         default=15,
         metadata=_help(
@@ -384,6 +392,9 @@ class ScriptedPolicy:
         """A look with no verified answer: weak evidence of the place (`look_min_inliers`) is arrival on
         the memory's answer, none is "not seen"."""
         best = self._look_best
+        if not self.config.look_not_seen:
+            reason = f"arrived on the memory's unverified answer: {why} (best {best} PnP inliers)"
+            return Decision(status=Status.ARRIVED, reason=reason, **base)
         if best >= self.config.look_min_inliers:
             reason = (
                 f"arrived on the memory's unverified answer: {why}, but the best match had {best} PnP "

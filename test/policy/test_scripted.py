@@ -326,8 +326,10 @@ def _look(policy: ScriptedPolicy, inliers: int, ticks: int) -> list[Decision]:
 
 def test_a_close_match_during_the_look_is_weak_evidence_of_the_place():
     cfg = ScriptedPolicyConfig(arrive_m=0.5, look_ticks=3, look_min_inliers=15, look_not_seen=True)
-    end = _look(ScriptedPolicy(cfg), 20, 10)[-1]  # 20 PnP inliers: not verified (25), but close
-    assert end.status is Status.ARRIVED and "weak evidence" in end.reason and "20 PnP inliers" in end.reason
+    decisions = _look(ScriptedPolicy(cfg), 20, 10)  # 20 PnP inliers: not verified (25), but close
+    end = decisions[-1]
+    assert end.status is Status.ARRIVED and "unverified" in end.reason and "best 20 PnP inliers" in end.reason
+    assert decisions[-2].goal.source == "memory:kinaema"  # turned back to the pictured heading first
     assert _look(ScriptedPolicy(cfg), 14, 10)[-1].status is Status.NOT_SEEN
 
 
@@ -342,6 +344,17 @@ def test_running_out_of_time_while_looking_concludes_the_look():
 
 
 def test_by_default_a_look_that_verified_nothing_is_arrival_said_to_be_unverified():
-    end = _look(ScriptedPolicy(ScriptedPolicyConfig(arrive_m=0.5, look_ticks=3)), 3, 10)
-    assert len(end) == 4 and [d.goal.source for d in end[:3]] == ["look around"] * 3
-    assert end[-1].status is Status.ARRIVED and "unverified" in end[-1].reason
+    policy = ScriptedPolicy(ScriptedPolicyConfig(arrive_m=0.5, look_ticks=3))
+    blank = np.full((120, 160, 3), 90, np.uint8)
+    place = Pose2D(0.1, 0.0, 0.0)  # in the odometry frame: the memory's (unverified) answer
+    headings = [0.0, 45.0, 90.0, 135.0, 135.0, 0.0]  # three looks, the look ends, the robot turns back
+    decisions = []
+    for t, heading in enumerate(headings, start=1):
+        odom = Pose2D(0.0, 0.0, math.radians(heading))
+        answer = odom.inverse().compose(place)
+        decisions.append(policy.decide(obs(float(t), _refined(float(t), answer, 3, odom), odom, image=blank)))
+    assert [d.goal.source for d in decisions[:3]] == ["look around"] * 3
+    assert decisions[3].status is Status.RUNNING and decisions[3].goal.source == "memory:kinaema"
+    assert decisions[3].goal.pose.yaw == pytest.approx(math.radians(-135.0))  # back to the picture's heading
+    assert decisions[4].status is Status.RUNNING  # still facing away
+    assert decisions[5].status is Status.ARRIVED and "unverified" in decisions[5].reason

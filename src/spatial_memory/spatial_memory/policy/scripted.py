@@ -262,6 +262,7 @@ class ScriptedPolicy:
         self._sent_goal = False  # the last decision sent the robot to the memory's goal
         self._looked = 0  # ticks spent turning at the goal for a view that verifies the answer
         self._look_best = 0  # the most PnP inliers the memory found during the look
+        self._look_done = ""  # a finished look's outcome while the robot turns back to the picture's heading
         self._last_reading: MemoryReading | None = None
         # the latest answers' places in the odometry frame, their sigma, whether verified
         self._places: deque[tuple[Pose2D, float, bool]] = deque(maxlen=self.config.answer_window)
@@ -339,12 +340,19 @@ class ScriptedPolicy:
                 f"stopped {goal.distance:.2f} m from the goal for {self._stopped} ticks "
                 "(the motion layer gets no closer)"
             )
+        if goal.distance > cfg.stopped_near_m:
+            self._look_done = ""  # a new place: look again there if need be
         looking = self._looked > 0 and goal.distance <= cfg.stopped_near_m
-        if (arrival or looking) and reading.verifiable and not any(v for *_, v in self._places):
-            return self._look_around(obs, base, reading, goal)
+        unverified = reading.verifiable and not any(v for *_, v in self._places)
+        if (arrival or looking) and unverified and not self._look_done:
+            decision = self._look_around(obs, base, reading, goal)
+            if decision is not None:
+                return decision
+            self._at_goal, arrival = 0, None  # the look ended: turn back to the pictured heading first
         self._looked, self._look_best = 0, 0
         if arrival:
-            return Decision(status=Status.ARRIVED, reason=arrival, **base)
+            note = f" ({self._look_done})" if self._look_done and unverified else ""
+            return Decision(status=Status.ARRIVED, reason=arrival + note, **base)
         current = obs.current
         # the view matching the picture is evidence of the place only where the answer cannot tell the
         # distance left from none (within its sigma): a precise answer is driven to, not cut short
@@ -363,11 +371,15 @@ class ScriptedPolicy:
             **base,
         )
 
-    def _look_around(self, obs: Observation, base: dict, reading: MemoryReading, goal: Pose2D) -> Decision:
+    def _look_around(
+        self, obs: Observation, base: dict, reading: MemoryReading, goal: Pose2D
+    ) -> Decision | None:
         """At the goal of an answer the memory tried and failed to verify: turn in place, a step a tick,
         while the memory keeps trying (it verifies against what the robot sees now). A verified answer
         ends the look (it outvotes the guesses, see `_fused_goal`); the view matching the picture is
-        arrival; a full look with neither means the place the memory pointed at is not the picture's."""
+        arrival; a full look with neither returns None (the caller turns back to the pictured heading and
+        arrives on the memory's answer, saying it is unverified) or, with `look_not_seen` and no close match,
+        "not seen"."""
         cfg, current = self.config, obs.current
         if current is not None and self.matcher.matches(obs.task.goal_image, current.image):
             reason = (
@@ -378,7 +390,13 @@ class ScriptedPolicy:
         self._look_best = max(self._look_best, reading.inliers)
         self._last_reading = reading
         if self._looked >= cfg.look_ticks:
-            return self._end_look(base, reading, f"{self._looked} ticks of looking around verified nothing")
+            why = f"{self._looked} ticks of looking around verified nothing"
+            if cfg.look_not_seen and self._look_best < cfg.look_min_inliers:
+                return self._end_look(base, reading, why)
+            # arrival on the memory's answer, once facing the pictured heading again (the head camera sits
+            # ahead of the turning axis: the look moved it)
+            self._look_done = f"unverified: {why}, best {self._look_best} PnP inliers"
+            return None
         self._looked += 1
         look = Pose2D(0.0, 0.0, math.radians(cfg.look_step_deg))
         return Decision(

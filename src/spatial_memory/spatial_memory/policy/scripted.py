@@ -100,7 +100,7 @@ class ScriptedPolicyConfig:
         default=8,
         metadata=_help(
             "at the goal of an answer the memory could not verify (PnP tried, failed): turn in place this "
-            "many ticks for a view that verifies it; none does: 'not seen'"
+            "many ticks for a view that verifies it; none does: turn back, arrive saying 'unverified'"
         ),
     )
     look_step_deg: float = field(default=45.0, metadata=_help("...turning this much each tick"))
@@ -114,7 +114,7 @@ class ScriptedPolicyConfig:
     look_min_inliers: int = field(
         default=15,
         metadata=_help(
-            "a look that verified nothing: the best PnP inliers at or above this are weak evidence of the "
+            "with look_not_seen: the best PnP inliers of a look at or above this are weak evidence of the "
             "place (arrival on the memory's answer), below it 'not seen' (validation worlds: never-seen "
             "pictures 4-11, seen 18-23)"
         ),
@@ -407,8 +407,8 @@ class ScriptedPolicy:
         )
 
     def _end_look(self, base: dict, reading: MemoryReading, why: str) -> Decision:
-        """A look with no verified answer: weak evidence of the place (`look_min_inliers`) is arrival on
-        the memory's answer, none is "not seen"."""
+        """Conclude a look with no verified answer now: arrival on the memory's answer, or with
+        `look_not_seen` "not seen" unless there was weak evidence of the place (`look_min_inliers`)."""
         best = self._look_best
         if not self.config.look_not_seen:
             reason = f"arrived on the memory's unverified answer: {why} (best {best} PnP inliers)"

@@ -128,6 +128,28 @@ def test_an_injected_engine_serves_alone(drive):
     assert service.backends == ("kinaema",) and service.query(frames[0][0]).backend == "kinaema"
 
 
+def test_one_encoding_per_frame_feeds_both_engines_and_changes_no_answer(drive):
+    """The keyframes engine reads the same encoder: the service encodes each frame once for both, and its
+    retrieval answers are those of a keyframes engine that encodes for itself."""
+    _, frames = drive
+    shared = MemoryService.from_config(EngineConfig(checkpoint=CHECKPOINT), serve_keyframes=True)
+    alone = MemoryEngine(EngineConfig(checkpoint=CHECKPOINT, backend=KEYFRAMES))
+    assert shared._share_tokens
+    calls = []
+    shared.keyframes.encoder.register_forward_hook(lambda *_: calls.append(1))
+    for rgb, _, _, T_base, _, stamp in frames[:12]:
+        shared.update(rgb, T_world_base=T_base, stamp_ns=stamp)
+        alone.update(rgb, T_world_base=T_base, stamp_ns=stamp)
+    assert calls == []  # the keyframes engine never ran its encoder on a frame
+    for rgb in (frames[3][0], frames[10][0]):
+        a, b = shared.query(rgb, KEYFRAMES), alone.query(rgb)
+        assert np.allclose(a.T_base_query, b.T_base_query, atol=1e-5) and a.confidence == pytest.approx(
+            b.confidence, abs=1e-6
+        )
+    other = MemoryEngine(EngineConfig(checkpoint=CHECKPOINT, backend=KEYFRAMES, resize="stretch"))
+    assert not MemoryService(shared.engine, keyframes=other)._share_tokens  # another resize: its own
+
+
 def _replay(service: MemoryService, frames, shift_m: float, start_ns: int) -> list[int]:
     """The same views again, later, with the odometry's poses moved `shift_m` along x (0: where they were
     taken). Returns the service's kidnap resets after each frame."""

@@ -247,6 +247,7 @@ class MemoryEngine:
             self._last_T: np.ndarray | None = None
             self._source = _NO_SOURCE
             self._last_view: ViewFeatures | None = None  # the last frame's features (the view jump check)
+            self.last_tokens: Tensor | None = None  # the encoder's tokens of the last frame used
             self._resume: Resume | None = None  # set by load(resume=...): how the next update continues
             self.last_continuation: Continuation | None = None  # what the last RESUMED update did
             if self._lost is not None:
@@ -295,6 +296,7 @@ class MemoryEngine:
         T_world_base: np.ndarray | None = None,  # noqa: N803 - the project's pose naming
         odometry: np.ndarray | None = None,
         stamp_ns: int,
+        tokens: Tensor | None = None,
     ) -> str:
         """Fold one RGB image (H, W, 3) uint8, taken at `stamp_ns`, into the memory.
 
@@ -313,6 +315,10 @@ class MemoryEngine:
         input raises InvalidInputError and changes nothing, a reset included: that includes a base pose beyond
         `max_distance_m` from its frame's origin, a step longer than `max_speed_m_s` x the time since the
         last frame used + `step_slack_m`, and a frame that would make the state NaN or infinite.
+
+        `tokens`: this image's encoder tokens when the caller already has them (`last_tokens` of an engine
+        reading the same encoder weights with the same resize: `MemoryService` encodes each frame once for
+        both of its engines); the image is still checked, not encoded again.
         """
         with self._lock:
             stamp = self._check_stamp(stamp_ns)
@@ -332,7 +338,8 @@ class MemoryEngine:
                 self._check_motion(increment, stamp, fresh=jump)  # well-formed, now is it plausible
             view = self._jump.features(image_rgb) if self._jump is not None else None
             with torch.no_grad():
-                tokens = self.encoder(image).tokens
+                if tokens is None:
+                    tokens = self.encoder(image).tokens
                 jumped = not jump and resume is None and self._view_jumped(view, increment)
                 lost = jumped or (not jump and resume is None and self._carried_away(tokens, increment))
                 state = self.model.init_state(1) if (jump or lost) else self._state
@@ -360,6 +367,7 @@ class MemoryEngine:
                 self._counters["lost_resets"] += 1
             self._state, self._steps, self._last_stamp = state, self._steps + 1, stamp
             self._source, self._last_T, self._last_view = source, T, view
+            self.last_tokens = tokens
             self._counters["frames_used"] += 1
             if resume is not None:
                 self._resume, self.last_continuation = None, cont

@@ -73,6 +73,7 @@ class MemoryService:
         if keyframes is not None and keyframes.backend != KEYFRAMES:
             raise ConfigError(f"the keyframes engine runs {keyframes.backend!r}, not 'keyframes'")
         self.engine, self.keyframes, self.views = engine, keyframes, views
+        self._share_tokens = keyframes is not None and _same_encoding(engine, keyframes)
         self._lock = threading.RLock()
         self._T_world_base: np.ndarray | None = None  # base pose of the newest frame
         self._image_shape: tuple[int, int] | None = None  # (height, width) of the camera images fed
@@ -198,7 +199,8 @@ class MemoryService:
                 if self.views is not None:
                     self.views.reset()
             if self.keyframes is not None:
-                self.keyframes.update(image_rgb, **pose)
+                shared = self.engine.last_tokens if self._share_tokens else None
+                self.keyframes.update(image_rgb, **pose, tokens=shared)
             self._T_world_base = None if T_world_base is None else check_pose(T_world_base).copy()
             return verdict
 
@@ -440,3 +442,14 @@ def _array(value: Any) -> np.ndarray:
     if not isinstance(value, torch.Tensor):
         raise InvalidInputError(f"expected a tensor in the memory state, got {type(value).__name__}")
     return value.numpy()
+
+
+def _same_encoding(a: MemoryEngine, b: MemoryEngine) -> bool:
+    """Whether two engines turn an image into the same tokens (same encoder weights, input size and resize
+    rule), so one encoding of a frame can feed both (it is most of an update's cost)."""
+    if (a.image_size, a.config.resize, a.device) != (b.image_size, b.config.resize, b.device):
+        return False
+    if a.encoder.config != b.encoder.config:
+        return False
+    sa, sb = a.encoder.state_dict(), b.encoder.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)

@@ -206,12 +206,17 @@ def main() -> None:
         print(json.dumps({k: v for k, v in outcome.items() if k != "output"}), flush=True)
     with node.lock:
         rates = [s["rate_hz_measured"] for s in node.policy_status if s.get("rate_hz_measured")]
-        latency = [s["decision_ms_max"] for s in node.policy_status if s.get("decision_ms_max") is not None]
+        latency, median, cpu = (
+            [s[key] for s in node.policy_status if s.get(key) is not None]
+            for key in ("decision_ms_max", "decision_ms_p50", "decision_cpu_ms_max")
+        )
     policy = {
         "rate_hz_min": min(rates, default=float("nan")),
         "rate_hz_median": float(np.median(rates)) if rates else float("nan"),
         "rate_hz_max": max(rates, default=float("nan")),
         "decision_ms_max": max(latency, default=float("nan")),
+        "decision_ms_p50_median": float(np.median(median)) if median else float("nan"),
+        "decision_cpu_ms_max": max(cpu, default=float("nan")),
         "status_messages": len(rates),
     }
     wins = sum(o["success"] for o in outcomes)

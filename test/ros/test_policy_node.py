@@ -215,6 +215,8 @@ def test_without_a_memory_the_robot_holds_still_then_the_policy_gives_up(graph):
     assert graph.wait(lambda: graph.received[topics.POLICY_STATUS])
     status = json.loads(graph.received[topics.POLICY_STATUS][-1].data)
     assert status["memory_available"] is False and status["ticks"] >= 4
+    # a decision's CPU time never exceeds its wall time (which also counts waiting for a core)
+    assert 0.0 <= status["decision_cpu_ms_max"] <= status["decision_ms_max"] + 1.0
 
 
 def test_a_malformed_picture_is_rejected(graph):

@@ -137,7 +137,8 @@ class PolicyNode(Node):
         self._memory_failures = 0
         self._last_tick_wall: tuple[float, float] | None = None  # (wall s, node clock s) of the last tick
         self._periods: deque[tuple[float, float]] = deque(maxlen=60)  # (node clock, wall) between ticks
-        self._latencies: deque[float] = deque(maxlen=60)
+        self._latencies: deque[float] = deque(maxlen=60)  # wall time of each decision
+        self._cpu: deque[float] = deque(maxlen=60)  # ... and the CPU time this thread spent on it
         self._counts = {"ticks": 0, "queries": 0, "query_failures": 0, "query_timeouts": 0}
         self._counts |= {"promotions": 0, "promotion_failures": 0, "goals_sent": 0, "holds_sent": 0}
         self._last_problem = ""
@@ -276,13 +277,14 @@ class PolicyNode(Node):
         self._counts["ticks"] += 1
         self._collect_answer()
         obs = self._observe()
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.thread_time()
         try:
             decision = self.policy.decide(obs)
         except SpatialMemoryError as exc:
             self._problem(f"the policy failed: {exc}")
             decision = Decision(stamp_ns=obs.stamp_ns, status=Status.GAVE_UP, reason=f"policy failed: {exc}")
         self._latencies.append(time.perf_counter() - started)
+        self._cpu.append(time.thread_time() - started_cpu)
         self._act(decision, obs)
         self._decision_pub.publish(String(data=pm.decision_json(decision)))
         self._publish_status()
@@ -498,6 +500,7 @@ class PolicyNode(Node):
         """Rate held, decision latency, the memory's availability, counters, the last problem."""
         periods = np.array(self._periods).reshape(-1, 2) if self._periods else np.full((1, 2), math.nan)
         lat = np.array(self._latencies) if self._latencies else np.array([math.nan])
+        cpu = np.array(self._cpu) if self._cpu else np.array([math.nan])
         rates = 1.0 / periods.mean(axis=0)  # over the last 60 ticks: on the node's clock (sim time), wall
         stats = getattr(self.policy, "stats", None)
         return {
@@ -507,6 +510,8 @@ class PolicyNode(Node):
             "rate_hz_wall": float(rates[1]) if np.isfinite(rates[1]) else None,
             "decision_ms_p50": float(np.median(lat) * 1e3) if np.isfinite(lat).all() else None,
             "decision_ms_max": float(np.max(lat) * 1e3) if np.isfinite(lat).all() else None,
+            # the decision's own work: wall time also counts waiting for a core or the GIL on a busy machine
+            "decision_cpu_ms_max": float(np.max(cpu) * 1e3) if np.isfinite(cpu).all() else None,
             "task_active": self._task is not None,
             "memory_available": self._query.service_is_ready()
             and self._memory_failures < MEMORY_FAILURES_UNAVAILABLE,

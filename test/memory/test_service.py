@@ -132,15 +132,19 @@ def test_one_encoding_per_frame_feeds_both_engines_and_changes_no_answer(drive):
     """The keyframes engine reads the same encoder: the service encodes each frame once for both, and its
     retrieval answers are those of a keyframes engine that encodes for itself."""
     _, frames = drive
-    shared = MemoryService.from_config(EngineConfig(checkpoint=CHECKPOINT), serve_keyframes=True)
+    shared = MemoryService.from_config(
+        EngineConfig(checkpoint=CHECKPOINT), serve_keyframes=True, refine=RefineConfig()
+    )
     alone = MemoryEngine(EngineConfig(checkpoint=CHECKPOINT, backend=KEYFRAMES))
     assert shared._share_tokens
     calls = []
     shared.keyframes.encoder.register_forward_hook(lambda *_: calls.append(1))
-    for rgb, _, _, T_base, _, stamp in frames[:12]:
+    for rgb, depth, K, T_base, T_cam, stamp in frames[:12]:
         shared.update(rgb, T_world_base=T_base, stamp_ns=stamp)
+        shared.add_view(rgb, depth, K, T_cam, stamp)
         alone.update(rgb, T_world_base=T_base, stamp_ns=stamp)
-    assert calls == []  # the keyframes engine never ran its encoder on a frame
+    shared.query(frames[5][0], REFINED)  # the model's answer and retrieval's, as guesses: one encoding
+    assert calls == []  # the keyframes engine never ran its encoder on a frame or a refined query
     for rgb in (frames[3][0], frames[10][0]):
         a, b = shared.query(rgb, KEYFRAMES), alone.query(rgb)
         assert np.allclose(a.T_base_query, b.T_base_query, atol=1e-5) and a.confidence == pytest.approx(

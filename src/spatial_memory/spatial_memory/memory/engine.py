@@ -248,6 +248,7 @@ class MemoryEngine:
             self._source = _NO_SOURCE
             self._last_view: ViewFeatures | None = None  # the last frame's features (the view jump check)
             self.last_tokens: Tensor | None = None  # the encoder's tokens of the last frame used
+            self.last_query_tokens: Tensor | None = None  # ... and of the last picture asked about
             self._resume: Resume | None = None  # set by load(resume=...): how the next update continues
             self.last_continuation: Continuation | None = None  # what the last RESUMED update did
             if self._lost is not None:
@@ -396,8 +397,11 @@ class MemoryEngine:
         self._lost.observe(increment, (float(pose[0]), float(pose[1])), seen, sigma)
         return self._lost.lost
 
-    def query(self, image_rgb: np.ndarray) -> MemoryAnswer:
-        """Where was `image_rgb` (H, W, 3) uint8 taken, relative to the robot now? Needs one update first."""
+    def query(self, image_rgb: np.ndarray, tokens: Tensor | None = None) -> MemoryAnswer:
+        """Where was `image_rgb` (H, W, 3) uint8 taken, relative to the robot now? Needs one update first.
+
+        `tokens`: the picture's encoder tokens when the caller has them (`last_query_tokens` of an engine
+        reading the same encoder, as for `update`); the picture is still checked."""
         with self._lock:
             if self._steps == 0:
                 raise InvalidInputError(
@@ -411,7 +415,10 @@ class MemoryEngine:
                     f"min_query_contrast {self.config.min_query_contrast:g}): a black or uniform image"
                 )
             with torch.no_grad():
-                out = self.model.query(self._state, self.encoder(image).tokens)
+                if tokens is None:
+                    tokens = self.encoder(image).tokens
+                self.last_query_tokens = tokens
+                out = self.model.query(self._state, tokens)
             pose = out.pose[0].detach().to("cpu", torch.float64).numpy()
             numbers = (out.log_sigma[0], out.confidence[0], out.seen_logit[0])
             if not (np.isfinite(pose).all() and all(bool(torch.isfinite(v).all()) for v in numbers)):

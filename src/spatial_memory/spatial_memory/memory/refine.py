@@ -509,6 +509,8 @@ class ViewStore:
         matched = [self._matches(desc, v) for v in views]
         best: tuple[int, StoredView | None, np.ndarray | None] = (0, None, None)  # inliers, view, pose
         for view, (qi, xyz, _) in zip(views, matched, strict=True):
+            if len(qi) <= best[0]:  # PnP keeps at most its matches as inliers: it cannot win, skip it
+                continue
             inliers, T = self._solve(uv[qi], xyz, [view])
             if inliers > best[0]:
                 best = (inliers, view, T)
@@ -523,10 +525,11 @@ class ViewStore:
             and (taken_before_ns is None or live.stamp_ns < taken_before_ns)
         ):
             qi, xyz, _ = self._matches(desc, live)
-            inliers, T = self._solve(uv[qi], xyz, [live])
             tried = len(candidates) + 1
-            if inliers > best[0] or (inliers == best[0] and T is not None and best[2] is None):
-                best = (inliers, live, T)
+            if len(qi) > best[0] or (len(qi) == best[0] and best[2] is None):  # else it cannot win
+                inliers, T = self._solve(uv[qi], xyz, [live])
+                if inliers > best[0] or (inliers == best[0] and T is not None and best[2] is None):
+                    best = (inliers, live, T)
         else:
             tried = len(candidates)
         inliers, view, T = best

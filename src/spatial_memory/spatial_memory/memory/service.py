@@ -392,7 +392,8 @@ class MemoryService:
             )
         guesses = [T_base @ coarse.T_base_query]  # where the model, and retrieval if served, put the picture
         if self.keyframes is not None and self.views.config.retrieval_guess:
-            guesses.append(T_base @ self.keyframes.query(image_rgb).T_base_query)
+            shared = self.engine.last_query_tokens if self._share_tokens else None
+            guesses.append(T_base @ self.keyframes.query(image_rgb, tokens=shared).T_base_query)
         r = self.views.refine(image_rgb, guesses)
         if not r.ok:
             self._counts["refine_fallbacks"] += 1

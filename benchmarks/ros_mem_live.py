@@ -110,6 +110,7 @@ class Scorer(Node):
         self.last_frame_ns: int | None = None
         self.memory_steps = 0
         self.memory_resets = 0  # memory_node's resets for a kidnap (lost / view jump / kidnap checks)
+        self.memory_status: dict = {}  # memory_node/status, the latest
         self.backends: list[str] = list(args.backends)
         self.answers = {b: LiveAnswers() for b in self.backends}
         self.pictures: dict[str, list[tuple]] = {b: [] for b in self.backends}
@@ -160,6 +161,7 @@ class Scorer(Node):
 
     def _on_status(self, msg: String) -> None:
         status = json.loads(msg.data)
+        self.memory_status = status  # the last one: memory_node's own timing of its work (`timing.Stopwatch`)
         # frames the memory took since it started: its `steps` restart when a kidnap check resets it
         self.memory_steps = int(status.get("frames_used", status.get("steps", 0)))
         self.memory_resets = int(status.get("lost_resets", 0)) + int(status.get("kidnap_resets", 0))
@@ -372,7 +374,11 @@ def main() -> None:
             "rows": {label: s.to_dict() for label, s in rows.items()},
             "table": table,
             "query_ms": timing,
+            "memory_node_ms": {  # the node's own view of its last 200 calls of each kind
+                k: node.memory_status.get(k) for k in ("update_ms", "add_view_ms", "query_ms")
+            },
         }
+        print("memory_node's own timing (last 200 calls):", json.dumps(report["memory_node_ms"]))
         args.out.write_text(json.dumps(report, indent=2))
     shut_down(executor, node)
 

@@ -413,6 +413,12 @@ def test_memory_node_refines_with_depth_from_its_own_topics(ros, checkpoint):
         assert math.hypot(answer["x"] - truth[0], answer["y"] - truth[1]) < 0.05
         request.backend = "keyframes"
         assert _call(probe, QueryPose, topics.MEMORY_QUERY, request).success
+        timing = memory.status()  # each kind of work timed, answers per backend
+        assert timing["update_ms"]["n"] == memory.engine.counters["frames_used"]
+        assert timing["add_view_ms"]["n"] >= 3 and timing["add_view_ms"]["wall_p50"] > 0
+        queries = timing["query_ms"]
+        assert queries["refined"]["n"] == 1 and queries["keyframes"]["n"] == 1 and queries["kinaema"]["n"] == 0
+        assert queries["refined"]["wall_max"] >= queries["refined"]["cpu_p50"] > 0
     finally:
         executor.shutdown()
         for n in (memory, probe):  # not left offering memory/query to the next test

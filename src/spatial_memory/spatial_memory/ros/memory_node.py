@@ -28,7 +28,8 @@ Serves: `memory/query` (spatial_memory_interfaces/srv/QueryPose; internal, spati
     assumes the robot stands where it was saved (LoadState `resume` says otherwise: the same frame, or the
     robot's pose in the saved frame); until that frame, answers are relative to the base as saved.
 Publishes: `memory/status` (std_msgs/String, JSON: backend, steps, last stamp, state bytes, parameters,
-    images used/skipped, the last problem and the state file's) at `status_rate_hz`.
+    images used/skipped, the last problem and the state file's; the recent updates', views' and answers'
+    (per backend) wall and CPU milliseconds, `timing.Stopwatch`) at `status_rate_hz`.
 Threads: our callbacks share the node's default mutually exclusive group (one engine call at a time);
     main() spins two threads so the TF listener (its own group) keeps filling the buffer meanwhile.
 
@@ -39,6 +40,7 @@ Nothing here but message conversion, TF lookup and logging: the memory logic liv
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Any
 
@@ -58,6 +60,7 @@ from spatial_memory.memory.service import MemoryService
 from spatial_memory.msgs import conversions as conv
 from spatial_memory.msgs import topics
 from spatial_memory.node_configs import MemoryNodeConfig
+from spatial_memory.timing import Stopwatch
 from spatial_memory.ros import memory_messages as mm
 from spatial_memory.ros import vo_messages as vm
 from spatial_memory.ros.diagnostics import IMAGE_DROP_COUNTERS, attach_diagnostics
@@ -106,6 +109,10 @@ class MemoryNode(Node):
         self._intrinsics: Any = None  # (K, width, height) of the latest camera_info
         self._pending_view: tuple[int, Any, Any] | None = None  # (stamp, rgb, T_world_cam) waiting for depth
         self._last_problem = ""
+        # wall and CPU ms of the recent updates, views and answers (per backend): the status tells the
+        # work from waiting for a core, a /query_pose caller's latency minus these from queueing
+        self._watches = {"update_ms": Stopwatch(), "add_view_ms": Stopwatch()}
+        self._query_watches = {b: Stopwatch() for b in service.backends}
         self._tf_buffer = Buffer()
         self._tf_listener = TransformListener(self._tf_buffer, self)  # its own reentrant group
         self._waiter = TfWaiter(
@@ -159,7 +166,8 @@ class MemoryNode(Node):
         """Fold an image with its base pose into the memory; None when used, else why not."""
         try:
             image = mm.camera_image_rgb(msg)
-            verdict = self.memory.update(image, T_world_base=T_world_base, stamp_ns=stamp)
+            with self._watches["update_ms"].time():
+                verdict = self.memory.update(image, T_world_base=T_world_base, stamp_ns=stamp)
         except InvalidInputError as exc:
             self._problem(f"image not used: {exc}")
             return INVALID
@@ -221,7 +229,9 @@ class MemoryNode(Node):
             if (image.shape[1], image.shape[0]) != (width, height):
                 size = f"{image.shape[1]}x{image.shape[0]}"
                 raise InvalidInputError(f"camera_info is {width}x{height}, the image {size}")
-            self.memory.add_view(image, vm.depth_metres(depth_msg), K, T_world_cam, stamp)
+            depth = vm.depth_metres(depth_msg)
+            with self._watches["add_view_ms"].time():
+                self.memory.add_view(image, depth, K, T_world_cam, stamp)
         except InvalidInputError as exc:
             self._problem(f"view not stored: {exc}")
 
@@ -256,8 +266,11 @@ class MemoryNode(Node):
             "stamp_ns": self.get_clock().now().nanoseconds if last is None else last,
             "factory": self._factory,
         }
+        watch = self._query_watches.get(request.backend or self.memory.backend)
         try:
-            answer = self.memory.query(mm.query_image_rgb(request.query), request.backend)
+            image = mm.query_image_rgb(request.query)
+            with watch.time() if watch is not None else contextlib.nullcontext():
+                answer = self.memory.query(image, request.backend)
         except InvalidInputError as exc:
             return mm.fill_query_failure(response, f"no answer: {exc}", **where)
         response = mm.fill_query_response(response, answer, **where)
@@ -270,6 +283,8 @@ class MemoryNode(Node):
             **self.memory.status(),
             **self._counts,
             **self._waiter.status(),
+            **{name: watch.summary() for name, watch in self._watches.items()},
+            "query_ms": {backend: watch.summary() for backend, watch in self._query_watches.items()},
             "last_problem": self._last_problem,
             "resume_pending": self.memory.resume_pending,
             **self.state.status,

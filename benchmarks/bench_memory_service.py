@@ -45,12 +45,19 @@ def main() -> None:
         action="store_true",
         help="turn sim.yaml's view jump check off (its cost, by difference)",
     )
+    parser.add_argument(
+        "--jump-flow-inliers",
+        type=int,
+        help="override sim.yaml's engine.jump_flow_inliers (0: SIFT judges every pair, as before the flow)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     node = load_config(MemoryNodeConfig, share_path("config/sim.yaml"), "memory_node")
     engine = dataclasses.replace(node.engine, threads=1)
     if args.no_jump_check:
         engine = dataclasses.replace(engine, jump_check=False)
+    if args.jump_flow_inliers is not None:
+        engine = dataclasses.replace(engine, jump_flow_inliers=args.jump_flow_inliers)
     service = MemoryService.from_config(engine, node.serve_keyframes, node.refine)
     run = LiveMemoryRun(LiveRunConfig(seed=args.seed, steps=args.steps, engine=engine), service=service)
     jump_ms = time_view_jump_check(service)
@@ -82,7 +89,12 @@ def main() -> None:
 
     def stats(values: list[float] | np.ndarray) -> dict[str, float]:
         a = np.asarray(values, float)
-        return {"p50": float(np.median(a)), "p95": float(np.percentile(a, 95)), "n": int(a.size)}
+        return {
+            "p50": float(np.median(a)),
+            "p95": float(np.percentile(a, 95)),
+            "mean": float(np.mean(a)),
+            "n": int(a.size),
+        }
 
     report = {
         "steps": args.steps,
@@ -99,16 +111,19 @@ def main() -> None:
         "machine": machine(torch=torch.__version__),
     }
     flag = " --no-jump-check" if args.no_jump_check else ""
+    if args.jump_flow_inliers is not None:
+        flag += f" --jump-flow-inliers {args.jump_flow_inliers}"
     lines = [
         f"# memory_node's cost per frame and answer (house world {args.seed}, {args.steps} steps, 1 thread)",
         "",
         f"`MUJOCO_GL=egl python3 benchmarks/bench_memory_service.py{flag}`: sim.yaml's memory_node, view "
-        f"jump check {'on' if engine.jump_check else 'off'}.",
+        f"jump check {'on' if engine.jump_check else 'off'}"
+        + (f" (flow gate {engine.jump_flow_inliers})." if engine.jump_check else "."),
         "",
-        "| what | p50 ms | p95 ms | n |",
-        "|---|---:|---:|---:|",
+        "| what | p50 ms | p95 ms | mean ms | n |",
+        "|---|---:|---:|---:|---:|",
         *(
-            f"| {label} | {s['p50']:.1f} | {s['p95']:.1f} | {s['n']} |"
+            f"| {label} | {s['p50']:.1f} | {s['p95']:.1f} | {s['mean']:.1f} | {s['n']} |"
             for label, s in [
                 ("update (every backend)", report["update_ms"]),
                 *([("... of it the view jump check", report["jump_check_ms"])] if jump_ms else []),

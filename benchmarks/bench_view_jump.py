@@ -2,10 +2,11 @@
 
 Live runs (`LiveMemoryRun`: sim_node's core and camera, the memory fed as memory_node feeds it) of every
 scenario record, for each frame, how many SIFT matches with the frame before agree on one homography, the
-fewer features of the two, and the odometry's increment between them (`memory.lost.ViewJumpCheck`'s
-inputs), with the check unable to fire. Every setting
-of a grid then replays them: a run without a kidnap that the setting would have reset is a false reset; a
-kidnap run reset at the kidnap's first frame is noticed (reset elsewhere: a false reset).
+fewer features of the two, how many optical-flow tracks agree on one, and the odometry's increment between
+them (`memory.lost.ViewJumpCheck`'s inputs), with the check unable to fire. Every setting of a grid then
+replays them: a run without a kidnap that the setting would have reset is a false reset; a kidnap run
+reset at the kidnap's first frame is noticed (reset elsewhere: a false reset). A second table puts the
+flow in front of sim.yaml's SIFT setting: what it changes, and how many pairs still need SIFT.
 
     MUJOCO_GL=egl python3 benchmarks/bench_view_jump.py                          # validation worlds 1000-1003
     MUJOCO_GL=egl python3 benchmarks/bench_view_jump.py --seeds 2000 2001 2002 2003 --name test
@@ -32,6 +33,9 @@ from spatial_memory.node_configs import MemoryNodeConfig
 from spatial_memory.resources import share_path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+FLOW_GATES = (0, 20, 30, 50, 80)
+STILL = [0.0, 0.0, 0.0]
+FAR_SAMPLES, FAR_M, FAR_DEG = 40, 2.5, 100.0  # made-up kidnaps: frame pairs this far apart (`far_pairs`)
 GRID = {
     "min_features": (30, 50, 100),
     "min_inliers": (6, 8, 10, 12, 15),
@@ -44,15 +48,23 @@ class Recorder(ViewJumpCheck):
     """A view jump check that records what it is given and never fires."""
 
     def __init__(self, service: MemoryService) -> None:
-        super().__init__(4, 4, 0.0, 0.0)
+        super().__init__(4, 4, 0.0, 0.0, flow_inliers=1)  # flow on: features() finds the corners
         self.service = service
-        # (frame index in the run, fewer features of the two frames, inliers, increment)
-        self.inputs: list[tuple[int, int, int, list[float]]] = []
+        # (frame index in the run, fewer SIFT features of the two frames, SIFT inliers, increment, flow
+        # inliers)
+        self.inputs: list[tuple[int, int, int, list[float], int]] = []
+        self.views: list[ViewFeatures] = []  # every frame, for the far pairs
+
+    def features(self, image_rgb: np.ndarray) -> ViewFeatures:
+        view = super().features(image_rgb)
+        self.views.append(view)
+        return view
 
     def jumped(self, last: ViewFeatures, now: ViewFeatures, increment: np.ndarray) -> bool:
         frame = self.service.engine.counters["frames_used"]  # frames used before this one: its index
         features, inliers = min(len(last), len(now)), self.inliers(last, now)
-        self.inputs.append((frame, features, inliers, [float(v) for v in increment]))
+        flow = self.flow_inliers_between(last, now)
+        self.inputs.append((frame, features, inliers, [float(v) for v in increment], flow))
         return False
 
 
@@ -68,13 +80,42 @@ def record(scenario: str, seed: int, steps: int, service: MemoryService, engine_
     finally:
         run.close()
     kidnap = run.kidnapped_at_step if scenario == "kidnap" else None
-    inputs = [(i - start, n, k, inc) for i, n, k, inc in recorder.inputs]
-    return {"scenario": scenario, "seed": seed, "kidnap_step": kidnap, "inputs": inputs}
+    inputs = [(i - start, n, k, inc, flow) for i, n, k, inc, flow in recorder.inputs]
+    far = far_pairs(recorder, [inc for *_, inc, _ in inputs], kidnap, seed)
+    return {"scenario": scenario, "seed": seed, "kidnap_step": kidnap, "inputs": inputs, "far_pairs": far}
 
 
-def fires(check: ViewJumpCheck, features: int, inliers: int, increment: list[float]) -> bool:
-    """What `check.jumped` would say about a recorded frame."""
-    return check.still(np.array(increment)) and features >= check.min_features and inliers < check.min_inliers
+def far_pairs(recorder: Recorder, increments: list[list[float]], kidnap: int | None, seed: int) -> list:
+    """Kidnaps made up from the run's own frames: random pairs whose odometry poses lie >= FAR_M apart
+    or face >= FAR_DEG apart (the frames before a kidnap only: after it the odometry is wrong), as if the
+    robot had been carried from one to the other. (fewer SIFT features, SIFT inliers, flow inliers) each."""
+    poses = [np.zeros(3)]
+    for dx, dy, dyaw in increments:  # increments[i] leads from frame i to frame i + 1
+        x, y, yaw = poses[-1]
+        c, s = np.cos(yaw), np.sin(yaw)
+        poses.append(np.array([x + c * dx - s * dy, y + s * dx + c * dy, yaw + dyaw]))
+    poses = np.array(poses[: kidnap if kidnap is not None else len(poses)])
+    views, rng, pairs = recorder.views, np.random.default_rng(seed), []
+    for i, j in rng.integers(0, len(poses), (FAR_SAMPLES, 2)):
+        turn = abs((poses[i, 2] - poses[j, 2] + np.pi) % (2 * np.pi) - np.pi)
+        if np.hypot(*(poses[i, :2] - poses[j, :2])) < FAR_M and turn < np.radians(FAR_DEG):
+            continue
+        a, b = views[i], views[j]
+        pairs.append((min(len(a), len(b)), recorder.inliers(a, b), recorder.flow_inliers_between(a, b)))
+    return pairs
+
+
+def fires(
+    check: ViewJumpCheck, features: int, inliers: int, increment: list[float], flow: int | None = None
+) -> bool:
+    """What `check.jumped` would say about a recorded frame (`flow`: its flow inliers, None: not recorded)."""
+    cleared = bool(check.flow_inliers) and flow is not None and flow >= check.flow_inliers
+    return (
+        check.still(np.array(increment))
+        and not cleared
+        and features >= check.min_features
+        and inliers < check.min_inliers
+    )
 
 
 def sweep(runs: list[dict]) -> list[dict]:
@@ -83,7 +124,7 @@ def sweep(runs: list[dict]) -> list[dict]:
         check = ViewJumpCheck(*setting)
         false, noticed = 0, 0
         for run in runs:
-            frames = [f for f, n, k, inc in run["inputs"] if fires(check, n, k, inc)]
+            frames = [f for f, n, k, inc, *_ in run["inputs"] if fires(check, n, k, inc)]
             false += any(f != run["kidnap_step"] for f in frames)
             noticed += run["kidnap_step"] is not None and run["kidnap_step"] in frames
         row = dict(zip(GRID, setting, strict=True))
@@ -102,17 +143,42 @@ def summary(runs: list[dict], min_features: int) -> dict:
     still = ViewJumpCheck(4, 4, 0.25, 15.0)  # the shipped motion gate
     normal, kidnaps = [], []
     for run in runs:
-        for frame, features, inliers, increment in run["inputs"]:
+        for frame, features, inliers, increment, flow in run["inputs"]:
             if frame == run["kidnap_step"]:
-                kidnaps.append(
-                    {"seed": run["seed"], "features": features, "inliers": inliers, "increment": increment}
-                )
+                kidnaps.append({
+                    "seed": run["seed"], "features": features, "inliers": inliers, "increment": increment,
+                    "flow": flow,
+                })  # fmt: skip
             elif features >= min_features and still.still(np.array(increment)):
                 normal.append(inliers)
     v = np.array(normal)
     lowest = sorted(normal)[:10]
     spread = {"n": len(v), "lowest": lowest, "p1": float(np.quantile(v, 0.01)), "median": float(np.median(v))}
     return {"min_features": min_features, "normal": spread, "kidnaps": kidnaps}
+
+
+def flow_table(runs: list[dict], engine_config) -> list[dict]:  # noqa: ANN001
+    """sim.yaml's SIFT setting behind each flow gate: false resets, kidnaps noticed, and the share of the
+    pairs the motion gate lets through that still need SIFT (fewer flow inliers than the gate)."""
+    rows = []
+    for gate in FLOW_GATES:
+        check = dataclasses.replace(engine_config, jump_flow_inliers=gate).view_jump_check()
+        false, noticed, still, sift, far_cleared = 0, 0, 0, 0, 0
+        for run in runs:
+            for n, k, flow in run.get("far_pairs", []):  # SIFT would fire and the flow clears it first
+                far_cleared += fires(check, n, k, STILL) and not fires(check, n, k, STILL, flow)
+            frames = []
+            for f, n, k, inc, flow in run["inputs"]:
+                if check.still(np.array(inc)):
+                    still += 1
+                    sift += gate == 0 or flow < gate
+                if fires(check, n, k, inc, flow):
+                    frames.append(f)
+            false += any(f != run["kidnap_step"] for f in frames)
+            noticed += run["kidnap_step"] is not None and run["kidnap_step"] in frames
+        rows.append({"flow_inliers": gate, "false_resets": false, "kidnaps_noticed": noticed,
+                     "sift_share": sift / max(still, 1), "far_cleared": far_cleared})  # fmt: skip
+    return rows
 
 
 def main() -> None:
@@ -136,6 +202,8 @@ def main() -> None:
     report = {"seeds": args.seeds, "steps": args.steps, "scenarios": args.scenarios, "runs": len(runs),
               "kidnap_runs": sum(r["kidnap_step"] is not None for r in runs),
               "summary": summary(runs, engine_config.jump_min_features), "shipped": shipped(engine_config),
+              "shipped_flow": engine_config.jump_flow_inliers, "flow": flow_table(runs, engine_config),
+              "runs_far_pairs": [run.get("far_pairs", []) for run in runs],
               "grid": sweep(runs), "machine": machine()}  # fmt: skip
     if args.dump:
         args.dump.write_text(json.dumps(runs) + "\n")
@@ -148,6 +216,10 @@ def main() -> None:
 
 def markdown(report: dict, args: argparse.Namespace) -> str:
     s, kidnaps = report["summary"], report["kidnap_runs"]
+    far = [pair for run in report["runs_far_pairs"] for pair in run]
+    shipped_sift = ViewJumpCheck(*report["shipped"].values())
+    far_fired = sum(fires(shipped_sift, n, k, STILL) for n, k, _ in far)
+    far_flow = sorted(flow for *_, flow in far)[-6:]
     lines = [
         "# The view jump check swept: kidnaps noticed against normal runs reset",
         "",
@@ -166,7 +238,7 @@ def markdown(report: dict, args: argparse.Namespace) -> str:
         dx, dy, dyaw = k["increment"]
         lines.append(
             f"- world {k['seed']}: {k['inliers']} inliers ({k['features']} features; odometry "
-            f"{np.hypot(dx, dy):.2f} m, {np.degrees(dyaw):.0f} deg)"
+            f"{np.hypot(dx, dy):.2f} m, {np.degrees(dyaw):.0f} deg); flow {k['flow']} inliers"
         )
     lines += [
         "",
@@ -174,6 +246,28 @@ def markdown(report: dict, args: argparse.Namespace) -> str:
         "kidnap, the widest margin between the kidnaps' inliers and the normal frames'): "
         + ", ".join(f"{k} {v:g}" for k, v in report["shipped"].items())
         + " (the row in bold).",
+        "",
+        "The flow in front of that setting (`engine.jump_flow_inliers`: a pair with this many agreeing "
+        "optical-flow tracks is cleared without SIFT; 0 = SIFT judges every pair; sim.yaml: "
+        f"{report['shipped_flow']}). SIFT needed: share of the pairs within the motion gate that the flow "
+        "does not clear (each such pair costs the two frames' SIFT features, unless the last frame's were "
+        "computed already).",
+        "",
+        f"Made-up kidnaps (`far_pairs`: {len(far)} pairs of frames of one run, >= {FAR_M:g} m or "
+        f">= {FAR_DEG:g} deg apart in odometry, before any kidnap): SIFT fires on {far_fired} of them "
+        f"(the others: too few features, or the same wall seen from afar); flow inliers up to "
+        f"{', '.join(map(str, far_flow))} (the highest). Cleared: of those SIFT fires on, how many the flow "
+        "would clear (a kidnap it would miss).",
+        "",
+        "| flow inliers | false resets | kidnaps noticed | made-up kidnaps cleared | SIFT needed % |",
+        "|---:|---:|---:|---:|---:|",
+        *(
+            f"| {r['flow_inliers']} | {r['false_resets']} | {r['kidnaps_noticed']} of {kidnaps} | "
+            f"{r['far_cleared']} of {far_fired} | {100 * r['sift_share']:.1f} |"
+            for r in report["flow"]
+        ),
+        "",
+        "The SIFT settings swept (flow off):",
         "",
         "| min features | min inliers | max motion m | max turn deg | false resets | kidnaps noticed |",
         "|---:|---:|---:|---:|---:|---:|",

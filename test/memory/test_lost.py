@@ -245,9 +245,40 @@ def test_no_small_camera_motion_is_a_jump(dx, dy, seed):
     )
 
 
+def test_the_flow_clears_the_same_scene_without_sift():
+    check, scene = jump_check(flow_inliers=30), _scene(1)
+    last, now = check.features(_view(scene, 100)), check.features(_view(scene, 106, 82))
+    assert check.flow_inliers_between(last, now) >= 30
+    assert not check.jumped(last, now, STILL)
+    assert not last.sift_computed and not now.sift_computed  # the cheap witness settled it
+
+
+def test_another_scene_is_left_to_sift_by_the_flow():
+    check = jump_check(flow_inliers=30)
+    last, now = check.features(_view(_scene(1), 100)), check.features(_view(_scene(2), 100))
+    assert check.flow_inliers_between(last, now) < 30
+    assert check.jumped(last, now, STILL) and last.sift_computed and now.sift_computed
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    a=st.integers(0, 1000),
+    b=st.integers(0, 1000),
+    dx=st.integers(-20, 20),
+    flow=st.sampled_from([10, 30, 50]),
+)
+def test_the_flow_never_fires_where_sift_would_not(a, b, dx, flow):
+    """The flow only clears pairs: with it on, the check fires on a subset of SIFT's pairs."""
+    sift_only, with_flow = jump_check(), jump_check(flow_inliers=flow)
+    views = [_view(_scene(a), 100), _view(_scene(b), 100 + dx)]
+    fired = [c.jumped(c.features(views[0]), c.features(views[1]), STILL) for c in (sift_only, with_flow)]
+    assert fired[1] <= fired[0]
+
+
 @pytest.mark.parametrize(
     "kwargs",
-    [{"min_features": 3}, {"min_inliers": 2.5}, {"min_inliers": True}, {"max_motion_m": -0.1},
+    [{"flow_inliers": -1}, {"flow_inliers": 2.5}, {"flow_inliers": True}, {"min_features": 3},
+     {"min_inliers": 2.5}, {"min_inliers": True}, {"max_motion_m": -0.1},
      {"max_turn_deg": math.inf}],
 )  # fmt: skip
 def test_bad_view_jump_settings_are_refused(kwargs):

@@ -54,7 +54,7 @@ from spatial_memory.geometry import check_pose
 from spatial_memory.memory.encoder import ImageEncoder
 from spatial_memory.memory.engine_config import RESIZE_POLICIES, EngineConfig, resolve_checkpoint
 from spatial_memory.memory.interface import POSE_DIMS, HistoryState, MemoryModel, count_parameters
-from spatial_memory.memory.lost import LostMonitor, ViewFeatures, ViewJumpCheck
+from spatial_memory.memory.lost import LostMonitor, ViewFeatures
 from spatial_memory.memory.poses import odometry_increments, planar_target
 from spatial_memory.memory.registry import (
     MODELS,
@@ -172,13 +172,7 @@ class MemoryEngine:
             if cfg.lost_check
             else None
         )
-        self._jump = (
-            ViewJumpCheck(
-                cfg.jump_min_features, cfg.jump_min_inliers, cfg.jump_max_motion_m, cfg.jump_max_turn_deg
-            )
-            if cfg.jump_check
-            else None
-        )
+        self._jump = cfg.view_jump_check() if cfg.jump_check else None
         self.reset()
         logger.info(
             "memory engine: %s from %s (%d parameters, %dx%d images, resize=%s)",

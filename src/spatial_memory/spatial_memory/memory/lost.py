@@ -111,59 +111,118 @@ class LostMonitor:
         return sum(self._window) >= self.votes
 
 
-@dataclass(frozen=True)
 class ViewFeatures:
-    """One frame's SIFT features for the view jump check: pixel positions (N, 2) and descriptors (N, 128)."""
+    """One frame as the view jump check reads it: grey at `ViewJumpCheck.WIDTH` pixels across, its corners
+    (for the optical flow) and, computed only when first asked (`sift`), its SIFT features: pixel positions
+    (N, 2) and descriptors (N, 128). `len()` is the number of SIFT features (it computes them)."""
 
-    points: np.ndarray
-    descriptors: np.ndarray
+    def __init__(self, grey: np.ndarray, corners: np.ndarray, detector: cv2.SIFT) -> None:
+        self.grey, self.corners, self._detector = grey, corners, detector
+        self._sift: tuple[np.ndarray, np.ndarray] | None = None
+
+    def sift(self) -> tuple[np.ndarray, np.ndarray]:
+        """(points (N, 2) float32, descriptors (N, 128) float32), computed once."""
+        if self._sift is None:
+            keypoints, descriptors = self._detector.detectAndCompute(self.grey, None)
+            if descriptors is None:
+                self._sift = (np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32))
+            else:
+                self._sift = (np.float32([k.pt for k in keypoints]).reshape(-1, 2), descriptors)
+        return self._sift
+
+    @property
+    def sift_computed(self) -> bool:
+        return self._sift is not None
 
     def __len__(self) -> int:
-        return len(self.points)
+        return len(self.sift()[0])
 
 
 class ViewJumpCheck:
     """Two consecutive textured frames that share no image motion while the odometry says the robot barely
     moved. Frames are read at `WIDTH` pixels across (wider images are shrunk), so the cost and the thresholds
-    do not depend on the camera."""
+    do not depend on the camera.
+
+    Two witnesses, the cheap one first. Optical flow (corners tracked by pyramidal Lucas-Kanade, forwards
+    and back, then one homography by RANSAC) settles most pairs for about a millisecond: when at least
+    `flow_inliers` tracks agree, the frames show the same scene and there was no jump. Flow alone cannot
+    say "another scene": on a wall of repeated tiles it finds 37-45 agreeing tracks between views metres
+    apart (validation worlds), so fewer than `flow_inliers` hands the pair to SIFT (both frames' features,
+    a ratio-tested match, one homography), whose verdict is the check's. With `flow_inliers` 0 SIFT
+    judges every pair. The flow can only clear a pair, never reset the memory: the check fires on a subset
+    of the pairs SIFT alone fires on (`benchmarks/bench_view_jump.py` measures both)."""
 
     WIDTH = 160
     RATIO = 0.8  # Lowe's ratio test for a match
     RANSAC_PX = 4.0  # a match agrees with the homography within this many pixels (at WIDTH)
+    CORNERS = 150  # corners tracked by the flow (Shi-Tomasi, strongest first)
+    FLOW_BACK_PX = 1.0  # a track is kept when tracking it back lands within this of where it started
+    LK = {
+        "winSize": (15, 15),
+        "maxLevel": 3,
+        "criteria": (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03),
+    }
 
-    def __init__(self, min_features: int, min_inliers: int, max_motion_m: float, max_turn_deg: float) -> None:
+    def __init__(
+        self,
+        min_features: int,
+        min_inliers: int,
+        max_motion_m: float,
+        max_turn_deg: float,
+        flow_inliers: int = 0,
+    ) -> None:
         for name, value in (("min_features", min_features), ("min_inliers", min_inliers)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 4:
                 raise ConfigError(f"view jump check: {name} must be an integer >= 4, got {value!r}")
         for name, value in (("max_motion_m", max_motion_m), ("max_turn_deg", max_turn_deg)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < math.inf:
                 raise ConfigError(f"view jump check: {name} must be a finite number >= 0, got {value!r}")
+        if isinstance(flow_inliers, bool) or not isinstance(flow_inliers, int) or flow_inliers < 0:
+            raise ConfigError(f"view jump check: flow_inliers must be an integer >= 0, got {flow_inliers!r}")
         self.min_features, self.min_inliers = min_features, min_inliers
         self.max_motion_m, self.max_turn_deg = float(max_motion_m), float(max_turn_deg)
+        self.flow_inliers = flow_inliers
         self._sift = cv2.SIFT_create(nfeatures=300, contrastThreshold=0.01)
         self._matcher = cv2.BFMatcher(cv2.NORM_L2)
 
     def features(self, image_rgb: np.ndarray) -> ViewFeatures:
-        """SIFT features of an RGB (H, W, 3) uint8 frame, read at WIDTH pixels across."""
+        """An RGB (H, W, 3) uint8 frame read at WIDTH pixels across: grey and corners now, SIFT when asked."""
         grey = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)
         if grey.shape[1] > self.WIDTH:
             height = max(1, round(grey.shape[0] * self.WIDTH / grey.shape[1]))
             grey = cv2.resize(grey, (self.WIDTH, height), interpolation=cv2.INTER_AREA)
-        keypoints, descriptors = self._sift.detectAndCompute(grey, None)
-        if descriptors is None:
-            return ViewFeatures(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32))
-        return ViewFeatures(np.float32([k.pt for k in keypoints]).reshape(-1, 2), descriptors)
+        corners = None
+        if self.flow_inliers:
+            corners = cv2.goodFeaturesToTrack(grey, maxCorners=self.CORNERS, qualityLevel=0.01, minDistance=5)
+        corners = np.zeros((0, 1, 2), np.float32) if corners is None else corners.astype(np.float32)
+        return ViewFeatures(grey, corners, self._sift)
+
+    def flow_inliers_between(self, last: ViewFeatures, now: ViewFeatures) -> int:
+        """How many of `last`'s corners, tracked into `now` and back to within FLOW_BACK_PX, agree on one
+        homography (RANSAC); 0 when `last` has no corners or the frames differ in size."""
+        p0 = last.corners
+        if len(p0) < 4 or last.grey.shape != now.grey.shape:
+            return 0
+        p1, found, _ = cv2.calcOpticalFlowPyrLK(last.grey, now.grey, p0, None, **self.LK)
+        back, found_back, _ = cv2.calcOpticalFlowPyrLK(now.grey, last.grey, p1, None, **self.LK)
+        returned = np.linalg.norm((back - p0).reshape(-1, 2), axis=1) < self.FLOW_BACK_PX
+        keep = (found.ravel() == 1) & (found_back.ravel() == 1) & returned
+        if keep.sum() < 4:
+            return 0
+        _, mask = cv2.findHomography(p0[keep], p1[keep], cv2.RANSAC, self.RANSAC_PX)
+        return 0 if mask is None else int(mask.sum())
 
     def inliers(self, last: ViewFeatures, now: ViewFeatures) -> int:
-        """How many ratio-test matches from `now` to `last` agree on one homography (RANSAC)."""
-        if len(last) < 2 or len(now) < 2:
+        """How many ratio-test SIFT matches from `now` to `last` agree on one homography (RANSAC)."""
+        (last_points, last_desc), (now_points, now_desc) = last.sift(), now.sift()
+        if len(last_points) < 2 or len(now_points) < 2:
             return 0
-        pairs = self._matcher.knnMatch(now.descriptors, last.descriptors, k=2)
+        pairs = self._matcher.knnMatch(now_desc, last_desc, k=2)
         good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < self.RATIO * p[1].distance]
         if len(good) < 4:
             return 0
-        src = np.float32([last.points[m.trainIdx] for m in good])
-        dst = np.float32([now.points[m.queryIdx] for m in good])
+        src = np.float32([last_points[m.trainIdx] for m in good])
+        dst = np.float32([now_points[m.queryIdx] for m in good])
         _, mask = cv2.findHomography(src, dst, cv2.RANSAC, self.RANSAC_PX)
         return 0 if mask is None else int(mask.sum())
 
@@ -172,10 +231,17 @@ class ViewJumpCheck:
         dx, dy, dyaw = (float(v) for v in increment)
         return math.hypot(dx, dy) <= self.max_motion_m and abs(math.degrees(dyaw)) <= self.max_turn_deg
 
+    def flow_clears(self, last: ViewFeatures, now: ViewFeatures) -> bool:
+        """The flow shows the same scene (at least flow_inliers agreeing tracks; never with flow off)."""
+        return bool(self.flow_inliers) and self.flow_inliers_between(last, now) >= self.flow_inliers
+
     def jumped(self, last: ViewFeatures, now: ViewFeatures, increment: np.ndarray) -> bool:
         """True when this frame (`now`, `increment` since `last`) shows another scene: the robot was still,
-        both frames textured, and fewer than min_inliers matches agree on an image motion."""
-        if not self.still(increment) or min(len(last), len(now)) < self.min_features:
+        the flow did not clear the pair, both frames are textured (min_features SIFT features) and fewer
+        than min_inliers SIFT matches agree on an image motion."""
+        if not self.still(increment) or self.flow_clears(last, now):
+            return False
+        if min(len(last), len(now)) < self.min_features:
             return False
         return self.inliers(last, now) < self.min_inliers
 

@@ -19,10 +19,14 @@ now it is `inv(T_world_base_now) @ T_world_view @ inv(T_query_view)`.
   matches at once when no single view verifies clearly (neighbouring views each see part of the picture).
   With `live_view`, the latest RGB-D frame offered is a candidate too, stored or not (its features are
   computed when a query needs them): a picture of what the robot sees now is measured against a view with
-  no odometry drift, which is what a robot closing in on a pictured place needs.
-  The most inliers win. Fewer than `min_inliers`, or a pose a ground robot's camera cannot take (tilted
-  against the view, or at another height: aliased matches on a texture repeated elsewhere), is a failed
-  verification: the caller keeps the coarse answer and says so (`Refinement.reason`).
+  no odometry drift, which is what a robot closing in on a pictured place needs. It is tried first, then
+  the stored candidates, most votes first. The most inliers win; a candidate with fewer matches than
+  `min_inliers`, or no more than the best inliers so far, cannot win and gets no PnP. Two bounds on the
+  cost (`benchmarks/bench_refine_cost.py`): with `enough_inliers` the first view verified with that many
+  ends the search, and `max_views` caps the views matched. Fewer than `min_inliers`, or a pose a ground
+  robot's camera cannot take (tilted against the view, or at another height: aliased matches on a
+  texture repeated elsewhere), is a failed verification: the caller keeps the coarse answer and says so
+  (`Refinement.reason`).
 - `verified_sigmas` is the uncertainty of a verified answer: the odometry's drift since the matched view was
   stored dominates it, so it grows with the view's age.
 
@@ -104,6 +108,20 @@ class RefineConfig:
         default=True,
         metadata=_help("if no single view verifies clearly, solve PnP over all candidates' matches at once"),
     )
+    enough_inliers: int = field(
+        default=50,
+        metadata=_help(
+            "a view verified with this many PnP inliers ends the search (the current view is tried first, "
+            "then the candidates by votes); 0: every candidate is tried and the most inliers win"
+        ),
+    )
+    max_views: int = field(
+        default=6,
+        metadata=_help(
+            "at most this many views are matched per answer (the current view and the candidates with the "
+            "most votes; bounds the cost of a picture that verifies nowhere); 0: all"
+        ),
+    )
     min_inliers: int = field(
         default=12,
         metadata=_help(
@@ -175,7 +193,7 @@ class RefineConfig:
                 raise ConfigError(
                     f"RefineConfig.{name} must be an integer >= 1 (min_inliers >= 6), got {v!r}"
                 )
-        for name in ("near_candidates", "vote_candidates", "kidnap_every"):
+        for name in ("near_candidates", "vote_candidates", "kidnap_every", "max_views"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ConfigError(f"RefineConfig.{name} must be an integer >= 0, got {v!r}")
@@ -202,6 +220,16 @@ class RefineConfig:
         ):
             raise ConfigError(
                 f"RefineConfig needs integers 1 <= kidnap_votes ({votes!r}) <= kidnap_window ({window!r})"
+            )
+        enough = self.enough_inliers
+        if (
+            isinstance(enough, bool)
+            or not isinstance(enough, int)
+            or not (enough == 0 or enough >= self.min_inliers)
+        ):
+            raise ConfigError(
+                f"RefineConfig.enough_inliers must be 0 (off) or an integer >= min_inliers "
+                f"({self.min_inliers}), got {enough!r}"
             )
         if not 0.0 < self.ratio <= 1.0 or not 0.0 <= self.seen_probability <= 1.0:
             raise ConfigError("RefineConfig.ratio must be in (0, 1] and seen_probability in [0, 1]")
@@ -505,33 +533,40 @@ class ViewStore:
             if not eligible.any():
                 return Refinement(None, 0, -1, 0, "no stored view old enough")
         candidates = self._candidates(desc, guesses, eligible) if self._views else []
-        views = [self._views[i] for i in candidates]
-        matched = [self._matches(desc, v) for v in views]
+        live = self.live_view() if self.config.live_view else None
+        if live is not None and (
+            any(live is self._views[i] for i in candidates)
+            or (taken_before_ns is not None and live.stamp_ns >= taken_before_ns)
+        ):
+            live = None  # a candidate already, or too recent for the kidnap check
+        # What the robot sees now first (no drift since it), then the stored candidates, most votes first.
+        # PnP keeps at most its matches as inliers: a view with no more matches than the best inliers so
+        # far cannot win and is not solved; with `enough_inliers`, a view verified with that many ends it.
+        order = ([live] if live is not None else []) + [self._views[i] for i in candidates]
+        if self.config.max_views:
+            order = order[: self.config.max_views]
         best: tuple[int, StoredView | None, np.ndarray | None] = (0, None, None)  # inliers, view, pose
-        for view, (qi, xyz, _) in zip(views, matched, strict=True):
-            if len(qi) <= best[0]:  # PnP keeps at most its matches as inliers: it cannot win, skip it
-                continue
-            inliers, T = self._solve(uv[qi], xyz, [view])
-            if inliers > best[0]:
-                best = (inliers, view, T)
-        if self.config.joint and len(candidates) > 1 and best[0] < 2 * self.config.min_inliers:
-            inliers, T = self._solve_joint(uv, candidates, matched)
+        matched: list[tuple[np.ndarray, ...]] = []  # the stored candidates' matches, for the joint PnP
+        tried = 0
+        for view in order:
+            qi, xyz, dist = self._matches(desc, view)
+            tried += 1
+            if view is not live:
+                matched.append((qi, xyz, dist))
+            if len(qi) >= self.config.min_inliers and (
+                len(qi) > best[0] or (len(qi) == best[0] and best[2] is None)
+            ):  # fewer matches than min_inliers cannot verify
+                inliers, T = self._solve(uv[qi], xyz, [view])
+                if inliers > best[0] or (inliers == best[0] and T is not None and best[2] is None):
+                    best = (inliers, view, T)
+            if self.config.enough_inliers and best[2] is not None and best[0] >= self.config.enough_inliers:
+                break
+        stored = order[1:] if live is not None else order
+        if self.config.joint and len(matched) > 1 and best[0] < 2 * self.config.min_inliers:
+            views = stored[: len(matched)]
+            inliers, T = self._solve_joint(uv, views, matched)
             if inliers > best[0]:
                 best = (inliers, best[1] or views[0], T)
-        live = self.live_view() if self.config.live_view else None
-        if (
-            live is not None
-            and live not in views
-            and (taken_before_ns is None or live.stamp_ns < taken_before_ns)
-        ):
-            qi, xyz, _ = self._matches(desc, live)
-            tried = len(candidates) + 1
-            if len(qi) > best[0] or (len(qi) == best[0] and best[2] is None):  # else it cannot win
-                inliers, T = self._solve(uv[qi], xyz, [live])
-                if inliers > best[0] or (inliers == best[0] and T is not None and best[2] is None):
-                    best = (inliers, live, T)
-        else:
-            tried = len(candidates)
         inliers, view, T = best
         view_id = -1 if view is None else view.view_id
         if T is None or inliers < self.config.min_inliers:
@@ -546,8 +581,8 @@ class ViewStore:
     def _candidates(
         self, desc: np.ndarray, guesses: Sequence[np.ndarray], eligible: np.ndarray | None = None
     ) -> list[int]:
-        """Indices of the views to verify: nearest each coarse guess first, then the best voted; only
-        `eligible` views (a bool per view) when given."""
+        """Indices of the views to verify: those nearest each coarse guess and the best voted, most votes
+        first; only `eligible` views (a bool per view) when given."""
         cfg, chosen = self.config, []
         for guess in guesses if cfg.near_candidates else ():
             dist, turn = self._pose_gaps(check_pose(guess, "T_world_query"))
@@ -565,6 +600,7 @@ class ViewStore:
             order = np.argsort(-votes, kind="stable")
             voted = [int(i) for i in order if votes[i] > 0 and int(i) not in chosen]
             chosen += voted[: cfg.vote_candidates]
+            chosen.sort(key=lambda i: -votes[i])  # the likeliest first (stable: near the guesses on ties)
         return chosen
 
     def _votes(self, desc: np.ndarray) -> np.ndarray:
@@ -603,7 +639,7 @@ class ViewStore:
         return qi, xyz.reshape(-1, 3), np.array([m.distance for m in good], float)
 
     def _solve_joint(
-        self, uv: np.ndarray, candidates: list[int], matched: list[tuple[np.ndarray, ...]]
+        self, uv: np.ndarray, views: list[StoredView], matched: list[tuple[np.ndarray, ...]]
     ) -> tuple[int, np.ndarray | None]:
         """PnP over the matches of all candidate views at once (each picture feature keeps its closest
         match): neighbouring views each see part of the picture, together more of it."""
@@ -614,7 +650,6 @@ class ViewStore:
         dist = np.concatenate([m[2] for m in matched])
         order = np.lexsort((dist, qi))
         keep = order[np.r_[True, qi[order][1:] != qi[order][:-1]]]
-        views = [self._views[i] for i in candidates]
         return self._solve(uv[qi[keep]], xyz[keep], views)
 
     def _solve(

@@ -53,7 +53,7 @@ import numpy as np
 import rclpy
 from geometry_msgs.msg import PoseStamped, Twist
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
@@ -111,6 +111,7 @@ class Scorer(Node):
         self.memory_steps = 0
         self.memory_resets = 0  # memory_node's resets for a kidnap (lost / view jump / kidnap checks)
         self.memory_status: dict = {}  # memory_node/status, the latest
+        self.context_status: dict = {}  # spatial_context/status, the latest
         self.backends: list[str] = list(args.backends)
         self.answers = {b: LiveAnswers() for b in self.backends}
         self.pictures: dict[str, list[tuple]] = {b: [] for b in self.backends}
@@ -125,9 +126,13 @@ class Scorer(Node):
             Image, topics.CAMERA_DEPTH, self._on_depth, qos_profile_sensor_data, callback_group=group
         )
         self.create_subscription(String, topics.MEMORY_STATUS, self._on_status, 10, callback_group=group)
+        self.create_subscription(
+            String, topics.CONTEXT_STATUS, self._on_context_status, 10, callback_group=group
+        )
         self.cmd = self.create_publisher(Twist, topics.CMD_VEL, 10)
         self.teleport = self.create_publisher(PoseStamped, topics.SIM_TELEPORT, 10)
         self.client = self.create_client(QueryPose, topics.QUERY_POSE, callback_group=group)
+        self.query_client: QueryClient | None = None  # a light client of its own (main), else self.client
         self.factory = conv.RclpyFactory()
 
     # -- inputs ---------------------------------------------------------------------------------------
@@ -159,6 +164,9 @@ class Scorer(Node):
             self.sampler.observe(self.frames, T, depth, self.world_sim.intrinsics("camera"))
         self.frames += 1
 
+    def _on_context_status(self, msg: String) -> None:
+        self.context_status = json.loads(msg.data)  # spatial_context_node's timing of /query_pose
+
     def _on_status(self, msg: String) -> None:
         status = json.loads(msg.data)
         self.memory_status = status  # the last one: memory_node's own timing of its work (`timing.Stopwatch`)
@@ -178,7 +186,8 @@ class Scorer(Node):
     def ask(self, rgb: np.ndarray, backend: str = "") -> dict:
         image = conv.numpy_to_image(rgb, "rgb8", factory=self.factory)
         t0 = time.perf_counter()
-        response = self.client.call(QueryPose.Request(query=image, backend=backend))
+        client = self.query_client.client if self.query_client is not None else self.client
+        response = client.call(QueryPose.Request(query=image, backend=backend))
         self.query_ms[backend or self.backends[0]].append(1e3 * (time.perf_counter() - t0))
         return mm.query_response_summary(response)
 
@@ -287,8 +296,27 @@ def start_problem(node: Scorer, expected: tuple[float, float, float] | None) -> 
     return None
 
 
+class QueryClient(Node):
+    """The /query_pose client on a node and executor of its own, as a user's light client would have it:
+    the scorer's own subscriptions (depth images at 15 Hz, ground truth at 30 Hz) do not hold up the
+    responses (`--shared-client`: on the scorer's executor, as measured before)."""
+
+    def __init__(self) -> None:
+        super().__init__("ros_mem_live_query_client")
+        self.client = self.create_client(QueryPose, topics.QUERY_POSE)
+        self.executor_ = SingleThreadedExecutor()
+        self.executor_.add_node(self)
+        threading.Thread(target=self.executor_.spin, daemon=True).start()
+
+    def close(self) -> None:
+        self.executor_.shutdown()
+        self.destroy_node()
+
+
 def shut_down(executor: MultiThreadedExecutor, node: Scorer) -> None:
     executor.shutdown()
+    if isinstance(node.query_client, QueryClient):
+        node.query_client.close()
     node.world_sim.close()
     node.destroy_node()
     rclpy.try_shutdown()
@@ -310,6 +338,12 @@ def main() -> None:
     parser.add_argument(
         "--write-params", type=Path, help="write the params file that starts the scenario right, and exit"
     )
+    parser.add_argument(
+        "--shared-client",
+        action="store_true",
+        help="call /query_pose from the scorer's busy executor (its latency then includes the scorer's own "
+        "callbacks) instead of a light client node of its own",
+    )
     args = parser.parse_args()
     args.params = args.params or share_path("config/sim.yaml")
     if args.write_params:
@@ -321,7 +355,11 @@ def main() -> None:
     executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
-    if not node.client.wait_for_service(timeout_sec=30.0):
+    if not args.shared_client:
+        node.query_client = QueryClient()
+    if not node.client.wait_for_service(timeout_sec=30.0) or not (
+        node.query_client is None or node.query_client.client.wait_for_service(timeout_sec=30.0)
+    ):
         raise SystemExit("/query_pose is not served: is sim.launch.py running?")
     time.sleep(1.0)  # the first ground-truth poses
     problem = start_problem(node, node.driver.start_pose())  # the scorer's own driver knows its start
@@ -374,11 +412,14 @@ def main() -> None:
             "rows": {label: s.to_dict() for label, s in rows.items()},
             "table": table,
             "query_ms": timing,
+            "client": "the scorer's executor" if args.shared_client else "a client node of its own",
             "memory_node_ms": {  # the node's own view of its last 200 calls of each kind
                 k: node.memory_status.get(k) for k in ("update_ms", "add_view_ms", "query_ms")
             },
+            "query_pose_ms": node.context_status.get("query_pose_ms"),  # spatial_context_node's, all backends
         }
         print("memory_node's own timing (last 200 calls):", json.dumps(report["memory_node_ms"]))
+        print("spatial_context_node's /query_pose (last 200 calls):", json.dumps(report["query_pose_ms"]))
         args.out.write_text(json.dumps(report, indent=2))
     shut_down(executor, node)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -51,3 +52,21 @@ def test_a_call_that_raises_is_timed_and_the_error_kept():
 def test_window_must_be_a_positive_integer(window):
     with pytest.raises(ValueError, match="window"):
         Stopwatch(window)
+
+
+def test_reading_while_another_thread_times_is_safe():
+    """A node's status is read by its timer while a service thread adds calls."""
+    watch, stop = Stopwatch(window=50), threading.Event()
+
+    def add() -> None:
+        while not stop.is_set():
+            watch.add(1.0, 0.5)
+
+    writer = threading.Thread(target=add)
+    writer.start()
+    try:
+        summaries = [watch.summary() for _ in range(2000)]
+    finally:
+        stop.set()
+        writer.join()
+    assert all(s["n"] <= 50 for s in summaries) and watch.summary()["n"] == 50

@@ -16,6 +16,7 @@ the GIL, and a client's latency minus the node's wall time is queueing and trans
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -26,13 +27,15 @@ __all__ = ["Stopwatch"]
 
 
 class Stopwatch:
-    """Wall and thread-CPU milliseconds of the last `window` timed calls (not thread-safe: one caller)."""
+    """Wall and thread-CPU milliseconds of the last `window` timed calls; thread-safe (a node's status may
+    be read in another thread than the one timed)."""
 
     def __init__(self, window: int = 200) -> None:
         if isinstance(window, bool) or not isinstance(window, int) or window < 1:
             raise ValueError(f"Stopwatch window must be an integer >= 1, got {window!r}")
         self._wall: deque[float] = deque(maxlen=window)
         self._cpu: deque[float] = deque(maxlen=window)
+        self._lock = threading.Lock()
         self.count = 0  # calls timed since construction (the window keeps the last `window`)
 
     @contextlib.contextmanager
@@ -46,16 +49,18 @@ class Stopwatch:
 
     def add(self, wall_ms: float, cpu_ms: float) -> None:
         """Record one call measured elsewhere."""
-        self._wall.append(float(wall_ms))
-        self._cpu.append(float(cpu_ms))
-        self.count += 1
+        with self._lock:
+            self._wall.append(float(wall_ms))
+            self._cpu.append(float(cpu_ms))
+            self.count += 1
 
     def summary(self) -> dict[str, float | int]:
         """{"n", "wall_p50", "wall_p95", "wall_max", "cpu_p50", "cpu_p95"} in ms, rounded to 0.1, over the
         window; {"n": 0} before the first call."""
-        if not self._wall:
+        with self._lock:
+            wall, cpu = np.array(self._wall), np.array(self._cpu)
+        if not wall.size:
             return {"n": 0}
-        wall, cpu = np.asarray(self._wall), np.asarray(self._cpu)
         w50, w95 = np.percentile(wall, [50, 95])
         c50, c95 = np.percentile(cpu, [50, 95])
         values = {"wall_p50": w50, "wall_p95": w95, "wall_max": wall.max(), "cpu_p50": c50, "cpu_p95": c95}

@@ -30,8 +30,10 @@ Serves: `memory/query` (spatial_memory_interfaces/srv/QueryPose; internal, spati
 Publishes: `memory/status` (std_msgs/String, JSON: backend, steps, last stamp, state bytes, parameters,
     images used/skipped, the last problem and the state file's; the recent updates', views' and answers'
     (per backend) wall and CPU milliseconds, `timing.Stopwatch`) at `status_rate_hz`.
-Threads: our callbacks share the node's default mutually exclusive group (one engine call at a time);
-    main() spins two threads so the TF listener (its own group) keeps filling the buffer meanwhile.
+Threads: the frame callbacks share the node's default mutually exclusive group; `memory/query` has a
+    group of its own, so an answer never waits behind queued frames, only for the memory itself (the
+    service is locked one call at a time); main() spins three threads, so the TF listener (its own group)
+    keeps filling the buffer meanwhile.
 
 The engine can be injected (tests, or a caller that loaded one already); otherwise it is built from the
 `engine.*` parameters, and a missing or mismatched checkpoint stops the node with one clear log line.
@@ -47,6 +49,7 @@ from typing import Any
 import rclpy
 import rclpy.time
 from geometry_msgs.msg import PoseWithCovarianceStamped
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
@@ -60,7 +63,6 @@ from spatial_memory.memory.service import MemoryService
 from spatial_memory.msgs import conversions as conv
 from spatial_memory.msgs import topics
 from spatial_memory.node_configs import MemoryNodeConfig
-from spatial_memory.timing import Stopwatch
 from spatial_memory.ros import memory_messages as mm
 from spatial_memory.ros import vo_messages as vm
 from spatial_memory.ros.diagnostics import IMAGE_DROP_COUNTERS, attach_diagnostics
@@ -69,6 +71,7 @@ from spatial_memory.ros.spin import spin_node
 from spatial_memory.ros.state_services import NodeState
 from spatial_memory.ros.tf_wait import TfWaiter
 from spatial_memory.stamps import StampedBuffer
+from spatial_memory.timing import Stopwatch
 from spatial_memory_interfaces.srv import QueryPose
 
 RATE_SLACK = 0.95  # accept a frame 5 % early so camera jitter does not halve the update rate
@@ -124,7 +127,9 @@ class MemoryNode(Node):
             sensor = qos_profile_sensor_data
             self.create_subscription(Image, topics.CAMERA_DEPTH, self._on_depth, sensor)
             self.create_subscription(CameraInfo, topics.CAMERA_INFO, self._on_info, sensor)
-        self.create_service(QueryPose, topics.MEMORY_QUERY, self._on_query)
+        self.create_service(
+            QueryPose, topics.MEMORY_QUERY, self._on_query, callback_group=MutuallyExclusiveCallbackGroup()
+        )
         self.state = NodeState(
             self,
             "memory",
@@ -308,8 +313,9 @@ MEMORY_HEALTH = HealthChecks(
 
 
 def main(args: list[str] | None = None) -> int:
-    """Run memory_node until Ctrl-C or shutdown (two threads: TF keeps arriving while an image waits)."""
-    return spin_node(MemoryNode, topics.MEMORY_NODE, args, threads=2)
+    """Run memory_node until Ctrl-C or shutdown (three threads: TF keeps arriving while an image waits, and
+    answers do not queue behind frames)."""
+    return spin_node(MemoryNode, topics.MEMORY_NODE, args, threads=3)
 
 
 if __name__ == "__main__":

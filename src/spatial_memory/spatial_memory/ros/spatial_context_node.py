@@ -15,7 +15,8 @@ Publishes (reliable, transient local, depth 1, so a late RViz or policy gets the
     DELETEALL, then an arrow + number per keyframe), `spatial_context/keyframe_images` (one rgb8 Image:
     the watermarked keyframes tiled row-major, republished when the keyframe set changes).
     `spatial_context/status` (std_msgs/String JSON at `map_rate_hz`: frames, keyframes, images received,
-    used and dropped by reason, the last problem, the state file's).
+    used and dropped by reason, the last problem, the state file's; `query_pose_ms`: wall and CPU ms of
+    the recent /query_pose calls, memory_node's answer included, `timing.Stopwatch`).
 Serves: /promote_keyframe (PromoteKeyframe: by frame id, the latest frame, or the frame captured nearest a
     stamp, within 0.5 s: how policy_node nominates the frames it saw), /query_pose (QueryPose: a well-formed
     query is forwarded to memory_node's `memory/query` and its answer returned; without a memory node, or
@@ -63,6 +64,7 @@ from spatial_memory.ros.params import declare_config
 from spatial_memory.ros.spin import spin_node
 from spatial_memory.ros.state_services import NodeState
 from spatial_memory.ros.tf_wait import TfWaiter
+from spatial_memory.timing import Stopwatch
 from spatial_memory_interfaces.srv import PromoteKeyframe, QueryPose
 
 LATCHED = QoSProfile(
@@ -98,6 +100,7 @@ class SpatialContextNode(Node):
         self._marker_pub = self.create_publisher(MarkerArray, topics.KEYFRAME_MARKERS, LATCHED)
         self._keyframe_pub = self.create_publisher(Image, topics.KEYFRAME_IMAGES, LATCHED)
         self._status_pub = self.create_publisher(String, topics.CONTEXT_STATUS, 10)
+        self._query_watch = Stopwatch()  # wall / CPU ms of each forwarded /query_pose (timing.Stopwatch)
         self._counts = {"images_received": 0, "images_skipped_rate": 0}
         self._last_problem = ""
         self.create_subscription(Image, topics.CAMERA_IMAGE, self._on_image, qos_profile_sensor_data)
@@ -249,6 +252,7 @@ class SpatialContextNode(Node):
             **self._counts,
             **self._waiter.status(),
             "resume_pending": ctx.resume_pending,
+            "query_pose_ms": self._query_watch.summary(),  # each forwarded /query_pose, the answer included
             "last_problem": self._last_problem,
             **self.state.status,
         }
@@ -350,6 +354,10 @@ class SpatialContextNode(Node):
         if not self._memory.service_is_ready():
             backend = f" (asked for backend {request.backend!r})" if request.backend else ""
             return mm.fill_query_failure(response, NO_BACKEND + backend, **where)
+        with self._query_watch.time():
+            return self._forward_query(request, response, where)
+
+    def _forward_query(self, request: Any, response: Any, where: dict[str, Any]) -> Any:
         done = threading.Event()
         future = self._memory.call_async(request)
         future.add_done_callback(lambda _: done.set())

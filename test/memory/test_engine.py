@@ -552,3 +552,17 @@ def test_a_picture_without_information_is_refused_not_answered(kinaema_ckpt):
     assert np.isfinite(open_engine.query(np.zeros((32, 32, 3), np.uint8)).x)  # 0 accepts every picture
     with pytest.raises(ConfigError, match="min_query_contrast"):
         EngineConfig(min_query_contrast=-1.0)
+
+
+def test_snapshot_and_restore_with_the_view_jump_check_on(kinaema_ckpt):
+    """Mem-Nav starts every picture from a snapshot; the view jump check keeps the last frame's features."""
+    engine = _engine(kinaema_ckpt, jump_check=True)
+    images = _images(6)
+    _walk(engine, images[:3])
+    snap = engine.snapshot()
+    answer = engine.query(images[1])
+    _walk(engine, images[3:], start_ns=600 * MS)
+    engine.restore(snap)
+    assert engine.steps == 3 and engine.query(images[1]) == _eq(answer)
+    engine.restore(snap)  # the snapshot stays usable
+    assert engine.steps == 3

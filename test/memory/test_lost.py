@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import cv2
@@ -330,3 +331,14 @@ def test_the_view_jump_check_off_never_restarts(jump_engine):
     a, b = _scene(1), _scene(2)
     assert _feed(engine, [_view(a, 100), _view(a, 104), _view(b, 100), _view(b, 104)]) == [USED] * 4
     assert engine.counters["lost_resets"] == 0
+
+
+def test_a_frames_features_copy_deeply_and_keep_their_sift():
+    """An engine's snapshot deep-copies the last frame's features (OpenCV's detector cannot be copied)."""
+    check = jump_check(flow_inliers=30)
+    view = check.features(_view(_scene(1), 100))
+    count = len(view)  # computes SIFT
+    twin = copy.deepcopy(view)
+    assert twin.sift_computed and len(twin) == count and twin.grey is not view.grey
+    assert np.array_equal(twin.corners, view.corners) and twin.sift()[1] is not view.sift()[1]
+    assert check.inliers(view, twin) >= 40

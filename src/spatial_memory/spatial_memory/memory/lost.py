@@ -130,6 +130,13 @@ class ViewFeatures:
                 self._sift = (np.float32([k.pt for k in keypoints]).reshape(-1, 2), descriptors)
         return self._sift
 
+    def __deepcopy__(self, memo: dict) -> ViewFeatures:
+        """A copy of the frame's arrays sharing the detector (OpenCV's cannot be copied; it holds no state
+        of the frame): an engine's `snapshot` copies the last frame's features."""
+        copy = ViewFeatures(self.grey.copy(), self.corners.copy(), self._detector)
+        copy._sift = None if self._sift is None else (self._sift[0].copy(), self._sift[1].copy())
+        return copy
+
     @property
     def sift_computed(self) -> bool:
         return self._sift is not None

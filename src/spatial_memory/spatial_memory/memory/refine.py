@@ -116,7 +116,7 @@ class RefineConfig:
         ),
     )
     max_views: int = field(
-        default=6,
+        default=0,
         metadata=_help(
             "at most this many views are matched per answer (the current view and the candidates with the "
             "most votes; bounds the cost of a picture that verifies nowhere); 0: all"

@@ -131,7 +131,7 @@ class EngineConfig:
         default=15.0, metadata=_help("view jump check: ...and turned at most this much between the frames")
     )
     jump_flow_inliers: int = field(
-        default=50,
+        default=80,
         metadata=_help(
             "view jump check: this many optical-flow tracks agreeing on one homography clear the pair "
             "without SIFT (about 1 ms against 7); 0: SIFT judges every pair"

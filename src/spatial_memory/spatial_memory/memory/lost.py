@@ -153,8 +153,9 @@ class ViewJumpCheck:
     Two witnesses, the cheap one first. Optical flow (corners tracked by pyramidal Lucas-Kanade, forwards
     and back, then one homography by RANSAC) settles most pairs for about a millisecond: when at least
     `flow_inliers` tracks agree, the frames show the same scene and there was no jump. Flow alone cannot
-    say "another scene": on a wall of repeated tiles it finds 37-45 agreeing tracks between views metres
-    apart (validation worlds), so fewer than `flow_inliers` hands the pair to SIFT (both frames' features,
+    say "another scene": on walls of repeated tiles it found up to 57 agreeing tracks between views
+    metres apart (validation worlds, `benchmarks/bench_view_jump.py`), so fewer than `flow_inliers` (80
+    in sim.yaml) hands the pair to SIFT (both frames' features,
     a ratio-tested match, one homography), whose verdict is the check's. With `flow_inliers` 0 SIFT
     judges every pair. The flow can only clear a pair, never reset the memory: the check fires on a subset
     of the pairs SIFT alone fires on (`benchmarks/bench_view_jump.py` measures both)."""

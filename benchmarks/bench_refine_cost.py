@@ -26,6 +26,7 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+from bench_refine_inliers import _errors
 from machine import machine
 
 from spatial_memory.config import load_config
@@ -76,12 +77,6 @@ class TimingRun(LiveMemoryRun):
             views.config = base
         row["coarse_err"] = _errors(coarse, truth)
         self.rows.append(row)
-
-
-def _errors(answer: Any, truth: np.ndarray) -> tuple[float, float]:
-    """Position (m) and heading (deg) error of an answer against the true (x, y, yaw)."""
-    yaw = math.atan2(math.sin(answer.yaw - truth[2]), math.cos(answer.yaw - truth[2]))
-    return float(math.hypot(answer.x - truth[0], answer.y - truth[1])), abs(math.degrees(yaw))
 
 
 def _setting(text: str) -> tuple[int, int]:

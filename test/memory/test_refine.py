@@ -212,6 +212,9 @@ def test_config_is_checked():
         {"drift_m_per_s": -0.1},
         {"min_depth_m": 5.0, "max_depth_m": 1.0},
         {"seen_probability": 2.0},
+        {"enough_inliers": 5},  # below min_inliers: a search that ends before anything can verify
+        {"enough_inliers": True},
+        {"max_views": -1},
     ):
         with pytest.raises(ConfigError):
             RefineConfig(**bad)
@@ -229,3 +232,37 @@ def test_only_views_taken_before_a_time_are_asked_when_told(house):
     assert not nothing.ok and nothing.tried == 0 and "old enough" in nothing.reason
     early = store.refine(rgb, taken_before_ns=frames[8][4])  # the turn's first third: other walls
     assert not early.ok or early.view_stamp_ns < frames[8][4]
+
+
+def test_enough_inliers_ends_the_search_at_a_clear_verification(house):
+    """With every stored view a candidate, a view verified with enough_inliers ends the search: fewer views
+    are matched, and the answer is as precise."""
+    sim, frames = house
+    T_true = _turned(frames[10][3], 12.0, right_m=0.25, forward_m=0.1)
+    rgb, _ = sim.sim.render_view(T_true)
+    common = {"vote_candidates": 25, "near_candidates": 25, "live_view": False}
+    every = _store(frames, enough_inliers=0, **common).refine(rgb, T_true)
+    early = _store(frames, enough_inliers=12, **common).refine(rgb, T_true)
+    assert every.ok and early.ok and early.inliers >= 12
+    assert early.tried < every.tried
+    assert _errors(early.T_world_query, T_true)[0] < 0.05
+
+
+def test_max_views_caps_the_views_matched(house):
+    sim, frames = house
+    T_true = _turned(frames[10][3], 12.0, right_m=0.25)
+    rgb, _ = sim.sim.render_view(T_true)
+    store = _store(frames, max_views=1, enough_inliers=0, vote_candidates=25, live_view=False)
+    r = store.refine(rgb, T_true)
+    assert r.tried == 1 and r.ok  # the most-voted candidate shows the place
+
+
+def test_the_current_view_is_tried_first(house):
+    """A picture of what the camera sees now is verified against the latest frame before any stored view:
+    with enough_inliers, nothing else is matched."""
+    sim, frames = house
+    store = _store(frames, enough_inliers=12)
+    assert not store.add(*frames[-1])  # the same frame again: not novel, so the latest frame is not stored
+    rgb, _ = sim.sim.render_view(frames[-1][3])
+    r = store.refine(rgb, frames[-1][3])
+    assert r.ok and r.tried == 1 and r.view_id == LIVE_VIEW_ID

@@ -414,7 +414,8 @@ def main() -> None:
             "query_ms": timing,
             "client": "the scorer's executor" if args.shared_client else "a client node of its own",
             "memory_node_ms": {  # the node's own view of its last 200 calls of each kind
-                k: node.memory_status.get(k) for k in ("update_ms", "add_view_ms", "query_ms")
+                k: node.memory_status.get(k)
+                for k in ("update_ms", "add_view_ms", "query_ms", "query_lock_wait_ms")
             },
             "query_pose_ms": node.context_status.get("query_pose_ms"),  # spatial_context_node's, all backends
         }

@@ -1,6 +1,6 @@
 """The package's layers point one way, read from the source (every import, TYPE_CHECKING and local ones too).
 
-    base      errors, atomic, geometry, resources, provenance, config, stamps, health, saved_state,
+    base      errors, atomic, geometry, resources, provenance, config, stamps, health, saved_state, timing,
               msgs/topics
     msgs/     ROS-free message conversions and topic names: base only
     core      robot, vo, memory, context, policy, sim, eval: base, msgs and each other, never ros/
@@ -25,7 +25,8 @@ ROS_ONLY = {
     "diagnostic_msgs", "action_msgs", "rcl_interfaces",
 }  # fmt: skip
 BASE = {
-    "errors", "atomic", "geometry", "resources", "provenance", "config", "stamps", "health", "saved_state"
+    "errors", "atomic", "geometry", "resources", "provenance", "config", "stamps", "health", "saved_state",
+    "timing",
 }  # fmt: skip
 CORE = {"robot", "vo", "memory", "context", "policy", "sim", "eval"}
 

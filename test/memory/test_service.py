@@ -5,6 +5,8 @@ simulated house (validation world 1000)."""
 from __future__ import annotations
 
 import math
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -200,3 +202,32 @@ def test_kidnap_check_settings_are_checked():
     ):
         with pytest.raises(ConfigError):
             RefineConfig(**bad)
+
+
+def test_a_query_waiting_for_a_frame_says_how_long_it_waited(drive):
+    """An answer asked while a frame is folded in waits for it (one call at a time); the status says how
+    long the recent answers waited."""
+    _, frames = drive
+    engine = EngineConfig(checkpoint=CHECKPOINT)
+    service = MemoryService.from_config(engine, refine=RefineConfig(enabled=False))
+    _feed(service, frames[:3], views=False)
+    assert service.status()["query_lock_wait_ms"]["n"] == 0
+    service.query(frames[0][0])
+    quick = service.status()["query_lock_wait_ms"]
+    assert quick["n"] == 1 and quick["wall_max"] < 50.0
+    held, asked = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with service._lock:  # a frame being folded in, made long
+            held.set()
+            asked.wait(5.0)
+            time.sleep(0.2)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(5.0)
+    asked.set()
+    service.query(frames[1][0])
+    holder.join()
+    waited = service.status()["query_lock_wait_ms"]
+    assert waited["n"] == 2 and waited["wall_max"] >= 150.0

@@ -31,6 +31,7 @@ import dataclasses
 import io
 import logging
 import threading
+import time
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ from spatial_memory.memory.poses import planar_target
 from spatial_memory.memory.refine import RefineConfig, ViewStore, verified_sigmas
 from spatial_memory.memory.registry import read_versioned, seal
 from spatial_memory.saved_state import Resume, identity_differences, utc_now
+from spatial_memory.timing import Stopwatch
 
 __all__ = ["KEYFRAMES", "REFINED", "SERVICE_STATE_FORMAT", "SERVICE_STATE_VERSION", "MemoryService"]
 
@@ -75,6 +77,7 @@ class MemoryService:
         self.engine, self.keyframes, self.views = engine, keyframes, views
         self._share_tokens = keyframes is not None and _same_encoding(engine, keyframes)
         self._lock = threading.RLock()
+        self._lock_waits = Stopwatch()  # ms each query waited for the lock (a frame being folded in)
         self._T_world_base: np.ndarray | None = None  # base pose of the newest frame
         self._image_shape: tuple[int, int] | None = None  # (height, width) of the camera images fed
         self._expect_shape: tuple[int, int] | None = None  # a loaded memory's camera, before any image
@@ -372,8 +375,11 @@ class MemoryService:
 
     def query(self, image_rgb: np.ndarray, backend: str = "") -> MemoryAnswer:
         """The answer of `backend` ('' = the default); InvalidInputError for a backend not served or a
-        picture the engine refuses."""
+        picture the engine refuses. How long it waited for a frame being folded in (the service takes one
+        call at a time) goes to `status()['query_lock_wait_ms']`."""
+        waited = time.perf_counter()
         with self._lock:
+            self._lock_waits.add(1e3 * (time.perf_counter() - waited), 0.0)
             name = backend or self.engine.backend
             if name == self.engine.backend:
                 return self.engine.query(image_rgb)
@@ -425,6 +431,8 @@ class MemoryService:
         """The engine's status plus the backends served, the view store's size and refinement counters."""
         with self._lock:
             status = {**self.engine.status(), "backends": list(self.backends), **self._counts}
+            wait = self._lock_waits.summary()
+            status["query_lock_wait_ms"] = {k: v for k, v in wait.items() if not k.startswith("cpu")}
             if self.views is not None:
                 status["views"] = len(self.views)
                 status["view_bytes"] = self.views.nbytes

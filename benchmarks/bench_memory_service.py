@@ -50,12 +50,19 @@ def main() -> None:
         type=int,
         help="override sim.yaml's engine.jump_flow_inliers (0: SIFT judges every pair, as before the flow)",
     )
+    parser.add_argument(
+        "--no-trace",
+        action="store_true",
+        help="encoder and model update eagerly (`memory.traced`: what the traces save, by difference)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     node = load_config(MemoryNodeConfig, share_path("config/sim.yaml"), "memory_node")
     engine = dataclasses.replace(node.engine, threads=1)
     if args.no_jump_check:
         engine = dataclasses.replace(engine, jump_check=False)
+    if args.no_trace:
+        engine = dataclasses.replace(engine, trace=False)
     if args.jump_flow_inliers is not None:
         engine = dataclasses.replace(engine, jump_flow_inliers=args.jump_flow_inliers)
     service = MemoryService.from_config(engine, node.serve_keyframes, node.refine)
@@ -113,12 +120,15 @@ def main() -> None:
     flag = " --no-jump-check" if args.no_jump_check else ""
     if args.jump_flow_inliers is not None:
         flag += f" --jump-flow-inliers {args.jump_flow_inliers}"
+    if args.no_trace:
+        flag += " --no-trace"
     lines = [
         f"# memory_node's cost per frame and answer (house world {args.seed}, {args.steps} steps, 1 thread)",
         "",
         f"`MUJOCO_GL=egl python3 benchmarks/bench_memory_service.py{flag}`: sim.yaml's memory_node, view "
         f"jump check {'on' if engine.jump_check else 'off'}"
-        + (f" (flow gate {engine.jump_flow_inliers})." if engine.jump_check else "."),
+        + (f" (flow gate {engine.jump_flow_inliers})" if engine.jump_check else "")
+        + f", encoder and model update {'traced' if service.engine._traced is not None else 'eager'}.",
         "",
         "| what | p50 ms | p95 ms | mean ms | n |",
         "|---|---:|---:|---:|---:|",

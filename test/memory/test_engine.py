@@ -132,8 +132,8 @@ def test_update_and_query_kinaema(kinaema_ckpt):
 def test_pose_updates_give_the_increments_in_the_previous_base_frame(kinaema_ckpt, monkeypatch):
     engine = _engine(kinaema_ckpt)
     seen = []
-    real = engine.model.update
-    monkeypatch.setattr(engine.model, "update", lambda s, t, o: (seen.append(o.clone()), real(s, t, o))[1])
+    real = engine._update_state  # the model's update, traced or eager
+    monkeypatch.setattr(engine, "_update_state", lambda s, t, o: (seen.append(o.clone()), real(s, t, o))[1])
     images = _images(3)
     engine.update(images[0], T_world_base=yaw_pose(1.0, 2.0, math.pi / 2), stamp_ns=1)
     engine.update(images[1], T_world_base=yaw_pose(1.0, 2.5, math.pi / 2 + 0.1), stamp_ns=2)  # 0.5 m ahead
@@ -523,8 +523,8 @@ def test_a_state_that_is_not_finite_is_never_answered_or_saved(tmp_path, kinaema
     engine.save(tmp_path / "state.pt")
     good_file = (tmp_path / "state.pt").read_bytes()
     before = _snapshot(engine)
-    model_update = engine.model.update
-    monkeypatch.setattr(engine.model, "update", lambda *a: torch.full_like(model_update(*a), float("nan")))
+    model_update = engine._update_state  # the model's update, traced or eager
+    monkeypatch.setattr(engine, "_update_state", lambda *a: torch.full_like(model_update(*a), float("nan")))
     with pytest.raises(InvalidInputError, match="made the memory state NaN or infinite"):
         engine.update(images[3], T_world_base=yaw_pose(0.9, 0.3, 0.6), stamp_ns=600 * MS)
     _assert_unchanged(engine, before)

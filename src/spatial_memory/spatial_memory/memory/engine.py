@@ -64,6 +64,7 @@ from spatial_memory.memory.registry import (
     read_versioned,
     seal,
 )
+from spatial_memory.memory.traced import TracedPath, trace_for_inference
 from spatial_memory.saved_state import SAVED_POSE, Continuation, Resume, continuation
 from spatial_memory.stamps import JUMPED_BACK, LATE, NEW, stamp_order
 
@@ -106,7 +107,8 @@ class MemoryAnswer:
         counter-clockwise from the base's x axis, in [-pi, pi).
     sigma_m: the model's predicted standard deviation of the position error (metres).
     confidence: 1 / (1 + sigma_m) in (0, 1); seen_probability: how likely the place was observed at all.
-    backend: the model that answered; steps: updates folded in when it answered.
+    backend: the model that answered; steps: updates folded in when it answered; stamp_ns: the stamp of
+        the newest of them, the "now" the answer is relative to (None when not known).
     Refined answers (`memory.service`, backend 'refined') carry the measured 6-DoF camera pose in
     `T_base_query` (not levelled), the PnP inlier count and a note; a refinement that failed returns the
     model's answer with the reason in `note`.
@@ -125,6 +127,7 @@ class MemoryAnswer:
     note: str = ""  # how the answer was made (refined, or why refinement fell back to the model's answer)
     matched_view: int = -1  # refined answers: id of the stored view that verified it (-2: the latest frame)
     sigma_yaw_rad: float = math.inf  # 1-sigma heading error when measured (refined answers); inf: unknown
+    stamp_ns: int | None = None  # stamp of the newest frame when it answered: "now" for this answer
 
 
 def level_camera_pose(x: float, y: float, yaw: float, z: float = 0.0) -> np.ndarray:
@@ -173,6 +176,10 @@ class MemoryEngine:
             else None
         )
         self._jump = cfg.view_jump_check() if cfg.jump_check else None
+        self._traced: TracedPath | None = None  # the per-frame path as traces (`memory.traced`)
+        if cfg.trace:
+            identity = (self.config_hash, self.weights_hash)
+            self._traced = trace_for_inference(self.model, self.encoder, self.device, identity)
         self.reset()
         logger.info(
             "memory engine: %s from %s (%d parameters, %dx%d images, resize=%s)",
@@ -334,12 +341,12 @@ class MemoryEngine:
             view = self._jump.features(image_rgb) if self._jump is not None else None
             with torch.no_grad():
                 if tokens is None:
-                    tokens = self.encoder(image).tokens
+                    tokens = self._encode(image)
                 jumped = not jump and resume is None and self._view_jumped(view, increment)
                 lost = jumped or (not jump and resume is None and self._carried_away(tokens, increment))
                 state = self.model.init_state(1) if (jump or lost) else self._state
                 odom = torch.as_tensor(increment, dtype=tokens.dtype, device=self.device)[None]
-                state = self.model.update(state, tokens, odom)
+                state = self._update_state(state, tokens, odom)
             if not _finite_state(state, new_only=True):
                 raise InvalidInputError(
                     "this frame made the memory state NaN or infinite: refused, the memory kept as it was"
@@ -410,7 +417,7 @@ class MemoryEngine:
                 )
             with torch.no_grad():
                 if tokens is None:
-                    tokens = self.encoder(image).tokens
+                    tokens = self._encode(image)
                 self.last_query_tokens = tokens
                 out = self.model.query(self._state, tokens)
             pose = out.pose[0].detach().to("cpu", torch.float64).numpy()
@@ -434,6 +441,7 @@ class MemoryEngine:
                 seen_probability=float(torch.sigmoid(out.seen_logit[0])),
                 backend=self.backend,
                 steps=self._steps,
+                stamp_ns=self._last_stamp,
             )
 
     def status(self) -> dict[str, Any]:
@@ -620,6 +628,16 @@ class MemoryEngine:
                 f"the base moved {step:.3g} m in {dt:.3g} s, more than max_speed_m_s x dt + step_slack_m = "
                 f"{allowed:.3g} m: refused as a jump of the odometry"
             )
+
+    def _update_state(self, state: Any, tokens: Tensor, odometry: Tensor) -> Any:
+        """The model's next state (traced when there is a trace; inputs checked either way)."""
+        if self._traced is not None:
+            return self._traced.update(state, tokens, odometry)
+        return self.model.update(state, tokens, odometry)
+
+    def _encode(self, image: Tensor) -> Tensor:
+        """The (1, K, D) tokens of a (1, 3, S, S) image tensor (the traced encoder when there is one)."""
+        return self._traced.encode(image) if self._traced is not None else self.encoder(image).tokens
 
     def _image_tensor(self, image: Any) -> Tensor:
         """(1, 3, S, S) uint8 tensor of an (H, W, 3) uint8 RGB image, resized per `config.resize`."""

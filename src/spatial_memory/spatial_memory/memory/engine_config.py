@@ -156,6 +156,13 @@ class EngineConfig:
     )
     device: str = field(default="cpu", metadata=_help("torch device of the model ('cpu')"))
     threads: int = field(default=0, metadata=_help("torch intra-op threads; 0 = leave torch's default"))
+    trace: bool = field(
+        default=True,
+        metadata=_help(
+            "run the encoder and the model's update as TorchScript traces, checked against the eager model "
+            "at start (`memory.traced`): ~1.3 ms less per frame on a CPU core; false: eager"
+        ),
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.backend, str) or not _NAME.match(self.backend):
@@ -168,6 +175,8 @@ class EngineConfig:
             raise ConfigError(f"EngineConfig.image_size must be an integer >= 0, got {self.image_size!r}")
         if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
             raise ConfigError(f"EngineConfig.threads must be an integer >= 0, got {self.threads!r}")
+        if not isinstance(self.trace, bool):
+            raise ConfigError(f"EngineConfig.trace must be true or false, got {self.trace!r}")
         if not math.isfinite(self.camera_height_m):
             raise ConfigError(f"EngineConfig.camera_height_m must be finite, got {self.camera_height_m!r}")
         offset = tuple(float(v) for v in self.keyframe_camera_offset)

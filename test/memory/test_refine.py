@@ -266,3 +266,26 @@ def test_the_current_view_is_tried_first(house):
     rgb, _ = sim.sim.render_view(frames[-1][3])
     r = store.refine(rgb, frames[-1][3])
     assert r.ok and r.tried == 1 and r.view_id == LIVE_VIEW_ID
+
+
+def test_a_reader_refines_as_the_store_and_hands_back_only_what_still_holds(house):
+    """`reader()` answers as the store itself while the store takes new frames; `adopt` keeps the
+    reader's features of the latest frame only while that frame is still the latest."""
+    sim, frames = house
+    store = _store(frames[:-2], enough_inliers=12)
+    assert not store.add(*frames[-3])  # the latest frame, not stored (not novel)
+    rgb, _ = sim.sim.render_view(frames[-3][3])
+    reader = store.reader()
+    assert store.refine(rgb, frames[-3][3]).T_world_query is not None  # computes the store's own live view
+    store._live_view = None  # as if the store had not computed it
+    r = reader.refine(rgb, frames[-3][3])
+    assert r.ok and r.view_id == LIVE_VIEW_ID
+    before = len(store)
+    store.add(*frames[-1])  # a new frame meanwhile: the reader's views and latest frame are not the store's
+    assert len(reader) == before and reader._live is not store._live
+    store.adopt(reader)
+    assert store._live_view is not reader._live_view  # the reader's latest frame is not the store's any more
+    fresh = store.reader()
+    fresh.refine(rgb, frames[-3][3])
+    store.adopt(fresh)
+    assert store._live_view is fresh._live_view is not None  # the same frame: kept

@@ -231,3 +231,38 @@ def test_a_query_waiting_for_a_frame_says_how_long_it_waited(drive):
     holder.join()
     waited = service.status()["query_lock_wait_ms"]
     assert waited["n"] == 2 and waited["wall_max"] >= 150.0
+
+
+def test_frames_are_folded_in_while_a_refined_answer_is_matched(drive, monkeypatch):
+    """The matching and PnP of a refined answer run outside the service's lock: frames keep coming in
+    meanwhile, and the answer stays relative to the base at the frame it started from (its stamp)."""
+    sim, frames = drive
+    service = MemoryService.from_config(
+        EngineConfig(checkpoint=CHECKPOINT, camera_height_m=1.45), refine=RefineConfig()
+    )
+    _feed(service, frames[:-3])
+    T_then, stamp_then = frames[-4][3], frames[-4][-1]
+    T_true = frames[5][4]
+    rgb, _ = sim.sim.render_view(T_true)
+    matching, done = threading.Event(), threading.Event()
+    real_refine = type(service.views).refine
+
+    def slow_refine(store, *args, **kwargs):  # the reader's refine, made long
+        matching.set()
+        done.wait(10.0)
+        return real_refine(store, *args, **kwargs)
+
+    monkeypatch.setattr(type(service.views), "refine", slow_refine)
+    answers = []
+    asker = threading.Thread(target=lambda: answers.append(service.query(rgb, REFINED)))
+    asker.start()
+    assert matching.wait(10.0)
+    _feed(service, frames[-3:])  # would wait for the answer if it held the lock
+    assert service.steps == len(frames)
+    done.set()
+    asker.join(10.0)
+    (answer,) = answers
+    assert answer.backend == REFINED and answer.stamp_ns == stamp_then
+    truth = planar_target(invert(T_then) @ T_true)  # relative to the base when it was asked
+    assert math.hypot(answer.x - truth[0], answer.y - truth[1]) < 0.05
+    assert service.status()["refined"] == 1 and service.status()["refine_fallbacks"] == 0

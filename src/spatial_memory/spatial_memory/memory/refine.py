@@ -288,7 +288,7 @@ class ViewStore:
 
     def __init__(self, config: RefineConfig | None = None) -> None:
         self.config = cfg = config or RefineConfig()
-        self._sift = cv2.SIFT_create(nfeatures=cfg.max_features, contrastThreshold=cfg.sift_contrast)
+        self._sift = _detector(cfg)
         self._views: list[StoredView] = []
         self._next_id = 0
         self._K: np.ndarray | None = None
@@ -329,6 +329,27 @@ class ViewStore:
         views, self._next_id, self._K, self._size, *live = snapshot
         self._live, self._live_view = live if live else (None, None)
         self._views, self._db = list(views), None
+
+    def reader(self) -> ViewStore:
+        """A copy to `refine` with while this store takes new views (another thread, without a lock held):
+        it shares the stored views (immutable) and caches, not the list or the SIFT detector. `adopt` keeps
+        what it computed."""
+        copy = object.__new__(ViewStore)
+        copy.__dict__.update(self.__dict__)
+        copy._views = list(self._views)
+        copy._sift = _detector(self.config)  # one detector per thread
+        return copy
+
+    def adopt(self, reader: ViewStore) -> None:
+        """Keep what a `reader` computed on the way (the latest frame's features, the vote index) when this
+        store still holds the same frame and views."""
+        if self._live is not None and reader._live is self._live and self._live_view is None:
+            self._live_view = reader._live_view
+        same = len(reader._views) == len(self._views) and all(
+            a is b for a, b in zip(reader._views, self._views, strict=True)
+        )
+        if self._db is None and reader._db is not None and same:
+            self._db = reader._db
 
     def is_novel(self, T_world_cam: np.ndarray) -> bool:
         """True when no stored view is within `new_view_move_m` and `new_view_turn_deg` of this camera."""
@@ -705,6 +726,11 @@ class ViewStore:
         dist = np.linalg.norm(pos - T[:2, 3], axis=1)
         turn = np.abs((heading - _heading(T) + math.pi) % (2 * math.pi) - math.pi)
         return dist, turn
+
+
+def _detector(config: RefineConfig) -> cv2.SIFT:
+    """The SIFT detector of the views and pictures."""
+    return cv2.SIFT_create(nfeatures=config.max_features, contrastThreshold=config.sift_contrast)
 
 
 def _guesses(T_world_query: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:  # noqa: N803

@@ -51,7 +51,7 @@ from spatial_memory.memory.engine import (
     MemoryEngine,
 )
 from spatial_memory.memory.poses import planar_target
-from spatial_memory.memory.refine import RefineConfig, ViewStore, verified_sigmas
+from spatial_memory.memory.refine import RefineConfig, Refinement, ViewStore, verified_sigmas
 from spatial_memory.memory.registry import read_versioned, seal
 from spatial_memory.saved_state import Resume, identity_differences, utc_now
 from spatial_memory.timing import Stopwatch
@@ -81,9 +81,9 @@ class MemoryService:
         self._T_world_base: np.ndarray | None = None  # base pose of the newest frame
         self._image_shape: tuple[int, int] | None = None  # (height, width) of the camera images fed
         self._expect_shape: tuple[int, int] | None = None  # a loaded memory's camera, before any image
-        self._counts = {
-            "views_stored": 0, "views_skipped": 0, "refined": 0, "refine_fallbacks": 0, "kidnap_resets": 0,
-        }  # fmt: skip
+        self._counts = {"views_stored": 0, "views_skipped": 0, "kidnap_resets": 0}
+        self._count_lock = threading.Lock()  # refined answers count outside the service's lock
+        self._refine_counts = {"refined": 0, "refine_fallbacks": 0}
         self._views_offered = 0  # RGB-D frames offered since the last reset (the kidnap check's clock)
         window = views.config.kidnap_window if views is not None else 1
         self._kidnap_verdicts: deque[bool] = deque(maxlen=window)  # last verified matches: far from odometry?
@@ -375,8 +375,10 @@ class MemoryService:
 
     def query(self, image_rgb: np.ndarray, backend: str = "") -> MemoryAnswer:
         """The answer of `backend` ('' = the default); InvalidInputError for a backend not served or a
-        picture the engine refuses. How long it waited for a frame being folded in (the service takes one
-        call at a time) goes to `status()['query_lock_wait_ms']`."""
+        picture the engine refuses. How long it waited for a frame being folded in goes to
+        `status()['query_lock_wait_ms']`. A refined answer holds the service only for the model's answer
+        and a copy of the view store (`ViewStore.reader`); the matching and PnP run beside new frames, and
+        the answer stays relative to the base at the frame it started from (`MemoryAnswer.stamp_ns`)."""
         waited = time.perf_counter()
         with self._lock:
             self._lock_waits.add(1e3 * (time.perf_counter() - waited), 0.0)
@@ -385,11 +387,27 @@ class MemoryService:
                 return self.engine.query(image_rgb)
             if name == KEYFRAMES and self.keyframes is not None:
                 return self.keyframes.query(image_rgb)
-            if name == REFINED and self.views is not None:
-                return self._refined(image_rgb)
-            raise InvalidInputError(f"this memory serves the backends {list(self.backends)}, not {name!r}")
+            if name != REFINED or self.views is None:
+                raise InvalidInputError(
+                    f"this memory serves the backends {list(self.backends)}, not {name!r}"
+                )
+            job = self._refine_job(image_rgb)
+        if isinstance(job, MemoryAnswer):
+            return job
+        found = job.views.refine(image_rgb, job.guesses)  # the service is free for frames meanwhile
+        if self._lock.acquire(blocking=False):  # keep the features computed, unless a frame is coming in
+            try:
+                self.views.adopt(job.views)
+            finally:
+                self._lock.release()
+        with self._count_lock:
+            self._refine_counts["refined" if found.ok else "refine_fallbacks"] += 1
+        return _refined_answer(job, found)
 
-    def _refined(self, image_rgb: np.ndarray) -> MemoryAnswer:
+    def _refine_job(self, image_rgb: np.ndarray) -> _RefineJob | MemoryAnswer:
+        """Under the lock: the model's answer, the guesses where the picture was taken (the model's and
+        retrieval's when served) and a reader of the view store; the coarse answer itself when there are
+        no base poses to make it metric with."""
         coarse = self.engine.query(image_rgb)
         T_base = self._T_world_base
         if T_base is None:
@@ -400,37 +418,14 @@ class MemoryService:
         if self.keyframes is not None and self.views.config.retrieval_guess:
             shared = self.engine.last_query_tokens if self._share_tokens else None
             guesses.append(T_base @ self.keyframes.query(image_rgb, tokens=shared).T_base_query)
-        r = self.views.refine(image_rgb, guesses)
-        if not r.ok:
-            self._counts["refine_fallbacks"] += 1
-            note = f"coarse {coarse.backend} answer: {r.reason}"
-            return dataclasses.replace(coarse, inliers=r.inliers, note=note)
-        self._counts["refined"] += 1
-        T_base_query = invert(T_base) @ r.T_world_query
-        x, y, yaw = (float(v) for v in planar_target(T_base_query))
-        cfg = self.views.config
-        age_s = (self.engine.last_stamp_ns - r.view_stamp_ns) * 1e-9  # the odometry drifted since the view
-        sigma, sigma_yaw = verified_sigmas(cfg, age_s)
-        return MemoryAnswer(
-            T_base_query=T_base_query,
-            x=x,
-            y=y,
-            yaw=yaw,
-            sigma_m=sigma,
-            confidence=1.0 / (1.0 + sigma),
-            seen_probability=max(coarse.seen_probability, cfg.seen_probability),
-            backend=REFINED,
-            steps=coarse.steps,
-            inliers=r.inliers,
-            note=f"refined: {r.reason} ({r.tried} tried), view {age_s:.0f} s old",
-            matched_view=r.view_id,
-            sigma_yaw_rad=sigma_yaw,
-        )
+        return _RefineJob(coarse, T_base.copy(), guesses, self.views.reader(), self.engine.last_stamp_ns)
 
     def status(self) -> dict[str, Any]:
         """The engine's status plus the backends served, the view store's size and refinement counters."""
         with self._lock:
-            status = {**self.engine.status(), "backends": list(self.backends), **self._counts}
+            with self._count_lock:
+                counts = {**self._counts, **self._refine_counts}
+            status = {**self.engine.status(), "backends": list(self.backends), **counts}
             wait = self._lock_waits.summary()
             status["query_lock_wait_ms"] = {k: v for k, v in wait.items() if not k.startswith("cpu")}
             if self.views is not None:
@@ -439,6 +434,48 @@ class MemoryService:
             if self.keyframes is not None:
                 status["keyframes_state_bytes"] = self.keyframes.status()["state_bytes"]
             return status
+
+
+@dataclasses.dataclass(frozen=True)
+class _RefineJob:
+    """What a refined answer needs, taken under the service's lock: the model's answer, the base pose and
+    stamp of the frame it is relative to, the guesses where the picture was taken, a view store reader."""
+
+    coarse: MemoryAnswer
+    T_world_base: np.ndarray
+    guesses: list[np.ndarray]
+    views: ViewStore
+    stamp_ns: int
+
+
+def _refined_answer(job: _RefineJob, r: Refinement) -> MemoryAnswer:
+    """The verified pose as an answer relative to the job's base; the model's answer, saying why, when
+    verification failed."""
+    coarse = job.coarse
+    if not r.ok:
+        note = f"coarse {coarse.backend} answer: {r.reason}"
+        return dataclasses.replace(coarse, inliers=r.inliers, note=note)
+    T_base_query = invert(job.T_world_base) @ r.T_world_query
+    x, y, yaw = (float(v) for v in planar_target(T_base_query))
+    cfg = job.views.config
+    age_s = (job.stamp_ns - r.view_stamp_ns) * 1e-9  # the odometry drifted since the view
+    sigma, sigma_yaw = verified_sigmas(cfg, age_s)
+    return MemoryAnswer(
+        T_base_query=T_base_query,
+        x=x,
+        y=y,
+        yaw=yaw,
+        sigma_m=sigma,
+        confidence=1.0 / (1.0 + sigma),
+        seen_probability=max(coarse.seen_probability, cfg.seen_probability),
+        backend=REFINED,
+        steps=coarse.steps,
+        inliers=r.inliers,
+        note=f"refined: {r.reason} ({r.tried} tried), view {age_s:.0f} s old",
+        matched_view=r.view_id,
+        sigma_yaw_rad=sigma_yaw,
+        stamp_ns=coarse.stamp_ns,
+    )
 
 
 def _tensors(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:

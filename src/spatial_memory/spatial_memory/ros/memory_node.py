@@ -278,6 +278,8 @@ class MemoryNode(Node):
                 answer = self.memory.query(image, request.backend)
         except InvalidInputError as exc:
             return mm.fill_query_failure(response, f"no answer: {exc}", **where)
+        if answer.stamp_ns is not None:  # the frame the answer is relative to (newer frames may have come)
+            where["stamp_ns"] = answer.stamp_ns
         response = mm.fill_query_response(response, answer, **where)
         self._answer_pub.publish(response.pose)  # the latest answer, for RViz
         return response

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -250,6 +251,70 @@ def test_the_budget_ends_the_task(graph):
     handle, _ = send(graph, budget=0.6)
     result = result_of(graph, handle)
     assert result.status == GoToPicture.Result.GAVE_UP and "out of time" in result.reason
+
+
+class HeldMemory:
+    """/query_pose from a node of its own, spun in a thread: each answer waits until `release` is set, and
+    says the pictured place is where `places` puts it for that picture (by the picture's first byte)."""
+
+    def __init__(self, graph, places: dict[int, tuple[float, float]]) -> None:
+        from spatial_memory_interfaces.srv import QueryPose
+
+        self.graph, self.places = graph, places
+        self.release, self.asked = threading.Event(), threading.Event()
+        self.node = rclpy.create_node("held_memory")
+        self.node.create_service(QueryPose, topics.QUERY_POSE, self.answer)
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def answer(self, request, response):
+        self.asked.set()
+        self.release.wait(10.0)
+        px, py = self.places[bytes(request.query.data[:1])[0]]
+        bx, by, byaw = self.graph.state.base
+        c, s = math.cos(byaw), math.sin(byaw)
+        x, y = c * (px - bx) + s * (py - by), -s * (px - bx) + c * (py - by)
+        answer = MemoryAnswer(
+            T_base_query=level_camera_pose(x, y, 0.0, 1.45), x=x, y=y, yaw=0.0, sigma_m=0.2,
+            confidence=1 / 1.2, seen_probability=0.9, backend="kinaema", steps=10,
+        )  # fmt: skip
+        now = self.node.get_clock().now().nanoseconds
+        return mm.fill_query_response(response, answer, frame_id="base_link", stamp_ns=now, factory=FACTORY)
+
+    def close(self) -> None:
+        self.release.set()
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.thread.join(5.0)
+
+
+def test_an_answer_about_the_previous_goals_picture_is_not_taken_for_the_new_goal(graph):
+    """Found live: a /query_pose call about goal 1's picture came back after goal 2 started, was read as
+    goal 2's answer, and goal 2 'arrived' at once 2.9 m from its place. Answers are tied to their goal."""
+    from spatial_memory_interfaces.action import GoToPicture
+
+    here, there = picture(7), picture(8)
+    here[0, 0, 0], there[0, 0, 0] = 1, 2  # the fake memory tells the pictures apart by their first byte
+    memory = HeldMemory(graph, {1: (0.1, 0.0), 2: (4.0, 0.0)})  # picture 1: where the robot stands
+    try:
+        policy_node(graph)
+        first, _ = send(graph, here)
+        assert graph.wait(memory.asked.is_set), "the policy never asked the memory"
+        cancel = first.cancel_goal_async()  # goal 1 ends while its question is unanswered
+        assert graph.wait(cancel.done)
+        second, _ = send(graph, there)
+        memory.release.set()  # now the answer about picture 1 ("you are there") comes back
+        goals = graph.received[topics.GOAL_POSE]
+        assert graph.wait(lambda: any(g.pose.position.x > 3.5 for g in goals)), "never drove to goal 2"
+        done = second.get_result_async()
+        graph.wait(done.done, timeout=1.0)
+        assert not done.done() or done.result().result.status != GoToPicture.Result.ARRIVED
+        status_msgs = graph.received[topics.POLICY_STATUS]
+        assert graph.wait(lambda: status_msgs and json.loads(status_msgs[-1].data)["answers_dropped"] >= 1)
+    finally:
+        memory.close()
 
 
 # ---------------------------------------------------------------------------------------------- follower

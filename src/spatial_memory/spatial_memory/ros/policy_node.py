@@ -133,13 +133,15 @@ class PolicyNode(Node):
         self._keyframe_positions: dict[int, np.ndarray] = {}  # context frame id -> camera position (world)
         self._task: ActiveTask | None = None
         self._reading: MemoryReading | None = None
-        self._query_in_flight: tuple[Any, float] | None = None  # (future, wall time sent)
+        # (future, wall time sent, the task whose picture it asks about)
+        self._query_in_flight: tuple[Any, float, ActiveTask] | None = None
         self._memory_failures = 0
         self._last_tick_wall: tuple[float, float] | None = None  # (wall s, node clock s) of the last tick
         self._periods: deque[tuple[float, float]] = deque(maxlen=60)  # (node clock, wall) between ticks
         self._latencies: deque[float] = deque(maxlen=60)  # wall time of each decision
         self._cpu: deque[float] = deque(maxlen=60)  # ... and the CPU time this thread spent on it
         self._counts = {"ticks": 0, "queries": 0, "query_failures": 0, "query_timeouts": 0}
+        self._counts["answers_dropped"] = 0  # answers about an earlier goal's picture, not used
         self._counts |= {"promotions": 0, "promotion_failures": 0, "goals_sent": 0, "holds_sent": 0}
         self._last_problem = ""
         self.create_subscription(
@@ -432,20 +434,25 @@ class PolicyNode(Node):
             self._keyframe_images[int(kf.frame_id)] = image
 
     def _ask_memory(self, task: ActiveTask) -> None:
-        """One /query_pose in flight (the lock held); a call older than `query_timeout_s` is dropped."""
+        """One /query_pose in flight (the lock held); a call older than `query_timeout_s` is dropped, and so
+        is one about an earlier task's picture (its answer is not about this goal)."""
         if self._query_in_flight is not None:
-            future, sent = self._query_in_flight
-            if time.perf_counter() - sent < self.config.query_timeout_s:
+            future, sent, asked_for = self._query_in_flight
+            if asked_for is not task:
+                self._query.remove_pending_request(future)
+                self._counts["answers_dropped"] += 1
+            elif time.perf_counter() - sent < self.config.query_timeout_s:
                 return
-            self._query.remove_pending_request(future)
-            self._counts["query_timeouts"] += 1
-            self._memory_failures += 1
+            else:
+                self._query.remove_pending_request(future)
+                self._counts["query_timeouts"] += 1
+                self._memory_failures += 1
             self._query_in_flight = None
         if not self._query.service_is_ready():
             return
         request = QueryPose.Request(query=task.picture_msg, backend=task.backend)
         future = self._query.call_async(request)
-        self._query_in_flight = (future, time.perf_counter())
+        self._query_in_flight = (future, time.perf_counter(), task)
         self._counts["queries"] += 1
 
     def _collect_answer(self) -> None:
@@ -455,6 +462,9 @@ class PolicyNode(Node):
             if flight is None or not flight[0].done():
                 return
             self._query_in_flight = None
+            if flight[2] is not task:  # asked about an earlier goal's picture: not this goal's answer
+                self._counts["answers_dropped"] += 1
+                return
         response = flight[0].result()
         if response is None or not response.success:
             self._memory_failures += 1

@@ -566,3 +566,23 @@ def test_snapshot_and_restore_with_the_view_jump_check_on(kinaema_ckpt):
     assert engine.steps == 3 and engine.query(images[1]) == _eq(answer)
     engine.restore(snap)  # the snapshot stays usable
     assert engine.steps == 3
+
+
+def test_a_prepared_frame_updates_as_the_image_itself(kinaema_ckpt):
+    """`prepare` (run outside any lock by MemoryService) leaves the same state as a plain update; a frame
+    prepared from another image is refused; a bad image is refused by `prepare` already."""
+    plain, split = _engine(kinaema_ckpt, jump_check=True), _engine(kinaema_ckpt, jump_check=True)
+    images = _images(4)
+    for i, image in enumerate(images):
+        pose = yaw_pose(0.1 * i, 0.0, 0.05 * i)
+        plain.update(image, T_world_base=pose, stamp_ns=(i + 1) * 200 * MS)
+        prepared = split.prepare(image)
+        assert prepared.view is not None and prepared.tokens.shape[0] == 1
+        split.update(image, T_world_base=pose, stamp_ns=(i + 1) * 200 * MS, prepared=prepared)
+    assert torch.equal(plain.state, split.state) and plain.steps == split.steps == 4
+    before = _snapshot(split)
+    with pytest.raises(InvalidInputError, match="another image"):
+        split.update(images[0].copy(), T_world_base=yaw_pose(0.5, 0, 0), stamp_ns=10**9, prepared=prepared)
+    with pytest.raises(InvalidInputError):
+        split.prepare(np.zeros((32, 32), np.uint8))
+    _assert_unchanged(split, before)

@@ -266,3 +266,32 @@ def test_frames_are_folded_in_while_a_refined_answer_is_matched(drive, monkeypat
     truth = planar_target(invert(T_then) @ T_true)  # relative to the base when it was asked
     assert math.hypot(answer.x - truth[0], answer.y - truth[1]) < 0.05
     assert service.status()["refined"] == 1 and service.status()["refine_fallbacks"] == 0
+
+
+def test_answers_do_not_wait_for_a_frame_being_encoded(drive, monkeypatch):
+    """A frame is checked and encoded before the service is locked: an answer asked meanwhile comes back
+    without waiting for it."""
+    _, frames = drive
+    service = MemoryService.from_config(
+        EngineConfig(checkpoint=CHECKPOINT), refine=RefineConfig(enabled=False)
+    )
+    _feed(service, frames[:3], views=False)
+    encoding, go_on = threading.Event(), threading.Event()
+    real_prepare = service.engine.prepare
+
+    def slow_prepare(image):
+        encoding.set()
+        go_on.wait(10.0)
+        return real_prepare(image)
+
+    monkeypatch.setattr(service.engine, "prepare", slow_prepare)
+    rgb, _, _, T_base, _, stamp = frames[3]
+    feeder = threading.Thread(target=lambda: service.update(rgb, T_world_base=T_base, stamp_ns=stamp))
+    feeder.start()
+    assert encoding.wait(10.0)
+    t0 = time.perf_counter()
+    answer = service.query(frames[0][0])  # while the frame is being encoded
+    assert time.perf_counter() - t0 < 2.0 and answer.steps == 3
+    go_on.set()
+    feeder.join(10.0)
+    assert service.steps == 4

@@ -79,6 +79,7 @@ __all__ = [
     "EngineConfig",
     "MemoryAnswer",
     "MemoryEngine",
+    "PreparedFrame",
 ]
 
 logger = logging.getLogger(__name__)
@@ -128,6 +129,16 @@ class MemoryAnswer:
     matched_view: int = -1  # refined answers: id of the stored view that verified it (-2: the latest frame)
     sigma_yaw_rad: float = math.inf  # 1-sigma heading error when measured (refined answers); inf: unknown
     stamp_ns: int | None = None  # stamp of the newest frame when it answered: "now" for this answer
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedFrame:
+    """An image made ready for `MemoryEngine.update` (`MemoryEngine.prepare`): the image itself, its encoder
+    tokens (1, K, D) and the view jump check's features (None when the check is off)."""
+
+    image_rgb: np.ndarray
+    tokens: Tensor
+    view: ViewFeatures | None
 
 
 def level_camera_pose(x: float, y: float, yaw: float, z: float = 0.0) -> np.ndarray:
@@ -299,6 +310,7 @@ class MemoryEngine:
         odometry: np.ndarray | None = None,
         stamp_ns: int,
         tokens: Tensor | None = None,
+        prepared: PreparedFrame | None = None,
     ) -> str:
         """Fold one RGB image (H, W, 3) uint8, taken at `stamp_ns`, into the memory.
 
@@ -320,8 +332,12 @@ class MemoryEngine:
 
         `tokens`: this image's encoder tokens when the caller already has them (`last_tokens` of an engine
         reading the same encoder weights with the same resize: `MemoryService` encodes each frame once for
-        both of its engines); the image is still checked, not encoded again.
+        both of its engines); the image is still checked, not encoded again. `prepared`: `prepare(image_rgb)`
+        of this very image, done beforehand outside any lock (the checks, the encoding and the view jump
+        check's features): only the state transition is left to do here.
         """
+        if prepared is not None and prepared.image_rgb is not image_rgb:
+            raise InvalidInputError("update(prepared=...) was prepared from another image")
         with self._lock:
             stamp = self._check_stamp(stamp_ns)
             resume = self._resume
@@ -334,14 +350,13 @@ class MemoryEngine:
                 increment, source, T, cont = self._resumed_increment(T_world_base, odometry, resume, stamp)
             else:
                 increment, source, T = self._increment(T_world_base, odometry, fresh=jump)
-            image = self._image_tensor(image_rgb)
+            if prepared is None:
+                prepared = self._prepare(image_rgb, tokens)
+            tokens, view = prepared.tokens, prepared.view
             self._check_distance(T)
             if resume is None:
                 self._check_motion(increment, stamp, fresh=jump)  # well-formed, now is it plausible
-            view = self._jump.features(image_rgb) if self._jump is not None else None
             with torch.no_grad():
-                if tokens is None:
-                    tokens = self._encode(image)
                 jumped = not jump and resume is None and self._view_jumped(view, increment)
                 lost = jumped or (not jump and resume is None and self._carried_away(tokens, increment))
                 state = self.model.init_state(1) if (jump or lost) else self._state
@@ -376,6 +391,21 @@ class MemoryEngine:
                 logger.info("the loaded memory resumed at stamp %d (%s)", stamp, resume.mode)
                 return RESUMED
             return RESET_AND_USED if (jump or lost) else USED
+
+    def prepare(self, image_rgb: np.ndarray, tokens: Tensor | None = None) -> PreparedFrame:
+        """What `update` needs of an image that no state does: the image checked, its tokens (unless given)
+        and the view jump check's features. Reads nothing the memory changes, so a caller can run it
+        outside its own lock and keep the memory free for answers meanwhile (`MemoryService.update`).
+        InvalidInputError for an image `update` would refuse."""
+        return self._prepare(image_rgb, tokens)
+
+    def _prepare(self, image_rgb: np.ndarray, tokens: Tensor | None) -> PreparedFrame:
+        image = self._image_tensor(image_rgb)
+        if tokens is None:
+            with torch.no_grad():
+                tokens = self._encode(image)
+        view = self._jump.features(image_rgb) if self._jump is not None else None
+        return PreparedFrame(image_rgb, tokens, view)
 
     def _view_jumped(self, view: ViewFeatures | None, increment: np.ndarray) -> bool:
         """The view jump check (`memory.lost.ViewJumpCheck`): this frame against the last one."""

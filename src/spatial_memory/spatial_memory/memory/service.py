@@ -178,7 +178,10 @@ class MemoryService:
         stamp_ns: int,
     ) -> str:
         """Fold one frame into every backend; returns the engine's verdict (`MemoryEngine.update`). The
-        engine checks the input first: bad input raises InvalidInputError and changes no backend."""
+        engine checks the input first: bad input raises InvalidInputError and changes no backend. The image
+        is checked and encoded before the service is locked (`MemoryEngine.prepare`): answers wait only for
+        the state transition."""
+        prepared = self.engine.prepare(image_rgb)
         with self._lock:
             expected = self._expect_shape
             shape = getattr(image_rgb, "shape", (0, 0))[:2]
@@ -189,7 +192,7 @@ class MemoryService:
                     "camera"
                 )
             pose = {"T_world_base": T_world_base, "odometry": odometry, "stamp_ns": stamp_ns}
-            verdict = self.engine.update(image_rgb, **pose)
+            verdict = self.engine.update(image_rgb, **pose, prepared=prepared)
             self._image_shape, self._expect_shape = (int(shape[0]), int(shape[1])), None
             if verdict == DROPPED_LATE:
                 return verdict

@@ -128,7 +128,11 @@ class EngineConfig:
         default=0.25, metadata=_help("view jump check: only when the odometry moved at most this far...")
     )
     jump_max_turn_deg: float = field(
-        default=15.0, metadata=_help("view jump check: ...and turned at most this much between the frames")
+        default=8.0,
+        metadata=_help(
+            "view jump check: ...and turned at most this much between the frames (a faster spin before a "
+            "plain wall shares too few features between frames: view_jump_T800.md)"
+        ),
     )
     jump_flow_inliers: int = field(
         default=80,

@@ -351,7 +351,7 @@ class MemoryEngine:
             else:
                 increment, source, T = self._increment(T_world_base, odometry, fresh=jump)
             if prepared is None:
-                prepared = self._prepare(image_rgb, tokens)
+                prepared = self.prepare(image_rgb, tokens)
             tokens, view = prepared.tokens, prepared.view
             self._check_distance(T)
             if resume is None:
@@ -397,9 +397,6 @@ class MemoryEngine:
         and the view jump check's features. Reads nothing the memory changes, so a caller can run it
         outside its own lock and keep the memory free for answers meanwhile (`MemoryService.update`).
         InvalidInputError for an image `update` would refuse."""
-        return self._prepare(image_rgb, tokens)
-
-    def _prepare(self, image_rgb: np.ndarray, tokens: Tensor | None) -> PreparedFrame:
         image = self._image_tensor(image_rgb)
         if tokens is None:
             with torch.no_grad():

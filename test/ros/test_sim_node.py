@@ -341,8 +341,10 @@ def test_sim_node_publishes_clock_sensors_and_ground_truth_and_drives_on_cmd_vel
         return np.linalg.norm(now[:2, 3] - start[:2, 3]) > 0.1
 
     assert graph.wait(moved, tick=lambda: cmd.publish(twist))
-    odom = got[topics.ODOM][-1]
-    assert odom.twist.twist.linear.x == pytest.approx(0.4, abs=0.05)
+    # the odometry measures the commanded speed while driving: the median of the moving ticks (the last
+    # message alone can be off: under load a command can expire for a tick between two publishes)
+    speeds = [o.twist.twist.linear.x for o in got[topics.ODOM] if o.twist.twist.linear.x > 0.05]
+    assert float(np.median(speeds)) == pytest.approx(0.4, abs=0.05), speeds[-20:]
     # stop publishing: the base stops after the timeout
     graph.wait(lambda: False, timeout=1.0)
     settled = conv.msg_to_matrix(got[topics.GT_BASE_POSE][-1])

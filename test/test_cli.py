@@ -244,3 +244,41 @@ def test_set_values_read_as_yaml_with_numbers_as_python_reads_them():
     assert _key_value("name='3e-4'") == ("name", "3e-4")  # quoted: the string stays a string
     with pytest.raises(SpatialMemoryError, match="KEY=VALUE"):
         _key_value("lr")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# eval mem-rpe-live / mem-nav: the params file's sim_node section is the simulation they run
+
+
+@pytest.mark.parametrize(
+    ("command", "module", "function"),
+    [
+        (
+            ["eval", "mem-rpe-live", "--seeds", "1000", "--length", "10"],
+            "live_mem_rpe",
+            "compare_offline_live",
+        ),
+        (["eval", "mem-nav", "--seeds", "1000"], "mem_nav", "run_mem_nav"),
+    ],
+)
+def test_live_evals_run_the_sim_of_the_params_file(tmp_path, monkeypatch, command, module, function):
+    import importlib
+
+    import yaml
+
+    from spatial_memory.resources import share_path
+
+    params = yaml.safe_load(Path(share_path("config/sim.yaml")).read_text())
+    odometry = params["sim_node"]["ros__parameters"]["sim"]["odometry"]
+    odometry.update(linear_noise=0.0, angular_noise=0.0, heading_noise=0.0, heading_bias=0.0)
+    path = tmp_path / "exact_odometry.yaml"
+    path.write_text(yaml.safe_dump(params))
+    seen = {}
+
+    def capture(*args, **kwargs):
+        seen["sim"] = kwargs.get("sim_config") or next(a for a in args if hasattr(a, "sim")).sim
+        return {"table": ""}
+
+    monkeypatch.setattr(importlib.import_module(f"spatial_memory.eval.{module}"), function, capture)
+    assert main([*command, "--params", str(path), "--out", str(tmp_path / "out.json")]) == 0
+    assert seen["sim"].odometry.exact  # sim.yaml's odometry is noisy

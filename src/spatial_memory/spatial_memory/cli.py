@@ -677,11 +677,12 @@ def _run_eval_mem_rpe_live(args: argparse.Namespace) -> None:
     from spatial_memory.config import load_config
     from spatial_memory.eval.live_mem_rpe import compare_offline_live
     from spatial_memory.memory.data import parse_seeds
-    from spatial_memory.node_configs import MemoryNodeConfig
+    from spatial_memory.node_configs import MemoryNodeConfig, SimNodeConfig
     from spatial_memory.resources import share_path
 
     params = args.params or share_path("config/sim.yaml")
     node = load_config(MemoryNodeConfig, params, "memory_node")
+    sim = load_config(SimNodeConfig, params, "sim_node").sim  # camera, odometry noise, arm: as sim_node runs
     engine = node.engine
     if args.checkpoint:
         engine = dataclasses.replace(engine, checkpoint=args.checkpoint)
@@ -703,6 +704,7 @@ def _run_eval_mem_rpe_live(args: argparse.Namespace) -> None:
         offline=not args.no_offline,
         out=args.out,
         refine=node.refine,
+        sim_config=sim,
     )
     print(report["table"])
     print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
@@ -713,12 +715,13 @@ def _run_eval_mem_nav(args: argparse.Namespace) -> None:
     from spatial_memory.config import load_config
     from spatial_memory.eval.mem_nav import MemNavConfig, run_mem_nav
     from spatial_memory.memory.data import parse_seeds
-    from spatial_memory.node_configs import MemoryNodeConfig, PolicyNodeConfig
+    from spatial_memory.node_configs import MemoryNodeConfig, PolicyNodeConfig, SimNodeConfig
     from spatial_memory.resources import share_path
 
     params = args.params or share_path("config/sim.yaml")
     memory = load_config(MemoryNodeConfig, params, "memory_node")
     policy = load_config(PolicyNodeConfig, params, "policy_node")
+    sim = load_config(SimNodeConfig, params, "sim_node").sim  # camera, odometry noise, arm: as sim_node runs
     engine = memory.engine
     if args.checkpoint:
         engine = dataclasses.replace(engine, checkpoint=args.checkpoint)
@@ -731,6 +734,7 @@ def _run_eval_mem_nav(args: argparse.Namespace) -> None:
         update_rate_hz=memory.update_rate_hz,
         engine=dataclasses.replace(engine, threads=engine.threads or 1),
         refine=memory.refine,
+        sim=sim,
         policy=policy.scripted,
     )
     report = run_mem_nav(base, parse_seeds(args.seeds), args.methods, args.out, not args.no_progress)

@@ -809,9 +809,11 @@ def compare_offline_live(
     out: Any = None,
     progress: bool = True,
     refine: RefineConfig | None = None,
+    sim_config: LiveSimConfig | None = None,
 ) -> dict[str, Any]:
     """Offline (recorded episodes of the same worlds) and live (every scenario) rows for each backend, one
-    table; written to `out` (.json and .md) when given."""
+    table; written to `out` (.json and .md) when given. `sim_config`: the live sim (sim_node's `sim`; its
+    world's preset and seed are each run's)."""
     import datetime as dt
     from pathlib import Path
 
@@ -853,7 +855,7 @@ def compare_offline_live(
                 curves[f"offline {label}{backend}"] = reliability(answers)
     results = run_scenarios(
         names, seeds, length, engine, preset, update_rate_hz, progress=say,
-        model_overrides=model_overrides, backends=backends, refine=refine,
+        model_overrides=model_overrides, backends=backends, refine=refine, sim_config=sim_config,
     )  # fmt: skip
     for name, per_backend in results.items():
         for backend, (scores, answers) in per_backend.items():

@@ -49,6 +49,7 @@ setup(
         "torch>=2.4",
         "evo>=1.28",
         "openai>=1.30",
+        "gtsam>=4.2",
     ],
     extras_require={
         "dev": ["pytest>=8", "ruff>=0.6", "colcon-common-extensions>=0.3", "mcap>=1.1", "hypothesis>=6"],

@@ -11,6 +11,7 @@ import pytest
 
 from spatial_memory.errors import ConfigError, InvalidInputError
 from spatial_memory.geometry import invert
+from spatial_memory.memory.pose_graph import lift, planar
 from spatial_memory.memory.poses import planar_target, wrap_angle
 from spatial_memory.memory.refine import LIVE_VIEW_ID, RefineConfig, ViewStore, verified_sigmas
 from spatial_memory.sim.live import LiveSim, LiveSimConfig, LiveWorldConfig
@@ -222,7 +223,8 @@ def test_config_is_checked():
 
 def test_only_views_taken_before_a_time_are_asked_when_told(house):
     """The kidnap check asks only old views: a picture of a place seen only lately is not verified against
-    those, and with no view old enough nothing is tried."""
+    those, and with no view old enough nothing is tried; the frame just stored does not take the votes of
+    a check of that same frame."""
     sim, frames = house
     store = _store(frames)
     T_true = _turned(frames[20][3], 5.0, forward_m=0.1)  # near a late view of the turn
@@ -232,6 +234,11 @@ def test_only_views_taken_before_a_time_are_asked_when_told(house):
     assert not nothing.ok and nothing.tried == 0 and "old enough" in nothing.reason
     early = store.refine(rgb, taken_before_ns=frames[8][4])  # the turn's first third: other walls
     assert not early.ok or early.view_stamp_ns < frames[8][4]
+    rgb_last, depth_last, K, T_last, stamp = frames[-1]
+    store = _store(frames[:-1])
+    assert store.add(rgb_last, depth_last, K, _turned(T_last, 0.0, right_m=1.0), stamp)  # stored: novel
+    again = store.refine(rgb_last, taken_before_ns=stamp)  # the same picture, asked of the older views
+    assert again.ok and again.view_stamp_ns < stamp, again.reason
 
 
 def test_enough_inliers_ends_the_search_at_a_clear_verification(house):
@@ -289,3 +296,47 @@ def test_a_reader_refines_as_the_store_and_hands_back_only_what_still_holds(hous
     fresh.refine(rgb, frames[-3][3])
     store.adopt(fresh)
     assert store._live_view is fresh._live_view is not None  # the same frame: kept
+
+
+def _drifted(T: np.ndarray, k: int) -> np.ndarray:
+    """Camera pose `T` as an odometry `k` frames into its drift puts it: 3 cm and 0.5 deg more each frame."""
+    p = planar(T)
+    return lift(p, p + np.array([0.03 * k, 0.0, math.radians(0.5 * k)])) @ T
+
+
+def test_a_loop_closure_moves_drifted_views_to_where_they_are_relative_to_now(house):
+    """Views stored with a drifting odometry: a refined answer against an old view carries the drift
+    between it and now, until the camera sees an old view again; `close_loop` then moves the views so the
+    answer is right relative to the camera now, and counts the view's drift from the closure."""
+    sim, frames = house
+    config = RefineConfig(loop_every=1, loop_min_age_s=1.0, live_view=False, loop_odom_m_per_sqrt_m=0.3)
+    store = ViewStore(config)
+    for k, (rgb, depth, K, T, stamp) in enumerate(frames):
+        store.add(rgb, depth, K, _drifted(T, k), stamp)
+    T_true_now = frames[2][3]  # back where frame 2 was taken; the odometry says 0.75 m and 12.5 deg away
+    T_odom_now = _drifted(T_true_now, len(frames))
+    rgb_now, depth_now = sim.sim.render_view(T_true_now)
+    stamp = frames[-1][4] + int(5e9)
+    store.add(rgb_now, depth_now, frames[2][2], T_odom_now, stamp)
+    T_pic = _turned(frames[6][3], 5.0, forward_m=0.1)  # a picture of a place seen early on
+    pic, _ = sim.sim.render_view(T_pic)
+
+    def answer_error() -> tuple[float, float, int]:
+        r = store.refine(pic, None)
+        assert r.ok, r.reason
+        pos, yaw = _errors(invert(T_odom_now) @ r.T_world_query, invert(T_true_now) @ T_pic)
+        return pos, yaw, r.drift_from_ns
+
+    before = answer_error()
+    assert before[0] > 0.3 and before[2] < frames[-1][4]  # the drift since the view, counted from its stamp
+    found = store.refine(rgb_now, None, taken_before_ns=stamp - int(1e9))
+    assert found.ok and found.inliers >= config.loop_min_inliers, found.reason
+    result = store.close_loop(found, T_odom_now, stamp)
+    assert result.accepted and store.loop_closures == 1, result.reason
+    pos, yaw, drift_from = answer_error()
+    assert pos < 0.1 and yaw < 2.0, (before, pos, yaw)
+    assert frames[-1][4] < drift_from <= stamp  # the drift now counts from (close to) the closure
+    assert store.close_loop(found, T_odom_now, stamp + 1).accepted is False  # the camera has not moved
+    reset_copy = ViewStore(config)
+    reset_copy.restore(store.snapshot())
+    assert reset_copy.loop_closures == 1  # a snapshot keeps the graph

@@ -191,6 +191,27 @@ def test_the_kidnap_check_resets_a_memory_whose_odometry_no_longer_matches_what_
         assert service.steps == 28
 
 
+@pytest.mark.parametrize("loop_every", [1, 0], ids=["loop-closure", "none"])
+def test_loop_closure_takes_the_odometry_drift_out_of_refined_answers(drive, loop_every):
+    """The robot comes back to where it started, its odometry 0.5 m off by then: with loop closure the
+    frames seeing the start again correct the stored views, and a picture of a place seen only on the first
+    pass (so no view stored on the way back matches it) is answered right relative to the robot now. (The
+    drive is short: the odometry's sigmas are set for one that drifts 0.5 m in it.)"""
+    sim, frames = drive
+    cfg = RefineConfig(loop_every=loop_every, loop_min_age_s=1.0, live_view=False, loop_odom_m_per_sqrt_m=0.5)
+    service = MemoryService.from_config(EngineConfig(checkpoint=CHECKPOINT), refine=cfg)
+    _feed(service, frames[:20])
+    _replay(service, frames[:8], 0.5, frames[19][5] + 10**9)  # back at the start, the odometry 0.5 m off
+    assert service.status()["loop_closures"] >= (1 if loop_every else 0)
+    T_pic = frames[19][4]  # seen on the first pass only
+    rgb, _ = sim.sim.render_view(T_pic)
+    answer = service.query(rgb, REFINED)
+    assert answer.backend == REFINED, answer.note
+    truth = invert(frames[7][3]) @ T_pic  # the robot now is where frame 7 was taken
+    error = float(np.linalg.norm(answer.T_base_query[:2, 3] - truth[:2, 3]))
+    assert error < 0.15 if loop_every else error > 0.35, (error, answer.note)
+
+
 def test_kidnap_check_settings_are_checked():
     for bad in (
         {"kidnap_every": -1},

@@ -37,6 +37,7 @@ store is independent of the model that gives the coarse answer.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import logging
 import math
 from collections.abc import Sequence
@@ -47,6 +48,7 @@ import numpy as np
 
 from spatial_memory.errors import ConfigError, InvalidInputError
 from spatial_memory.geometry import check_pose, invert
+from spatial_memory.memory.pose_graph import ClosureResult, LoopNoise, ViewPoseGraph, lift, planar
 
 __all__ = ["LIVE_VIEW_ID", "RefineConfig", "Refinement", "StoredView", "ViewStore", "verified_sigmas"]
 
@@ -182,25 +184,60 @@ class RefineConfig:
     kidnap_window: int = field(
         default=3, metadata=_help("kidnap check: verified matches remembered (far or near the odometry)")
     )
+    loop_every: int = field(
+        default=0,
+        metadata=_help(
+            "loop closure: every this many RGB-D frames, verify the current view against views at least "
+            "loop_min_age_s old and correct the stored views' poses by a pose graph (memory.pose_graph); "
+            "0 = off"
+        ),
+    )
+    loop_min_age_s: float = field(
+        default=20.0, metadata=_help("loop closure: only views at least this old are asked")
+    )
+    loop_min_inliers: int = field(
+        default=40, metadata=_help("loop closure: PnP inliers needed (repeated furniture fools 25)")
+    )
+    loop_max_correction_m: float = field(
+        default=1.5,
+        metadata=_help("loop closure: a match that would move the camera farther than this is refused"),
+    )
+    loop_max_correction_deg: float = field(
+        default=20.0, metadata=_help("loop closure: ... or turn it more than this (degrees)")
+    )
+    loop_max_closures: int = field(
+        default=256, metadata=_help("loop closure: closures kept in the graph at most (the oldest go)")
+    )
+    loop_odom_m_per_sqrt_m: float = field(
+        default=0.03, metadata=_help("loop closure: odometry position sigma per sqrt(metre) driven")
+    )
+    loop_odom_rad_per_sqrt_m: float = field(
+        default=0.02, metadata=_help("loop closure: odometry heading sigma per sqrt(metre) driven (rad)")
+    )
+    loop_odom_rad_per_sqrt_rad: float = field(
+        default=0.03, metadata=_help("loop closure: odometry heading sigma per sqrt(radian) turned")
+    )
 
     def __post_init__(self) -> None:
         for name in (
             "capacity", "max_features", "vote_features", "min_view_features", "min_inliers",
-            "kidnap_min_inliers",
+            "kidnap_min_inliers", "loop_min_inliers", "loop_max_closures",
         ):  # fmt: skip
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < (6 if name == "min_inliers" else 1):
                 raise ConfigError(
                     f"RefineConfig.{name} must be an integer >= 1 (min_inliers >= 6), got {v!r}"
                 )
-        for name in ("near_candidates", "vote_candidates", "kidnap_every", "max_views"):
+        for name in ("near_candidates", "vote_candidates", "kidnap_every", "max_views", "loop_every"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ConfigError(f"RefineConfig.{name} must be an integer >= 0, got {v!r}")
         for name in (
             "new_view_move_m", "new_view_turn_deg", "near_m", "reprojection_px", "sigma_m", "sift_contrast",
             "sigma_yaw_deg",
-            "max_tilt_deg", "max_height_change_m", "kidnap_min_age_s", "kidnap_distance_m",
+            "max_tilt_deg", "max_height_change_m", "kidnap_min_age_s", "kidnap_distance_m", "loop_min_age_s",
+            "loop_max_correction_m", "loop_max_correction_deg", "loop_odom_m_per_sqrt_m",
+            "loop_odom_rad_per_sqrt_m", "loop_odom_rad_per_sqrt_rad",
         ):  # fmt: skip
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < v < math.inf:
@@ -259,6 +296,7 @@ class StoredView:
     uv: np.ndarray  # (N, 2) float32
     xyz: np.ndarray  # (N, 3) float32, camera frame
     descriptors: np.ndarray  # (N, 128) uint8
+    drift_from_ns: int = -1  # the odometry's drift to now counts from here (-1: stamp_ns; loop closure)
 
     @property
     def nbytes(self) -> int:
@@ -277,6 +315,8 @@ class Refinement:
     tried: int
     reason: str
     view_stamp_ns: int = -1
+    T_view_query: np.ndarray | None = None  # the verified camera in the matched view's frame (drift-free)
+    drift_from_ns: int = -1  # the odometry's drift to now counts from here (the view's stamp or later)
 
     @property
     def ok(self) -> bool:
@@ -297,6 +337,7 @@ class ViewStore:
         # the latest frame offered: (rgb, depth, K, T_world_cam, stamp_ns) and its view once computed
         self._live: tuple | None = None
         self._live_view: StoredView | None = None
+        self._graph = _graph(cfg)  # loop closure (None when off)
 
     # -- properties ---------------------------------------------------------------------------------
 
@@ -316,19 +357,25 @@ class ViewStore:
         """Forget every view (the latest frame too)."""
         self._views, self._db, self._K, self._size = [], None, None, None
         self._live, self._live_view = None, None
+        self._graph = _graph(self.config)
 
     # -- writing ------------------------------------------------------------------------------------
 
     def snapshot(self) -> tuple:
         """The stored views and the latest frame now (views are immutable: a shallow copy suffices); see
         `restore`."""
-        return (list(self._views), self._next_id, self._K, self._size, self._live, self._live_view)
+        graph = None if self._graph is None else self._graph.copy()
+        return (list(self._views), self._next_id, self._K, self._size, self._live, self._live_view, graph)
 
     def restore(self, snapshot: tuple) -> None:
         """Go back to a `snapshot` of this store (`unpack`'s, of a saved store, has no latest frame)."""
         views, self._next_id, self._K, self._size, *live = snapshot
-        self._live, self._live_view = live if live else (None, None)
+        self._live, self._live_view, graph = live if live else (None, None, None)
         self._views, self._db = list(views), None
+        if graph is not None:
+            self._graph = graph.copy()
+        else:  # a saved store: the graph starts again from the views' poses
+            self._graph = _graph(self.config, self._views)
 
     def reader(self) -> ViewStore:
         """A copy to `refine` with while this store takes new views (another thread, without a lock held):
@@ -338,6 +385,7 @@ class ViewStore:
         copy.__dict__.update(self.__dict__)
         copy._views = list(self._views)
         copy._sift = _detector(self.config)  # one detector per thread
+        copy._graph = None  # readers only read: the views carry their corrected poses
         return copy
 
     def adopt(self, reader: ViewStore) -> None:
@@ -378,6 +426,8 @@ class ViewStore:
             logger.warning("camera changed (size or intrinsics): the view store starts again")
             self.reset()
         self._live, self._live_view = (rgb, depth, K, T, int(stamp_ns)), None
+        if self._graph is not None:
+            self._graph.moved(T)
         if self._size is None:
             self._K, self._size = K, rgb.shape[:2]
         if not self.is_novel(T):
@@ -388,6 +438,8 @@ class ViewStore:
         self._live_view = view
         self._next_id += 1
         self._views.append(view)
+        if self._graph is not None:
+            self._graph.add_view(view.view_id, view.stamp_ns, view.T_world_cam)
         if len(self._views) > self.config.capacity:
             self._evict()
         self._db = None
@@ -439,6 +491,8 @@ class ViewStore:
         gap = np.linalg.norm(pos[:, None] - pos[None], axis=-1) + turn * scale
         np.fill_diagonal(gap, np.inf)
         i, j = np.unravel_index(int(np.argmin(gap)), gap.shape)
+        if self._graph is not None:
+            self._graph.remove_view(self._views[min(i, j)].view_id)
         del self._views[min(i, j)]  # views are in insertion order: the lower index is the older
 
     # -- saving -------------------------------------------------------------------------------------
@@ -523,6 +577,38 @@ class ViewStore:
         ]
         self._db = None
         self._live, self._live_view = None, None  # a frame of the old session: not "now" any more
+        self._graph = _graph(self.config, self._views)  # the old odometry's graph does not carry over
+
+    # -- loop closure ------------------------------------------------------------------------------
+
+    @property
+    def loop_closures(self) -> int:
+        """Loop closures the pose graph holds (0 when loop closure is off)."""
+        return 0 if self._graph is None else self._graph.closures
+
+    def close_loop(self, found: Refinement, T_world_now: np.ndarray, stamp_ns: int) -> ClosureResult:  # noqa: N803
+        """Correct the stored views' poses by a verified match of the camera now (`found`, from `refine`
+        with `taken_before_ns`; `T_world_now` is where the odometry puts the camera): the match is a loop
+        closure in the pose graph (`memory.pose_graph`), solved, and every view moved to its new pose."""
+        if self._graph is None:
+            return ClosureResult(False, "loop closure is off")
+        if not found.ok or found.T_view_query is None or found.inliers < self.config.loop_min_inliers:
+            return ClosureResult(False, f"not verified with {self.config.loop_min_inliers} inliers")
+        view = next((v for v in self._views if v.view_id == found.view_id), None)
+        if view is None:
+            return ClosureResult(False, f"view {found.view_id} is gone")
+        T_now = check_pose(T_world_now, "T_world_now")
+        result = self._graph.close(view.view_id, view.T_world_cam, found.T_view_query, T_now, stamp_ns)
+        if result.accepted:
+            estimates = self._graph.estimates()
+            self._views = [
+                _moved(v, *estimates[v.view_id]) if v.view_id in estimates else v for v in self._views
+            ]
+            logger.debug(
+                "loop closed: the camera sees view %d (%.0f s old), %.2f m / %.1f deg off the odometry",
+                view.view_id, (stamp_ns - view.stamp_ns) * 1e-9, result.correction_m, result.correction_deg,
+            )  # fmt: skip
+        return result
 
     # -- reading ------------------------------------------------------------------------------------
 
@@ -597,7 +683,10 @@ class ViewStore:
             )  # fmt: skip
         what = "the current view" if view_id == LIVE_VIEW_ID else f"view {view_id}"
         reason = f"{inliers} PnP inliers against {what}"
-        return Refinement(T, inliers, view_id, tried, reason, view.stamp_ns)
+        drift_from = max(view.stamp_ns, view.drift_from_ns)
+        return Refinement(
+            T, inliers, view_id, tried, reason, view.stamp_ns, invert(view.T_world_cam) @ T, drift_from
+        )
 
     def _candidates(
         self, desc: np.ndarray, guesses: Sequence[np.ndarray], eligible: np.ndarray | None = None
@@ -615,18 +704,17 @@ class ViewStore:
             ]
             chosen += [i for i in order if i not in chosen][: cfg.near_candidates]
         if cfg.vote_candidates:
-            votes = self._votes(desc)
-            if eligible is not None:
-                votes = np.where(eligible, votes, 0)
+            votes = self._votes(desc, eligible)
             order = np.argsort(-votes, kind="stable")
             voted = [int(i) for i in order if votes[i] > 0 and int(i) not in chosen]
             chosen += voted[: cfg.vote_candidates]
             chosen.sort(key=lambda i: -votes[i])  # the likeliest first (stable: near the guesses on ties)
         return chosen
 
-    def _votes(self, desc: np.ndarray) -> np.ndarray:
+    def _votes(self, desc: np.ndarray, eligible: np.ndarray | None = None) -> np.ndarray:
         """Per view, how many of the picture's descriptors have their nearest stored descriptor there and
-        pass the ratio test against the second nearest (anywhere)."""
+        pass the ratio test against the second nearest (anywhere among the `eligible` views: the frame just
+        stored must not take the votes of a loop or kidnap check of that same frame)."""
         n = self.config.vote_features
         if self._db is None:
             stacked = np.concatenate([v.descriptors[:n] for v in self._views]).astype(np.float32)
@@ -638,6 +726,8 @@ class ViewStore:
             return votes
         q = desc[:n].astype(np.float32)  # strongest first
         d2 = (q * q).sum(1)[:, None] + norms[None] - 2.0 * q @ stacked.T
+        if eligible is not None:
+            d2[:, ~eligible[owner]] = np.inf
         two = np.argpartition(d2, 1, axis=1)[:, :2]
         rows = np.arange(len(q))
         a, b = d2[rows, two[:, 0]], d2[rows, two[:, 1]]
@@ -726,6 +816,35 @@ class ViewStore:
         dist = np.linalg.norm(pos - T[:2, 3], axis=1)
         turn = np.abs((heading - _heading(T) + math.pi) % (2 * math.pi) - math.pi)
         return dist, turn
+
+
+def _graph(config: RefineConfig, views: Sequence[StoredView] = ()) -> ViewPoseGraph | None:
+    """The loop-closure pose graph of `config` (None when off), holding `views` at their poses."""
+    if not config.loop_every:
+        return None
+    if importlib.util.find_spec("gtsam") is None:
+        raise ConfigError("refine.loop_every needs GTSAM's Python bindings (pip install gtsam), or 0")
+    noise = LoopNoise(
+        odom_m_per_sqrt_m=config.loop_odom_m_per_sqrt_m,
+        odom_rad_per_sqrt_m=config.loop_odom_rad_per_sqrt_m,
+        odom_rad_per_sqrt_rad=config.loop_odom_rad_per_sqrt_rad,
+        loop_m=config.sigma_m,
+        loop_rad=math.radians(config.sigma_yaw_deg),
+    )
+    graph = ViewPoseGraph(
+        noise, config.loop_max_correction_m, config.loop_max_correction_deg, config.new_view_move_m,
+        config.new_view_turn_deg, config.loop_max_closures,
+    )  # fmt: skip
+    for v in views:
+        graph.add_view(v.view_id, v.stamp_ns, v.T_world_cam)
+    return graph
+
+
+def _moved(view: StoredView, estimate: np.ndarray, drift_from_ns: int) -> StoredView:
+    """`view` at the planar pose `estimate` (its height, tilt and roll kept), its drift counted from
+    `drift_from_ns`."""
+    T = lift(planar(view.T_world_cam), estimate) @ view.T_world_cam
+    return dataclasses.replace(view, T_world_cam=T, drift_from_ns=drift_from_ns)
 
 
 def _detector(config: RefineConfig) -> cv2.SIFT:

@@ -81,7 +81,7 @@ class MemoryService:
         self._T_world_base: np.ndarray | None = None  # base pose of the newest frame
         self._image_shape: tuple[int, int] | None = None  # (height, width) of the camera images fed
         self._expect_shape: tuple[int, int] | None = None  # a loaded memory's camera, before any image
-        self._counts = {"views_stored": 0, "views_skipped": 0, "kidnap_resets": 0}
+        self._counts = {"views_stored": 0, "views_skipped": 0, "kidnap_resets": 0, "loop_closures": 0}
         self._count_lock = threading.Lock()  # refined answers count outside the service's lock
         self._refine_counts = {"refined": 0, "refine_fallbacks": 0}
         self._views_offered = 0  # RGB-D frames offered since the last reset (the kidnap check's clock)
@@ -220,7 +220,8 @@ class MemoryService:
     ) -> bool:
         """Offer an RGB-D frame (camera pose in the same fixed frame as the base poses) to the view store;
         True when stored. Frames older than the memory's newest by more than the engine's time-jump limit
-        are refused (they belong to a memory that was reset)."""
+        are refused (they belong to a memory that was reset). Every `loop_every` frames the frame is also
+        matched against old views for a loop closure (`_close_loop`), without holding the service."""
         with self._lock:
             if self.views is None:
                 return False
@@ -232,7 +233,23 @@ class MemoryService:
             self._counts["views_stored" if stored else "views_skipped"] += 1
             self._views_offered += 1
             self._check_kidnap(rgb, T_world_cam, int(stamp_ns))
-            return stored
+            every = self.views.config.loop_every
+            reader = self.views.reader() if every and self._views_offered % every == 0 else None
+        if reader is not None:
+            self._close_loop(reader, rgb, T_world_cam, int(stamp_ns))
+        return stored
+
+    def _close_loop(self, reader: ViewStore, rgb: np.ndarray, T_world_cam: np.ndarray, stamp_ns: int) -> None:  # noqa: N803
+        """Loop closure (`RefineConfig.loop_*`): verify the current view against views at least
+        `loop_min_age_s` old on a reader (frames and answers go on meanwhile), then, under the lock, let the
+        view store's pose graph take the match (it gates it)."""
+        cfg = reader.config
+        found = reader.refine(rgb, None, taken_before_ns=stamp_ns - int(cfg.loop_min_age_s * 1e9))
+        if not found.ok or found.inliers < cfg.loop_min_inliers:
+            return
+        with self._lock:  # a view gone meanwhile (evicted, or the memory reset) refuses the match
+            if self.views is not None and self.views.close_loop(found, T_world_cam, stamp_ns).accepted:
+                self._counts["loop_closures"] += 1
 
     def _check_kidnap(self, rgb: np.ndarray, T_world_cam: np.ndarray, stamp_ns: int) -> None:  # noqa: N803
         """The geometric kidnap check (`RefineConfig.kidnap_*`): every `kidnap_every` RGB-D frames, verify
@@ -461,7 +478,7 @@ def _refined_answer(job: _RefineJob, r: Refinement) -> MemoryAnswer:
     T_base_query = invert(job.T_world_base) @ r.T_world_query
     x, y, yaw = (float(v) for v in planar_target(T_base_query))
     cfg = job.views.config
-    age_s = (job.stamp_ns - r.view_stamp_ns) * 1e-9  # the odometry drifted since the view
+    age_s = (job.stamp_ns - max(r.view_stamp_ns, r.drift_from_ns)) * 1e-9  # the odometry drifted since
     sigma, sigma_yaw = verified_sigmas(cfg, age_s)
     return MemoryAnswer(
         T_base_query=T_base_query,

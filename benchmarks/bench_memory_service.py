@@ -55,6 +55,11 @@ def main() -> None:
         action="store_true",
         help="encoder and model update eagerly (`memory.traced`: what the traces save, by difference)",
     )
+    parser.add_argument(
+        "--loop-every",
+        type=int,
+        help="override sim.yaml's refine.loop_every (loop closure every N frames; 0: off)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     node = load_config(MemoryNodeConfig, share_path("config/sim.yaml"), "memory_node")
@@ -65,10 +70,13 @@ def main() -> None:
         engine = dataclasses.replace(engine, trace=False)
     if args.jump_flow_inliers is not None:
         engine = dataclasses.replace(engine, jump_flow_inliers=args.jump_flow_inliers)
-    service = MemoryService.from_config(engine, node.serve_keyframes, node.refine)
+    refine = node.refine
+    if args.loop_every is not None:
+        refine = dataclasses.replace(refine, loop_every=args.loop_every)
+    service = MemoryService.from_config(engine, node.serve_keyframes, refine)
     run = LiveMemoryRun(LiveRunConfig(seed=args.seed, steps=args.steps, engine=engine), service=service)
     jump_ms = time_view_jump_check(service)
-    update_ms, view_ms, stored = [], [], []
+    update_ms, view_ms, stored, looked = [], [], [], []
     query_ms: dict[str, list[float]] = {b: [] for b in service.backends}
     for tick, frame in run.taken_frames():  # as LiveMemoryRun.feed, each half timed
         t0 = time.perf_counter()
@@ -77,6 +85,7 @@ def main() -> None:
         T_odom_cam = odom_camera_pose(tick, frame)  # noqa: N806 - the project's pose naming
         stored.append(service.add_view(frame.rgb, frame.depth, frame.K, T_odom_cam, tick.stamp_ns))
         t2 = time.perf_counter()
+        looked.append(bool(refine.loop_every) and len(stored) % max(refine.loop_every, 1) == 0)
         run.frames_fed += 1  # as feed() counts: taken_frames stops at the run's steps
         update_ms.append(1e3 * (t1 - t0))
         view_ms.append(1e3 * (t2 - t1))
@@ -92,7 +101,7 @@ def main() -> None:
                 query_ms[backend].append(1e3 * (time.perf_counter() - t0))
     run.close()
     frame_ms = np.add(update_ms, view_ms)
-    stored_ = np.array(stored)
+    stored_, looked_ = np.array(stored), np.array(looked)
 
     def stats(values: list[float] | np.ndarray) -> dict[str, float]:
         a = np.asarray(values, float)
@@ -108,8 +117,10 @@ def main() -> None:
         "seed": args.seed,
         "backends": list(service.backends),
         "update_ms": stats(update_ms),
-        "add_view_ms_stored": stats(np.array(view_ms)[stored_]),
-        "add_view_ms_not_stored": stats(np.array(view_ms)[~stored_]),
+        "add_view_ms_stored": stats(np.array(view_ms)[stored_ & ~looked_]),
+        "add_view_ms_not_stored": stats(np.array(view_ms)[~stored_ & ~looked_]),
+        "add_view_ms_loop_check": stats(np.array(view_ms)[looked_]) if looked_.any() else None,
+        "loop_closures": service.status().get("loop_closures", 0),
         "frame_ms": stats(frame_ms),
         "jump_check_ms": stats(jump_ms) if jump_ms else None,
         "query_ms": {b: stats(v) for b, v in query_ms.items() if v},
@@ -122,13 +133,17 @@ def main() -> None:
         flag += f" --jump-flow-inliers {args.jump_flow_inliers}"
     if args.no_trace:
         flag += " --no-trace"
+    if args.loop_every is not None:
+        flag += f" --loop-every {args.loop_every}"
     lines = [
         f"# memory_node's cost per frame and answer (house world {args.seed}, {args.steps} steps, 1 thread)",
         "",
         f"`MUJOCO_GL=egl python3 benchmarks/bench_memory_service.py{flag}`: sim.yaml's memory_node, view "
         f"jump check {'on' if engine.jump_check else 'off'}"
         + (f" (flow gate {engine.jump_flow_inliers})" if engine.jump_check else "")
-        + f", encoder and model update {'traced' if service.engine._traced is not None else 'eager'}.",
+        + f", encoder and model update {'traced' if service.engine._traced is not None else 'eager'}"
+        + (f", loop closure every {refine.loop_every} frames" if refine.loop_every else ", no loop closure")
+        + ".",
         "",
         "| what | p50 ms | p95 ms | mean ms | n |",
         "|---|---:|---:|---:|---:|",
@@ -139,12 +154,18 @@ def main() -> None:
                 *([("... of it the view jump check", report["jump_check_ms"])] if jump_ms else []),
                 ("add_view, the frame becomes a view", report["add_view_ms_stored"]),
                 ("add_view, not novel", report["add_view_ms_not_stored"]),
+                *(
+                    [("add_view with a loop closure check", report["add_view_ms_loop_check"])]
+                    if looked_.any()
+                    else []
+                ),
                 ("whole frame", report["frame_ms"]),
                 *((f"query {b}", s) for b, s in report["query_ms"].items()),
             ]
         ),
         "",
-        f"{report['views']} views, {report['view_bytes'] / 1e6:.1f} MB.",
+        f"{report['views']} views, {report['view_bytes'] / 1e6:.1f} MB, "
+        f"{report['loop_closures']} loop closures.",
         "",
         "Machine: " + ", ".join(f"{k} {v}" for k, v in report["machine"].items()),
         "",

@@ -617,11 +617,13 @@ class ViewStore:
         query_rgb: np.ndarray,
         T_world_query: np.ndarray | Sequence[np.ndarray] | None = None,  # noqa: N803
         taken_before_ns: int | None = None,
+        features: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> Refinement:
         """Verify and refine a coarse answer (`T_world_query`, the query camera in the store's frame, or
         several guesses, e.g. from two models; None: search by appearance only) by PnP against the best
         candidate views; see the module docstring. `taken_before_ns`: only views stamped before it are
-        candidates (the kidnap check asks what the robot saw long ago, not on the way here)."""
+        candidates (the kidnap check asks what the robot saw long ago, not on the way here). `features`:
+        the picture's (uv, descriptors) when already computed (the latest frame's, `live_view`)."""
         rgb = _check_rgb(query_rgb)
         if not self._views and (taken_before_ns is not None or self.live_view() is None):
             return Refinement(None, 0, -1, 0, "no stored RGB-D views yet")
@@ -630,7 +632,7 @@ class ViewStore:
             return Refinement(
                 None, 0, -1, 0, f"the picture is {rgb.shape[1]}x{rgb.shape[0]}, the stored views {w}x{h}"
             )
-        uv, desc = self._features(rgb)
+        uv, desc = self._features(rgb) if features is None else features
         if len(uv) < self.config.min_inliers:
             return Refinement(None, 0, -1, 0, f"only {len(uv)} features in the picture")
         guesses = [] if T_world_query is None else _guesses(T_world_query)

@@ -243,12 +243,15 @@ class MemoryService:
         """Loop closure (`RefineConfig.loop_*`): verify the current view against views at least
         `loop_min_age_s` old on a reader (frames and answers go on meanwhile), then, under the lock, let the
         view store's pose graph take the match (it gates it)."""
-        cfg = reader.config
-        found = reader.refine(rgb, None, taken_before_ns=stamp_ns - int(cfg.loop_min_age_s * 1e9))
-        if not found.ok or found.inliers < cfg.loop_min_inliers:
-            return
+        cfg, live = reader.config, reader.live_view()  # the frame's features: kept for answers too
+        features = None if live is None else (live.uv, live.descriptors)
+        before = stamp_ns - int(cfg.loop_min_age_s * 1e9)
+        found = reader.refine(rgb, None, taken_before_ns=before, features=features)
         with self._lock:  # a view gone meanwhile (evicted, or the memory reset) refuses the match
-            if self.views is not None and self.views.close_loop(found, T_world_cam, stamp_ns).accepted:
+            if self.views is None:
+                return
+            self.views.adopt(reader)
+            if found.ok and self.views.close_loop(found, T_world_cam, stamp_ns).accepted:
                 self._counts["loop_closures"] += 1
 
     def _check_kidnap(self, rgb: np.ndarray, T_world_cam: np.ndarray, stamp_ns: int) -> None:  # noqa: N803

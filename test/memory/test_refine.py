@@ -13,7 +13,7 @@ from spatial_memory.errors import ConfigError, InvalidInputError
 from spatial_memory.geometry import invert
 from spatial_memory.memory.pose_graph import lift, planar
 from spatial_memory.memory.poses import planar_target, wrap_angle
-from spatial_memory.memory.refine import LIVE_VIEW_ID, RefineConfig, ViewStore, verified_sigmas
+from spatial_memory.memory.refine import LIVE_VIEW_ID, RefineConfig, ViewStore, drift_age_s, verified_sigmas
 from spatial_memory.sim.live import LiveSim, LiveSimConfig, LiveWorldConfig
 
 
@@ -201,6 +201,16 @@ def test_the_reported_uncertainty_grows_with_the_age_of_the_view():
     assert list(positions) == sorted(positions) and list(headings) == sorted(headings)
     assert positions[-1] == pytest.approx(math.hypot(cfg.sigma_m, 300 * cfg.drift_m_per_s))
     assert verified_sigmas(cfg, -5.0) == verified_sigmas(cfg, 0.0)  # a view from the future: no drift
+
+
+def test_a_loop_closure_shortens_the_drift_the_sigma_counts_but_not_all_of_it():
+    cfg = RefineConfig(loop_residual_drift=0.3)
+    now, view = int(100e9), 0
+    assert drift_age_s(cfg, now, view) == pytest.approx(100.0)  # no closure: the view's age
+    assert drift_age_s(cfg, now, view, int(80e9)) == pytest.approx(20.0 + 0.3 * 80.0)  # closed 20 s ago
+    assert drift_age_s(RefineConfig(loop_residual_drift=1.0), now, view, int(80e9)) == pytest.approx(100.0)
+    with pytest.raises(ConfigError):
+        RefineConfig(loop_residual_drift=1.5)
 
 
 def test_config_is_checked():

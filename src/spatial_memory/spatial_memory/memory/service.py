@@ -51,7 +51,7 @@ from spatial_memory.memory.engine import (
     MemoryEngine,
 )
 from spatial_memory.memory.poses import planar_target
-from spatial_memory.memory.refine import RefineConfig, Refinement, ViewStore, verified_sigmas
+from spatial_memory.memory.refine import RefineConfig, Refinement, ViewStore, drift_age_s, verified_sigmas
 from spatial_memory.memory.registry import read_versioned, seal
 from spatial_memory.saved_state import Resume, identity_differences, utc_now
 from spatial_memory.timing import Stopwatch
@@ -481,7 +481,8 @@ def _refined_answer(job: _RefineJob, r: Refinement) -> MemoryAnswer:
     T_base_query = invert(job.T_world_base) @ r.T_world_query
     x, y, yaw = (float(v) for v in planar_target(T_base_query))
     cfg = job.views.config
-    age_s = (job.stamp_ns - max(r.view_stamp_ns, r.drift_from_ns)) * 1e-9  # the odometry drifted since
+    age_s = drift_age_s(cfg, job.stamp_ns, r.view_stamp_ns, r.drift_from_ns)  # the odometry drifted since
+    view_age_s = (job.stamp_ns - r.view_stamp_ns) * 1e-9
     sigma, sigma_yaw = verified_sigmas(cfg, age_s)
     return MemoryAnswer(
         T_base_query=T_base_query,
@@ -494,7 +495,8 @@ def _refined_answer(job: _RefineJob, r: Refinement) -> MemoryAnswer:
         backend=REFINED,
         steps=coarse.steps,
         inliers=r.inliers,
-        note=f"refined: {r.reason} ({r.tried} tried), view {age_s:.0f} s old",
+        note=f"refined: {r.reason} ({r.tried} tried), view {view_age_s:.0f} s old"
+        + (f", {age_s:.0f} s of drift after loop closure" if age_s < view_age_s - 0.5 else ""),
         matched_view=r.view_id,
         sigma_yaw_rad=sigma_yaw,
         stamp_ns=coarse.stamp_ns,

@@ -77,17 +77,29 @@ def _drive(graph: ViewPoseGraph, odom: list[np.ndarray], every: int = 2) -> None
     graph.moved(_camera(*odom[-1]))
 
 
-def test_a_loop_closure_takes_the_drift_out_of_the_views_relative_to_now():
+def _around(
+    bias_rad_per_m: float = 0.012, **graph
+) -> tuple[list[np.ndarray], list[np.ndarray], ViewPoseGraph]:
+    """Once around the square: true poses, the odometry's, and a graph fed with them."""
     true = _square()
-    odom = _odometry(true)
-    graph = ViewPoseGraph()
-    _drive(graph, odom)
+    odom = _odometry(true, bias_rad_per_m)
+    driven = ViewPoseGraph(**graph)
+    _drive(driven, odom)
+    return true, odom, driven
+
+
+def _sees_the_start(graph: ViewPoseGraph, true, odom, stamp_ns: int = int(1e12)):
+    """The camera, back at the start, sees view 0: PnP's drift-free pose between them, as a closure."""
+    T_view_query = invert(_camera(*true[0])) @ _camera(*true[-1])
+    return graph.close(0, _camera(*graph.estimates()[0][0]), T_view_query, _camera(*odom[-1]), stamp_ns)
+
+
+def test_a_loop_closure_takes_the_drift_out_of_the_views_relative_to_now():
+    true, odom, graph = _around()
     now_true, now_odom, stamp = true[-1], odom[-1], int(len(true) * 1e9)
     before = _relative_errors(graph, true, now_true, now_odom)
     assert before.max() > 0.5  # the biased odometry drifted (the first views are farthest off)
-    # the camera now sees view 0 (the start): PnP measures the pose between them, free of drift
-    T_view_query = invert(_camera(*true[0])) @ _camera(*now_true)
-    result = graph.close(0, _camera(*graph.estimates()[0][0]), T_view_query, _camera(*now_odom), stamp)
+    result = _sees_the_start(graph, true, odom, stamp)
     assert result.accepted, result.reason
     after = _relative_errors(graph, true, now_true, now_odom)
     assert after[0] < 0.05  # the view it closed against is exact relative to now
@@ -99,10 +111,7 @@ def test_a_loop_closure_takes_the_drift_out_of_the_views_relative_to_now():
 
 
 def test_a_correction_larger_than_drift_can_explain_is_refused():
-    true = _square()
-    odom = _odometry(true, bias_rad_per_m=0.0)
-    graph = ViewPoseGraph(max_correction_m=1.0)
-    _drive(graph, odom)
+    true, odom, graph = _around(bias_rad_per_m=0.0, max_correction_m=1.0)
     before = graph.estimates()
     T_far = invert(_camera(*true[0])) @ _camera(2.5, 0.0, 0.0)  # "sees view 0" from 2.5 m away: a look-alike
     result = graph.close(0, _camera(*true[0]), T_far, _camera(*odom[-1]), int(1e12))
@@ -113,28 +122,16 @@ def test_a_correction_larger_than_drift_can_explain_is_refused():
 
 
 def test_standing_still_adds_one_closure_not_one_a_second():
-    true = _square()
-    odom = _odometry(true)
-    graph = ViewPoseGraph()
-    _drive(graph, odom)
-    T_view_query = invert(_camera(*true[0])) @ _camera(*true[-1])
-    first = graph.close(0, _camera(*graph.estimates()[0][0]), T_view_query, _camera(*odom[-1]), int(1e12))
-    again = graph.close(
-        0, _camera(*graph.estimates()[0][0]), T_view_query, _camera(*odom[-1]), int(1e12 + 1e9)
-    )
+    true, odom, graph = _around()
+    first = _sees_the_start(graph, true, odom)
+    again = _sees_the_start(graph, true, odom, int(1e12 + 1e9))
     assert first.accepted and not again.accepted and "not moved" in again.reason
     assert graph.closures == 1
 
 
 def test_an_evicted_view_hands_its_loop_closure_to_its_neighbour():
-    true = _square()
-    odom = _odometry(true)
-    graph = ViewPoseGraph()
-    _drive(graph, odom)
-    T_view_query = invert(_camera(*true[0])) @ _camera(*true[-1])
-    assert graph.close(
-        0, _camera(*graph.estimates()[0][0]), T_view_query, _camera(*odom[-1]), int(1e12)
-    ).accepted
+    true, odom, graph = _around()
+    assert _sees_the_start(graph, true, odom).accepted
     kept = graph.estimates()
     graph.remove_view(0)
     assert 0 not in graph.estimates() and graph.closures == 1
@@ -144,13 +141,9 @@ def test_an_evicted_view_hands_its_loop_closure_to_its_neighbour():
 
 
 def test_closures_are_bounded():
-    true = _square()
-    odom = _odometry(true)
-    graph = ViewPoseGraph(max_closures=2, min_move_m=0.0, min_turn_deg=0.0)
-    _drive(graph, odom)
+    true, odom, graph = _around(max_closures=2, min_move_m=0.0, min_turn_deg=0.0)
     for k in range(4):
-        T_view_query = invert(_camera(*true[0])) @ _camera(*true[-1])
-        graph.close(0, _camera(*graph.estimates()[0][0]), T_view_query, _camera(*odom[-1]), int(1e12 + k))
+        assert _sees_the_start(graph, true, odom, int(1e12 + k)).accepted
     assert graph.closures == 2 and len(graph) == len(graph.estimates()) + 2
 
 

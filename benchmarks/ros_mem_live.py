@@ -418,8 +418,13 @@ def main() -> None:
                 for k in ("update_ms", "add_view_ms", "query_ms", "query_lock_wait_ms")
             },
             "query_pose_ms": node.context_status.get("query_pose_ms"),  # spatial_context_node's, all backends
+            "memory_node_counts": {  # what the view store did: views kept, loop closures, resets
+                k: node.memory_status.get(k)
+                for k in ("views", "views_stored", "loop_closures", "kidnap_resets", "lost_resets")
+            },
         }
         print("memory_node's own timing (last 200 calls):", json.dumps(report["memory_node_ms"]))
+        print("memory_node's counts:", json.dumps(report["memory_node_counts"]))
         print("spatial_context_node's /query_pose (last 200 calls):", json.dumps(report["query_pose_ms"]))
         args.out.write_text(json.dumps(report, indent=2))
     shut_down(executor, node)

@@ -59,6 +59,7 @@ DELIBERATE: dict[str, dict[str, str]] = {
         "engine.keyframe_camera_offset": "the head camera's place on the base",
         "engine.checkpoint": "the shipped model, trained in these simulated houses",
         "engine.jump_check": "measured in the sim (benchmarks/bench_view_jump.py); robots keep it off",
+        "refine.loop_every": "measured in the sim (mem_rpe_live_T800_refined_loop.md); robots keep it off",
     },
     topics.VO_NODE: {},
     topics.POLICY_NODE: {

@@ -101,6 +101,8 @@ def test_a_loop_closure_takes_the_drift_out_of_the_views_relative_to_now():
     assert before.max() > 0.5  # the biased odometry drifted (the first views are farthest off)
     result = _sees_the_start(graph, true, odom, stamp)
     assert result.accepted, result.reason
+    drift_deg = math.degrees(odom[-1][2] - true[-1][2])  # the heading the biased odometry gained
+    assert result.correction_deg == pytest.approx(abs(drift_deg), abs=0.5)
     after = _relative_errors(graph, true, now_true, now_odom)
     assert after[0] < 0.05  # the view it closed against is exact relative to now
     assert after.max() < 0.4 * before.max() and np.median(after) < 0.5 * np.median(before)

@@ -227,10 +227,10 @@ class ViewPoseGraph:
         at = len(self._nodes)  # in time order: views stored while the match was sought come after it
         while at > 0 and self._nodes[at - 1].stamp_ns > stamp_ns:
             at -= 1
-        path, turn, _ = self._travel
+        path_m, turn_rad, _ = self._travel
         if at < len(self._nodes):
-            path, turn = min(path, self._nodes[at].path_m), min(turn, self._nodes[at].turn_rad)
-        node = _Node(self._next_key, int(stamp_ns), now, now.copy(), None, int(stamp_ns), path, turn)
+            path_m, turn_rad = min(path_m, self._nodes[at].path_m), min(turn_rad, self._nodes[at].turn_rad)
+        node = _Node(self._next_key, int(stamp_ns), now, now.copy(), None, int(stamp_ns), path_m, turn_rad)
         self._next_key += 1
         self._nodes.insert(at, node)
         self._loops.append((key, node.key, z))

@@ -146,13 +146,9 @@ class ViewPoseGraph:
     def copy(self) -> ViewPoseGraph:
         """A copy that shares nothing mutable with this graph (snapshots)."""
         nodes = [dataclasses.replace(n, odom=n.odom.copy(), est=n.est.copy()) for n in self._nodes]
-        other = ViewPoseGraph(
-            self.noise, self.max_correction_m, self.max_correction_deg, self.min_move_m, self.min_turn_deg,
-            self.max_closures,
-        )  # fmt: skip
-        other._nodes, other._loops, other._next_key = nodes, list(self._loops), self._next_key
-        other._view_keys, other.solves, other._travel = dict(self._view_keys), self.solves, self._travel
-        return other
+        return dataclasses.replace(
+            self, _nodes=nodes, _loops=list(self._loops), _view_keys=dict(self._view_keys)
+        )
 
     def moved(self, T_world_cam: np.ndarray) -> None:  # noqa: N803
         """The camera's pose in the odometry frame at a frame (every frame offered, stored or not): the

@@ -123,6 +123,23 @@ def test_a_correction_larger_than_drift_can_explain_is_refused():
         np.testing.assert_allclose(est, before[view_id][0])
 
 
+def test_a_look_alike_the_drift_cannot_explain_is_refused_though_within_the_size_gates():
+    true = [np.array([0.2 * i, 0.0, 0.0]) for i in range(16)]  # 3 m straight ahead, odometry exact
+    graph = ViewPoseGraph(max_correction_m=1.5)
+    _drive(graph, true)
+    now = _camera(*true[-1])
+    right = invert(_camera(*true[0])) @ now
+    look_alike = invert(_camera(*true[0])) @ _camera(3.0, 0.9, 0.0)  # 0.9 m aside: not 3 m of drift
+    refused = graph.close(0, _camera(*true[0]), look_alike, now, int(1e12))
+    assert not refused.accepted and "drifted" in refused.reason and refused.chi2 > 16.3
+    assert graph.closures == 0
+    accepted = graph.close(0, _camera(*true[0]), right, now, int(1e12))
+    assert accepted.accepted and accepted.chi2 < 1.0
+    ungated = ViewPoseGraph(max_correction_m=1.5, max_chi2=0.0)
+    _drive(ungated, true)
+    assert ungated.close(0, _camera(*true[0]), look_alike, now, int(1e12)).accepted  # the gate did it
+
+
 def test_standing_still_adds_one_closure_not_one_a_second():
     true, odom, graph = _around()
     first = _sees_the_start(graph, true, odom)

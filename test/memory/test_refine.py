@@ -213,6 +213,15 @@ def test_a_loop_closure_shortens_the_drift_the_sigma_counts_but_not_all_of_it():
         RefineConfig(loop_residual_drift=1.5)
 
 
+def test_the_loop_closure_gates_reach_the_pose_graph():
+    cfg = RefineConfig(
+        loop_every=5, loop_max_chi2=3.0, loop_max_correction_m=0.7, loop_max_correction_deg=9.0
+    )
+    graph = ViewStore(cfg)._graph
+    assert (graph.max_chi2, graph.max_correction_m, graph.max_correction_deg) == (3.0, 0.7, 9.0)
+    assert ViewStore(RefineConfig())._graph is None  # off by default
+
+
 def test_config_is_checked():
     for bad in (
         {"capacity": 0},
@@ -226,6 +235,8 @@ def test_config_is_checked():
         {"enough_inliers": 5},  # below min_inliers: a search that ends before anything can verify
         {"enough_inliers": True},
         {"max_views": -1},
+        {"loop_max_chi2": -1.0},
+        {"loop_max_chi2": math.inf},
     ):
         with pytest.raises(ConfigError):
             RefineConfig(**bad)

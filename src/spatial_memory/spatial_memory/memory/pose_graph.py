@@ -18,9 +18,12 @@ axis): a ground robot's camera moves in the plane; a correction moves a view's f
 motion between its old and new node.
 
 Gates before a closure is accepted (`RefineConfig.loop_*`): enough PnP inliers; a correction no larger than
-the drift could be (`loop_max_correction_m` / `_deg`; a bigger one is a kidnap or a look-alike place, the
-kidnap check's business); and the camera must have moved since the last accepted closure (standing before
-an old place would otherwise add the same constraint every second and overweight it).
+drift ever is (`loop_max_correction_m` / `_deg`; a bigger one is a kidnap or a look-alike place, the kidnap
+check's business); a correction the drift model can explain (`loop_max_chi2`: the squared Mahalanobis
+distance between where the match puts the view and where the graph has it, under the graph's covariance of
+the view given the camera now, so 1 m is plausible after 30 m driven but not after 5 m, nor just after a
+closure nearby); and the camera must have moved since the last accepted closure (standing before an old
+place would otherwise add the same constraint every second and overweight it).
 
 The graph keeps at most `loop_max_closures` closure nodes (the oldest go, with their edges) and one node
 per stored view (an evicted view's loop edges move to its neighbour in time): its size is bounded like the
@@ -34,6 +37,7 @@ import heapq
 import logging
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -59,6 +63,12 @@ def _between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     c, s = math.cos(a[2]), math.sin(a[2])
     dx, dy = b[0] - a[0], b[1] - a[1]
     return np.array([c * dx + s * dy, -s * dx + c * dy, _wrap(b[2] - a[2])])
+
+
+def _inverse(a: np.ndarray) -> np.ndarray:
+    """Planar pose a^-1."""
+    c, s = math.cos(a[2]), math.sin(a[2])
+    return np.array([-c * a[0] - s * a[1], s * a[0] - c * a[1], _wrap(-a[2])])
 
 
 def _wrap(angle: float) -> float:
@@ -114,6 +124,7 @@ class ClosureResult:
     reason: str
     correction_m: float = 0.0
     correction_deg: float = 0.0
+    chi2: float = math.nan  # chi-square of the match under the graph (`ViewPoseGraph.max_chi2`)
 
 
 @dataclass
@@ -126,6 +137,7 @@ class ViewPoseGraph:
     min_move_m: float = 0.3  # the camera must move this far (or turn min_turn_deg) between closures
     min_turn_deg: float = 20.0
     max_closures: int = 256
+    max_chi2: float = 16.3  # chi-square (3 dof) a closure may reach; 16.3: 1 in 1000; 0 = no such gate
     _nodes: list[_Node] = field(default_factory=list)
     _loops: list[tuple[int, int, np.ndarray]] = field(default_factory=list)  # (view key, closure key, z)
     _next_key: int = 0
@@ -227,12 +239,21 @@ class ViewPoseGraph:
         if at < len(self._nodes):
             path_m, turn_rad = min(path_m, self._nodes[at].path_m), min(turn_rad, self._nodes[at].turn_rad)
         node = _Node(self._next_key, int(stamp_ns), now, now.copy(), None, int(stamp_ns), path_m, turn_rad)
+        nodes = [*self._nodes[:at], node, *self._nodes[at:]]
+        chi2 = self._chi2(nodes, key, node, z) if self.max_chi2 else math.nan
+        if chi2 > self.max_chi2:
+            return ClosureResult(
+                False,
+                f"a {shift:.2f} m / {turn:.0f} deg correction is more than the odometry could have drifted "
+                f"(chi-square {chi2:.1f})",
+                shift, turn, chi2,
+            )  # fmt: skip
         self._next_key += 1
-        self._nodes.insert(at, node)
+        self._nodes = nodes
         self._loops.append((key, node.key, z))
         self._forget_old_closures()
         self._solve()
-        return ClosureResult(True, f"closed against view {view_id}", shift, turn)
+        return ClosureResult(True, f"closed against view {view_id}", shift, turn, chi2)
 
     def estimates(self) -> dict[int, tuple[np.ndarray, int]]:
         """Per view id, its planar pose now and its drift stamp (`drift_from_ns`)."""
@@ -260,15 +281,15 @@ class ViewPoseGraph:
         )
         return np.array([pos, pos, head])
 
-    def _solve(self) -> None:
-        """Levenberg-Marquardt over every node from the current estimates, the newest closure held at its
-        odometry pose; the estimates and drift stamps are replaced by the solution."""
+    def _factors(self, nodes: list[_Node], anchor: _Node) -> tuple[Any, Any]:
+        """The factor graph over `nodes` (odometry edges between neighbours in time, the loop edges, `anchor`
+        held at its odometry pose) and its values (the nodes' estimates)."""
         import gtsam  # here, not at the top: 0.4 s to import, and only loop closure needs it
 
         cfg, graph, values = self.noise, gtsam.NonlinearFactorGraph(), gtsam.Values()
-        for n in self._nodes:
+        for n in nodes:
             values.insert(n.key, gtsam.Pose2(*n.est))
-        for a, b in zip(self._nodes, self._nodes[1:], strict=False):
+        for a, b in zip(nodes, nodes[1:], strict=False):
             noise = gtsam.noiseModel.Diagonal.Sigmas(self._odometry_sigmas(a, b))
             graph.add(gtsam.BetweenFactorPose2(a.key, b.key, gtsam.Pose2(*_between(a.odom, b.odom)), noise))
         loop_noise = gtsam.noiseModel.Robust.Create(
@@ -277,9 +298,33 @@ class ViewPoseGraph:
         )
         for a, b, z in self._loops:
             graph.add(gtsam.BetweenFactorPose2(a, b, gtsam.Pose2(*z), loop_noise))
-        anchor = next(n for n in reversed(self._nodes) if n.view_id is None)
         fixed = gtsam.noiseModel.Diagonal.Sigmas(np.array([1e-4, 1e-4, 1e-5]))
         graph.add(gtsam.PriorFactorPose2(anchor.key, gtsam.Pose2(*anchor.odom), fixed))
+        return graph, values
+
+    def _chi2(self, nodes: list[_Node], view_key: int, now: _Node, z: np.ndarray) -> float:
+        """How unlikely the closure "`now` sees the view at `z`" is under the graph as it stands (`nodes`:
+        the graph's with `now` in it, no loop edge to it yet): the squared Mahalanobis distance between
+        where the match puts the view and where the graph has it, with the graph's marginal covariance of
+        the view given the camera now (odometry drift along every path between them, shortened by earlier
+        closures) plus PnP's. Chi-square with 3 degrees of freedom for a right match."""
+        import gtsam
+
+        graph, values = self._factors(nodes, now)
+        cov = gtsam.Marginals(graph, values).marginalCovariance(view_key)  # in the view's frame
+        view = next(n for n in nodes if n.key == view_key)
+        error = _between(view.est, _compose(now.est, _inverse(z)))
+        cfg = self.noise
+        cov = cov + np.diag([cfg.loop_m**2, cfg.loop_m**2, cfg.loop_rad**2])
+        return float(error @ np.linalg.solve(cov, error))
+
+    def _solve(self) -> None:
+        """Levenberg-Marquardt over every node from the current estimates, the newest closure held at its
+        odometry pose; the estimates and drift stamps are replaced by the solution."""
+        import gtsam
+
+        anchor = next(n for n in reversed(self._nodes) if n.view_id is None)
+        graph, values = self._factors(self._nodes, anchor)
         params = gtsam.LevenbergMarquardtParams()
         params.setMaxIterations(50)
         result = gtsam.LevenbergMarquardtOptimizer(graph, values, params).optimize()

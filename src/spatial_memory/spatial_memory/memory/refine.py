@@ -207,6 +207,13 @@ class RefineConfig:
     loop_max_correction_deg: float = field(
         default=20.0, metadata=_help("loop closure: ... or turn it more than this (degrees)")
     )
+    loop_max_chi2: float = field(
+        default=16.3,
+        metadata=_help(
+            "loop closure: a match the pose graph finds less likely than this chi-square (3 dof; 16.3 = 1 in "
+            "1000) under the odometry's drift model is refused (a look-alike place); 0 = no such gate"
+        ),
+    )
     loop_max_closures: int = field(
         default=256, metadata=_help("loop closure: closures kept in the graph at most (the oldest go)")
     )
@@ -277,6 +284,9 @@ class RefineConfig:
                 f"RefineConfig.enough_inliers must be 0 (off) or an integer >= min_inliers "
                 f"({self.min_inliers}), got {enough!r}"
             )
+        chi2 = self.loop_max_chi2
+        if isinstance(chi2, bool) or not isinstance(chi2, (int, float)) or not 0.0 <= chi2 < math.inf:
+            raise ConfigError(f"RefineConfig.loop_max_chi2 must be a finite number >= 0, got {chi2!r}")
         residual = self.loop_residual_drift
         if isinstance(residual, bool) or not isinstance(residual, (int, float)) or not 0.0 <= residual <= 1.0:
             raise ConfigError(f"RefineConfig.loop_residual_drift must be within [0, 1], got {residual!r}")
@@ -856,7 +866,7 @@ def _graph(config: RefineConfig, views: Sequence[StoredView] = ()) -> ViewPoseGr
     )
     graph = ViewPoseGraph(
         noise, config.loop_max_correction_m, config.loop_max_correction_deg, config.new_view_move_m,
-        config.new_view_turn_deg, config.loop_max_closures,
+        config.new_view_turn_deg, config.loop_max_closures, config.loop_max_chi2,
     )  # fmt: skip
     for v in views:
         graph.add_view(v.view_id, v.stamp_ns, v.T_world_cam)

@@ -127,6 +127,26 @@ def test_a_picture_of_another_size_is_not_refined(house):
     assert not ViewStore().refine(frames[0][0]).ok  # empty store
 
 
+def test_a_look_alike_place_that_verifies_too_makes_the_answer_ambiguous(house):
+    """Two rooms that look the same (one frame stored at two poses 3 m apart): with `rival_ratio` the
+    answer says it could be either (the rival's distance) and a loop closure on it is refused; with it off,
+    the answer is as confident as ever; where only one place verifies, nothing changes."""
+    _, frames = house
+    rgb, depth, K, T, stamp = frames[5]
+    config = {"enough_inliers": 0, "live_view": False}
+    there = _turned(T, 0.0, right_m=3.0)
+    twins = [(rgb, depth, K, T, stamp), (rgb, depth, K, there, stamp + 1)]
+    guesses = [T, there]  # identical pictures share every descriptor: votes cannot pick; the guesses do
+    ambiguous = _store(twins, rival_ratio=0.6, **config).refine(rgb, guesses)
+    assert ambiguous.ok and ambiguous.rival_m == pytest.approx(3.0, abs=0.1) and "inliers" in ambiguous.rival
+    assert _store(twins, rival_ratio=0.0, **config).refine(rgb, guesses).rival_m == 0.0  # off
+    looping = _store(twins, rival_ratio=0.6, loop_every=5, **config)
+    closure = looping.close_loop(looping.refine(rgb, guesses), T, stamp + 30 * 10**9)
+    assert not closure.accepted and "ambiguous" in closure.reason and looping.loop_closures == 0
+    single = _store(frames, rival_ratio=0.6, **config).refine(frames[12][0], None)
+    assert single.ok and single.rival_m == 0.0
+
+
 def test_standing_still_stores_one_view(house):
     _, frames = house
     store = ViewStore()
@@ -236,6 +256,8 @@ def test_config_is_checked():
         {"enough_inliers": True},
         {"max_views": -1},
         {"loop_max_chi2": -1.0},
+        {"rival_ratio": 1.5},
+        {"rival_m": 0.0},
         {"loop_max_chi2": math.inf},
     ):
         with pytest.raises(ConfigError):

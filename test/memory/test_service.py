@@ -4,6 +4,7 @@ simulated house (validation world 1000)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
@@ -16,7 +17,7 @@ from spatial_memory.errors import ConfigError, InvalidInputError
 from spatial_memory.geometry import invert
 from spatial_memory.memory.engine import DROPPED_LATE, RESET_AND_USED, EngineConfig, MemoryEngine
 from spatial_memory.memory.poses import planar_target, wrap_angle
-from spatial_memory.memory.refine import RefineConfig, verified_sigmas
+from spatial_memory.memory.refine import RefineConfig, ViewStore, verified_sigmas
 from spatial_memory.memory.service import KEYFRAMES, REFINED, MemoryService
 from spatial_memory.sim.live import LiveSim, LiveSimConfig, LiveWorldConfig
 
@@ -83,6 +84,27 @@ def test_refined_answers_are_measured_and_relative_to_the_base_now(service, driv
     assert answers["kinaema"].inliers == -1 and answers[KEYFRAMES].backend == KEYFRAMES
     default = service.query(rgb, "")  # "" = the configured model
     assert np.array_equal(default.T_base_query, answers["kinaema"].T_base_query)
+
+
+def test_an_ambiguous_verification_widens_the_answers_sigma_and_says_so(service, drive, monkeypatch):
+    """A look-alike place that verified too (`Refinement.rival_m`, from `refine.rival_ratio`): the answer
+    keeps the best match's pose, its sigma covers the rival's place and the note names it."""
+    sim, frames = drive
+    service.reset()
+    _feed(service, frames)
+    rgb, _ = sim.sim.render_view(frames[8][4])
+    plain = service.query(rgb, REFINED)
+    found = ViewStore.refine
+
+    def with_rival(self, *args, **kwargs):
+        return dataclasses.replace(found(self, *args, **kwargs), rival_m=3.0, rival="view 99 (40 inliers)")
+
+    monkeypatch.setattr(ViewStore, "refine", with_rival)
+    ambiguous = service.query(rgb, REFINED)
+    assert plain.backend == ambiguous.backend == REFINED and plain.sigma_m < 0.5
+    assert ambiguous.sigma_m == pytest.approx(math.hypot(plain.sigma_m, 3.0), rel=0.05)
+    assert ambiguous.confidence < plain.confidence and "ambiguous: view 99 (40 inliers)" in ambiguous.note
+    np.testing.assert_allclose(ambiguous.T_base_query, plain.T_base_query, atol=0.01)  # the same match
 
 
 def test_refinement_falls_back_to_the_model_and_says_why(service, drive):

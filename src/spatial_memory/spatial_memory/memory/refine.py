@@ -119,6 +119,17 @@ class RefineConfig:
             "then the candidates by votes); 0: every candidate is tried and the most inliers win"
         ),
     )
+    rival_ratio: float = field(
+        default=0.6,
+        metadata=_help(
+            "look-alike places: a second view verified with at least this share of the best's inliers that "
+            "puts the picture more than rival_m away makes the answer ambiguous (its sigma grows to that "
+            "distance; every candidate with enough matches is solved for it; 0.6: validation worlds); 0: off"
+        ),
+    )
+    rival_m: float = field(
+        default=1.0, metadata=_help("... how far apart two verified places must be to be rivals (m)")
+    )
     max_views: int = field(
         default=0,
         metadata=_help(
@@ -253,7 +264,7 @@ class RefineConfig:
             "sigma_yaw_deg",
             "max_tilt_deg", "max_height_change_m", "kidnap_min_age_s", "kidnap_distance_m", "loop_min_age_s",
             "loop_max_correction_m", "loop_max_correction_deg", "loop_odom_m_per_sqrt_m",
-            "loop_odom_rad_per_sqrt_m", "loop_odom_rad_per_sqrt_rad",
+            "loop_odom_rad_per_sqrt_m", "loop_odom_rad_per_sqrt_rad", "rival_m",
         ):  # fmt: skip
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < v < math.inf:
@@ -284,6 +295,8 @@ class RefineConfig:
                 f"RefineConfig.enough_inliers must be 0 (off) or an integer >= min_inliers "
                 f"({self.min_inliers}), got {enough!r}"
             )
+        if isinstance(self.rival_ratio, bool) or not 0.0 <= self.rival_ratio <= 1.0:
+            raise ConfigError(f"RefineConfig.rival_ratio must be within [0, 1], got {self.rival_ratio!r}")
         chi2 = self.loop_max_chi2
         if isinstance(chi2, bool) or not isinstance(chi2, (int, float)) or not 0.0 <= chi2 < math.inf:
             raise ConfigError(f"RefineConfig.loop_max_chi2 must be a finite number >= 0, got {chi2!r}")
@@ -348,6 +361,8 @@ class Refinement:
     view_stamp_ns: int = -1
     T_view_query: np.ndarray | None = None  # the verified camera in the matched view's frame (drift-free)
     drift_from_ns: int = -1  # the odometry's drift to now counts from here (the view's stamp or later)
+    rival_m: float = 0.0  # > 0: another view verified the picture this far away (`RefineConfig.rival_ratio`)
+    rival: str = ""  # which view, with how many inliers
 
     @property
     def ok(self) -> bool:
@@ -625,6 +640,8 @@ class ViewStore:
             return ClosureResult(False, "loop closure is off")
         if not found.ok or found.T_view_query is None or found.inliers < self.config.loop_min_inliers:
             return ClosureResult(False, f"not verified with {self.config.loop_min_inliers} inliers")
+        if found.rival_m > 0.0:
+            return ClosureResult(False, f"ambiguous: {found.rival} verifies {found.rival_m:.1f} m away")
         view = next((v for v in self._views if v.view_id == found.view_id), None)
         if view is None:
             return ClosureResult(False, f"view {found.view_id} is gone")
@@ -636,9 +653,13 @@ class ViewStore:
                 _moved(v, *estimates[v.view_id]) if v.view_id in estimates else v for v in self._views
             ]
             logger.debug(
-                "loop closed: the camera sees view %d (%.0f s old), %.2f m / %.1f deg off the odometry",
+                "loop closed: the camera sees view %d (%.0f s old), %.2f m / %.1f deg off the odometry "
+                "(chi-square %.1f)",
                 view.view_id, (stamp_ns - view.stamp_ns) * 1e-9, result.correction_m, result.correction_deg,
+                result.chi2,
             )  # fmt: skip
+        else:
+            logger.debug("no loop closure with view %d: %s", view.view_id, result.reason)
         return result
 
     # -- reading ------------------------------------------------------------------------------------
@@ -686,17 +707,20 @@ class ViewStore:
         if self.config.max_views:
             order = order[: self.config.max_views]
         best: tuple[int, StoredView | None, np.ndarray | None] = (0, None, None)  # inliers, view, pose
+        verified: list[tuple[int, StoredView, np.ndarray]] = []  # every view solved and verified
         matched: list[tuple[np.ndarray, ...]] = []  # the stored candidates' matches, for the joint PnP
-        tried = 0
+        tried, rivals = 0, self.config.rival_ratio > 0.0
         for view in order:
             qi, xyz, dist = self._matches(desc, view)
             tried += 1
             if view is not live:
                 matched.append((qi, xyz, dist))
             if len(qi) >= self.config.min_inliers and (
-                len(qi) > best[0] or (len(qi) == best[0] and best[2] is None)
+                rivals or len(qi) > best[0] or (len(qi) == best[0] and best[2] is None)
             ):  # fewer matches than min_inliers cannot verify
                 inliers, T = self._solve(uv[qi], xyz, [view])
+                if T is not None and inliers >= self.config.min_inliers:
+                    verified.append((inliers, view, T))
                 if inliers > best[0] or (inliers == best[0] and T is not None and best[2] is None):
                     best = (inliers, view, T)
             if self.config.enough_inliers and best[2] is not None and best[0] >= self.config.enough_inliers:
@@ -717,9 +741,28 @@ class ViewStore:
         what = "the current view" if view_id == LIVE_VIEW_ID else f"view {view_id}"
         reason = f"{inliers} PnP inliers against {what}"
         drift_from = max(view.stamp_ns, view.drift_from_ns)
+        gap, rival = self._rival(verified, inliers, T) if rivals else (0.0, "")
         return Refinement(
-            T, inliers, view_id, tried, reason, view.stamp_ns, invert(view.T_world_cam) @ T, drift_from
-        )
+            T, inliers, view_id, tried, reason, view.stamp_ns, invert(view.T_world_cam) @ T, drift_from,
+            gap, rival,
+        )  # fmt: skip
+
+    def _rival(
+        self,
+        verified: list[tuple[int, StoredView, np.ndarray]],
+        inliers: int,
+        T: np.ndarray,  # noqa: N803
+    ) -> tuple[float, str]:
+        """The farthest place another verified view puts the picture, when that view has at least
+        `rival_ratio` of the best's inliers and the place is more than `rival_m` from the answer: (its
+        distance, which view); (0, "") when no such rival (the answer is not ambiguous)."""
+        cfg, gap, rival = self.config, 0.0, ""
+        for n, view, T_other in verified:  # noqa: N806
+            far = float(np.hypot(*(T_other[:2, 3] - T[:2, 3])))
+            if n >= cfg.rival_ratio * inliers and far > max(cfg.rival_m, gap):
+                what = "the current view" if view.view_id == LIVE_VIEW_ID else f"view {view.view_id}"
+                gap, rival = far, f"{what} ({n} inliers)"
+        return gap, rival
 
     def _candidates(
         self, desc: np.ndarray, guesses: Sequence[np.ndarray], eligible: np.ndarray | None = None

@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -484,6 +485,8 @@ def _refined_answer(job: _RefineJob, r: Refinement) -> MemoryAnswer:
     age_s = drift_age_s(cfg, job.stamp_ns, r.view_stamp_ns, r.drift_from_ns)  # the odometry drifted since
     view_age_s = (job.stamp_ns - r.view_stamp_ns) * 1e-9
     sigma, sigma_yaw = verified_sigmas(cfg, age_s)
+    if r.rival_m > 0.0:  # a look-alike place verified too: the answer is one of two, its sigma says so
+        sigma = math.hypot(sigma, r.rival_m)
     return MemoryAnswer(
         T_base_query=T_base_query,
         x=x,
@@ -496,7 +499,8 @@ def _refined_answer(job: _RefineJob, r: Refinement) -> MemoryAnswer:
         steps=coarse.steps,
         inliers=r.inliers,
         note=f"refined: {r.reason} ({r.tried} tried), view {view_age_s:.0f} s old"
-        + (f", {age_s:.0f} s of drift after loop closure" if age_s < view_age_s - 0.5 else ""),
+        + (f", {age_s:.0f} s of drift after loop closure" if age_s < view_age_s - 0.5 else "")
+        + (f"; ambiguous: {r.rival} puts it {r.rival_m:.1f} m away" if r.rival_m > 0.0 else ""),
         matched_view=r.view_id,
         sigma_yaw_rad=sigma_yaw,
         stamp_ns=coarse.stamp_ns,

@@ -139,7 +139,7 @@ def test_a_look_alike_place_that_verifies_too_makes_the_answer_ambiguous(house):
     guesses = [T, there]  # identical pictures share every descriptor: votes cannot pick; the guesses do
     ambiguous = _store(twins, rival_ratio=0.6, **config).refine(rgb, guesses)
     assert ambiguous.ok and ambiguous.rival_m == pytest.approx(3.0, abs=0.1) and "inliers" in ambiguous.rival
-    assert _store(twins, rival_ratio=0.0, **config).refine(rgb, guesses).rival_m == 0.0  # off
+    assert _store(twins, **config).refine(rgb, guesses).rival_m == 0.0  # off by default
     looping = _store(twins, rival_ratio=0.6, loop_every=5, **config)
     closure = looping.close_loop(looping.refine(rgb, guesses), T, stamp + 30 * 10**9)
     assert not closure.accepted and "ambiguous" in closure.reason and looping.loop_closures == 0

@@ -120,11 +120,12 @@ class RefineConfig:
         ),
     )
     rival_ratio: float = field(
-        default=0.6,
+        default=0.0,
         metadata=_help(
             "look-alike places: a second view verified with at least this share of the best's inliers that "
             "puts the picture more than rival_m away makes the answer ambiguous (its sigma grows to that "
-            "distance; every candidate with enough matches is solved for it; 0.6: validation worlds); 0: off"
+            "distance; every candidate with enough matches is solved for it); 0: off (0.6 made the policy "
+            "explore instead of driving to right answers: README)"
         ),
     )
     rival_m: float = field(

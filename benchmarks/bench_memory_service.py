@@ -60,6 +60,11 @@ def main() -> None:
         type=int,
         help="override sim.yaml's refine.loop_every (loop closure every N frames; 0: off)",
     )
+    parser.add_argument(
+        "--loop-max-chi2",
+        type=float,
+        help="override sim.yaml's refine.loop_max_chi2 (the loop closures' drift gate; 0: off)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     node = load_config(MemoryNodeConfig, share_path("config/sim.yaml"), "memory_node")
@@ -73,6 +78,8 @@ def main() -> None:
     refine = node.refine
     if args.loop_every is not None:
         refine = dataclasses.replace(refine, loop_every=args.loop_every)
+    if args.loop_max_chi2 is not None:
+        refine = dataclasses.replace(refine, loop_max_chi2=args.loop_max_chi2)
     service = MemoryService.from_config(engine, node.serve_keyframes, refine)
     run = LiveMemoryRun(LiveRunConfig(seed=args.seed, steps=args.steps, engine=engine), service=service)
     jump_ms = time_view_jump_check(service)
@@ -135,6 +142,8 @@ def main() -> None:
         flag += " --no-trace"
     if args.loop_every is not None:
         flag += f" --loop-every {args.loop_every}"
+    if args.loop_max_chi2 is not None:
+        flag += f" --loop-max-chi2 {args.loop_max_chi2:g}"
     lines = [
         f"# memory_node's cost per frame and answer (house world {args.seed}, {args.steps} steps, 1 thread)",
         "",
@@ -142,7 +151,11 @@ def main() -> None:
         f"jump check {'on' if engine.jump_check else 'off'}"
         + (f" (flow gate {engine.jump_flow_inliers})" if engine.jump_check else "")
         + f", encoder and model update {'traced' if service.engine._traced is not None else 'eager'}"
-        + (f", loop closure every {refine.loop_every} frames" if refine.loop_every else ", no loop closure")
+        + (
+            f", loop closure every {refine.loop_every} frames (chi-square gate {refine.loop_max_chi2:g})"
+            if refine.loop_every
+            else ", no loop closure"
+        )
         + ".",
         "",
         "| what | p50 ms | p95 ms | mean ms | n |",

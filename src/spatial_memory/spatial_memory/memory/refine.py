@@ -26,7 +26,11 @@ now it is `inv(T_world_base_now) @ T_world_view @ inv(T_query_view)`.
   ends the search, and `max_views` caps the views matched. Fewer than `min_inliers`, or a pose a ground
   robot's camera cannot take (tilted against the view, or at another height: aliased matches on a
   texture repeated elsewhere), is a failed verification: the caller keeps the coarse answer and says so
-  (`Refinement.reason`).
+  (`Refinement.reason`). With `rival_ratio` (off by default) every candidate with enough matches is solved,
+  and a second verified view, nearly as good, that puts the picture elsewhere (a look-alike room) is
+  reported (`Refinement.rival_m`): the answer's sigma widens to it and a loop closure on it is refused.
+- Loop closure (`loop_every`): the current frame matched against old views corrects every view's pose
+  through a pose graph (`memory.pose_graph`), gated against the drift the odometry can explain.
 - `verified_sigmas` is the uncertainty of a verified answer: the odometry's drift since the matched view was
   stored dominates it, so it grows with the view's age.
 
@@ -909,9 +913,14 @@ def _graph(config: RefineConfig, views: Sequence[StoredView] = ()) -> ViewPoseGr
         loop_rad=math.radians(config.sigma_yaw_deg),
     )
     graph = ViewPoseGraph(
-        noise, config.loop_max_correction_m, config.loop_max_correction_deg, config.new_view_move_m,
-        config.new_view_turn_deg, config.loop_max_closures, config.loop_max_chi2,
-    )  # fmt: skip
+        noise=noise,
+        max_correction_m=config.loop_max_correction_m,
+        max_correction_deg=config.loop_max_correction_deg,
+        min_move_m=config.new_view_move_m,
+        min_turn_deg=config.new_view_turn_deg,
+        max_closures=config.loop_max_closures,
+        max_chi2=config.loop_max_chi2,
+    )
     for v in views:
         graph.add_view(v.view_id, v.stamp_ns, v.T_world_cam)
     return graph

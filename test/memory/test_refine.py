@@ -147,6 +147,32 @@ def test_a_look_alike_place_that_verifies_too_makes_the_answer_ambiguous(house):
     assert single.ok and single.rival_m == 0.0
 
 
+def test_the_robots_own_search_yields_to_an_older_view_that_puts_the_picture_elsewhere(house):
+    """A look-alike where the robot stands (the picture's twin 3 m from where an old view saw it): with
+    `yield_ratio` the old view's answer wins and the reason says what yielded; off, the current view's
+    answer stands. With `searching_since_ns`, views stored since then count as the robot's search too."""
+    _, frames = house
+    rgb, depth, K, T, stamp = frames[5]
+    there = _turned(T, 0.0, right_m=3.0)
+    wide = {"new_view_move_m": 50.0, "new_view_turn_deg": 179.0, "enough_inliers": 0}  # stores nothing more
+    for ratio, expected in ((0.6, T), (0.0, there)):
+        store = _store([frames[5]], yield_ratio=ratio, **wide)
+        assert store.add(rgb, depth, K, there, stamp + 10**9) is False  # the twin: the current view only
+        r = store.refine(rgb, None)
+        assert r.ok and _errors(r.T_world_query, expected)[0] < 0.05, r.reason
+        assert ("seen while searching, verified it 3.0 m away" in r.reason) == (ratio > 0), r.reason
+        assert (r.view_id == LIVE_VIEW_ID) == (ratio == 0)
+    later = (*frames[20][:4], stamp + 30 * 10**9)  # another wall, the latest frame 10 s after the twin
+    twins = [frames[5], (rgb, depth, K, there, stamp + 20 * 10**9), later]  # the twin stored 20 s later
+    guesses = [there, T]  # identical pictures share every descriptor: the guesses order the candidates
+    store = _store(twins, enough_inliers=0, live_view=False, yield_ratio=0.6)
+    for since, expected in ((stamp + 15 * 10**9, T), (stamp + 25 * 10**9, there), (None, there)):
+        r = store.refine(rgb, guesses, searching_since_ns=since)  # searching before the twin was stored?
+        assert r.ok and _errors(r.T_world_query, expected)[0] < 0.05, r.reason
+    off = _store(twins, enough_inliers=0, live_view=False).refine(rgb, guesses, searching_since_ns=stamp)
+    assert _errors(off.T_world_query, there)[0] < 0.05  # the rule off: the since stamp changes nothing
+
+
 def test_standing_still_stores_one_view(house):
     _, frames = house
     store = ViewStore()
@@ -258,6 +284,8 @@ def test_config_is_checked():
         {"loop_max_chi2": -1.0},
         {"rival_ratio": 1.5},
         {"rival_m": 0.0},
+        {"yield_ratio": -0.1},
+        {"yield_ratio": True},
         {"loop_max_chi2": math.inf},
     ):
         with pytest.raises(ConfigError):

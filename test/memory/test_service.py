@@ -107,6 +107,27 @@ def test_an_ambiguous_verification_widens_the_answers_sigma_and_says_so(service,
     np.testing.assert_allclose(ambiguous.T_base_query, plain.T_base_query, atol=0.01)  # the same match
 
 
+def test_a_refined_query_hands_the_askers_search_start_to_the_view_store(service, drive, monkeypatch):
+    """`searching_since_ns` reaches `ViewStore.refine` (the look-alike rule, `refine.yield_ratio`, reads
+    it) for refined answers; without it the store hears None."""
+    sim, frames = drive
+    service.reset()
+    _feed(service, frames)
+    rgb, _ = sim.sim.render_view(frames[8][4])
+    heard = []
+    found = ViewStore.refine
+
+    def listening(self, *args, **kwargs):
+        heard.append(kwargs.get("searching_since_ns"))
+        return found(self, *args, **kwargs)
+
+    monkeypatch.setattr(ViewStore, "refine", listening)
+    since = frames[3][5]
+    assert service.query(rgb, REFINED, searching_since_ns=since).backend == REFINED
+    assert service.query(rgb, REFINED).backend == REFINED
+    assert heard == [since, None]
+
+
 def test_refinement_falls_back_to_the_model_and_says_why(service, drive):
     _, frames = drive
     service.reset()

@@ -143,6 +143,19 @@ def test_query_and_camera_images(store):
         mm.query_image_rgb(depth)
 
 
+def test_the_search_start_of_a_query(store):
+    """QueryPose's `searching_since` (builtin_interfaces/Time, from the .srv): zero means not searching,
+    a stamp is read in nanoseconds, a malformed one is refused."""
+    factory = conv.RosbagsFactory(store)
+    request = factory.new("spatial_memory_interfaces/msg/QueryPose_Request")
+    assert mm.searching_since_ns(_round_trip(store, request)) is None  # a request left as built
+    request.searching_since = conv.ns_to_stamp(12_500_000_000, factory)
+    assert mm.searching_since_ns(_round_trip(store, request)) == 12_500_000_000
+    request.searching_since.nanosec = 2_000_000_000
+    with pytest.raises(InvalidInputError, match="nanosec"):
+        mm.searching_since_ns(request)
+
+
 def test_configured_checkpoint(tmp_path):
     shipped = Path(configured_memory_checkpoint(REPO / "config" / "sim.yaml"))
     assert shipped.name == "kinaema_house64.pt" and (REPO / "models" / shipped.name).is_file()
@@ -275,6 +288,8 @@ def test_memory_node_and_query_pose_forwarding(ros, checkpoint):
             probe, QueryPose, topics.MEMORY_QUERY, QueryPose.Request(query=query.query, backend="gru")
         )
         assert not other.success and "not 'gru'" in other.message
+        searching = QueryPose.Request(query=query.query, searching_since=conv.ns_to_stamp(10**9, factory))
+        assert _call(probe, QueryPose, topics.MEMORY_QUERY, searching).success  # a search start is fine
         deadline = time.monotonic() + 3
         while not statuses and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -184,6 +184,7 @@ class MemNavEpisode:
         self._recent: list[Frame] = []
         self._start: tuple[Any, Any, Any] | None = None  # where the tour ended (see back_to_start)
         self._trials = 0
+        self._searching_since_ns: int | None = None  # when the trial in progress began
         self.memory: MemoryService = self.run.service  # the memory of the method in `go_to`
         self.backend = ""
         self.policy = ScriptedPolicy(cfg.policy)
@@ -262,7 +263,7 @@ class MemNavEpisode:
         task = Task(goal_image=goal.query.rgb, name=f"picture {index}")
         start_xy = np.array(sim.sim.pose2d[:2])
         shortest = self._shortest(start_xy, goal.T_world_query)
-        started_ns = sim.stamp_ns
+        started_ns = self._searching_since_ns = sim.stamp_ns  # what the robot sees from now on is its search
         policy_period_ns = round(1e9 / cfg.policy_rate_hz)
         next_policy_ns = started_ns
         memory_period_ns = 0.95e9 / cfg.update_rate_hz
@@ -373,7 +374,9 @@ class MemNavEpisode:
                 GOAL_PICTURE, tick.stamp_ns, Pose2D(x, y, yaw), 0.0, float(seen), 1.0, "oracle"
             )
         try:
-            answer = self.memory.query(task.goal_image, self.backend)
+            answer = self.memory.query(
+                task.goal_image, self.backend, searching_since_ns=self._searching_since_ns
+            )
         except InvalidInputError as exc:  # a picture the memory refuses: no answer this tick
             log.debug("mem-nav: the memory refused the picture: %s", exc)
             return None

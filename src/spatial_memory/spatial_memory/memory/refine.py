@@ -29,6 +29,11 @@ now it is `inv(T_world_base_now) @ T_world_view @ inv(T_query_view)`.
   (`Refinement.reason`). With `rival_ratio` (off by default) every candidate with enough matches is solved,
   and a second verified view, nearly as good, that puts the picture elsewhere (a look-alike room) is
   reported (`Refinement.rival_m`): the answer's sigma widens to it and a loop closure on it is refused.
+  With `yield_ratio`, a verification against the robot's own search (the current view, and the views
+  taken since the asker began looking for the place: `refine(searching_since_ns=...)`) yields to an older
+  view verified with nearly as many inliers that puts the picture elsewhere: a robot looking for a
+  pictured place offers a new view every frame, and one of them meets a look-alike of the picture sooner
+  than the old views of the place do.
 - Loop closure (`loop_every`): the current frame matched against old views corrects every view's pose
   through a pose graph (`memory.pose_graph`), gated against the drift the odometry can explain.
 - `verified_sigmas` is the uncertainty of a verified answer: the odometry's drift since the matched view was
@@ -134,6 +139,16 @@ class RefineConfig:
     )
     rival_m: float = field(
         default=1.0, metadata=_help("... how far apart two verified places must be to be rivals (m)")
+    )
+    yield_ratio: float = field(
+        default=0.6,
+        metadata=_help(
+            "a verification against the robot's own search (the current view, and the views taken since "
+            "the asker began looking for the place: QueryPose's searching_since) yields to an older view "
+            "verified with at least this share of its inliers that puts the picture more than rival_m "
+            "elsewhere (a searching robot offers a new view every frame: one meets a look-alike of the "
+            "picture sooner than the old views of the place do; chosen on validation Mem-Nav worlds); 0: off"
+        ),
     )
     max_views: int = field(
         default=0,
@@ -300,8 +315,10 @@ class RefineConfig:
                 f"RefineConfig.enough_inliers must be 0 (off) or an integer >= min_inliers "
                 f"({self.min_inliers}), got {enough!r}"
             )
-        if isinstance(self.rival_ratio, bool) or not 0.0 <= self.rival_ratio <= 1.0:
-            raise ConfigError(f"RefineConfig.rival_ratio must be within [0, 1], got {self.rival_ratio!r}")
+        for name in ("rival_ratio", "yield_ratio"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
+                raise ConfigError(f"RefineConfig.{name} must be within [0, 1], got {v!r}")
         chi2 = self.loop_max_chi2
         if isinstance(chi2, bool) or not isinstance(chi2, (int, float)) or not 0.0 <= chi2 < math.inf:
             raise ConfigError(f"RefineConfig.loop_max_chi2 must be a finite number >= 0, got {chi2!r}")
@@ -675,12 +692,15 @@ class ViewStore:
         T_world_query: np.ndarray | Sequence[np.ndarray] | None = None,  # noqa: N803
         taken_before_ns: int | None = None,
         features: tuple[np.ndarray, np.ndarray] | None = None,
+        searching_since_ns: int | None = None,
     ) -> Refinement:
         """Verify and refine a coarse answer (`T_world_query`, the query camera in the store's frame, or
         several guesses, e.g. from two models; None: search by appearance only) by PnP against the best
         candidate views; see the module docstring. `taken_before_ns`: only views stamped before it are
         candidates (the kidnap check asks what the robot saw long ago, not on the way here). `features`:
-        the picture's (uv, descriptors) when already computed (the latest frame's, `live_view`)."""
+        the picture's (uv, descriptors) when already computed (the latest frame's, `live_view`).
+        `searching_since_ns`: the asker has been looking for the place since then; with `yield_ratio`,
+        views taken since count as its own search, as the current view always does."""
         rgb = _check_rgb(query_rgb)
         if not self._views and (taken_before_ns is not None or self.live_view() is None):
             return Refinement(None, 0, -1, 0, "no stored RGB-D views yet")
@@ -715,13 +735,15 @@ class ViewStore:
         verified: list[tuple[int, StoredView, np.ndarray]] = []  # every view solved and verified
         matched: list[tuple[np.ndarray, ...]] = []  # the stored candidates' matches, for the joint PnP
         tried, rivals = 0, self.config.rival_ratio > 0.0
+        search_ns = self._search_from_ns(searching_since_ns)  # views stamped since: the robot's own search
         for view in order:
             qi, xyz, dist = self._matches(desc, view)
             tried += 1
             if view is not live:
                 matched.append((qi, xyz, dist))
+            contest = best[2] is not None and _searching(best[1], search_ns)  # an older view may take over
             if len(qi) >= self.config.min_inliers and (
-                rivals or len(qi) > best[0] or (len(qi) == best[0] and best[2] is None)
+                rivals or contest or len(qi) > best[0] or (len(qi) == best[0] and best[2] is None)
             ):  # fewer matches than min_inliers cannot verify
                 inliers, T = self._solve(uv[qi], xyz, [view])
                 if T is not None and inliers >= self.config.min_inliers:
@@ -743,14 +765,57 @@ class ViewStore:
                 None, inliers, view_id, tried,
                 f"not verified: best {inliers} PnP inliers < {self.config.min_inliers} ({tried} views tried)",
             )  # fmt: skip
+        yielded = ""
+        if _searching(view, search_ns):
+            inliers, view, T, yielded = self._yield(verified, inliers, view, T, search_ns)
+            view_id = view.view_id
         what = "the current view" if view_id == LIVE_VIEW_ID else f"view {view_id}"
-        reason = f"{inliers} PnP inliers against {what}"
+        reason = f"{inliers} PnP inliers against {what}{yielded}"
         drift_from = max(view.stamp_ns, view.drift_from_ns)
         gap, rival = self._rival(verified, inliers, T) if rivals else (0.0, "")
         return Refinement(
             T, inliers, view_id, tried, reason, view.stamp_ns, invert(view.T_world_cam) @ T, drift_from,
             gap, rival,
         )  # fmt: skip
+
+    def _search_from_ns(self, searching_since_ns: int | None) -> int | None:
+        """The stamp from which a view counts as the robot's own search (`yield_ratio`; None when off):
+        `searching_since_ns`, or without it the latest frame offered (the current view only)."""
+        if self.config.yield_ratio <= 0.0:
+            return None
+        if searching_since_ns is not None:
+            return int(searching_since_ns)
+        stamps = [v.stamp_ns for v in self._views[-1:]] + ([self._live[4]] if self._live is not None else [])
+        return max(stamps) if stamps else None
+
+    def _yield(
+        self,
+        verified: list[tuple[int, StoredView, np.ndarray]],
+        inliers: int,
+        view: StoredView,
+        T: np.ndarray,  # noqa: N803
+        search_ns: int | None,
+    ) -> tuple[int, StoredView, np.ndarray, str]:
+        """A verification against the robot's own search (`view`) yields to the older view verified with
+        the most inliers, at least `yield_ratio` of its own, that puts the picture more than `rival_m`
+        away: (inliers, view, pose, what yielded); the verification itself when no older view contradicts
+        it. A searching robot's view is a new draw every frame and meets a look-alike of the picture sooner
+        than the old views of the place do."""
+        cfg = self.config
+        older = [
+            (n, v, T_other)
+            for n, v, T_other in verified
+            if not _searching(v, search_ns)
+            and n >= cfg.yield_ratio * inliers
+            and float(np.hypot(*(T_other[:2, 3] - T[:2, 3]))) > cfg.rival_m
+        ]  # fmt: skip
+        if not older:
+            return inliers, view, T, ""
+        n, other, T_other = max(older, key=lambda t: t[0])  # noqa: N806
+        what = "the current view" if view.view_id == LIVE_VIEW_ID else f"view {view.view_id}"
+        far = float(np.hypot(*(T_other[:2, 3] - T[:2, 3])))
+        said = f" ({what}, seen while searching, verified it {far:.1f} m away with {inliers})"
+        return n, other, T_other, said
 
     def _rival(
         self,
@@ -924,6 +989,14 @@ def _graph(config: RefineConfig, views: Sequence[StoredView] = ()) -> ViewPoseGr
     for v in views:
         graph.add_view(v.view_id, v.stamp_ns, v.T_world_cam)
     return graph
+
+
+def _searching(view: StoredView | None, search_ns: int | None) -> bool:
+    """Whether `view` is the robot's own search (`RefineConfig.yield_ratio`): the current view, or a view
+    stamped at or after `search_ns` (None: the rule is off)."""
+    if view is None or search_ns is None:
+        return False
+    return view.view_id == LIVE_VIEW_ID or view.stamp_ns >= search_ns
 
 
 def _moved(view: StoredView, estimate: np.ndarray, drift_from_ns: int) -> StoredView:

@@ -397,12 +397,16 @@ class MemoryService:
 
     # -- answers ------------------------------------------------------------------------------------
 
-    def query(self, image_rgb: np.ndarray, backend: str = "") -> MemoryAnswer:
+    def query(
+        self, image_rgb: np.ndarray, backend: str = "", searching_since_ns: int | None = None
+    ) -> MemoryAnswer:
         """The answer of `backend` ('' = the default); InvalidInputError for a backend not served or a
-        picture the engine refuses. How long it waited for a frame being folded in goes to
-        `status()['query_lock_wait_ms']`. A refined answer holds the service only for the model's answer
-        and a copy of the view store (`ViewStore.reader`); the matching and PnP run beside new frames, and
-        the answer stays relative to the base at the frame it started from (`MemoryAnswer.stamp_ns`)."""
+        picture the engine refuses. `searching_since_ns` (refined answers): the asker has been looking for
+        the pictured place since then (`RefineConfig.yield_ratio`). How long it waited for a frame being
+        folded in goes to `status()['query_lock_wait_ms']`. A refined answer holds the service only for
+        the model's answer and a copy of the view store (`ViewStore.reader`); the matching and PnP run
+        beside new frames, and the answer stays relative to the base at the frame it started from
+        (`MemoryAnswer.stamp_ns`)."""
         waited = time.perf_counter()
         with self._lock:
             self._lock_waits.add(1e3 * (time.perf_counter() - waited), 0.0)
@@ -418,7 +422,9 @@ class MemoryService:
             job = self._refine_job(image_rgb)
         if isinstance(job, MemoryAnswer):
             return job
-        found = job.views.refine(image_rgb, job.guesses)  # the service is free for frames meanwhile
+        found = job.views.refine(  # the service is free for frames meanwhile
+            image_rgb, job.guesses, searching_since_ns=searching_since_ns
+        )
         if self._lock.acquire(blocking=False):  # keep the features computed, unless a frame is coming in
             try:
                 self.views.adopt(job.views)

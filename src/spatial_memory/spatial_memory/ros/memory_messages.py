@@ -58,6 +58,13 @@ def query_image_rgb(msg: Any) -> np.ndarray:
     return np.repeat(pixels[..., None], 3, axis=2) if pixels.ndim == 2 else pixels
 
 
+def searching_since_ns(request: Any) -> int | None:
+    """A QueryPose request's `searching_since` in nanoseconds; None when zero (the asker is not searching).
+    Raises InvalidInputError for a malformed stamp."""
+    since = conv.stamp_to_ns(request.searching_since)
+    return since or None
+
+
 def camera_image_rgb(msg: Any) -> np.ndarray:
     """A camera image for a memory update: rgb8 or bgr8 only (the models read colour), as RGB."""
     encoding = str(msg.encoding)

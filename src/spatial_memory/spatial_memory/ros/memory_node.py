@@ -273,9 +273,9 @@ class MemoryNode(Node):
         }
         watch = self._query_watches.get(request.backend or self.memory.backend)
         try:
-            image = mm.query_image_rgb(request.query)
+            image, since = mm.query_image_rgb(request.query), mm.searching_since_ns(request)
             with watch.time() if watch is not None else contextlib.nullcontext():
-                answer = self.memory.query(image, request.backend)
+                answer = self.memory.query(image, request.backend, searching_since_ns=since)
         except InvalidInputError as exc:
             return mm.fill_query_failure(response, f"no answer: {exc}", **where)
         if answer.stamp_ns is not None:  # the frame the answer is relative to (newer frames may have come)

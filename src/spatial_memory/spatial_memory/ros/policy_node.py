@@ -450,7 +450,11 @@ class PolicyNode(Node):
             self._query_in_flight = None
         if not self._query.service_is_ready():
             return
-        request = QueryPose.Request(query=task.picture_msg, backend=task.backend)
+        request = QueryPose.Request(  # since the goal came, what the robot sees is its search for the place
+            query=task.picture_msg,
+            backend=task.backend,
+            searching_since=conv.ns_to_stamp(task.started_ns, self._factory),
+        )
         future = self._query.call_async(request)
         self._query_in_flight = (future, time.perf_counter(), task)
         self._counts["queries"] += 1

@@ -148,9 +148,9 @@ def test_a_look_alike_place_that_verifies_too_makes_the_answer_ambiguous(house):
 
 
 def test_the_robots_own_search_yields_to_an_older_view_that_puts_the_picture_elsewhere(house):
-    """A look-alike where the robot stands (the picture's twin 3 m from where an old view saw it): with
-    `yield_ratio` the old view's answer wins and the reason says what yielded; off, the current view's
-    answer stands. With `searching_since_ns`, views stored since then count as the robot's search too."""
+    """A look-alike where the searching robot stands (the picture's twin 3 m from where an old view saw it):
+    with `yield_ratio` the old view's answer wins and the reason says what yielded; off, or asked outside a
+    search, the current view's answer stands. Views stored since the search began count as the search."""
     _, frames = house
     rgb, depth, K, T, stamp = frames[5]
     there = _turned(T, 0.0, right_m=3.0)
@@ -158,10 +158,12 @@ def test_the_robots_own_search_yields_to_an_older_view_that_puts_the_picture_els
     for ratio, expected in ((0.6, T), (0.0, there)):
         store = _store([frames[5]], yield_ratio=ratio, **wide)
         assert store.add(rgb, depth, K, there, stamp + 10**9) is False  # the twin: the current view only
-        r = store.refine(rgb, None)
+        r = store.refine(rgb, None, searching_since_ns=stamp + 10**9)
         assert r.ok and _errors(r.T_world_query, expected)[0] < 0.05, r.reason
         assert ("seen while searching, verified it 3.0 m away" in r.reason) == (ratio > 0), r.reason
         assert (r.view_id == LIVE_VIEW_ID) == (ratio == 0)
+        asked = store.refine(rgb, None)  # not searching: the most inliers, the current view first
+        assert asked.view_id == LIVE_VIEW_ID and _errors(asked.T_world_query, there)[0] < 0.05
     later = (*frames[20][:4], stamp + 30 * 10**9)  # another wall, the latest frame 10 s after the twin
     twins = [frames[5], (rgb, depth, K, there, stamp + 20 * 10**9), later]  # the twin stored 20 s later
     guesses = [there, T]  # identical pictures share every descriptor: the guesses order the candidates

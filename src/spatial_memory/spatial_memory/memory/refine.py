@@ -29,11 +29,12 @@ now it is `inv(T_world_base_now) @ T_world_view @ inv(T_query_view)`.
   (`Refinement.reason`). With `rival_ratio` (off by default) every candidate with enough matches is solved,
   and a second verified view, nearly as good, that puts the picture elsewhere (a look-alike room) is
   reported (`Refinement.rival_m`): the answer's sigma widens to it and a loop closure on it is refused.
-  With `yield_ratio`, a verification against the robot's own search (the current view, and the views
-  taken since the asker began looking for the place: `refine(searching_since_ns=...)`) yields to an older
-  view verified with nearly as many inliers that puts the picture elsewhere: a robot looking for a
-  pictured place offers a new view every frame, and one of them meets a look-alike of the picture sooner
-  than the old views of the place do.
+  With `yield_ratio`, when the asker says it has been looking for the place since a time
+  (`refine(searching_since_ns=...)`), a verification against its own search (the current view, and the
+  views taken since) yields to an older view verified with nearly as many inliers that puts the picture
+  elsewhere: a searching robot offers a new view every frame, and one of them meets a look-alike of the
+  picture sooner than the old views of the place do. A question asked outside a search is answered by
+  the most inliers, as before.
 - Loop closure (`loop_every`): the current frame matched against old views corrects every view's pose
   through a pose graph (`memory.pose_graph`), gated against the drift the odometry can explain.
 - `verified_sigmas` is the uncertainty of a verified answer: the odometry's drift since the matched view was
@@ -143,8 +144,8 @@ class RefineConfig:
     yield_ratio: float = field(
         default=0.6,
         metadata=_help(
-            "a verification against the robot's own search (the current view, and the views taken since "
-            "the asker began looking for the place: QueryPose's searching_since) yields to an older view "
+            "while the asker searches (QueryPose's searching_since), a verification against its own search "
+            "(the current view, and the views taken since the search began) yields to an older view "
             "verified with at least this share of its inliers that puts the picture more than rival_m "
             "elsewhere (a searching robot offers a new view every frame: one meets a look-alike of the "
             "picture sooner than the old views of the place do; chosen on validation Mem-Nav worlds); 0: off"
@@ -700,7 +701,7 @@ class ViewStore:
         candidates (the kidnap check asks what the robot saw long ago, not on the way here). `features`:
         the picture's (uv, descriptors) when already computed (the latest frame's, `live_view`).
         `searching_since_ns`: the asker has been looking for the place since then; with `yield_ratio`,
-        views taken since count as its own search, as the current view always does."""
+        the current view and the views taken since are its search (None: not searching, the rule is off)."""
         rgb = _check_rgb(query_rgb)
         if not self._views and (taken_before_ns is not None or self.live_view() is None):
             return Refinement(None, 0, -1, 0, "no stored RGB-D views yet")
@@ -779,14 +780,11 @@ class ViewStore:
         )  # fmt: skip
 
     def _search_from_ns(self, searching_since_ns: int | None) -> int | None:
-        """The stamp from which a view counts as the robot's own search (`yield_ratio`; None when off):
-        `searching_since_ns`, or without it the latest frame offered (the current view only)."""
-        if self.config.yield_ratio <= 0.0:
+        """The stamp from which a view counts as the robot's own search: `searching_since_ns`; None (the
+        rule does not apply) with `yield_ratio` 0 or when the asker is not searching."""
+        if self.config.yield_ratio <= 0.0 or searching_since_ns is None:
             return None
-        if searching_since_ns is not None:
-            return int(searching_since_ns)
-        stamps = [v.stamp_ns for v in self._views[-1:]] + ([self._live[4]] if self._live is not None else [])
-        return max(stamps) if stamps else None
+        return int(searching_since_ns)
 
     def _yield(
         self,

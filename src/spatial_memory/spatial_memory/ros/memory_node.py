@@ -17,7 +17,9 @@ Serves: `memory/query` (spatial_memory_interfaces/srv/QueryPose; internal, spati
     confidence and the seen probability, or success=false and the reason (empty memory, malformed image,
     a backend not served). `backend` picks the answer: '' = the configured model, 'keyframes' (with
     `serve_keyframes`), 'refined' (the model's answer verified and refined by PnP against stored RGB-D views,
-    with its inlier count; the model's answer, saying why, when verification fails). The pose's header
+    with its inlier count; the model's answer, saying why, when verification fails; `searching_since`,
+    when the asker has been looking for the place since then, makes what the robot saw since yield to older
+    views that verify the picture elsewhere: `refine.yield_ratio`). The pose's header
     stamp is the time of the memory's newest frame: the answer is relative to the base as it was then
     (look the base up in TF at that stamp to use it later).
     `memory/save`, `memory/load`, `memory/reset` (SaveState, LoadState, std_srvs/Trigger; see

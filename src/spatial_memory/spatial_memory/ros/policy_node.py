@@ -7,7 +7,8 @@ the base now) with the images of the frames it nominated, a text task from `poli
 answer about the goal picture, and TF `odom_frame` -> `base_frame` - calls the policy, and acts:
 
 * nominations: `/promote_keyframe` by the nominated frame's stamp (asynchronous);
-* `ask`: `/query_pose` with the goal picture (asynchronous, one in flight, dropped after `query_timeout_s`);
+* `ask`: `/query_pose` with the goal picture (asynchronous, one in flight, dropped after `query_timeout_s`),
+  `searching_since` the goal's start (a look-alike met on the way yields to older views of the place);
 * a goal: `goal_pose` (geometry_msgs/PoseStamped in `goal_frame`, nav2's topic). While a task runs and the
   policy has no goal, and when a task ends, it sends the base's own pose: hold still (nav2 and our goal
   follower stop there). Without a task nothing is sent, so teleoperation is left alone;

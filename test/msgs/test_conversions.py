@@ -471,7 +471,7 @@ def test_query_pose_service_round_trips(store, factory):
 def test_interface_files_parse_into_the_expected_fields():
     types = _interface_types()
     fields = {name.rsplit("/", 1)[1]: [f for f, _ in defs[1]] for name, defs in types.items()}
-    assert fields["QueryPose_Request"] == ["query", "backend"]
+    assert fields["QueryPose_Request"] == ["query", "backend", "searching_since"]
     assert fields["QueryPose_Response"] == [
         "success",
         "message",

@@ -3,7 +3,9 @@ log and plot, and trains every model; plus the `spatial-memory train` command li
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 
 import pytest
 import torch
@@ -18,6 +20,7 @@ from spatial_memory.memory.train import (
     TRAINABLE,
     TrainConfig,
     _build,
+    _episodes,
     learning_rate,
     read_log,
     run_window,
@@ -185,6 +188,27 @@ def test_cli_train(dataset, tmp_path, capsys):
     assert ckpt.extra["train_config"]["model_overrides"] == {"hidden": 64, "context_dim": 32}
     assert ckpt.extra["train_config"]["lr"] == 3e-4
     assert main([*args[:-2], "--set", "encoder.heads=4"]) == 2  # another config: refused, one-line error
+
+
+def test_several_dataset_folders_train_together(dataset, tmp_path):
+    """`data` with two folders (os.pathsep; the CLI's `--data A B`) trains on the episodes of both: a second
+    folder of other worlds changes the weights; a folder that is not a dataset is refused."""
+    other = tmp_path / "other"
+    build_dataset(dataclasses.replace(SPEC, train_seeds=(2, 3), val_seeds=(1001,)), other, progress=False)
+    both = os.pathsep.join([str(dataset), str(other)])
+    assert [len(_episodes(_config(d), "train", 10).episodes) for d in (dataset, both)] == [2, 4]
+    assert len(_episodes(_config(both), "val", None).episodes) == 2
+    train(_config(dataset, steps=3), tmp_path / "one", progress=False)
+    train(_config(both, steps=3), tmp_path / "two", progress=False)
+    assert not _same(_weights(tmp_path / "one" / "last.pt"), _weights(tmp_path / "two" / "last.pt"))
+    args = ["train", "--data", str(dataset), str(other), "--model", "gru", "--out", str(tmp_path / "cli")]
+    args += ["--steps", "1", "--batch", "2", "--window", "10", "--threads", "1", "--no-progress"]
+    args += ["--set", "encoder.image_size=32", "--set", "encoder.widths=[8,16]", "--set", "model.hidden=64"]
+    args += ["--set", "model.context_dim=32", "--set", "encoder.token_dim=32", "--set", "encoder.heads=2"]
+    assert main(args) == 0
+    assert load_checkpoint(tmp_path / "cli" / "last.pt").extra["train_config"]["data"] == both
+    with pytest.raises(InvalidInputError, match="not a memory dataset"):
+        train(_config(os.pathsep.join([str(dataset), str(tmp_path / "nothing")])), tmp_path / "bad")
 
 
 def test_init_from_starts_at_the_checkpoint_weights(dataset, tmp_path):

@@ -295,7 +295,11 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
         "worlds (rerun the same command to resume)",
     )
     train.add_argument(
-        "--data", type=Path, required=True, help="dataset folder (spatial-memory dataset build)"
+        "--data",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="dataset folder(s) (spatial-memory dataset build); several train on all their episodes",
     )
     train.add_argument(
         "--model",
@@ -353,7 +357,7 @@ def _key_value(item: str) -> tuple[str, Any]:
 def _train_config(args: argparse.Namespace):  # noqa: ANN202 - the import is deferred
     from spatial_memory.memory.train import TrainConfig
 
-    fields: dict = {"data": str(args.data), "model": args.model}
+    fields: dict = {"data": os.pathsep.join(str(folder) for folder in args.data), "model": args.model}
     flags = {"steps": args.steps, "batch_size": args.batch, "window": args.window}
     flags |= {"seed": args.seed, "threads": args.threads, "device": args.device}
     fields |= {k: v for k, v in flags.items() if v is not None}

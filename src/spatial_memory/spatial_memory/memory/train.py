@@ -42,6 +42,7 @@ import itertools
 import json
 import logging
 import math
+import os
 import random
 import time
 from collections.abc import Mapping, Sequence
@@ -77,7 +78,9 @@ class TrainConfig:
     is ceil(train episodes / batch_size) * (episode steps / window) steps.
     """
 
-    data: str = ""  # dataset folder (data.build_dataset): 'train' split to fit, 'val' split to validate
+    # dataset folder (data.build_dataset): 'train' split to fit, 'val' split to validate; several folders
+    # (e.g. house and apartment tours) joined by os.pathsep train on all their episodes together
+    data: str = ""
     model: str = "kinaema"  # registry name: kinaema, gru, ema, truncated, full
     model_overrides: dict[str, Any] = field(default_factory=dict)  # fields of the model's config
     encoder: EncoderConfig = field(default_factory=EncoderConfig)  # image_size must match the dataset
@@ -380,13 +383,27 @@ def _init_weights(config: TrainConfig, model: MemoryModel, encoder: ImageEncoder
     logger.info("initialised %s and its encoder from %s", config.model, path)
 
 
+def data_folders(config: TrainConfig) -> list[str]:
+    """The dataset folders of `config.data` (several joined by os.pathsep)."""
+    return [folder for folder in config.data.split(os.pathsep) if folder]
+
+
 def _check_data(config: TrainConfig) -> None:
-    spec = open_dataset(config.data).spec
     size = config.encoder.image_size
-    if (spec.width, spec.height) != (size, size):
-        raise ConfigError(
-            f"{config.data} holds {spec.width}x{spec.height} images but encoder.image_size is {size}"
-        )
+    for folder in data_folders(config):
+        spec = open_dataset(folder).spec
+        if (spec.width, spec.height) != (size, size):
+            raise ConfigError(
+                f"{folder} holds {spec.width}x{spec.height} images but encoder.image_size is {size}"
+            )
+
+
+def _episodes(config: TrainConfig, split: str, window: int | None) -> SequenceDataset:
+    """One split of every dataset folder, episodes in the folders' order."""
+    paths = [path for folder in data_folders(config) for path in open_dataset(folder).paths(split)]
+    if not paths:
+        raise InvalidInputError(f"{config.data} has no recorded {split!r} episodes")
+    return SequenceDataset(paths, window, in_memory=True)
 
 
 def _config_diff(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> str:
@@ -444,11 +461,11 @@ def train(
         logger.info("resumed %s at step %d of %d", out, step, config.steps)
     out.mkdir(parents=True, exist_ok=True)
 
-    train_set = SequenceDataset.from_dataset(config.data, "train", config.window, in_memory=True)
+    train_set = _episodes(config, "train", config.window)
     lengths = {ep.num_steps for ep in train_set.episodes}
     if len(lengths) != 1:
         raise InvalidInputError(f"training episodes must share one length, got {sorted(lengths)}")
-    val_set = SequenceDataset.from_dataset(config.data, "val", None, in_memory=True)
+    val_set = _episodes(config, "val", None)
     if config.eval_episodes:
         val_set = SequenceDataset(
             [ep.path for ep in val_set.episodes[: config.eval_episodes]], None, in_memory=True

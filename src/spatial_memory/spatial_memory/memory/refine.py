@@ -770,7 +770,7 @@ class ViewStore:
         if _searching(view, search_ns):
             inliers, view, T, yielded = self._yield(verified, inliers, view, T, search_ns)
             view_id = view.view_id
-        what = "the current view" if view_id == LIVE_VIEW_ID else f"view {view_id}"
+        what = _view_name(view_id)
         reason = f"{inliers} PnP inliers against {what}{yielded}"
         drift_from = max(view.stamp_ns, view.drift_from_ns)
         gap, rival = self._rival(verified, inliers, T) if rivals else (0.0, "")
@@ -805,13 +805,13 @@ class ViewStore:
             for n, v, T_other in verified
             if not _searching(v, search_ns)
             and n >= cfg.yield_ratio * inliers
-            and float(np.hypot(*(T_other[:2, 3] - T[:2, 3]))) > cfg.rival_m
+            and _apart_m(T_other, T) > cfg.rival_m
         ]  # fmt: skip
         if not older:
             return inliers, view, T, ""
         n, other, T_other = max(older, key=lambda t: t[0])  # noqa: N806
-        what = "the current view" if view.view_id == LIVE_VIEW_ID else f"view {view.view_id}"
-        far = float(np.hypot(*(T_other[:2, 3] - T[:2, 3])))
+        what = _view_name(view.view_id)
+        far = _apart_m(T_other, T)
         said = f" ({what}, seen while searching, verified it {far:.1f} m away with {inliers})"
         return n, other, T_other, said
 
@@ -826,9 +826,9 @@ class ViewStore:
         distance, which view); (0, "") when no such rival (the answer is not ambiguous)."""
         cfg, gap, rival = self.config, 0.0, ""
         for n, view, T_other in verified:  # noqa: N806
-            far = float(np.hypot(*(T_other[:2, 3] - T[:2, 3])))
+            far = _apart_m(T_other, T)
             if n >= cfg.rival_ratio * inliers and far > max(cfg.rival_m, gap):
-                what = "the current view" if view.view_id == LIVE_VIEW_ID else f"view {view.view_id}"
+                what = _view_name(view.view_id)
                 gap, rival = far, f"{what} ({n} inliers)"
         return gap, rival
 
@@ -987,6 +987,16 @@ def _graph(config: RefineConfig, views: Sequence[StoredView] = ()) -> ViewPoseGr
     for v in views:
         graph.add_view(v.view_id, v.stamp_ns, v.T_world_cam)
     return graph
+
+
+def _view_name(view_id: int) -> str:
+    """How reasons name a view: the current view (`LIVE_VIEW_ID`) or a stored one by its id."""
+    return "the current view" if view_id == LIVE_VIEW_ID else f"view {view_id}"
+
+
+def _apart_m(a: np.ndarray, b: np.ndarray) -> float:
+    """How far apart two poses are on the floor (metres, x and y of the store's frame)."""
+    return float(np.hypot(*(a[:2, 3] - b[:2, 3])))
 
 
 def _searching(view: StoredView | None, search_ns: int | None) -> bool:

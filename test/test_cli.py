@@ -224,6 +224,36 @@ def test_eval_mem_rpe_checks_checkpoints_before_recording_episodes(tmp_path, cap
     assert not (tmp_path / "cache").exists()
 
 
+def test_calibrate_sigma_fits_one_factor_over_every_preset_it_is_given(tmp_path, monkeypatch, capsys):
+    import spatial_memory.memory.evaluate as evaluate
+    from spatial_memory.memory.encoder import EncoderConfig, ImageEncoder
+    from spatial_memory.memory.registry import build_model, load_checkpoint, save_checkpoint
+
+    model = build_model("kinaema")
+    save_checkpoint(tmp_path / "in.pt", model, ImageEncoder(EncoderConfig(image_size=64)), {"step": 3})
+    asked, fitted_on = [], []
+
+    def episodes_for(seeds, length, preset, resolution, *args):
+        asked.append((tuple(seeds), length, preset, resolution))
+        return [f"{preset}-{seed}" for seed in seeds]
+
+    def calibrate_sigma(model, encoder, episodes, length, coverage):
+        fitted_on.extend(episodes)
+        return {"factor": 0.5, "coverage_before": 0.9, "answers": 40}
+
+    monkeypatch.setattr(evaluate, "episodes_for", episodes_for)
+    monkeypatch.setattr(evaluate, "calibrate_sigma", calibrate_sigma)
+    argv = ["eval", "calibrate-sigma", "--checkpoint", str(tmp_path / "in.pt"), "--seeds", "1000-1001"]
+    assert main([*argv, "--preset", "house", "apartment", "--out", str(tmp_path / "out.pt")]) == 0
+    assert asked == [((1000, 1001), 200, "house", (64, 64)), ((1000, 1001), 200, "apartment", (64, 64))]
+    assert fitted_on == ["house-1000", "house-1001", "apartment-1000", "apartment-1001"]
+    out = load_checkpoint(tmp_path / "out.pt")
+    assert out.model.config.sigma_scale == pytest.approx(0.5 * model.config.sigma_scale)
+    assert out.extra["step"] == 3
+    assert out.extra["sigma_calibration"]["presets"] == ["house", "apartment"]
+    assert "house/apartment worlds [1000, 1001]" in capsys.readouterr().out
+
+
 def test_verbose_adds_the_traceback_to_the_one_line(tmp_path, caplog, no_work):
     argv = ["demo", "--duration", "nan", "--out", str(tmp_path)]
     with caplog.at_level(logging.ERROR):

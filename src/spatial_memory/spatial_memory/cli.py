@@ -280,6 +280,13 @@ def _add_eval_parsers(sub: argparse._SubParsersAction) -> None:
     )
     cal.add_argument("--checkpoint", type=Path, required=True, help="Kinaema checkpoint to calibrate")
     cal.add_argument("--seeds", nargs="+", required=True, help="VALIDATION world seeds (never test ones)")
+    cal.add_argument(
+        "--preset",
+        nargs="+",
+        choices=("room", "house", "apartment"),
+        default=["house"],
+        help="world preset(s), each with the seeds (default house); several: one factor over all answers",
+    )
     cal.add_argument("--length", type=int, default=200, help="episode length T (default 200)")
     cal.add_argument("--coverage", type=float, default=0.68, help="share the 1-sigma should cover (0.68)")
     cal.add_argument("--data", type=Path, nargs="*", default=[], help="dataset folders holding the episodes")
@@ -755,16 +762,22 @@ def _run_eval_calibrate_sigma(args: argparse.Namespace) -> None:
     ckpt = load_checkpoint(args.checkpoint, expect_model="kinaema")
     size = ckpt.encoder.config.image_size
     seeds = parse_seeds(args.seeds)
-    episodes = episodes_for(seeds, args.length, "house", (size, size), args.data, args.cache, True)
+    episodes = [
+        episode
+        for preset in args.preset
+        for episode in episodes_for(seeds, args.length, preset, (size, size), args.data, args.cache, True)
+    ]
     fit = calibrate_sigma(ckpt.model, ckpt.encoder, episodes, args.length, args.coverage)
     scale = ckpt.model.config.sigma_scale * fit["factor"]
     model = build_model("kinaema", dataclasses.replace(ckpt.model.config, sigma_scale=scale))
     model.load_state_dict(ckpt.model.state_dict())
-    extra = {**ckpt.extra, "sigma_calibration": {**fit, "seeds": list(seeds), "length": args.length}}
+    where = {"seeds": list(seeds), "presets": list(args.preset), "length": args.length}
+    extra = {**ckpt.extra, "sigma_calibration": {**fit, **where}}
     save_checkpoint(args.out, model, ckpt.encoder, extra)
     print(
         f"sigma x {fit['factor']:.3f} (sigma_scale {scale:.3f}): the 1-sigma covered "
-        f"{100 * fit['coverage_before']:.1f} % of {fit['answers']} errors on worlds {list(seeds)}, now "
+        f"{100 * fit['coverage_before']:.1f} % of {fit['answers']} errors on {'/'.join(args.preset)} worlds "
+        f"{list(seeds)}, now "
         f"{100 * args.coverage:.0f} %; wrote {args.out}"
     )
 

@@ -224,7 +224,9 @@ def test_eval_mem_rpe_checks_checkpoints_before_recording_episodes(tmp_path, cap
     assert not (tmp_path / "cache").exists()
 
 
-def test_calibrate_sigma_fits_one_factor_over_every_preset_it_is_given(tmp_path, monkeypatch, capsys):
+def test_calibrate_sigma_fits_one_factor_over_every_preset_and_the_read_out_it_is_given(
+    tmp_path, monkeypatch, capsys, caplog
+):
     import spatial_memory.memory.evaluate as evaluate
     from spatial_memory.memory.encoder import EncoderConfig, ImageEncoder
     from spatial_memory.memory.registry import build_model, load_checkpoint, save_checkpoint
@@ -238,20 +240,25 @@ def test_calibrate_sigma_fits_one_factor_over_every_preset_it_is_given(tmp_path,
         return [f"{preset}-{seed}" for seed in seeds]
 
     def calibrate_sigma(model, encoder, episodes, length, coverage):
+        assert model.config.recall_sharpness == 8.0  # fitted on the read-out that is written
         fitted_on.extend(episodes)
         return {"factor": 0.5, "coverage_before": 0.9, "answers": 40}
 
     monkeypatch.setattr(evaluate, "episodes_for", episodes_for)
     monkeypatch.setattr(evaluate, "calibrate_sigma", calibrate_sigma)
     argv = ["eval", "calibrate-sigma", "--checkpoint", str(tmp_path / "in.pt"), "--seeds", "1000-1001"]
-    assert main([*argv, "--preset", "house", "apartment", "--out", str(tmp_path / "out.pt")]) == 0
+    argv += ["--set", "recall_sharpness=8", "--out", str(tmp_path / "out.pt")]
+    assert main([*argv, "--preset", "house", "apartment"]) == 0
     assert asked == [((1000, 1001), 200, "house", (64, 64)), ((1000, 1001), 200, "apartment", (64, 64))]
     assert fitted_on == ["house-1000", "house-1001", "apartment-1000", "apartment-1001"]
     out = load_checkpoint(tmp_path / "out.pt")
     assert out.model.config.sigma_scale == pytest.approx(0.5 * model.config.sigma_scale)
     assert out.extra["step"] == 3
+    assert out.model.config.recall_sharpness == 8.0
     assert out.extra["sigma_calibration"]["presets"] == ["house", "apartment"]
+    assert out.extra["sigma_calibration"]["set"] == {"recall_sharpness": 8}
     assert "house/apartment worlds [1000, 1001]" in capsys.readouterr().out
+    assert "no_such_field" in _one_error(caplog, [*argv, "--set", "no_such_field=1"])
 
 
 def test_verbose_adds_the_traceback_to_the_one_line(tmp_path, caplog, no_work):

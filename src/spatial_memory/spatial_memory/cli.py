@@ -288,6 +288,14 @@ def _add_eval_parsers(sub: argparse._SubParsersAction) -> None:
         help="world preset(s), each with the seeds (default house); several: one factor over all answers",
     )
     cal.add_argument("--length", type=int, default=200, help="episode length T (default 200)")
+    cal.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="model config field without weights to write with it (recall_sharpness=8); values are YAML",
+    )
     cal.add_argument("--coverage", type=float, default=0.68, help="share the 1-sigma should cover (0.68)")
     cal.add_argument("--data", type=Path, nargs="*", default=[], help="dataset folders holding the episodes")
     cal.add_argument("--cache", type=Path, default=Path("outputs/eval_episodes"))
@@ -760,6 +768,13 @@ def _run_eval_calibrate_sigma(args: argparse.Namespace) -> None:
     from spatial_memory.memory.registry import build_model, load_checkpoint, save_checkpoint
 
     ckpt = load_checkpoint(args.checkpoint, expect_model="kinaema")
+    readout = dict(_key_value(item) for item in args.overrides)
+    try:
+        config = dataclasses.replace(ckpt.model.config, **readout)
+    except TypeError as exc:
+        raise SpatialMemoryError(f"--set: {exc}") from exc
+    model = build_model("kinaema", config)
+    model.load_state_dict(ckpt.model.state_dict())
     size = ckpt.encoder.config.image_size
     seeds = parse_seeds(args.seeds)
     episodes = [
@@ -767,13 +782,13 @@ def _run_eval_calibrate_sigma(args: argparse.Namespace) -> None:
         for preset in args.preset
         for episode in episodes_for(seeds, args.length, preset, (size, size), args.data, args.cache, True)
     ]
-    fit = calibrate_sigma(ckpt.model, ckpt.encoder, episodes, args.length, args.coverage)
-    scale = ckpt.model.config.sigma_scale * fit["factor"]
-    model = build_model("kinaema", dataclasses.replace(ckpt.model.config, sigma_scale=scale))
-    model.load_state_dict(ckpt.model.state_dict())
-    where = {"seeds": list(seeds), "presets": list(args.preset), "length": args.length}
+    fit = calibrate_sigma(model, ckpt.encoder, episodes, args.length, args.coverage)
+    scale = config.sigma_scale * fit["factor"]
+    calibrated = build_model("kinaema", dataclasses.replace(config, sigma_scale=scale))
+    calibrated.load_state_dict(ckpt.model.state_dict())
+    where = {"seeds": list(seeds), "presets": list(args.preset), "length": args.length, "set": readout}
     extra = {**ckpt.extra, "sigma_calibration": {**fit, **where}}
-    save_checkpoint(args.out, model, ckpt.encoder, extra)
+    save_checkpoint(args.out, calibrated, ckpt.encoder, extra)
     print(
         f"sigma x {fit['factor']:.3f} (sigma_scale {scale:.3f}): the 1-sigma covered "
         f"{100 * fit['coverage_before']:.1f} % of {fit['answers']} errors on {'/'.join(args.preset)} worlds "

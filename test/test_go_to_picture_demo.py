@@ -23,7 +23,7 @@ SMALL = LiveSimConfig(
         wrist_camera=mr.CameraConfig(width=16, height=16, fovy_deg=58.0, rate_hz=1.0),
     ),
 )
-ENGINE = EngineConfig(checkpoint="models/kinaema_house64.pt", resize="crop", camera_height_m=1.45, threads=1)
+ENGINE = EngineConfig(checkpoint="models/kinaema_indoor64.pt", resize="crop", camera_height_m=1.45, threads=1)
 
 
 def test_the_demo_goes_to_a_picture_and_writes_what_it_saw(tmp_path):

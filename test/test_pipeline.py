@@ -44,7 +44,7 @@ def test_cli_reports_bad_arguments_in_one_line(capsys, tmp_path):
 
 @pytest.mark.slow
 def test_short_mobile_run_asks_the_memory_about_places_it_saw(tmp_path):
-    memory = EngineConfig(checkpoint="models/kinaema_house64.pt", threads=1)
+    memory = EngineConfig(checkpoint="models/kinaema_indoor64.pt", threads=1)
     pipeline = MobilePipeline(MobileDemoConfig(steps=40, queries=3, memory=memory))
     try:
         result = pipeline.run(tmp_path, progress=False)
@@ -61,7 +61,7 @@ def test_short_mobile_run_asks_the_memory_about_places_it_saw(tmp_path):
         assert math.hypot(*a.truth[:2]) < 12.0  # inside a 10 x 8 m house
     summary = json.loads((tmp_path / "mobile_summary.json").read_text())
     assert [e["label"] for e in summary["asked"]] == [a.label for a in result.asked]
-    assert summary["config"]["memory"]["checkpoint"].endswith("kinaema_house64.pt")
+    assert summary["config"]["memory"]["checkpoint"].endswith("kinaema_indoor64.pt")
     assert (tmp_path / "memory_answers.png").stat().st_size > 1000
     assert (tmp_path / "mobile_demo.gif").stat().st_size > 1000
     assert "| A |" in (tmp_path / "mobile_summary.md").read_text()
@@ -74,7 +74,7 @@ def test_mobile_demo_config_refuses_nonsense():
 
 
 def test_mobile_demo_refuses_a_camera_the_memory_cannot_read():
-    memory = EngineConfig(checkpoint="models/kinaema_house64.pt", resize="none", threads=1)  # reads 64x64
+    memory = EngineConfig(checkpoint="models/kinaema_indoor64.pt", resize="none", threads=1)  # reads 64x64
     with pytest.raises(ConfigError, match="64px"):
         MobilePipeline(MobileDemoConfig(camera_px=96, memory=memory))
 

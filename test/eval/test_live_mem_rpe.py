@@ -31,7 +31,7 @@ from spatial_memory.sim import mobile_robot as mr
 from spatial_memory.sim.live import LiveSim, LiveSimConfig, LiveWorldConfig
 from spatial_memory.sim.world_tour import WorldTour
 
-CHECKPOINT = "models/kinaema_house64.pt"
+CHECKPOINT = "models/kinaema_indoor64.pt"
 SMALL = LiveSimConfig(
     world=LiveWorldConfig(texture_px=16),
     robot=mr.MobileRobotConfig(

@@ -18,7 +18,7 @@ from spatial_memory.memory.service import MemoryService
 from spatial_memory.sim import mobile_robot as mr
 from spatial_memory.sim.live import LiveSimConfig, LiveWorldConfig
 
-ENGINE = EngineConfig(checkpoint="models/kinaema_house64.pt", resize="crop", camera_height_m=1.45, threads=1)
+ENGINE = EngineConfig(checkpoint="models/kinaema_indoor64.pt", resize="crop", camera_height_m=1.45, threads=1)
 SMALL = LiveSimConfig(
     world=LiveWorldConfig(texture_px=16),
     robot=mr.MobileRobotConfig(

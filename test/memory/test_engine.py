@@ -416,7 +416,7 @@ def test_keyframes_from_a_keyframes_checkpoint(tmp_path):
 
 def test_a_shipped_model_is_found_by_its_relative_name_from_anywhere(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    found = Path(resolve_checkpoint("models/kinaema_house64.pt"))
+    found = Path(resolve_checkpoint("models/kinaema_indoor64.pt"))
     assert found.is_absolute() and found.is_file()
     assert resolve_checkpoint("models/no_such_model.pt") == "models/no_such_model.pt"  # the loader says why
 

@@ -21,7 +21,7 @@ from spatial_memory.memory.refine import RefineConfig, ViewStore, verified_sigma
 from spatial_memory.memory.service import KEYFRAMES, REFINED, MemoryService
 from spatial_memory.sim.live import LiveSim, LiveSimConfig, LiveWorldConfig
 
-CHECKPOINT = "models/kinaema_house64.pt"
+CHECKPOINT = "models/kinaema_indoor64.pt"
 
 
 @pytest.fixture(scope="module")

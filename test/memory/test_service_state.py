@@ -29,7 +29,7 @@ from spatial_memory.memory.service import KEYFRAMES, REFINED, MemoryService
 from spatial_memory.saved_state import GIVEN_POSE, Resume
 from spatial_memory.sim.live import LiveSim, LiveSimConfig, LiveWorldConfig
 
-CHECKPOINT = "models/kinaema_house64.pt"
+CHECKPOINT = "models/kinaema_indoor64.pt"
 ROBOT = {"world_frame": "odom", "base_frame": "base_link"}
 SMALL_ENCODER = EncoderConfig(image_size=32, widths=(8, 16), token_dim=32, tokens_per_frame=4, heads=2)
 SMALL_KINAEMA = {"slots": 8, "dim": 32, "heads": 2, "correction_hidden": 32, "query_hidden": 32}

@@ -117,7 +117,7 @@ def test_a_trace_that_disagrees_is_refused(caplog):
 @torch.no_grad()
 def test_the_shipped_engine_answers_the_same_traced_and_eager():
     """The shipped checkpoint, through the engine as memory_node runs it: same states, same answers."""
-    ckpt = resolve_checkpoint("models/kinaema_house64.pt")
+    ckpt = resolve_checkpoint("models/kinaema_indoor64.pt")
     size = load_checkpoint(ckpt).encoder.config.image_size
     traced = MemoryEngine(EngineConfig(checkpoint=ckpt, resize="none"))
     eager = MemoryEngine(EngineConfig(checkpoint=ckpt, resize="none", trace=False))
@@ -139,7 +139,7 @@ def test_the_shipped_engine_answers_the_same_traced_and_eager():
 
 
 def test_engines_of_one_model_share_its_trace():
-    ckpt = resolve_checkpoint("models/kinaema_house64.pt")
+    ckpt = resolve_checkpoint("models/kinaema_indoor64.pt")
     a = MemoryEngine(EngineConfig(checkpoint=ckpt))
     b = MemoryEngine(EngineConfig(checkpoint=ckpt))
     assert a._traced.traced_update is b._traced.traced_update

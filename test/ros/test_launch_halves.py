@@ -25,7 +25,7 @@ from launch_ros.actions import Node  # noqa: E402
 from spatial_memory.msgs import topics  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-CHECKPOINT = REPO / "models" / "kinaema_house64.pt"  # any existing file: memory_node is not started here
+CHECKPOINT = REPO / "models" / "kinaema_indoor64.pt"  # any existing file: memory_node is not started here
 
 
 def _description(name: str) -> LaunchDescription:

@@ -54,7 +54,7 @@ def generate_test_description():
         "mode": "mobile",
         "use_vo": "true",
         "use_memory": "true",
-        "memory_checkpoint": str(REPO / "models" / "kinaema_house64.pt"),  # robot.yaml names none
+        "memory_checkpoint": str(REPO / "models" / "kinaema_indoor64.pt"),  # robot.yaml names none
         "use_policy": "true",
         "image_topic": DRIVER["image"],
         "camera_info_topic": DRIVER["info"],

@@ -158,7 +158,7 @@ def test_the_search_start_of_a_query(store):
 
 def test_configured_checkpoint(tmp_path):
     shipped = Path(configured_memory_checkpoint(REPO / "config" / "sim.yaml"))
-    assert shipped.name == "kinaema_house64.pt" and (REPO / "models" / shipped.name).is_file()
+    assert shipped.name == "kinaema_indoor64.pt" and (REPO / "models" / shipped.name).is_file()
     assert configured_memory_checkpoint(REPO / "config" / "robot.yaml") == ""  # a real robot brings its own
     assert configured_memory_checkpoint(REPO / "config" / "robot.yaml", "/x.pt") == "/x.pt"
     params = tmp_path / "p.yaml"

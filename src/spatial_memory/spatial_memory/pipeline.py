@@ -258,7 +258,9 @@ class MobileDemoConfig:
     camera_px: int = 64  # head camera width = height; the shipped memory reads 64x64
     policy_every: int = 5  # steps between policy ticks (keyframes, map): 1 Hz at 5 steps/s
     queries: int = 6  # pictures the robot asks about at the end
-    memory: EngineConfig = field(default_factory=lambda: EngineConfig(checkpoint="models/kinaema_house64.pt"))
+    memory: EngineConfig = field(
+        default_factory=lambda: EngineConfig(checkpoint="models/kinaema_indoor64.pt")
+    )
     context: ContextConfig = field(default_factory=ContextConfig)
 
     def __post_init__(self) -> None:

@@ -229,7 +229,7 @@ class EngineConfig:
 
 def resolve_checkpoint(path: str) -> str:
     """`path` as given when that file exists; else a shipped model of that relative name
-    (e.g. 'models/kinaema_house64.pt' from `share/spatial_memory/`); else `path` unchanged (the loader then
+    (e.g. 'models/kinaema_indoor64.pt' from `share/spatial_memory/`); else `path` unchanged (the loader then
     reports it missing)."""
     if not path or Path(path).is_file() or Path(path).is_absolute():
         return path

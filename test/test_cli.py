@@ -287,6 +287,21 @@ def test_set_values_read_as_yaml_with_numbers_as_python_reads_them():
 # eval mem-rpe-live / mem-nav: the params file's sim_node section is the simulation they run
 
 
+def test_mem_rpe_live_no_progress_reaches_the_evaluation(tmp_path, monkeypatch):
+    import spatial_memory.eval.live_mem_rpe as live
+
+    seen = {}
+
+    def capture(**kwargs):
+        seen.update(kwargs)
+        return {"table": ""}
+
+    monkeypatch.setattr(live, "compare_offline_live", capture)
+    argv = ["eval", "mem-rpe-live", "--seeds", "1000", "--length", "10", "--out", str(tmp_path / "out.json")]
+    assert main(argv) == 0 and seen["progress"] is True
+    assert main([*argv, "--no-progress"]) == 0 and seen["progress"] is False
+
+
 @pytest.mark.parametrize(
     ("command", "module", "function"),
     [

@@ -244,6 +244,7 @@ def _add_eval_parsers(sub: argparse._SubParsersAction) -> None:
     live.add_argument(
         "--data", type=Path, nargs="*", default=[], help="dataset folders holding the offline episodes"
     )
+    live.add_argument("--no-progress", action="store_true", help="no progress bars or per-run lines")
     live.add_argument(
         "--cache",
         type=Path,
@@ -722,6 +723,7 @@ def _run_eval_mem_rpe_live(args: argparse.Namespace) -> None:
         cache=args.cache,
         offline=not args.no_offline,
         out=args.out,
+        progress=not args.no_progress,
         refine=node.refine,
         sim_config=sim,
     )

@@ -769,14 +769,9 @@ def _run_eval_calibrate_sigma(args: argparse.Namespace) -> None:
     from spatial_memory.memory.evaluate import calibrate_sigma, episodes_for
     from spatial_memory.memory.registry import build_model, load_checkpoint, save_checkpoint
 
-    ckpt = load_checkpoint(args.checkpoint, expect_model="kinaema")
     readout = dict(_key_value(item) for item in args.overrides)
-    try:
-        config = dataclasses.replace(ckpt.model.config, **readout)
-    except TypeError as exc:
-        raise SpatialMemoryError(f"--set: {exc}") from exc
-    model = build_model("kinaema", config)
-    model.load_state_dict(ckpt.model.state_dict())
+    ckpt = load_checkpoint(args.checkpoint, expect_model="kinaema", model_overrides=readout)
+    model, config = ckpt.model, ckpt.model.config
     size = ckpt.encoder.config.image_size
     seeds = parse_seeds(args.seeds)
     episodes = [
